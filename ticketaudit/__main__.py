@@ -1,0 +1,5 @@
+"""``python -m ticketaudit``: the same CLI as the ``ticketaudit`` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,39 @@
+"""Shared pieces of analysis results: JSON-safe conversion and the inputs every analysis reads."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..data import Groups
+from .predict import Predictions
+
+
+def number(value: Any) -> float | None:
+    """A JSON-safe float: NaN and infinities become None (JSON null = undefined)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def interval(low: Any, high: Any) -> list[float | None]:
+    return [number(low), number(high)]
+
+
+@dataclass(frozen=True, eq=False)
+class AnalysisInputs:
+    """What every analysis reads: labels, both models' predictions and the groups."""
+
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    predictions: Predictions
+    groups: Groups
+    confidence: float
+    min_group_size: int
+    n_boot: int
+    seed: int
+    ece_bins: int

@@ -1,0 +1,76 @@
+"""What the ticket saves: per-layer density, mask entropy and size in bits (dense vs ticket)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..tickets.mask import Mask, binary_entropy_bits, prunable_parameters
+from .base import number
+
+
+@dataclass(frozen=True)
+class LayerCompression:
+    name: str
+    shape: tuple[int, ...]
+    parameters: int
+    kept: int
+    density: float
+    mask_entropy_bits: float
+    dense_bits: float
+    ticket_bits: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape), "parameters": self.parameters, "kept": self.kept,
+                "density": number(self.density), "mask_entropy_bits": number(self.mask_entropy_bits),
+                "dense_bits": number(self.dense_bits), "ticket_bits": number(self.ticket_bits)}
+
+
+@dataclass(frozen=True)
+class CompressionResult:
+    """Sizes follow DESIGN.md: dense N * b_w bits; ticket (kept * b_w) + N * H(density) bits."""
+
+    layers: tuple[LayerCompression, ...]
+    bits_per_weight: int
+    density: float
+    dense_bits: float
+    ticket_bits: float
+
+    @property
+    def smaller(self) -> bool:
+        return self.ticket_bits < self.dense_bits
+
+    @property
+    def statement(self) -> str:
+        ratio = self.ticket_bits / self.dense_bits if self.dense_bits else float("nan")
+        if self.smaller:
+            return (f"The ticket keeps {self.density:.1%} of its prunable weights and, with an entropy-coded "
+                    f"mask, needs {ratio:.1%} of the dense model's storage.")
+        return (f"The ticket is NOT smaller than the dense model: it keeps {self.density:.1%} of its prunable "
+                f"weights, and storing those plus the mask takes {ratio:.1%} of the dense size.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"layers": [layer.to_dict() for layer in self.layers], "bits_per_weight": self.bits_per_weight,
+                "density": number(self.density), "dense_bits": number(self.dense_bits),
+                "ticket_bits": number(self.ticket_bits), "smaller": self.smaller, "statement": self.statement}
+
+
+def analyse_compression(mask: Mask, model: torch.nn.Module) -> CompressionResult:
+    """Per-layer and total accounting of the ticket's mask."""
+    weights = prunable_parameters(model)
+    bits = max((torch.finfo(w.dtype).bits if w.is_floating_point() else 32) for w in weights.values()) if weights else 32
+    layers = []
+    for name, tensor in mask.items():
+        total = tensor.numel()
+        kept = int(tensor.sum())
+        density = kept / total
+        entropy = binary_entropy_bits(density)
+        layers.append(LayerCompression(name, tuple(tensor.shape), total, kept, density, entropy,
+                                       float(total * bits), float(kept * bits + total * entropy)))
+    dense_bits = sum(layer.dense_bits for layer in layers)
+    ticket_bits = sum(layer.ticket_bits for layer in layers)
+    total = sum(layer.parameters for layer in layers)
+    return CompressionResult(tuple(layers), bits, sum(layer.kept for layer in layers) / total if total else 1.0,
+                             dense_bits, ticket_bits)

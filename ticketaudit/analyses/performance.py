@@ -1,0 +1,355 @@
+"""Per-group metrics of both models (fairlearn ``MetricFrame``), paired deltas with intervals,
+excess drop psi_g, gaps and their widening, all from one stratified bootstrap."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from fairlearn.metrics import MetricFrame, false_positive_rate, selection_rate, true_positive_rate
+from sklearn.metrics import accuracy_score, precision_score, recall_score
+
+from ..data import Group
+from . import stats
+from .base import AnalysisInputs, interval, number
+from .cells import MODELS, CellTable, build_cells, domain_size, metrics_from_sums, paired_specs
+
+MIN_RATE_DOMAIN = 10
+"""A rate needs at least this many rows in its denominator (positives for TPR, ...)."""
+
+GAP_METRICS = {2: ("accuracy", "tpr", "fpr", "selection_rate"), "multi": ("accuracy", "macro_recall")}
+
+
+def sklearn_metrics(n_classes: int) -> dict[str, Callable[..., float]]:
+    """Metric definitions from fairlearn / scikit-learn, keyed by our metric names."""
+    if n_classes == 2:
+        return {
+            "accuracy": accuracy_score,
+            "tpr": functools.partial(true_positive_rate, pos_label=1),
+            "fpr": functools.partial(false_positive_rate, pos_label=1),
+            "selection_rate": functools.partial(selection_rate, pos_label=1),
+            "precision": functools.partial(precision_score, zero_division=np.nan),
+        }
+    out: dict[str, Callable[..., float]] = {"accuracy": accuracy_score}
+    for k in range(n_classes):
+        out[f"recall:{k}"] = functools.partial(_class_recall, label=k)
+    return out
+
+
+def _class_recall(y_true: np.ndarray, y_pred: np.ndarray, *, label: int) -> float:
+    return float(recall_score(y_true, y_pred, labels=[label], average=None, zero_division=np.nan)[0])
+
+
+@dataclass(frozen=True)
+class MetricComparison:
+    """One metric of one group: both models, the paired delta (ticket - dense) and its interval."""
+
+    dense: float
+    ticket: float
+    delta: float
+    ci: tuple[float, float]
+    ci_method: str
+    p_value: float
+    dense_ci: tuple[float, float]
+    ticket_ci: tuple[float, float]
+    domain: int
+    insufficient: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dense": number(self.dense), "ticket": number(self.ticket), "delta": number(self.delta),
+                "ci": interval(*self.ci), "ci_method": self.ci_method, "p_value": number(self.p_value),
+                "dense_ci": interval(*self.dense_ci), "ticket_ci": interval(*self.ticket_ci),
+                "domain": self.domain, "insufficient": self.insufficient}
+
+
+@dataclass(frozen=True)
+class PairedCounts:
+    """Discordant counts of an accuracy comparison, kept so checks can recompute intervals."""
+
+    b: int
+    c: int
+    n: int
+
+
+@dataclass(frozen=True)
+class GroupMetrics:
+    """Everything measured on one group (or on all rows, for ``overall``)."""
+
+    group: str
+    attribute: str
+    n: int
+    positives: int
+    insufficient: bool
+    metrics: dict[str, MetricComparison]
+    accuracy_counts: PairedCounts
+    complement_counts: PairedCounts | None
+    excess_drop: stats.PairedDifference | None
+    mcnemar_p: float
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "group": self.group, "attribute": self.attribute, "n": self.n, "positives": self.positives,
+            "insufficient": self.insufficient,
+            "metrics": {name: m.to_dict() for name, m in self.metrics.items()},
+            "discordant": {"dense_only_correct": self.accuracy_counts.b, "ticket_only_correct": self.accuracy_counts.c},
+            "mcnemar_p": number(self.mcnemar_p),
+        }
+        if self.excess_drop is not None:
+            e = self.excess_drop
+            out["excess_drop"] = {"value": number(e.estimate), "ci": interval(e.low, e.high),
+                                  "p_value": number(e.p_value)}
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class Gap:
+    """max - min of a metric over an attribute's sufficient groups, for both models."""
+
+    attribute: str
+    metric: str
+    groups: tuple[str, ...]
+    dense: float
+    ticket: float
+    widening: float
+    ci: tuple[float, float]
+    p_value: float
+    dense_extremes: tuple[str, str]
+    ticket_extremes: tuple[str, str]
+    replicates: np.ndarray = field(repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"attribute": self.attribute, "metric": self.metric, "groups": list(self.groups),
+                "dense": number(self.dense), "ticket": number(self.ticket), "widening": number(self.widening),
+                "ci": interval(*self.ci), "p_value": number(self.p_value),
+                "dense_extremes": {"max": self.dense_extremes[0], "min": self.dense_extremes[1]},
+                "ticket_extremes": {"max": self.ticket_extremes[0], "min": self.ticket_extremes[1]}}
+
+
+@dataclass(frozen=True, eq=False)
+class PerformanceResult:
+    """Per-group comparison of both models with intervals; ``overall`` is the whole data."""
+
+    task: str
+    classes: tuple[str, ...]
+    confidence: float
+    n_boot: int
+    overall: GroupMetrics
+    subgroups: tuple[GroupMetrics, ...]
+    gaps: tuple[Gap, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "classes": list(self.classes), "confidence": self.confidence,
+                "n_boot": self.n_boot, "overall": self.overall.to_dict(),
+                "gaps": [g.to_dict() for g in self.gaps]}
+
+
+def _metricframe_values(inputs: AnalysisInputs) -> dict[str, dict[str, dict[str, float]]]:
+    """{model: {group name: {metric: value}}} from fairlearn MetricFrame, per attribute, plus overall."""
+    groups = inputs.groups
+    metrics = sklearn_metrics(len(inputs.class_names))
+    preds = {"dense": inputs.predictions.pred_dense, "ticket": inputs.predictions.pred_ticket}
+    families: dict[str, np.ndarray] = {}
+    strata = np.asarray(groups.strata_names, dtype=object)[groups.stratum_of_row]
+    for position, attribute in enumerate(groups.attributes):
+        families[attribute] = np.array([name.split("|")[position] for name in strata], dtype=object)
+    if len(groups.attributes) > 1:
+        families["|".join(groups.attributes)] = strata
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for model in MODELS:
+        values: dict[str, dict[str, float]] = {}
+        for attribute, labels in families.items():
+            frame = MetricFrame(metrics=metrics, y_true=inputs.labels, y_pred=preds[model],
+                                sensitive_features=pd.Series(labels, name=attribute))
+            for name, row in frame.by_group.iterrows():
+                values[str(name)] = {metric: float(row[metric]) for metric in metrics}
+            if attribute == groups.attributes[0]:
+                values["overall"] = {metric: float(frame.overall[metric]) for metric in metrics}
+        out[model] = values
+    return out
+
+
+def _membership(groups: tuple[Group, ...], n_strata: int) -> np.ndarray:
+    """(groups + overall, strata) 0/1 matrix; the last row is the whole data."""
+    matrix = np.zeros((len(groups) + 1, n_strata))
+    for i, group in enumerate(groups):
+        matrix[i, list(group.strata)] = 1
+    matrix[-1] = 1
+    return matrix
+
+
+def _bootstrap_metrics(inputs: AnalysisInputs, cells: CellTable, membership: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+    """{model: {metric: (n_boot, groups + 1)}} from the stratified multinomial bootstrap."""
+    n_strata = inputs.groups.n_strata
+    chunks: dict[str, dict[str, list[np.ndarray]]] = {m: {} for m in MODELS}
+    for counts in stats.stratified_multinomial(cells.counts, cells.stratum, n_strata=n_strata,
+                                               n_boot=inputs.n_boot, seed=inputs.seed):
+        per_stratum = cells.stratum_sums(counts, n_strata)  # (B, S, q)
+        per_group = np.einsum("gs,bsq->bgq", membership, per_stratum)
+        for model in MODELS:
+            for name, values in metrics_from_sums(per_group, cells.layout, model).items():
+                chunks[model].setdefault(name, []).append(values)
+    return {m: {name: np.concatenate(parts) for name, parts in chunks[m].items()} for m in MODELS}
+
+
+def analyse_performance(inputs: AnalysisInputs) -> PerformanceResult:
+    """Compare both models on every group: MetricFrame values, paired intervals, gaps."""
+    groups = inputs.groups
+    n_classes = len(inputs.class_names)
+    cells = build_cells(labels=inputs.labels, proba_dense=inputs.predictions.proba_dense,
+                        proba_ticket=inputs.predictions.proba_ticket, stratum=groups.stratum_of_row,
+                        n_strata=groups.n_strata, bins=inputs.ece_bins)
+    layout = cells.layout
+    membership = _membership(groups.groups, groups.n_strata)
+    observed = membership @ cells.stratum_sums(cells.counts, groups.n_strata)  # (G+1, q)
+    observed_metrics = {m: metrics_from_sums(observed, layout, m) for m in MODELS}
+    boot = _bootstrap_metrics(inputs, cells, membership)
+    frame_values = _metricframe_values(inputs)
+    specs = {spec.name: spec for spec in paired_specs(n_classes)}
+    confidence = inputs.confidence
+    names = [g.name for g in groups.groups] + ["overall"]
+    attributes = [g.attribute for g in groups.groups] + ["overall"]
+    total = observed[-1]
+
+    def comparison(g: int, metric: str) -> MetricComparison:
+        row = observed[g]
+        dense_v = _defined(frame_values["dense"][names[g]].get(metric), observed_metrics["dense"][metric][g])
+        ticket_v = _defined(frame_values["ticket"][names[g]].get(metric), observed_metrics["ticket"][metric][g])
+        delta_boot = boot["ticket"][metric][:, g] - boot["dense"][metric][:, g]
+        if metric in specs:
+            spec = specs[metric]
+            b = layout.column(row, f"paired:{metric}:b")
+            c = layout.column(row, f"paired:{metric}:c")
+            size = domain_size(row, layout, spec)
+            diff = stats.paired_difference(b, c, size, confidence=confidence)
+            ci, method, p = (float(diff.low), float(diff.high)), "bonett-price", float(diff.p_value)
+            dense_k = _successes(row, layout, spec, "dense")
+            ticket_k = _successes(row, layout, spec, "ticket")
+            dense_ci = tuple(map(float, stats.wilson_interval(dense_k, size, confidence=confidence)))
+            ticket_ci = tuple(map(float, stats.wilson_interval(ticket_k, size, confidence=confidence)))
+            domain = int(size)
+        else:
+            low, high = stats.percentile_interval(delta_boot, confidence=confidence)
+            ci, method = (float(low), float(high)), "bootstrap-percentile"
+            p = float(stats.bootstrap_p_value(delta_boot))
+            dense_ci = tuple(map(float, stats.percentile_interval(boot["dense"][metric][:, g], confidence=confidence)))
+            ticket_ci = tuple(map(float, stats.percentile_interval(boot["ticket"][metric][:, g], confidence=confidence)))
+            domain = int(_precision_domain(row, layout) if metric == "precision" else layout.column(row, "n"))
+        if metric in ("ece", "accuracy", "selection_rate"):
+            domain = int(layout.column(row, "n"))
+        insufficient = domain < (inputs.min_group_size if metric in ("accuracy", "ece", "selection_rate") else MIN_RATE_DOMAIN)
+        if np.isnan(dense_v) or np.isnan(ticket_v):
+            ci, p = (float("nan"), float("nan")), float("nan")
+        return MetricComparison(dense_v, ticket_v, ticket_v - dense_v, ci, method, p, dense_ci, ticket_ci,
+                                domain, bool(insufficient))
+
+    metric_names = list(sklearn_metrics(n_classes)) + ["ece"]
+    if n_classes > 2:
+        metric_names.insert(1, "macro_recall")
+    results = []
+    for g in range(len(names)):
+        row = observed[g]
+        acc = PairedCounts(int(layout.column(row, "paired:accuracy:b")), int(layout.column(row, "paired:accuracy:c")),
+                           int(layout.column(row, "n")))
+        metrics = {m: comparison(g, m) if m != "macro_recall" else _macro(g, observed_metrics, boot, row, layout, confidence)
+                   for m in metric_names}
+        complement = excess = None
+        if names[g] != "overall":
+            rest = total - row
+            complement = PairedCounts(int(layout.column(rest, "paired:accuracy:b")),
+                                      int(layout.column(rest, "paired:accuracy:c")), int(layout.column(rest, "n")))
+            excess = excess_drop(acc, complement, confidence=confidence)
+        positives = int(layout.column(row, "support:1")) if n_classes == 2 else int(layout.column(row, "n"))
+        results.append(GroupMetrics(names[g], attributes[g], acc.n, positives, acc.n < inputs.min_group_size,
+                                    metrics, acc, complement, excess, stats.mcnemar_p_value(acc.b, acc.c)))
+    overall = results.pop()
+    gaps = _gaps(results, boot, inputs, n_classes)
+    return PerformanceResult("binary" if n_classes == 2 else "multiclass", inputs.class_names, confidence,
+                             inputs.n_boot, overall, tuple(results), gaps)
+
+
+def _defined(frame_value: float | None, counts_value: float) -> float:
+    """MetricFrame's value where fairlearn/sklearn define the metric (``None``: ours, e.g. ECE);
+    NaN where the metric is undefined (empty denominator; fairlearn reports 0 there)."""
+    if np.isnan(counts_value):
+        return float("nan")
+    return float(counts_value if frame_value is None else frame_value)
+
+
+def _successes(row: np.ndarray, layout: Any, spec: Any, model: str) -> float:
+    if spec.indicator == "correct":
+        return float(layout.column(row, f"{model}:correct"))
+    k = spec.indicator.split(":")[1]
+    if spec.domain == "all":
+        return float(layout.column(row, f"{model}:pred:{k}"))
+    domain_class = spec.domain.split(":")[1]
+    if domain_class == k:
+        return float(layout.column(row, f"{model}:hit:{k}"))
+    return float(layout.column(row, f"{model}:pred:{k}") - layout.column(row, f"{model}:hit:{k}"))
+
+
+def _precision_domain(row: np.ndarray, layout: Any) -> float:
+    return float(min(layout.column(row, "dense:pred:1"), layout.column(row, "ticket:pred:1")))
+
+
+def _macro(g: int, observed: dict[str, dict[str, np.ndarray]], boot: dict[str, dict[str, np.ndarray]],
+           row: np.ndarray, layout: Any, confidence: float) -> MetricComparison:
+    dense_v, ticket_v = float(observed["dense"]["macro_recall"][g]), float(observed["ticket"]["macro_recall"][g])
+    delta_boot = boot["ticket"]["macro_recall"][:, g] - boot["dense"]["macro_recall"][:, g]
+    ci = tuple(map(float, stats.percentile_interval(delta_boot, confidence=confidence)))
+    return MetricComparison(
+        dense_v, ticket_v, ticket_v - dense_v, ci, "bootstrap-percentile", float(stats.bootstrap_p_value(delta_boot)),
+        tuple(map(float, stats.percentile_interval(boot["dense"]["macro_recall"][:, g], confidence=confidence))),
+        tuple(map(float, stats.percentile_interval(boot["ticket"]["macro_recall"][:, g], confidence=confidence))),
+        int(layout.column(row, "n")), False)
+
+
+def excess_drop(group: PairedCounts, complement: PairedCounts, *, confidence: float) -> stats.PairedDifference:
+    """psi_g = drop_g - drop_overall = (1 - w_g) (drop_g - drop_rest), with w_g = n_g / n.
+
+    Drops are dense minus ticket accuracy; the group and the rest are disjoint rows, so the two
+    Bonett–Price differences are independent and combine by MOVER.
+    """
+    drop_g = stats.paired_difference(group.c, group.b, group.n, confidence=confidence)
+    drop_rest = stats.paired_difference(complement.c, complement.b, complement.n, confidence=confidence)
+    scale = np.float64(complement.n / (group.n + complement.n))
+    return stats.difference_of_differences(drop_g, drop_rest, scale=scale, confidence=confidence)
+
+
+def _spread(replicates: np.ndarray) -> np.ndarray:
+    """max - min per replicate; NaN where every group's metric is undefined in that replicate."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmax(replicates, 1) - np.nanmin(replicates, 1)
+
+
+def _gaps(results: list[GroupMetrics], boot: dict[str, dict[str, np.ndarray]], inputs: AnalysisInputs,
+          n_classes: int) -> tuple[Gap, ...]:
+    gaps = []
+    metrics = GAP_METRICS[2] if n_classes == 2 else GAP_METRICS["multi"]
+    attributes = list(dict.fromkeys(r.attribute for r in results))
+    for attribute in attributes:
+        for metric in metrics:
+            members = [i for i, r in enumerate(results) if r.attribute == attribute and not r.insufficient
+                       and not r.metrics[metric].insufficient and not np.isnan(r.metrics[metric].dense)
+                       and not np.isnan(r.metrics[metric].ticket)]
+            if len(members) < 2:
+                continue
+            dense_values = np.array([results[i].metrics[metric].dense for i in members])
+            ticket_values = np.array([results[i].metrics[metric].ticket for i in members])
+            d_gap = dense_values.max() - dense_values.min()
+            t_gap = ticket_values.max() - ticket_values.min()
+            dense_reps = boot["dense"][metric][:, members]
+            ticket_reps = boot["ticket"][metric][:, members]
+            reps = _spread(ticket_reps) - _spread(dense_reps)
+            low, high = stats.percentile_interval(reps, confidence=inputs.confidence)
+            names = tuple(results[i].group for i in members)
+            gaps.append(Gap(attribute, metric, names, float(d_gap), float(t_gap), float(t_gap - d_gap),
+                            (float(low), float(high)), float(stats.bootstrap_p_value(reps)),
+                            (names[int(np.argmax(dense_values))], names[int(np.argmin(dense_values))]),
+                            (names[int(np.argmax(ticket_values))], names[int(np.argmin(ticket_values))]), reps))
+    return tuple(gaps)

@@ -1,0 +1,189 @@
+"""Orchestration: load -> predict once -> analyses -> policy checks -> ``AuditResult``."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from torch import nn
+
+from . import __version__
+from ._validation import fail
+from .analyses.base import AnalysisInputs
+from .analyses.compression import CompressionResult, analyse_compression
+from .analyses.disagreement import DisagreementResult, analyse_disagreement
+from .analyses.performance import PerformanceResult, analyse_performance
+from .analyses.predict import ModelRunner, predict_both, resolve_device
+from .checks import Check, evaluate_policy, insufficient_check
+from .config import ANALYSES, AuditConfig, Policy
+from .data import build_groups, load_table
+from .inputs import build_features, encode_target
+from .tickets import LoadedModel, load_dense, load_ticket
+
+SCHEMA_VERSION = "1.0"
+Progress = Callable[[str, int, int], None]
+"""progress(step description, done, total)"""
+
+
+@dataclass(frozen=True, eq=False)
+class AuditResult:
+    """Everything an audit found; ``to_dict()`` is the versioned JSON of the contract."""
+
+    verdict: str
+    checks: tuple[Check, ...]
+    dense: LoadedModel
+    ticket: LoadedModel
+    data: dict[str, Any]
+    policy: Policy
+    config: AuditConfig
+    performance: PerformanceResult | None
+    disagreement: DisagreementResult | None
+    compression: CompressionResult | None
+    notes: tuple[str, ...]
+    created: str | None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == "pass"
+
+    @property
+    def failed_checks(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if not c.passed)
+
+    def _model(self, loaded: LoadedModel) -> dict[str, Any]:
+        return {"parameters": loaded.parameters, "nonzero": loaded.nonzero, "sparsity": loaded.sparsity,
+                "sha256": loaded.sha256, "format": loaded.format}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict; byte-identical for the same inputs and seed (no paths or speed settings)."""
+        out: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "tool_version": __version__}
+        if self.created is not None:
+            out["created"] = self.created
+        out.update({
+            "verdict": self.verdict,
+            "checks": [c.to_dict() for c in self.checks],
+            "policy": self.policy.to_dict(),
+            "settings": {"seed": self.config.seed, "n_boot": self.config.n_boot, "max_rows": self.config.max_rows,
+                         "analyses": list(self.config.analyses), "ece_bins": self.config.ece_bins},
+            "models": {"dense": self._model(self.dense), "ticket": self._model(self.ticket)},
+            "data": self.data,
+            "notes": list(self.notes),
+        })
+        if self.performance is not None:
+            out["performance"] = self.performance.to_dict()
+            out["subgroups"] = [g.to_dict() for g in self.performance.subgroups]
+        if self.disagreement is not None:
+            out["disagreement"] = self.disagreement.to_dict()
+        if self.compression is not None:
+            out["compression"] = self.compression.to_dict()
+        return out
+
+
+def _as_list(value: str | Sequence[str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return list(value)
+
+
+def audit(
+    *,
+    dense: nn.Module | str | Path,
+    ticket: nn.Module | str | Path | None = None,
+    mask: str | Path | None = None,
+    data: pd.DataFrame | str | Path,
+    target: str,
+    sensitive: str | Sequence[str],
+    features: str | Sequence[str] | None = None,
+    split: str | None = None,
+    policy: Policy | None = None,
+    seed: int | None = 0,
+    n_boot: int = 1000,
+    confidence: float | None = None,
+    device: str = "cpu",
+    batch_size: int = 1024,
+    max_rows: int | None = None,
+    analyses: str | Sequence[str] = ANALYSES,
+    factory: str | None = None,
+    allow_pickle: bool = False,
+    progress: Progress | None = None,
+) -> AuditResult:
+    """Audit ``ticket`` (or ``dense`` x ``mask``) against ``dense`` on ``data``, per group of ``sensitive``.
+
+    ``seed=None`` draws a fresh seed and records the creation time; a fixed seed makes the
+    result (and its JSON) byte-identical across runs, batch sizes and devices.
+    """
+    policy = policy or Policy()
+    if confidence is not None:
+        policy = Policy.from_mapping({**policy.to_dict(), "confidence": confidence})
+    chosen = tuple(_as_list(analyses) or ())
+    created = None
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy % (2**32))
+        created = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+    config = AuditConfig(seed=seed, n_boot=n_boot, batch_size=batch_size, device=device, max_rows=max_rows,  # type: ignore[arg-type]
+                         analyses=chosen)
+    sensitive_columns = _as_list(sensitive) or []
+    resolve_device(device)
+    step = progress or (lambda *_: None)
+
+    step("Loading models", 0, 1)
+    dense_model = load_dense(dense, factory=factory, allow_pickle=allow_pickle)
+    ticket_model = load_ticket(ticket, dense=dense_model, mask=mask, factory=factory, allow_pickle=allow_pickle)
+    step("Loading data", 0, 1)
+    table = load_table(data, split=split, max_rows=max_rows)
+    frame = table.frame
+    if target in sensitive_columns:
+        fail(f"the target column '{target}' cannot also be a sensitive column.")
+    groups = build_groups(frame, sensitive_columns)
+    matrix, feature_names = build_features(frame, target=target, features=_as_list(features),
+                                           preprocess=dense_model.preprocess)
+    runner_width = ModelRunner(dense_model.module, device=resolve_device("cpu")).output_width(matrix)
+    labels, class_names = encode_target(frame, target, n_outputs=runner_width, labels=dense_model.labels)
+
+    total = 2 * len(matrix)
+    done = 0
+
+    def advance(rows: int) -> None:
+        nonlocal done
+        done += rows
+        step("Predicting with both models", done, total)
+
+    predictions = predict_both(dense_model.module, ticket_model.module, matrix, batch_size=batch_size,
+                               device=device, progress=advance)
+    inputs = AnalysisInputs(labels, class_names, predictions, groups, policy.confidence, policy.min_group_size,
+                            n_boot, seed, config.ece_bins)
+    step("Measuring groups and bootstrapping", 0, 1)
+    performance = analyse_performance(inputs)
+    disagreement = analyse_disagreement(inputs) if "disagreement" in chosen else None
+    compression = analyse_compression(ticket_model.mask, ticket_model.module) if "compression" in chosen else None
+    checks = evaluate_policy(policy, performance)
+    notes = []
+    small = [g.group for g in performance.subgroups if g.insufficient]
+    if small:
+        notes.append(f"{len(small)} group(s) have fewer than {policy.min_group_size} rows and are reported but "
+                     f"not gated: {', '.join(small)}.")
+        if policy.on_insufficient == "fail":
+            checks = (*checks, insufficient_check(performance))
+    if compression is not None and not compression.smaller:
+        notes.append(compression.statement)
+    verdict = "pass" if all(c.passed for c in checks) else "fail"
+    counts = np.bincount(labels, minlength=len(class_names))
+    data_info = {
+        "rows": int(len(frame)), "sha256": table.sha256, "target": target, "sensitive": sensitive_columns,
+        "features": list(feature_names), "classes": list(class_names),
+        "class_counts": {name: int(c) for name, c in zip(class_names, counts)},
+        "split": split, "groups": [g.name for g in groups.groups],
+    }
+    step("Done", 1, 1)
+    return AuditResult(verdict, checks, dense_model, ticket_model, data_info, policy, config, performance,
+                       disagreement, compression, tuple(notes), created,
+                       provenance={"dense_source": dense_model.source, "ticket_source": ticket_model.source,
+                                   "data_source": table.source, "batch_size": batch_size, "device": device})

@@ -1,0 +1,134 @@
+"""Apply a ``Policy`` to the analyses: each check has a value, tolerance, simultaneous interval,
+Holm-adjusted p-value and verdict. A check fails only when the harm is material (estimate beyond
+the tolerance) and significant (adjusted p < 1 - confidence); every gated check of an audit forms
+one family, so the chance that any check fails on a harmless ticket stays at most 1 - confidence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .analyses import stats
+from .analyses.base import interval, number
+from .analyses.performance import Gap, PerformanceResult, excess_drop
+from .config import Policy
+
+GAP_TOLERANCES = {"accuracy": "max_gap_widening", "tpr": "max_tpr_gap_widening", "fpr": "max_fpr_gap_widening"}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One policy check and its outcome."""
+
+    id: str
+    description: str
+    group: str | None
+    metric: str
+    value: float
+    tolerance: float
+    interval: tuple[float, float]
+    p_value: float
+    p_value_raw: float
+    material: bool
+    significant: bool
+
+    @property
+    def passed(self) -> bool:
+        return not (self.material and self.significant)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "passed": self.passed, "value": number(self.value), "tolerance": self.tolerance,
+                "interval": interval(*self.interval), "p_value": number(self.p_value),
+                "p_value_raw": number(self.p_value_raw), "group": self.group, "metric": self.metric,
+                "material": self.material, "significant": self.significant, "description": self.description}
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    id: str
+    description: str
+    group: str | None
+    metric: str
+    value: float
+    tolerance: float
+    p_raw: float
+    interval_at: Any  # callable(confidence) -> (low, high)
+
+
+def evaluate_policy(policy: Policy, performance: PerformanceResult) -> tuple[Check, ...]:
+    """All gated checks of the policy, with Holm's correction across them."""
+    candidates = [_overall_drop(policy, performance)]
+    for group in performance.subgroups:
+        if group.insufficient or group.complement_counts is None or group.complement_counts.n == 0:
+            continue
+        estimate = group.excess_drop
+        assert estimate is not None
+        counts, rest = group.accuracy_counts, group.complement_counts
+        candidates.append(_Candidate(
+            f"group_excess_drop:{group.group}",
+            f"Accuracy drop in {group.group} beyond the overall drop (psi_g)", group.group, "accuracy",
+            float(estimate.estimate), policy.max_group_excess_drop, float(estimate.p_value),
+            lambda conf, counts=counts, rest=rest: _bounds(excess_drop(counts, rest, confidence=conf))))
+    for gap in performance.gaps:
+        if gap.metric in GAP_TOLERANCES:
+            candidates.append(_gap_candidate(policy, gap))
+    m = len(candidates)
+    adjusted = stats.holm(np.array([c.p_raw for c in candidates]))
+    alpha = 1 - policy.confidence
+    simultaneous = 1 - alpha / m
+    checks = []
+    for candidate, p_adj in zip(candidates, adjusted):
+        material = bool(np.isfinite(candidate.value) and candidate.value > candidate.tolerance)
+        significant = bool(np.isfinite(p_adj) and p_adj < alpha)
+        checks.append(Check(candidate.id, candidate.description, candidate.group, candidate.metric, candidate.value,
+                            candidate.tolerance, candidate.interval_at(simultaneous), float(p_adj), candidate.p_raw,
+                            material, significant))
+    return tuple(checks)
+
+
+def _bounds(diff: stats.PairedDifference) -> tuple[float, float]:
+    return float(diff.low), float(diff.high)
+
+
+def _overall_drop(policy: Policy, performance: PerformanceResult) -> _Candidate:
+    counts = performance.overall.accuracy_counts
+
+    def at(conf: float) -> tuple[float, float]:
+        return _bounds(stats.paired_difference(counts.c, counts.b, counts.n, confidence=conf))
+
+    drop = stats.paired_difference(counts.c, counts.b, counts.n, confidence=performance.confidence)
+    return _Candidate("overall_accuracy_drop", "Overall accuracy drop from dense to ticket", None, "accuracy",
+                      float(drop.estimate), policy.max_overall_accuracy_drop, float(drop.p_value), at)
+
+
+def _gap_candidate(policy: Policy, gap: Gap) -> _Candidate:
+    """Gap widening: bootstrap standard error with a normal reference, which stays smooth at the
+    small per-check levels that multiplicity control asks for."""
+    reps = gap.replicates[np.isfinite(gap.replicates)]
+    se = float(np.std(reps, ddof=1)) if reps.size > 1 else float("nan")
+    if not np.isfinite(se) or not np.isfinite(gap.widening):
+        p_raw = float("nan")
+    elif se == 0:
+        p_raw = 1.0 if gap.widening == 0 else 0.0
+    else:
+        p_raw = float(2 * stats.sps.norm.sf(abs(gap.widening) / se))
+
+    def at(conf: float) -> tuple[float, float]:
+        z = stats.z_value(conf)
+        return gap.widening - z * se, gap.widening + z * se
+
+    label = {"accuracy": "Accuracy", "tpr": "True-positive-rate", "fpr": "False-positive-rate"}[gap.metric]
+    return _Candidate(f"{gap.metric}_gap_widening:{gap.attribute}",
+                      f"{label} gap (max - min over {gap.attribute} groups) widening from dense to ticket",
+                      gap.attribute, gap.metric, gap.widening, getattr(policy, GAP_TOLERANCES[gap.metric]), p_raw, at)
+
+
+def insufficient_check(performance: PerformanceResult) -> Check:
+    """With ``on_insufficient = "fail"``: fail when any group is too small to be gated."""
+    small = [g.group for g in performance.subgroups if g.insufficient]
+    return Check("insufficient_groups", "Groups too small to audit (policy on_insufficient = \"fail\")",
+                 ", ".join(small) or None, "n", float(len(small)), 0.0, (float("nan"), float("nan")),
+                 float("nan"), float("nan"), bool(small), bool(small))

@@ -1,0 +1,112 @@
+"""Frozen settings: the release ``Policy`` (what fails the gate) and ``AuditConfig`` (how to run)."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from ._validation import check_fraction, check_int, fail
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+MSG_POLICY_UNKNOWN_KEY = "policy key '{key}' is unknown. Known keys: {known}."
+MSG_POLICY_TOML = "policy file '{path}' is not valid TOML: {error}. Fix the syntax (see README, 'Policy')."
+MSG_POLICY_TABLE = "policy file '{path}' has no [policy] table. Put the settings under a '[policy]' header."
+
+ANALYSES = ("metrics", "disagreement", "compression")
+"""Analyses this version runs; the contract also names attention and attributions (later)."""
+
+Device = Literal["cpu", "cuda", "mps"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Policy:
+    """When a ticket fails the release gate. Tolerances are absolute (0.01 = 1 point).
+
+    A check fails only when its harm is material (point estimate beyond the tolerance) and
+    significant at ``confidence`` after Holm's correction over the groups it covers.
+    """
+
+    confidence: float = 0.95
+    min_group_size: int = 30
+    max_overall_accuracy_drop: float = 0.01
+    max_group_excess_drop: float = 0.02
+    max_gap_widening: float = 0.02
+    max_tpr_gap_widening: float = 0.03
+    max_fpr_gap_widening: float = 0.03
+    on_insufficient: Literal["warn", "fail"] = "warn"
+
+    def __post_init__(self) -> None:
+        check_fraction("policy.confidence", self.confidence, low=0.5, high=1.0)
+        check_int("policy.min_group_size", self.min_group_size, low=1, high=10**9)
+        for name in ("max_overall_accuracy_drop", "max_group_excess_drop", "max_gap_widening",
+                     "max_tpr_gap_widening", "max_fpr_gap_widening"):
+            check_fraction(f"policy.{name}", getattr(self, name), low=0.0, high=1.0, open_low=False)
+        if self.on_insufficient not in ("warn", "fail"):
+            fail(f"policy.on_insufficient must be 'warn' or 'fail', got {self.on_insufficient!r}.")
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> Policy:
+        """Build from a dict, rejecting unknown keys by name."""
+        known = [f.name for f in fields(cls)]
+        for key in values:
+            if key not in known:
+                fail(MSG_POLICY_UNKNOWN_KEY.format(key=key, known=", ".join(known)))
+        return cls(**values)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> Policy:
+        """Read a ``[policy]`` table from a TOML file."""
+        path = Path(path)
+        if not path.is_file():
+            fail(f"policy file '{path}' does not exist. Check the path.")
+        try:
+            document = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            fail(MSG_POLICY_TOML.format(path=path, error=error))
+        if "policy" not in document or not isinstance(document["policy"], dict):
+            fail(MSG_POLICY_TABLE.format(path=path))
+        extra = [k for k in document if k != "policy"]
+        if extra:
+            fail(f"policy file '{path}' has an unknown table '{extra[0]}'. Only [policy] is read.")
+        return cls.from_mapping(document["policy"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditConfig:
+    """How to run an audit. Only ``seed``, ``n_boot`` and ``max_rows`` can change results;
+    ``batch_size`` and ``device`` are speed settings that never do."""
+
+    seed: int = 0
+    n_boot: int = 1000
+    batch_size: int = 1024
+    device: Device = "cpu"
+    max_rows: int | None = None
+    analyses: tuple[str, ...] = ANALYSES
+    ece_bins: int = 10
+
+    def __post_init__(self) -> None:
+        check_int("seed", self.seed, low=0, high=2**32 - 1)
+        check_int("n_boot", self.n_boot, low=100, high=100_000)
+        check_int("batch_size", self.batch_size, low=1, high=10_000_000)
+        check_int("ece_bins", self.ece_bins, low=2, high=100)
+        if self.max_rows is not None:
+            check_int("max_rows", self.max_rows, low=1, high=10**12)
+        if self.device not in ("cpu", "cuda", "mps"):
+            fail(f"device must be one of cpu, cuda, mps; got {self.device!r}.")
+        unknown = [a for a in self.analyses if a not in ANALYSES]
+        if unknown:
+            later = {"attention", "attributions"}
+            hint = " (not available in this version)" if unknown[0] in later else ""
+            fail(f"analysis '{unknown[0]}' is unknown{hint}. Choose from: {', '.join(ANALYSES)}.")
+        if not self.analyses:
+            fail("choose at least one analysis: " + ", ".join(ANALYSES) + ".")

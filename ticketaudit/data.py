@@ -1,0 +1,195 @@
+"""Reading the audit table and building groups (intersectional, marginal, ``<missing>``)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._io import sha256_file
+from ._validation import MSG_FILE_MISSING, MSG_UNKNOWN_EXTENSION, check_columns, fail
+
+MISSING = "<missing>"
+MAX_VALUES_PER_SENSITIVE_COLUMN = 100
+TABLE_EXTENSIONS = {".csv": ",", ".tsv": "\t", ".parquet": None, ".pq": None}
+
+
+@dataclass(frozen=True)
+class Table:
+    """The audit rows and the sha256 of the bytes they were read from."""
+
+    frame: pd.DataFrame
+    sha256: str
+    source: str
+
+
+def _check_header(text_head: str, *, sep: str, source: str) -> None:
+    header = next(csv.reader(io.StringIO(text_head), delimiter=sep), [])
+    seen: set[str] = set()
+    for name in header:
+        if name in seen:
+            fail(f"data '{source}' has the column '{name}' twice. Column names must be unique; rename one.")
+        seen.add(name)
+
+
+def _read_text_table(raw: bytes, *, sep: str, source: str) -> pd.DataFrame:
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        fail(f"data '{source}' is not UTF-8 text (byte {error.start}). Re-save it as UTF-8.")
+    if not text.strip():
+        fail(f"data '{source}' is empty. Give a table with a header row and at least one row.")
+    _check_header(text[:65536].splitlines()[0] if text else "", sep=sep, source=source)
+    try:
+        frame = pd.read_csv(io.StringIO(text), sep=sep, low_memory=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as error:
+        fail(f"data '{source}' could not be parsed as {'TSV' if sep == chr(9) else 'CSV'}: {str(error).strip()}.")
+    return frame
+
+
+def load_table(source: str | Path | pd.DataFrame, *, split: str | None = None, max_rows: int | None = None) -> Table:
+    """Read CSV/TSV/Parquet (by extension) or ``-`` (CSV on stdin); apply ``COL=VALUE`` and ``max_rows``."""
+    if isinstance(source, pd.DataFrame):
+        frame = source.reset_index(drop=True)
+        digest = _hash_frame(frame)
+        name = "<DataFrame>"
+    elif str(source) == "-":
+        raw = sys.stdin.buffer.read()
+        frame = _read_text_table(raw, sep=",", source="<stdin>")
+        import hashlib
+
+        digest, name = hashlib.sha256(raw).hexdigest(), "<stdin>"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            fail(MSG_FILE_MISSING.format(what="data file", path=path))
+        suffixes = [s.lower() for s in path.suffixes]
+        ext = suffixes[-2] if suffixes and suffixes[-1] == ".gz" and len(suffixes) > 1 else (suffixes[-1] if suffixes else "")
+        if ext not in TABLE_EXTENSIONS:
+            fail(MSG_UNKNOWN_EXTENSION.format(what="data file", path=path, ext=ext or "(none)",
+                                              allowed=".csv, .tsv, .parquet (optionally .gz for text), or - for stdin"))
+        try:
+            raw = path.read_bytes()
+        except OSError as error:
+            fail(f"data file '{path}' cannot be read: {error.strerror}.")
+        if ext in (".parquet", ".pq"):
+            try:
+                frame = pd.read_parquet(io.BytesIO(raw))
+            except Exception as error:  # pyarrow raises many types for corrupt files
+                fail(f"data file '{path}' is not a readable Parquet file ({type(error).__name__}). Re-export it.")
+        else:
+            if suffixes[-1] == ".gz":
+                import gzip
+
+                try:
+                    raw = gzip.decompress(raw)
+                except (OSError, EOFError):
+                    fail(f"data file '{path}' is not a valid gzip file.")
+            frame = _read_text_table(raw, sep=TABLE_EXTENSIONS[ext], source=str(path))
+        digest, name = sha256_file(path), str(path)
+    frame.columns = [str(c) for c in frame.columns]
+    if frame.columns.duplicated().any():
+        fail(f"data '{name}' has the column '{frame.columns[frame.columns.duplicated()][0]}' twice; rename one.")
+    if split is not None:
+        column, sep, value = split.partition("=")
+        if not sep:
+            fail(f"--split must look like COL=VALUE, got {split!r}.")
+        check_columns("split", [column], list(frame.columns))
+        keep = frame[column].astype("string").fillna(MISSING) == value
+        frame = frame[keep.to_numpy(dtype=bool)].reset_index(drop=True)
+        if frame.empty:
+            fail(f"--split {split}: no row has {column} = {value!r}.")
+    if max_rows is not None:
+        frame = frame.iloc[:max_rows].reset_index(drop=True)
+    if frame.empty:
+        fail(f"data '{name}' has no rows (a header alone is not enough).")
+    return Table(frame, digest, name)
+
+
+def _hash_frame(frame: pd.DataFrame) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    digest.update(",".join(map(str, frame.columns)).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Group:
+    """A reported group: its display name, the attribute it belongs to and its strata."""
+
+    name: str
+    attribute: str
+    strata: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Groups:
+    """Rows partitioned into strata (the finest, intersectional cells) and the groups built from them.
+
+    Every group is a union of strata, so a stratified bootstrap over strata serves every group,
+    and the whole data (``overall``) at once.
+    """
+
+    attributes: tuple[str, ...]
+    strata_names: tuple[str, ...]
+    stratum_of_row: np.ndarray
+    groups: tuple[Group, ...]
+
+    @property
+    def n_strata(self) -> int:
+        return len(self.strata_names)
+
+    def rows(self, group: Group) -> np.ndarray:
+        return np.isin(self.stratum_of_row, np.asarray(group.strata))
+
+
+def sensitive_labels(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """String labels of a sensitive column; missing values become ``<missing>``."""
+    values = frame[column]
+    if pd.api.types.is_float_dtype(values) and values.dropna().apply(float.is_integer).all():
+        values = values.astype("Int64")
+    labels = values.astype("string").fillna(MISSING).to_numpy(dtype=object)
+    return labels
+
+
+def build_groups(frame: pd.DataFrame, sensitive: list[str]) -> Groups:
+    """Intersectional strata of the sensitive columns, then each column's marginal groups."""
+    if not sensitive:
+        fail("give at least one sensitive column (--sensitive COL[,COL...]).")
+    if len(set(sensitive)) != len(sensitive):
+        fail("a sensitive column is listed twice in --sensitive.")
+    check_columns("sensitive", sensitive, list(frame.columns))
+    per_column = {}
+    for column in sensitive:
+        labels = sensitive_labels(frame, column)
+        distinct = pd.unique(labels)
+        if len(distinct) < 2:
+            what = "only missing values" if distinct[0] == MISSING else f"a single value ({distinct[0]!r})"
+            fail(f"sensitive column '{column}' has {what}; there are no groups to compare. Choose another column.")
+        if len(distinct) > MAX_VALUES_PER_SENSITIVE_COLUMN:
+            fail(f"sensitive column '{column}' has {len(distinct)} distinct values (limit "
+                 f"{MAX_VALUES_PER_SENSITIVE_COLUMN}); it looks like an identifier or a continuous value. "
+                 "Bin it into groups first.")
+        per_column[column] = labels
+    keys = pd.DataFrame({c: per_column[c] for c in sensitive})
+    strata_frame = keys.drop_duplicates().sort_values(sensitive, kind="stable").reset_index(drop=True)
+    strata_names = tuple("|".join(f"{c}={row[c]}" for c in sensitive) for _, row in strata_frame.iterrows())
+    index = pd.MultiIndex.from_frame(strata_frame) if len(sensitive) > 1 else pd.Index(strata_frame[sensitive[0]])
+    lookup = keys.set_index(sensitive).index if len(sensitive) > 1 else pd.Index(keys[sensitive[0]])
+    stratum_of_row = index.get_indexer(lookup).astype(np.int64)
+    groups: list[Group] = []
+    for column in sensitive:
+        for value in sorted(pd.unique(strata_frame[column])):
+            strata = tuple(int(i) for i in np.flatnonzero(strata_frame[column].to_numpy() == value))
+            groups.append(Group(f"{column}={value}", column, strata))
+    if len(sensitive) > 1:
+        attribute = "|".join(sensitive)
+        groups += [Group(name, attribute, (i,)) for i, name in enumerate(strata_names)]
+    return Groups(tuple(sensitive), strata_names, stratum_of_row, tuple(groups))

@@ -1,0 +1,95 @@
+"""Turn the audit table into model inputs and encoded labels, validated against the model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ._validation import check_columns, fail
+from .preprocess import Preprocessor
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """Float64 input matrix, integer labels in [0, K) and the class names."""
+
+    features: np.ndarray
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    feature_names: tuple[str, ...]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+
+def _label_text(values: pd.Series) -> np.ndarray:
+    if pd.api.types.is_float_dtype(values) and values.dropna().apply(float.is_integer).all():
+        values = values.astype("Int64")
+    return values.astype("string").to_numpy(dtype=object)
+
+
+def encode_target(frame: pd.DataFrame, target: str, *, n_outputs: int, labels: tuple[str, ...] | None) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Map the target column to class indices using the model's label list (or 0..K-1)."""
+    check_columns("target", [target], list(frame.columns))
+    column = frame[target]
+    if column.isna().any():
+        fail(f"target column '{target}' has {int(column.isna().sum())} missing values. Drop those rows first.")
+    n_classes = 2 if n_outputs == 1 else n_outputs
+    text = _label_text(column)
+    if labels is not None:
+        if len(labels) != n_classes:
+            fail(f"the model's config lists {len(labels)} labels but the model outputs {n_classes} classes.")
+        index = {label: i for i, label in enumerate(labels)}
+        codes = np.array([index.get(v, -1) for v in text], dtype=np.int64)
+        if (codes < 0).any():
+            bad = text[np.argmax(codes < 0)]
+            fail(f"target value {bad!r} in column '{target}' is not a label the model can output "
+                 f"({', '.join(map(repr, labels))}). Map the column to those labels.")
+        class_names = labels
+    else:
+        numeric = pd.to_numeric(column, errors="coerce")
+        if numeric.isna().any() or not np.all(np.mod(numeric.to_numpy(dtype=np.float64), 1) == 0):
+            fail(f"target column '{target}' holds text labels but the model has no label list. Encode the labels "
+                 f"as 0..{n_classes - 1}, or save the model as a bundle whose config.json lists \"labels\".")
+        codes = numeric.to_numpy(dtype=np.int64)
+        if codes.min() < 0 or codes.max() >= n_classes:
+            bad = codes[(codes < 0) | (codes >= n_classes)][0]
+            fail(f"target value {bad} in column '{target}' is not a label the model can output "
+                 f"(it has {n_classes} classes: 0..{n_classes - 1}).")
+        class_names = tuple(str(i) for i in range(n_classes))
+    if len(np.unique(codes)) < 2:
+        fail(f"target column '{target}' has a single class ({class_names[codes[0]]!r}); subgroup rates "
+             "such as TPR and FPR need both. Audit on data with every class present.")
+    return codes, tuple(class_names)
+
+
+def build_features(frame: pd.DataFrame, *, target: str, features: list[str] | None,
+                   preprocess: Preprocessor | None) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The model's input matrix: through ``preprocess.json`` when the bundle has one, else numeric columns."""
+    if preprocess is not None:
+        if features is not None:
+            fail("--features cannot be combined with a bundle's preprocess.json, which already fixes the inputs.")
+        check_columns("feature (from preprocess.json)", preprocess.columns, list(frame.columns))
+        return preprocess.transform(frame), tuple(preprocess.feature_names)
+    chosen = features if features is not None else [c for c in frame.columns if c != target]
+    if not chosen:
+        fail("no feature columns: give --features COL,... or a bundle with preprocess.json.")
+    check_columns("feature", chosen, list(frame.columns))
+    if target in chosen:
+        fail(f"the target column '{target}' cannot also be a feature.")
+    blocks = []
+    for column in chosen:
+        values = frame[column]
+        if not (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)):
+            fail(f"feature column '{column}' is not numeric. Encode it, pick numeric columns with --features, "
+                 "or ship a preprocess.json in the model bundle (see README, 'Bundles').")
+        numeric = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = ~np.isfinite(numeric)
+        if bad.any():
+            fail(f"feature column '{column}' has {int(bad.sum())} missing, NaN or infinite values (first at row "
+                 f"{int(np.argmax(bad))}). Clean or impute them before the audit.")
+        blocks.append(numeric)
+    return np.stack(blocks, axis=1), tuple(chosen)

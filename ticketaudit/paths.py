@@ -1,0 +1,18 @@
+"""Every default file location in one place."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+REPORTS_DIR = Path("reports")
+DEMO_DIR = REPORTS_DIR / "demo"
+BUNDLE_CONFIG = "config.json"
+BUNDLE_WEIGHTS = "model.safetensors"
+BUNDLE_MASK = "mask.safetensors"
+BUNDLE_PREPROCESS = "preprocess.json"
+
+
+def default_report_path() -> Path:
+    """``reports/ticketaudit-<UTC timestamp>.html``."""
+    return REPORTS_DIR / time.strftime("ticketaudit-%Y%m%dT%H%M%SZ.html", time.gmtime())

@@ -1,0 +1,123 @@
+"""JSON and HTML rendering of an ``AuditResult``; atomic writing of both files."""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+
+from .._io import write_atomically
+from .._resources import templates_dir
+from . import charts, schema
+
+if TYPE_CHECKING:
+    from ..audit import AuditResult
+
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
+
+
+def _rounded(value: Any) -> Any:
+    """Round floats to 12 significant digits so platform noise never changes the bytes."""
+    if isinstance(value, float):
+        return float(f"{value:.12g}") if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v) for v in value]
+    return value
+
+
+def report_dict(result: AuditResult) -> dict[str, Any]:
+    """The validated JSON document of a result."""
+    document = _rounded(result.to_dict())
+    schema.validate(document)
+    return document
+
+
+def render_json(result: AuditResult) -> bytes:
+    """The JSON report as bytes (UTF-8, sorted keys, trailing newline)."""
+    return (json.dumps(report_dict(result), indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _pct(value: Any, digits: int = 1) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    return f"{value * 100:.{digits}f}%"
+
+
+def _pts(value: Any, digits: int = 1) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    return f"{value * 100:+.{digits}f} pts"
+
+
+def _interval_pts(values: Any) -> str:
+    low, high = values
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return "—"
+    return f"[{low * 100:+.1f}, {high * 100:+.1f}]"
+
+
+def _pvalue(value: Any) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir())), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                             keep_trailing_newline=True)
+    env.filters.update(pct=_pct, pts=_pts, interval_pts=_interval_pts, pvalue=_pvalue)
+    return env
+
+
+def _forest_rows(document: dict[str, Any], metric: str) -> list[dict[str, Any]]:
+    rows = []
+    for group in document["subgroups"]:
+        m = group["metrics"].get(metric)
+        if m is None:
+            continue
+        rows.append({"label": group["group"], "delta": m["delta"], "low": m["ci"][0], "high": m["ci"][1],
+                     "insufficient": group["insufficient"] or m["insufficient"]})
+    overall = document["performance"]["overall"]["metrics"].get(metric)
+    if overall is not None:
+        rows.insert(0, {"label": "overall", "delta": overall["delta"], "low": overall["ci"][0],
+                        "high": overall["ci"][1], "insufficient": False})
+    return rows
+
+
+def render_html(result: AuditResult, path: str | Path | None = None, *, command: str | None = None) -> str:
+    """The self-contained HTML report; also written (atomically) to ``path`` when given."""
+    document = report_dict(result)
+    chart_metrics = ["accuracy", "tpr", "fpr"] if document["performance"]["task"] == "binary" else ["accuracy"]
+    titles = {"accuracy": "Accuracy", "tpr": "True positive rate", "fpr": "False positive rate"}
+    forests = [charts.forest(_forest_rows(document, m), title=titles[m]) for m in chart_metrics]
+    html = _environment().get_template("report.html.j2").render(
+        r=document, forests=forests, csp=CSP, failed=[c for c in document["checks"] if not c["passed"]],
+        command=command or "ticketaudit (Python API)", provenance=result.provenance,
+    )
+    if path is not None:
+        write_atomically({Path(path): html.encode("utf-8")})
+    return html
+
+
+def command_line() -> str:
+    """The command line that started this process, quoted for a shell."""
+    return " ".join(shlex.quote(a) for a in ["ticketaudit", *sys.argv[1:]])
+
+
+def write_report(result: AuditResult, *, html_path: Path | None, json_path: Path | None,
+                 command: str | None = None) -> None:
+    """Render both outputs in memory, then write them together atomically."""
+    outputs: dict[Path, bytes] = {}
+    if html_path is not None:
+        outputs[Path(html_path)] = render_html(result, command=command).encode("utf-8")
+    if json_path is not None:
+        outputs[Path(json_path)] = render_json(result)
+    write_atomically(outputs)

@@ -1,0 +1,70 @@
+"""The report's JSON Schema (``ticketaudit schema``) and its validation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema
+
+NUMBER_OR_NULL = {"type": ["number", "null"]}
+INTERVAL = {"type": "array", "items": NUMBER_OR_NULL, "minItems": 2, "maxItems": 2}
+METRIC = {
+    "type": "object",
+    "required": ["dense", "ticket", "delta", "ci"],
+    "properties": {"dense": NUMBER_OR_NULL, "ticket": NUMBER_OR_NULL, "delta": NUMBER_OR_NULL, "ci": INTERVAL,
+                   "ci_method": {"type": "string"}, "p_value": NUMBER_OR_NULL, "dense_ci": INTERVAL,
+                   "ticket_ci": INTERVAL, "domain": {"type": "integer"}, "insufficient": {"type": "boolean"}},
+}
+GROUP = {
+    "type": "object",
+    "required": ["group", "n", "positives", "metrics", "insufficient"],
+    "properties": {"group": {"type": "string"}, "attribute": {"type": "string"}, "n": {"type": "integer"},
+                   "positives": {"type": "integer"}, "insufficient": {"type": "boolean"},
+                   "metrics": {"type": "object", "additionalProperties": METRIC}},
+}
+MODEL = {
+    "type": "object",
+    "required": ["parameters", "nonzero", "sparsity", "sha256", "format"],
+    "properties": {"parameters": {"type": "integer"}, "nonzero": {"type": "integer"},
+                   "sparsity": {"type": "number", "minimum": 0, "maximum": 1},
+                   "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}, "format": {"type": "string"}},
+}
+CHECK = {
+    "type": "object",
+    "required": ["id", "passed", "value", "tolerance", "interval", "p_value", "group"],
+    "properties": {"id": {"type": "string"}, "passed": {"type": "boolean"}, "value": NUMBER_OR_NULL,
+                   "tolerance": {"type": "number"}, "interval": INTERVAL, "p_value": NUMBER_OR_NULL,
+                   "group": {"type": ["string", "null"]}},
+}
+
+SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://ticketaudit.invalid/schema/report-1.0.json",
+    "title": "ticketaudit report",
+    "type": "object",
+    "required": ["schema_version", "tool_version", "verdict", "checks", "models", "data", "subgroups"],
+    "properties": {
+        "schema_version": {"type": "string", "pattern": "^1\\.[0-9]+$"},
+        "tool_version": {"type": "string"},
+        "created": {"type": "string"},
+        "verdict": {"enum": ["pass", "fail"]},
+        "checks": {"type": "array", "items": CHECK},
+        "models": {"type": "object", "required": ["dense", "ticket"],
+                   "properties": {"dense": MODEL, "ticket": MODEL}},
+        "data": {"type": "object", "required": ["rows", "sha256", "target", "sensitive", "groups"],
+                 "properties": {"rows": {"type": "integer", "minimum": 1}, "sha256": {"type": "string"},
+                                "target": {"type": "string"},
+                                "sensitive": {"type": "array", "items": {"type": "string"}},
+                                "groups": {"type": "array", "items": {"type": "string"}}}},
+        "subgroups": {"type": "array", "items": GROUP},
+        "disagreement": {"type": "object", "required": ["overall", "groups"]},
+        "compression": {"type": "object", "required": ["layers", "density"]},
+        "attention": {"type": "object"},
+        "attributions": {"type": "object"},
+    },
+}
+
+
+def validate(document: dict[str, Any]) -> None:
+    """Raise ``jsonschema.ValidationError`` when a report does not match the schema (a bug)."""
+    jsonschema.validate(document, SCHEMA, cls=jsonschema.Draft202012Validator)

@@ -1,0 +1,356 @@
+"""Every model and ticket format of the contract becomes a ``LoadedModel`` with one ``Mask``.
+
+Safe by default: ``.pt`` files are read with ``torch.load(weights_only=True)``; whole pickled
+modules load only with ``allow_pickle=True``. The caller's modules are deep-copied, never changed.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib
+import json
+import pickle
+import sys
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import paths
+from .._io import sha256_path
+from .._validation import MSG_FILE_MISSING, MSG_PICKLE_REFUSED, MSG_UNKNOWN_EXTENSION, fail
+from ..exceptions import UnsafeInputError
+from ..models import build_architecture
+from ..preprocess import Preprocessor
+from .mask import Mask, prunable_parameters
+
+ModelSource = nn.Module | str | Path
+WEIGHT_EXTENSIONS = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
+MSG_NEEDS_FACTORY = (
+    "'{path}' holds only weights (a state_dict); ticketaudit needs the architecture too. "
+    "Pass --factory MODULE:FUNC (a function returning the untrained nn.Module), or save a bundle."
+)
+MSG_ARCH_MISMATCH = "{what} does not match the architecture: {detail}. {fix}"
+MSG_HF_LATER = (
+    "'{path}' looks like a Hugging Face model directory; this version reads ticketaudit bundles "
+    "(config.json with an \"architecture\" entry). Hugging Face support comes with the attention analysis."
+)
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """A private, eval-mode copy of a model with its mask and provenance."""
+
+    module: nn.Module
+    mask: Mask
+    format: str
+    sha256: str
+    source: str
+    labels: tuple[str, ...] | None = None
+    preprocess: Preprocessor | None = None
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.module.parameters())
+
+    @property
+    def nonzero(self) -> int:
+        return sum(int(torch.count_nonzero(p)) for p in self.module.parameters())
+
+    @property
+    def sparsity(self) -> float:
+        """Share of exact zeros among weight tensors with >= 2 dimensions (contract definition)."""
+        weights = list(prunable_parameters(self.module).values())
+        total = sum(w.numel() for w in weights)
+        zeros = sum(w.numel() - int(torch.count_nonzero(w)) for w in weights)
+        return zeros / total if total else 0.0
+
+
+def _hash_module(module: nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().to("cpu").contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _private_copy(module: nn.Module) -> nn.Module:
+    if not isinstance(module, nn.Module):
+        fail(f"expected a torch nn.Module or a path, got {type(module).__name__}.")
+    private = copy.deepcopy(module).to("cpu")
+    private.eval()
+    for param in private.parameters():
+        param.requires_grad_(False)
+    return private
+
+
+def resolve_factory(spec: str) -> nn.Module:
+    """Call ``MODULE:FUNC`` (importable from the working directory) and return its module."""
+    module_name, _, func_name = spec.partition(":")
+    if not module_name or not func_name:
+        fail(f"--factory must look like MODULE:FUNC (e.g. mypkg.models:build), got {spec!r}.")
+    added = "" not in sys.path
+    if added:
+        sys.path.insert(0, "")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        fail(f"factory module '{module_name}' cannot be imported ({error}). Check the name and that it is on PYTHONPATH.")
+    finally:
+        if added:
+            sys.path.remove("")
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        fail(f"factory function '{func_name}' is not defined in module '{module_name}'.")
+    try:
+        built = func()
+    except Exception as error:  # the user's code failed: report it, it is their input
+        fail(f"factory '{spec}' raised {type(error).__name__}: {error}.")
+    if not isinstance(built, nn.Module):
+        fail(f"factory '{spec}' returned {type(built).__name__}, not a torch nn.Module.")
+    return built
+
+
+def _torch_load(path: Path, *, allow_pickle: bool) -> Any:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "Weights only load failed" not in str(error):
+            fail(f"'{path}' is not a readable torch file ({str(error).splitlines()[0]}). Re-export it.")
+        if not allow_pickle:
+            raise UnsafeInputError(MSG_PICKLE_REFUSED.format(path=path)) from None
+    except Exception as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        fail(f"'{path}' is not a readable torch file; it may be truncated or corrupt ({first[:160]}). Re-export it.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        fail(f"'{path}' could not be unpickled ({type(error).__name__}: {str(error)[:160]}).")
+
+
+def _read_weights(path: Path, *, allow_pickle: bool) -> dict[str, torch.Tensor] | nn.Module:
+    """A state_dict (or, with ``allow_pickle``, a pickled module) from a weights file."""
+    if not path.exists():
+        fail(MSG_FILE_MISSING.format(what="model file", path=path))
+    suffix = path.suffix.lower()
+    if suffix not in WEIGHT_EXTENSIONS:
+        fail(MSG_UNKNOWN_EXTENSION.format(what="model file", path=path, ext=suffix or "(none)",
+                                          allowed=", ".join(WEIGHT_EXTENSIONS) + " or a bundle directory"))
+    if suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device="cpu")
+        except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+            fail(f"'{path}' is not a readable safetensors file; it may be truncated or corrupt ({error}). Re-export it.")
+    loaded = _torch_load(path, allow_pickle=allow_pickle)
+    if isinstance(loaded, nn.Module):
+        return loaded
+    if isinstance(loaded, Mapping) and "state_dict" in loaded and isinstance(loaded["state_dict"], Mapping):
+        loaded = loaded["state_dict"]
+    if not isinstance(loaded, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()
+    ):
+        fail(f"'{path}' holds a {type(loaded).__name__}, not a state_dict of named tensors or a module.")
+    if not loaded:
+        fail(f"'{path}' holds an empty state_dict.")
+    return dict(loaded)
+
+
+def _split_torch_prune(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Turn ``weight_orig`` + ``weight_mask`` pairs into plain weights and their masks."""
+    plain: dict[str, torch.Tensor] = {}
+    masks: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if key.endswith("_orig") and key[: -len("_orig")] + "_mask" in state:
+            base = key[: -len("_orig")]
+            mask = state[base + "_mask"]
+            if mask.shape != value.shape:
+                fail(f"torch-prune mask '{base}_mask' has shape {tuple(mask.shape)} but '{key}' is {tuple(value.shape)}.")
+            masks[base] = mask
+            plain[base] = value * (mask != 0).to(value.dtype)
+        elif key.endswith("_mask") and key[: -len("_mask")] + "_orig" in state:
+            continue
+        else:
+            plain[key] = value
+    return plain, masks
+
+
+def _load_state(skeleton: nn.Module, state: dict[str, torch.Tensor], *, what: str, fix: str) -> nn.Module:
+    """A copy of ``skeleton`` holding ``state``; names and shapes must match exactly."""
+    module = copy.deepcopy(skeleton)
+    expected = module.state_dict()
+    for key, tensor in expected.items():
+        if key not in state:
+            fail(MSG_ARCH_MISMATCH.format(what=what, detail=f"the architecture has '{key}' but the weights do not", fix=fix))
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            fail(MSG_ARCH_MISMATCH.format(
+                what=what, detail=f"'{key}' has shape {tuple(state[key].shape)} but the architecture's is {tuple(tensor.shape)}",
+                fix=fix))
+    for key in state:
+        if key not in expected:
+            fail(MSG_ARCH_MISMATCH.format(what=what, detail=f"the weights have '{key}', which the architecture does not", fix=fix))
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            fail(f"{what}: tensor '{key}' contains NaN or infinite values.")
+    module.load_state_dict(state, strict=True)
+    return _private_copy(module)
+
+
+@dataclass(frozen=True)
+class _Bundle:
+    module: nn.Module
+    mask: Mask | None
+    labels: tuple[str, ...] | None
+    preprocess: Preprocessor | None
+
+
+def _read_bundle(directory: Path) -> _Bundle:
+    config_path = directory / paths.BUNDLE_CONFIG
+    if not config_path.is_file():
+        fail(f"'{directory}' is a directory without {paths.BUNDLE_CONFIG}; a bundle holds config.json and model.safetensors.")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        fail(f"'{config_path}' is not valid JSON: {error}.")
+    if not isinstance(config, dict):
+        fail(f"'{config_path}' must hold a JSON object.")
+    if "architecture" not in config:
+        if "model_type" in config or "architectures" in config:
+            fail(MSG_HF_LATER.format(path=directory))
+        fail(f"'{config_path}' has no \"architecture\" entry; see README, 'Bundles'.")
+    meta = config.get("ticketaudit", {})
+    labels = meta.get("labels") if isinstance(meta, dict) else None
+    if labels is not None and (not isinstance(labels, list) or len(labels) < 2 or len(set(map(str, labels))) != len(labels)):
+        fail(f"'{config_path}': ticketaudit.labels must be a list of at least 2 distinct labels.")
+    skeleton = build_architecture(str(config["architecture"]), dict(config.get("arguments", {})))
+    weights_path = directory / paths.BUNDLE_WEIGHTS
+    if not weights_path.is_file():
+        fail(MSG_FILE_MISSING.format(what="bundle weights", path=weights_path))
+    state = _read_weights(weights_path, allow_pickle=False)
+    assert isinstance(state, dict)  # safetensors never yields a module
+    module = _load_state(skeleton, state, what=f"bundle '{directory}'",
+                         fix="The config.json arguments must describe the saved weights.")
+    mask = None
+    mask_path = directory / paths.BUNDLE_MASK
+    if mask_path.is_file():
+        mask_state = _read_weights(mask_path, allow_pickle=False)
+        assert isinstance(mask_state, dict)
+        mask = Mask(mask_state, model=module)
+        module = mask.apply(module)
+    preprocess_path = directory / paths.BUNDLE_PREPROCESS
+    preprocess = Preprocessor.from_file(preprocess_path) if preprocess_path.is_file() else None
+    return _Bundle(module, mask, tuple(map(str, labels)) if labels else None, preprocess)
+
+
+def load_dense(source: ModelSource, *, factory: str | None = None, allow_pickle: bool = False) -> LoadedModel:
+    """Load the dense (unpruned) model from a module, bundle directory or weights file."""
+    if isinstance(source, nn.Module):
+        module = _private_copy(source)
+        return LoadedModel(module, Mask.ones(module), "module", _hash_module(module), "<nn.Module>")
+    path = Path(source)
+    if path.is_dir():
+        bundle = _read_bundle(path)
+        return LoadedModel(bundle.module, Mask.ones(bundle.module), "bundle", sha256_path(path), str(path),
+                           bundle.labels, bundle.preprocess)
+    weights = _read_weights(path, allow_pickle=allow_pickle)
+    if isinstance(weights, nn.Module):
+        module = _private_copy(weights)
+        return LoadedModel(module, Mask.ones(module), "pickled-module", sha256_path(path), str(path))
+    if factory is None:
+        fail(MSG_NEEDS_FACTORY.format(path=path))
+    plain, _ = _split_torch_prune(weights)
+    module = _load_state(resolve_factory(factory), plain, what=f"dense weights '{path}'",
+                         fix=f"Check that --factory {factory} builds the architecture the weights were saved from.")
+    return LoadedModel(module, Mask.ones(module), "state_dict", sha256_path(path), str(path))
+
+
+def _check_same_architecture(dense: nn.Module, ticket: nn.Module) -> None:
+    dense_state, ticket_state = dense.state_dict(), ticket.state_dict()
+    fix = "The ticket must be a pruned copy of the dense model."
+    for key, tensor in dense_state.items():
+        if key not in ticket_state:
+            fail(MSG_ARCH_MISMATCH.format(what="the ticket", detail=f"the dense model has '{key}' but the ticket does not", fix=fix))
+        if ticket_state[key].shape != tensor.shape:
+            fail(MSG_ARCH_MISMATCH.format(
+                what="the ticket", detail=f"'{key}' has shape {tuple(ticket_state[key].shape)} in the ticket but "
+                f"{tuple(tensor.shape)} in the dense model", fix=fix))
+    for key in ticket_state:
+        if key not in dense_state:
+            fail(MSG_ARCH_MISMATCH.format(what="the ticket", detail=f"the ticket has '{key}', which the dense model does not", fix=fix))
+
+
+def _read_mask_file(path: Path, *, model: nn.Module) -> Mask:
+    if not path.exists():
+        fail(MSG_FILE_MISSING.format(what="mask file", path=path))
+    if path.suffix.lower() not in (".safetensors", ".pt", ".pth"):
+        fail(MSG_UNKNOWN_EXTENSION.format(what="mask file", path=path, ext=path.suffix or "(none)",
+                                          allowed=".safetensors, .pt, .pth"))
+    tensors = _read_weights(path, allow_pickle=False)
+    assert isinstance(tensors, dict)
+    return Mask(tensors, model=model)
+
+
+def load_ticket(
+    source: ModelSource | None,
+    *,
+    dense: LoadedModel,
+    mask: str | Path | None = None,
+    factory: str | None = None,
+    allow_pickle: bool = False,
+) -> LoadedModel:
+    """Load the ticket: a pruned model in any contract format, or the dense model times ``mask``."""
+    if source is None and mask is None:
+        fail("give the ticket: --ticket MODEL, or --mask MASKFILE to prune the dense model.")
+    if source is not None and mask is not None:
+        fail("give either --ticket or --mask, not both: with --mask the ticket is the dense weights times the mask.")
+    if mask is not None:
+        mask_path = Path(mask)
+        the_mask = _read_mask_file(mask_path, model=dense.module)
+        return LoadedModel(the_mask.apply(dense.module), the_mask, "mask-file", sha256_path(mask_path), str(mask_path),
+                           dense.labels, dense.preprocess)
+    assert source is not None
+    if isinstance(source, nn.Module):
+        module = _private_copy(source)
+        _check_same_architecture(dense.module, module)
+        return LoadedModel(module, Mask.from_zeros(module), "module", _hash_module(module), "<nn.Module>",
+                           dense.labels, dense.preprocess)
+    path = Path(source)
+    if path.is_dir():
+        bundle = _read_bundle(path)
+        _check_same_architecture(dense.module, bundle.module)
+        the_mask = bundle.mask if bundle.mask is not None else Mask.from_zeros(bundle.module)
+        return LoadedModel(bundle.module, the_mask, "bundle", sha256_path(path), str(path),
+                           bundle.labels or dense.labels, bundle.preprocess or dense.preprocess)
+    weights = _read_weights(path, allow_pickle=allow_pickle)
+    if isinstance(weights, nn.Module):
+        module = _private_copy(weights)
+        _check_same_architecture(dense.module, module)
+        return LoadedModel(module, Mask.from_zeros(module), "pickled-module", sha256_path(path), str(path),
+                           dense.labels, dense.preprocess)
+    skeleton = resolve_factory(factory) if factory else dense.module
+    plain, prune_masks = _split_torch_prune(weights)
+    module = _load_state(skeleton, plain, what=f"ticket weights '{path}'",
+                         fix="The ticket must be a pruned copy of the dense model's state_dict.")
+    _check_same_architecture(dense.module, module)
+    if prune_masks:
+        full = {n: prune_masks.get(n, torch.ones_like(p)) for n, p in prunable_parameters(module).items()}
+        unknown = [n for n in prune_masks if n not in full]
+        if unknown:
+            fail(f"torch-prune mask '{unknown[0]}_mask' is on a tensor with fewer than 2 dimensions; "
+                 "ticketaudit prunes weight matrices only.")
+        the_mask, fmt = Mask(full, model=module), "torch-prune"
+    else:
+        the_mask, fmt = Mask.from_zeros(module), "zeroed-weights"
+    return LoadedModel(module, the_mask, fmt, sha256_path(path), str(path), dense.labels, dense.preprocess)

@@ -1,0 +1,100 @@
+"""``Mask``: a validated ``{parameter name: bool tensor}`` over a model's prunable weights."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterator, Mapping
+
+import torch
+from torch import nn
+
+from .._validation import fail
+
+MSG_MASK_UNKNOWN = "mask names '{name}', which is not a prunable weight of the model. Prunable weights: {known}."
+MSG_MASK_MISSING = (
+    "mask has no entry for '{name}'. A mask must cover every prunable weight (tensors with >= 2 "
+    "dimensions); add an all-ones tensor for layers that were not pruned."
+)
+MSG_MASK_SHAPE = "mask for '{name}' has shape {got} but the model's is {expected}."
+MSG_MASK_BINARY = "mask for '{name}' is not binary (found value {value}). A mask holds only 0 and 1."
+
+
+def prunable_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Weights a ticket may prune: parameters with >= 2 dimensions (biases and norms excluded)."""
+    return {name: p for name, p in model.named_parameters() if p.dim() >= 2}
+
+
+def binary_entropy_bits(p: float) -> float:
+    """H(p) in bits; 0 at p = 0 or 1."""
+    if p <= 0.0 or p >= 1.0:
+        return 0.0
+    return -p * math.log2(p) - (1 - p) * math.log2(1 - p)
+
+
+class Mask(Mapping[str, torch.Tensor]):
+    """Immutable mapping of prunable weight names to boolean keep-masks, validated against a model."""
+
+    def __init__(self, tensors: Mapping[str, torch.Tensor], *, model: nn.Module) -> None:
+        prunable = prunable_parameters(model)
+        known = ", ".join(list(prunable)[:10]) + (", ..." if len(prunable) > 10 else "")
+        checked: dict[str, torch.Tensor] = {}
+        for name, tensor in tensors.items():
+            if name not in prunable:
+                fail(MSG_MASK_UNKNOWN.format(name=name, known=known))
+            if not isinstance(tensor, torch.Tensor):
+                fail(f"mask for '{name}' is not a tensor but {type(tensor).__name__}.")
+            expected = tuple(prunable[name].shape)
+            if tuple(tensor.shape) != expected:
+                fail(MSG_MASK_SHAPE.format(name=name, got=tuple(tensor.shape), expected=expected))
+            if tensor.dtype != torch.bool:
+                values = tensor.detach().to("cpu", torch.float64)
+                bad = values[(values != 0) & (values != 1)]
+                if bad.numel():
+                    fail(MSG_MASK_BINARY.format(name=name, value=float(bad.flatten()[0])))
+                tensor = values != 0
+            checked[name] = tensor.detach().to("cpu").clone()
+        for name in prunable:
+            if name not in checked:
+                fail(MSG_MASK_MISSING.format(name=name))
+        self._tensors = {name: checked[name] for name in prunable}
+
+    @classmethod
+    def from_zeros(cls, model: nn.Module) -> Mask:
+        """Infer a mask from a ticket whose pruned weights are exact zeros."""
+        return cls({n: p.detach() != 0 for n, p in prunable_parameters(model).items()}, model=model)
+
+    @classmethod
+    def ones(cls, model: nn.Module) -> Mask:
+        """The mask of an unpruned model."""
+        return cls({n: torch.ones_like(p, dtype=torch.bool) for n, p in prunable_parameters(model).items()},
+                   model=model)
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self._tensors[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tensors)
+
+    def __len__(self) -> int:
+        return len(self._tensors)
+
+    def density(self) -> dict[str, float]:
+        """Kept share per tensor."""
+        return {name: float(t.float().mean()) for name, t in self._tensors.items()}
+
+    @property
+    def total(self) -> int:
+        return sum(t.numel() for t in self._tensors.values())
+
+    @property
+    def kept(self) -> int:
+        return sum(int(t.sum()) for t in self._tensors.values())
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        """A copy of ``model`` with pruned weights set to zero; ``model`` is not touched."""
+        pruned = copy.deepcopy(model)
+        with torch.no_grad():
+            for name, param in prunable_parameters(pruned).items():
+                param.mul_(self._tensors[name].to(param.device, param.dtype))
+        return pruned
