@@ -1,0 +1,192 @@
+"""The ``ticketaudit`` command: parse options, call the API, map errors to exit codes. No logic here.
+
+Exit codes: 0 pass, 1 a policy check failed, 2 bad input or usage, 3 internal error (a bug).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from . import __version__, paths
+from ._io import check_writable
+from .exceptions import InvalidInputError
+
+EXIT_PASS, EXIT_FAIL, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+BUG_HINT = ("This is a bug in ticketaudit; please report it with the command line and the message above "
+            "(set TICKETAUDIT_DEBUG=1 for a traceback).")
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="Audit a pruned network (lottery ticket) against its dense model, group by group.")
+stderr = Console(stderr=True)
+
+
+def _guarded(command: Callable[..., int]) -> Callable[..., None]:
+    """Map a command's outcome to the contract's exit codes; bad input never shows a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            code = command(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except InvalidInputError as error:
+            stderr.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_INPUT) from None
+        except KeyboardInterrupt:
+            stderr.print("interrupted: no report was written.")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except Exception as error:  # a bug: say so, with enough to report it
+            stderr.print(f"[bold red]internal error:[/] {escape(type(error).__name__)}: {escape(str(error))}",
+                         highlight=False, soft_wrap=True)
+            stderr.print(BUG_HINT)
+            if os.environ.get("TICKETAUDIT_DEBUG"):
+                traceback.print_exc()
+            raise typer.Exit(EXIT_INTERNAL) from None
+        raise typer.Exit(code)
+
+    return wrapper
+
+
+@contextlib.contextmanager
+def _progress(quiet: bool) -> Iterator[object]:
+    """Rich progress on stderr (a no-op callback with --quiet)."""
+    if quiet:
+        yield lambda *_: None
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=stderr, transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def update(description: str, done: int, total: int) -> None:
+            if description not in tasks:
+                tasks[description] = bar.add_task(description, total=total)
+            bar.update(tasks[description], completed=done, total=total)
+
+        yield update
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"ticketaudit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the version and exit.")] = False) -> None:
+    """ticketaudit: paired subgroup audit of a dense model and its ticket."""
+
+
+@app.command()
+@_guarded
+def report(
+    dense: Annotated[str, typer.Option(help="Dense model: bundle directory, state_dict file, or pickled module.")],
+    data: Annotated[str, typer.Option(help="Table: .csv, .tsv, .parquet, or - for CSV on stdin.")],
+    target: Annotated[str, typer.Option(help="Label column.")],
+    sensitive: Annotated[str, typer.Option(help="Sensitive column(s), comma-separated; several form intersections.")],
+    ticket: Annotated[Optional[str], typer.Option(help="Ticket (pruned model) in any supported format.")] = None,
+    mask: Annotated[Optional[str], typer.Option(help="Mask file; the ticket is then dense weights x mask.")] = None,
+    factory: Annotated[Optional[str], typer.Option(help="MODULE:FUNC building the nn.Module for plain state_dicts.")] = None,
+    features: Annotated[Optional[str], typer.Option(help="Feature columns in model-input order, comma-separated.")] = None,
+    text: Annotated[Optional[str], typer.Option(help="Text column (needs the attention analysis; not in this version).")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Keep only rows with COL=VALUE.")] = None,
+    policy: Annotated[Optional[Path], typer.Option(help="Policy TOML file ([policy] table).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="HTML report path [default: reports/ticketaudit-<time>.html].")] = None,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="JSON report path.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed; given, the JSON is byte-identical across runs.")] = None,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap replicates.")] = 1000,
+    confidence: Annotated[Optional[float], typer.Option(help="Confidence level (overrides the policy's).")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda or mps (never changes results).")] = "cpu",
+    batch_size: Annotated[int, typer.Option(help="Rows per forward pass (never changes results).")] = 1024,
+    max_rows: Annotated[Optional[int], typer.Option(help="Audit only the first N rows.")] = None,
+    analyses: Annotated[str, typer.Option(help="Comma-separated: metrics,disagreement,compression.")] = "metrics,disagreement,compression",
+    allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow loading pickled modules (runs code!).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
+) -> int:
+    """Audit a ticket against its dense model; exit 0 pass, 1 fail, 2 bad input, 3 internal error."""
+    from .audit import audit
+    from .config import Policy
+    from .report.render import command_line, write_report
+
+    if text is not None:
+        raise InvalidInputError("--text needs the attention analysis, which this version does not have yet. "
+                                "Audit tabular data with --features or a bundle's preprocess.json.")
+    html_path = out if out is not None else paths.default_report_path()
+    if out is None:
+        html_path.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(html_path, what="report")
+    if json_path is not None:
+        check_writable(json_path, what="JSON report")
+        if json_path.resolve() == html_path.resolve():
+            raise InvalidInputError("--out and --json name the same file; give them different paths.")
+    the_policy = Policy.from_toml(policy) if policy is not None else Policy()
+    with _progress(quiet) as update:
+        result = audit(dense=dense, ticket=ticket, mask=mask, data=data, target=target, sensitive=sensitive,
+                       features=features, split=split, policy=the_policy, seed=seed, n_boot=n_boot,
+                       confidence=confidence, device=device, batch_size=batch_size, max_rows=max_rows,
+                       analyses=analyses, factory=factory, allow_pickle=allow_pickle, progress=update)  # type: ignore[arg-type]
+    write_report(result, html_path=html_path, json_path=json_path, command=command_line())
+    _print_summary(result, html_path, json_path)
+    return EXIT_PASS if result.passed else EXIT_FAIL
+
+
+def _print_summary(result: object, html_path: Path, json_path: Path | None) -> None:
+    from .audit import AuditResult
+
+    assert isinstance(result, AuditResult)
+    failed = result.failed_checks
+    print(f"verdict: {result.verdict.upper()} ({len(result.checks) - len(failed)}/{len(result.checks)} checks passed)")
+    for check in failed:
+        where = f" [{check.group}]" if check.group else ""
+        print(f"  FAIL {check.id}{where}: {check.value * 100:+.2f} pts (tolerance {check.tolerance * 100:.2f} pts, "
+              f"adjusted p {check.p_value:.3g})")
+    print(f"report: {html_path}")
+    if json_path is not None:
+        print(f"json: {json_path}")
+
+
+@app.command()
+@_guarded
+def demo(
+    out: Annotated[Path, typer.Option(help="Output directory.")] = paths.DEMO_DIR,
+    seed: Annotated[int, typer.Option(help="Random seed for training and the audit.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
+) -> int:
+    """Train a dense MLP and an IMP ticket on the bundled UCI Adult data, audit them, write DIR/report.html."""
+    from .demo import run_demo
+
+    if out.exists() and not out.is_dir():
+        raise InvalidInputError(f"--out '{out}' exists and is not a directory. Choose a directory.")
+    check_writable(out / "report.html", what="demo output") if out.is_dir() else check_writable(out, what="demo output directory")
+    with _progress(quiet) as update:
+        result = run_demo(out, seed=seed, progress=update)  # type: ignore[arg-type]
+    _print_summary(result, out / "report.html", out / "report.json")
+    return EXIT_PASS
+
+
+@app.command()
+@_guarded
+def schema() -> int:
+    """Print the JSON Schema of the report."""
+    from .report.schema import SCHEMA
+
+    print(json.dumps(SCHEMA, indent=2))
+    return EXIT_PASS
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="ticketaudit")

@@ -1,0 +1,87 @@
+"""Iterative magnitude pruning with weight rewinding (Frankle et al.), on CPU, deterministic."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..tickets.mask import Mask, prunable_parameters
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int = 5
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    seed: int = 0
+
+
+def train(model: nn.Module, features: torch.Tensor, labels: torch.Tensor, *, settings: TrainSettings,
+          mask: Mask | None = None, snapshot_at: int | None = None,
+          on_epoch: Callable[[], None] | None = None) -> tuple[nn.Module, nn.Module | None]:
+    """Train a copy of ``model`` with Adam; pruned weights stay zero. Returns (trained, snapshot at step k)."""
+    model = copy.deepcopy(model).train()
+    generator = torch.Generator().manual_seed(settings.seed)
+    optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    loss_fn = nn.CrossEntropyLoss()
+    masks = {n: mask[n].to(p.dtype) for n, p in prunable_parameters(model).items()} if mask is not None else None
+    params = prunable_parameters(model)
+    snapshot = None
+    step = 0
+    for _ in range(settings.epochs):
+        order = torch.randperm(len(features), generator=generator)
+        for start in range(0, len(features), settings.batch_size):
+            batch = order[start:start + settings.batch_size]
+            optimiser.zero_grad()
+            loss_fn(model(features[batch]), labels[batch]).backward()
+            optimiser.step()
+            if masks is not None:
+                with torch.no_grad():
+                    for name, param in params.items():
+                        param.mul_(masks[name])
+            step += 1
+            if snapshot_at is not None and step == snapshot_at:
+                snapshot = copy.deepcopy(model).eval()
+        if on_epoch is not None:
+            on_epoch()
+    return model.eval(), snapshot
+
+
+def global_magnitude_mask(model: nn.Module, *, keep: float, previous: Mask | None = None) -> Mask:
+    """Keep the largest-magnitude ``keep`` share of all prunable weights (ties broken by position)."""
+    params = prunable_parameters(model)
+    scores = torch.cat([p.detach().abs().flatten() for p in params.values()])
+    alive = torch.cat([previous[n].flatten() for n in params]) if previous is not None else torch.ones_like(scores, dtype=torch.bool)
+    n_keep = int(round(keep * scores.numel()))
+    ranked = torch.where(alive, scores, torch.full_like(scores, -1.0))
+    order = torch.argsort(ranked, descending=True, stable=True)
+    flat = torch.zeros_like(scores, dtype=torch.bool)
+    flat[order[:n_keep]] = True
+    tensors, offset = {}, 0
+    for name, param in params.items():
+        tensors[name] = flat[offset:offset + param.numel()].view_as(param)
+        offset += param.numel()
+    return Mask(tensors, model=model)
+
+
+def iterative_magnitude_pruning(model: nn.Module, features: torch.Tensor, labels: torch.Tensor, *, rounds: int,
+                                final_density: float, settings: TrainSettings, rewind_step: int = 200,
+                                on_epoch: Callable[[], None] | None = None) -> tuple[nn.Module, nn.Module, Mask]:
+    """Train dense, then ``rounds`` times: prune globally by magnitude, rewind to step ``rewind_step``, retrain.
+
+    Returns (dense trained model, ticket trained model, ticket mask).
+    """
+    dense, rewind = train(model, features, labels, settings=settings, snapshot_at=rewind_step, on_epoch=on_epoch)
+    assert rewind is not None
+    per_round = final_density ** (1 / rounds)
+    mask: Mask | None = None
+    current = dense
+    for r in range(1, rounds + 1):
+        mask = global_magnitude_mask(current, keep=per_round**r, previous=mask)
+        current, _ = train(mask.apply(rewind), features, labels, settings=settings, mask=mask, on_epoch=on_epoch)
+    assert mask is not None
+    return dense, mask.apply(current), mask
