@@ -62,5 +62,13 @@ def write_atomically(outputs: Mapping[Path, bytes]) -> None:
             temp = stack.enter_context(_temp_beside(path))
             temp.write_bytes(payload)
             temps[path] = temp
+        mode = 0o666 & ~_umask()
         for path, temp in temps.items():
+            os.chmod(temp, mode)
             os.replace(temp, path)
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
