@@ -55,8 +55,9 @@ def fx(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
     features = torch.tensor(frame[FEATURES].to_numpy(dtype=np.float32))
     labels = torch.tensor(frame["y"].to_numpy(dtype=np.int64))
     dense, _ = train(MLP(**ARGUMENTS), features, labels, settings=TrainSettings(epochs=15, batch_size=64))
-    mask = global_magnitude_mask(dense, keep=0.4)
-    ticket = mask.apply(dense)
+    mask = global_magnitude_mask(dense, keep=0.6)
+    ticket, _ = train(mask.apply(dense), features, labels, settings=TrainSettings(epochs=5, batch_size=64), mask=mask)
+
     dense_dir = save_bundle(root / "dense", dense, architecture="mlp", arguments=ARGUMENTS)
     ticket_dir = save_bundle(root / "ticket", ticket, architecture="mlp", arguments=ARGUMENTS, mask=mask)
     csv = root / "data.csv"

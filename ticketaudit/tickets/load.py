@@ -13,6 +13,7 @@ import json
 import pickle
 import sys
 import warnings
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +119,11 @@ def resolve_factory(spec: str) -> nn.Module:
 
 
 def _torch_load(path: Path, *, allow_pickle: bool) -> Any:
+    with open(path, "rb") as handle:
+        head = handle.read(2)
+    if not zipfile.is_zipfile(path) and not (len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5):
+        fail(f"'{path}' is not a readable torch file (neither torch's zip format nor a pickle). "
+             "It may be truncated or corrupt; re-export it.")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

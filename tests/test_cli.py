@@ -1,0 +1,271 @@
+"""The CLI contract: exit codes, byte-identical JSON, bad input -> exit 2 with one clear message."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+import torch
+from conftest import Fixture
+from helpers import run_cli
+from safetensors.torch import save_file
+
+from ticketaudit.models import MLP
+from ticketaudit.report.schema import SCHEMA
+
+
+def test_report_passes_and_writes_valid_outputs(report_args: list[str], tmp_path: Path) -> None:
+    run = run_cli(report_args)
+    assert run.code == 0, run.stderr
+    assert "verdict: PASS" in run.stdout
+    document = json.loads((tmp_path / "r.json").read_text())
+    jsonschema.validate(document, SCHEMA)
+    assert "created" not in document
+    html = (tmp_path / "r.html").read_text()
+    assert "<script" not in html and "Content-Security-Policy" in html
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html", "r.json"]
+
+
+def test_failing_policy_exits_1_and_names_the_check(report_args: list[str], tmp_path: Path, fx: Fixture) -> None:
+    policy = tmp_path / "strict.toml"
+    policy.write_text("[policy]\nmax_overall_accuracy_drop = 0.0\nconfidence = 0.9\n")
+    harsh_mask = tmp_path / "harsh.safetensors"
+    save_file({k: (torch.rand_like(v.float(), generator=torch.Generator().manual_seed(1)) < 0.1).to(torch.uint8)
+               for k, v in fx.mask.items()}, str(harsh_mask))
+    args = [a for a in report_args]
+    i = args.index("--ticket")
+    args[i:i + 2] = ["--mask", str(harsh_mask)]
+    run = run_cli([*args, "--policy", str(policy)])
+    assert run.code == 1, run.stdout + run.stderr
+    assert "verdict: FAIL" in run.stdout and "overall_accuracy_drop" in run.stdout
+    document = json.loads((tmp_path / "r.json").read_text())
+    assert document["verdict"] == "fail"
+    assert any(not c["passed"] and c["id"] == "overall_accuracy_drop" for c in document["checks"])
+
+
+def test_json_is_byte_identical_across_runs_and_batch_sizes(report_args: list[str], tmp_path: Path) -> None:
+    outputs = []
+    for batch in ("1", "7", "4096"):
+        json_path = tmp_path / f"b{batch}.json"
+        args = [*report_args[:-4], "--out", str(tmp_path / f"b{batch}.html"), "--json", str(json_path),
+                "--batch-size", batch]
+        assert run_cli(args).code == 0
+        outputs.append(json_path.read_bytes())
+    assert outputs[0] == outputs[1] == outputs[2]
+
+
+def test_seed_changes_bootstrap_only(report_args: list[str], tmp_path: Path) -> None:
+    assert run_cli(report_args).code == 0
+    first = json.loads((tmp_path / "r.json").read_text())
+    args = list(report_args)
+    args[args.index("--seed") + 1] = "5"
+    assert run_cli(args).code == 0
+    second = json.loads((tmp_path / "r.json").read_text())
+    assert first["subgroups"][0]["metrics"]["accuracy"] == second["subgroups"][0]["metrics"]["accuracy"]
+    assert first["subgroups"][0]["metrics"]["ece"]["ci"] != second["subgroups"][0]["metrics"]["ece"]["ci"]
+
+
+def test_without_seed_json_records_creation_time(report_args: list[str], tmp_path: Path) -> None:
+    args = list(report_args)
+    del args[args.index("--seed"):args.index("--seed") + 2]
+    assert run_cli(args).code == 0
+    assert "created" in json.loads((tmp_path / "r.json").read_text())
+
+
+def test_schema_command_prints_the_schema() -> None:
+    run = run_cli(["schema"])
+    assert run.code == 0 and json.loads(run.stdout) == json.loads(json.dumps(SCHEMA))
+
+
+def test_stdin_data(report_args: list[str], fx: Fixture) -> None:
+    args = list(report_args)
+    args[args.index("--data") + 1] = "-"
+    assert run_cli(args, stdin=fx.csv.read_text()).code == 0
+
+
+def test_real_subprocess_python_m(report_args: list[str], tmp_path: Path, fx: Fixture) -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    done = subprocess.run([sys.executable, "-m", "ticketaudit", *report_args], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("verdict: PASS")
+
+
+# --- bad input: every case is exit 2, one message naming the problem, no traceback, no output file ---
+
+Case = Callable[[list[str], Path, Fixture], list[str]]
+
+
+def _set(args: list[str], option: str, value: str) -> list[str]:
+    out = list(args)
+    if option in out:
+        out[out.index(option) + 1] = value
+    else:
+        out += [option, value]
+    return out
+
+
+def _write(path: Path, content: bytes) -> str:
+    path.write_bytes(content)
+    return str(path)
+
+
+def _table(tmp: Path, fx: Fixture, change: Callable, name: str = "bad.csv") -> str:
+    frame = fx.frame.copy()
+    frame = change(frame)
+    frame.to_csv(tmp / name, index=False)
+    return str(tmp / name)
+
+
+def _truncated_safetensors(tmp: Path, fx: Fixture) -> str:
+    save_file(fx.dense.state_dict(), str(tmp / "full.safetensors"))
+    return _write(tmp / "trunc.safetensors", (tmp / "full.safetensors").read_bytes()[:100])
+
+
+def _other_architecture(tmp: Path, fx: Fixture) -> str:
+    torch.save(MLP(in_features=4, hidden=[16], out_features=2).state_dict(), tmp / "other.pt")
+    return str(tmp / "other.pt")
+
+
+def _mask_file(tmp: Path, fx: Fixture, change: Callable) -> str:
+    tensors = change({k: v.float() for k, v in fx.mask.items()})
+    save_file(tensors, str(tmp / "m.safetensors"))
+    return str(tmp / "m.safetensors")
+
+
+def _ticket_to_mask(args: list[str], mask: str) -> list[str]:
+    out = list(args)
+    i = out.index("--ticket")
+    out[i:i + 2] = ["--mask", mask]
+    return out
+
+
+BAD_INPUTS: dict[str, tuple[Case, str]] = {
+    "dense missing": (lambda a, t, f: _set(a, "--dense", str(t / "nope")), "does not exist"),
+    "garbage .pt": (lambda a, t, f: _set(a, "--dense", _write(t / "g.pt", b"garbage" * 20)), "not a readable torch file"),
+    "truncated safetensors": (lambda a, t, f: _set(a, "--ticket", _truncated_safetensors(t, f)), "truncated or corrupt"),
+    "unknown model extension": (lambda a, t, f: _set(a, "--dense", _write(t / "m.onnx", b"x")), "unknown extension"),
+    "pickle without flag": (lambda a, t, f: (torch.save(f.dense, t / "p.pt"), _set(a, "--ticket", str(t / "p.pt")))[1],
+                            "--allow-pickle"),
+    "state_dict without factory": (lambda a, t, f: (torch.save(f.dense.state_dict(), t / "sd.pt"),
+                                                    _set(a, "--dense", str(t / "sd.pt")))[1], "--factory"),
+    "factory module missing": (lambda a, t, f: (torch.save(f.dense.state_dict(), t / "sd.pt"),
+                                                _set(_set(a, "--dense", str(t / "sd.pt")), "--factory", "no_such_mod:build"))[1],
+                               "cannot be imported"),
+    "factory function missing": (lambda a, t, f: (torch.save(f.dense.state_dict(), t / "sd.pt"),
+                                                  _set(_set(a, "--dense", str(t / "sd.pt")), "--factory", "conftest:nope"))[1],
+                                 "is not defined"),
+    "state_dict of another architecture": (lambda a, t, f: _set(a, "--ticket", _other_architecture(t, f)),
+                                           "does not match the architecture"),
+    "mask not binary": (lambda a, t, f: _ticket_to_mask(a, _mask_file(t, f, lambda m: {k: v * 0.5 for k, v in m.items()})),
+                        "not binary"),
+    "mask wrong names": (lambda a, t, f: _ticket_to_mask(a, _mask_file(t, f, lambda m: {"x." + k: v for k, v in m.items()})),
+                         "not a prunable weight"),
+    "mask for a subset of layers": (lambda a, t, f: _ticket_to_mask(a, _mask_file(t, f, lambda m: dict(list(m.items())[:1]))),
+                                    "has no entry for"),
+    "mask and ticket both": (lambda a, t, f: [*a, "--mask", _mask_file(t, f, lambda m: m)], "not both"),
+    "data missing": (lambda a, t, f: _set(a, "--data", str(t / "none.csv")), "does not exist"),
+    "data empty": (lambda a, t, f: _set(a, "--data", _write(t / "e.csv", b"")), "is empty"),
+    "header-only csv": (lambda a, t, f: _set(a, "--data", _write(t / "h.csv", b"x1,x2,x3,x4,sex,race,y\n")), "no rows"),
+    "non-UTF-8 csv": (lambda a, t, f: _set(a, "--data", _write(t / "l.csv", "x1,sex\n1,caf\xe9\n".encode("latin-1"))),
+                      "not UTF-8"),
+    "unknown data extension": (lambda a, t, f: _set(a, "--data", _write(t / "d.xlsx", b"x")), "unknown extension"),
+    "duplicate column names": (lambda a, t, f: _set(a, "--data", _write(t / "dup.csv", b"x1,x1,y\n1,2,0\n")), "twice"),
+    "corrupt parquet": (lambda a, t, f: _set(a, "--data", _write(t / "d.parquet", b"PAR1garbage")), "Parquet"),
+    "target missing": (lambda a, t, f: _set(a, "--target", "income"), "target column 'income' is not in the data"),
+    "feature missing": (lambda a, t, f: _set(a, "--features", "x1,x2,x3,x9"), "feature column 'x9'"),
+    "sensitive missing": (lambda a, t, f: _set(a, "--sensitive", "sex,age"), "sensitive column 'age'"),
+    "target one class": (lambda a, t, f: _set(a, "--data", _table(t, f, lambda d: d.assign(y=1))), "single class"),
+    "label the model cannot output": (lambda a, t, f: _set(a, "--data", _table(t, f, lambda d: d.assign(y=d.y * 2))),
+                                      "not a label the model can output"),
+    "text labels without label list": (lambda a, t, f: _set(a, "--data", _table(t, f, lambda d: d.assign(y=d.y.map({0: "no", 1: "yes"})))),
+                                       "no label list"),
+    "NaN in features": (lambda a, t, f: _set(a, "--data", _table(t, f, lambda d: d.assign(x2=d.x2.where(d.index != 3)))),
+                        "feature column 'x2' has 1 missing, NaN or infinite"),
+    "inf in features": (lambda a, t, f: _set(a, "--data", _table(t, f, lambda d: d.assign(x3=d.x3.where(d.index != 5, np.inf)))),
+                        "feature column 'x3'"),
+    "non-numeric feature": (lambda a, t, f: _set(a, "--features", "x1,x2,x3,sex"), "not numeric"),
+    "wrong feature count": (lambda a, t, f: _set(a, "--features", "x1,x2,x3"), "cannot take the 3 input features"),
+    "constant sensitive column": (lambda a, t, f: _set(a, "--data", _table(t, f, lambda d: d.assign(sex="F"))), "single value"),
+    "all-missing sensitive column": (lambda a, t, f: _set(a, "--data", _table(t, f, lambda d: d.assign(sex=None))),
+                                     "only missing values"),
+    "sensitive column with 10,000 values": (lambda a, t, f: _set(_set(a, "--data", _table(t, f, lambda d: d.assign(
+        race=[f"id{i}" for i in range(len(d))]))), "--sensitive", "race"), "distinct values"),
+    "output directory missing": (lambda a, t, f: _set(a, "--out", str(t / "missing" / "r.html")), "does not exist"),
+    "policy unknown key": (lambda a, t, f: _set(a, "--policy", _write(t / "p.toml", b"[policy]\nmax_drop = 1\n")),
+                           "policy key 'max_drop' is unknown"),
+    "policy malformed": (lambda a, t, f: _set(a, "--policy", _write(t / "p.toml", b"[policy\nx=")), "not valid TOML"),
+    "policy bad value": (lambda a, t, f: _set(a, "--policy", _write(t / "p.toml", b"[policy]\nconfidence = 2\n")),
+                         "policy.confidence must be in"),
+    "negative n-boot": (lambda a, t, f: _set(a, "--n-boot", "-5"), "n_boot must be an integer"),
+    "absurd batch size": (lambda a, t, f: _set(a, "--batch-size", "0"), "batch_size must be an integer"),
+    "cuda without GPU": (lambda a, t, f: _set(a, "--device", "cuda"), "no CUDA GPU"),
+    "unknown analysis": (lambda a, t, f: _set(a, "--analyses", "metrics,vibes"), "analysis 'vibes' is unknown"),
+    "split without match": (lambda a, t, f: _set(a, "--split", "sex=X"), "no row has"),
+    "text column (later issue)": (lambda a, t, f: _set(a, "--text", "x1"), "--text needs the attention analysis"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input(case: str, report_args: list[str], tmp_path: Path, fx: Fixture, monkeypatch) -> None:
+    if case == "cuda without GPU" and torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    make, message = BAD_INPUTS[case]
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    monkeypatch.chdir(Path(__file__).parent)
+    args = make(report_args, inputs, fx)
+    run = run_cli(args)
+    assert run.code == 2, (run.code, run.stdout, run.stderr)
+    assert message in " ".join(run.stderr.split()), run.stderr
+    assert "Traceback" not in run.stderr + run.stdout
+    assert not (tmp_path / "r.html").exists() and not (tmp_path / "r.json").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name != "inputs"]
+
+
+def test_read_only_output_directory(report_args: list[str], tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root can write to read-only directories")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    run = run_cli(_set(report_args, "--out", str(locked / "r.html")))
+    assert run.code == 2 and "not writable" in run.stderr
+
+
+def test_usage_error_is_exit_2() -> None:
+    run = run_cli(["report", "--dense"])
+    assert run.code == 2
+
+
+def test_internal_error_is_exit_3_without_partial_files(report_args: list[str], tmp_path: Path, monkeypatch) -> None:
+    audit_module = importlib.import_module("ticketaudit.audit")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(audit_module, "analyse_performance", broken)
+    run = run_cli(report_args)
+    assert run.code == 3 and "internal error" in run.stderr and "bug" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_interrupt_leaves_no_partial_file(report_args: list[str], tmp_path: Path, monkeypatch) -> None:
+    import ticketaudit.report.render as render_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(render_module, "report_dict", interrupted)
+    run = run_cli(report_args)
+    assert run.code == 130 and "no report was written" in run.stderr
+    assert not list(tmp_path.iterdir())
