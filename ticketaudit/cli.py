@@ -13,7 +13,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -23,6 +23,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from . import __version__, paths
 from ._io import check_writable
 from .exceptions import InvalidInputError
+
+if TYPE_CHECKING:
+    from .audit import AuditResult
 
 EXIT_PASS, EXIT_FAIL, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 BUG_HINT = ("This is a bug in ticketaudit; please report it with the command line and the message above "
@@ -143,10 +146,7 @@ def report(
     return EXIT_PASS if result.passed else EXIT_FAIL
 
 
-def _print_summary(result: object, html_path: Path, json_path: Path | None) -> None:
-    from .audit import AuditResult
-
-    assert isinstance(result, AuditResult)
+def _print_summary(result: AuditResult, html_path: Path, json_path: Path | None) -> None:
     failed = result.failed_checks
     print(f"verdict: {result.verdict.upper()} ({len(result.checks) - len(failed)}/{len(result.checks)} checks passed)")
     for check in failed:

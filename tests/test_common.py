@@ -1,0 +1,64 @@
+"""One battery every analysis passes (scikit-learn's check_estimator, for analyses)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from conftest import Fixture
+from helpers import synthetic_inputs
+
+from ticketaudit.analyses.compression import analyse_compression
+from ticketaudit.analyses.disagreement import analyse_disagreement
+from ticketaudit.analyses.performance import analyse_performance
+from ticketaudit.tickets.mask import Mask
+
+
+def _inputs(seed: int = 0, identical: bool = False):
+    rng = np.random.default_rng(seed)
+    n = 900
+    labels = rng.integers(0, 2, size=n)
+    dense = np.where(rng.random(n) < 0.8, labels, 1 - labels)
+    ticket = dense.copy() if identical else np.where(rng.random(n) < 0.1, 1 - dense, dense)
+    sensitive = {"sex": rng.choice(["F", "M"], size=n), "race": rng.choice(["A", "B"], size=n)}
+    return synthetic_inputs(labels, dense, ticket, sensitive, n_boot=150, seed=seed)
+
+
+ANALYSES = {
+    "performance": lambda inputs, fx: analyse_performance(inputs),
+    "disagreement": lambda inputs, fx: analyse_disagreement(inputs),
+    "compression": lambda inputs, fx: analyse_compression(fx.mask, fx.ticket),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ANALYSES))
+def test_result_is_frozen_and_json_safe(name: str, fx: Fixture) -> None:
+    result = ANALYSES[name](_inputs(), fx)
+    assert dataclasses.is_dataclass(result) and result.__dataclass_params__.frozen
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(result, dataclasses.fields(result)[0].name, None)
+    text = json.dumps(result.to_dict(), allow_nan=False)
+    assert json.loads(text) == result.to_dict()
+
+
+@pytest.mark.parametrize("name", sorted(ANALYSES))
+def test_result_is_deterministic(name: str, fx: Fixture) -> None:
+    assert ANALYSES[name](_inputs(), fx).to_dict() == ANALYSES[name](_inputs(), fx).to_dict()
+
+
+@pytest.mark.parametrize("name", ["performance", "disagreement"])
+def test_identical_models_show_no_change(name: str, fx: Fixture) -> None:
+    result = ANALYSES[name](_inputs(identical=True), fx).to_dict()
+    if name == "performance":
+        assert all(m["delta"] in (0, None) for m in result["overall"]["metrics"].values())
+    else:
+        assert result["overall"]["flips"] == 0 and result["examples"] == []
+
+
+def test_compression_of_an_unpruned_model_is_not_smaller(fx: Fixture) -> None:
+    result = analyse_compression(Mask.ones(fx.dense), fx.dense)
+    assert result.density == 1.0 and not result.smaller and "NOT smaller" in result.statement
+    pruned = analyse_compression(fx.mask, fx.ticket)
+    assert pruned.smaller and abs(pruned.density - fx.mask.kept / fx.mask.total) < 1e-12
