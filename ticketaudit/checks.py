@@ -69,7 +69,7 @@ def evaluate_policy(policy: Policy, performance: PerformanceResult) -> tuple[Che
         counts, rest = group.accuracy_counts, group.complement_counts
         candidates.append(_Candidate(
             f"group_excess_drop:{group.group}",
-            f"Accuracy drop in {group.group} beyond the overall drop (psi_g)", group.group, "accuracy",
+            "Excess accuracy drop ψ (group's drop minus the overall drop)", group.group, "accuracy",
             float(estimate.estimate), policy.max_group_excess_drop, float(estimate.p_value),
             lambda conf, counts=counts, rest=rest: _bounds(excess_drop(counts, rest, confidence=conf))))
     for gap in performance.gaps:
@@ -122,7 +122,7 @@ def _gap_candidate(policy: Policy, gap: Gap) -> _Candidate:
 
     label = {"accuracy": "Accuracy", "tpr": "True-positive-rate", "fpr": "False-positive-rate"}[gap.metric]
     return _Candidate(f"{gap.metric}_gap_widening:{gap.attribute}",
-                      f"{label} gap (max - min over {gap.attribute} groups) widening from dense to ticket",
+                      f"{label} gap widening (max − min over groups)",
                       gap.attribute, gap.metric, gap.widening, getattr(policy, GAP_TOLERANCES[gap.metric]), p_raw, at)
 
 

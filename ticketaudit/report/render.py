@@ -97,7 +97,8 @@ def render_html(result: AuditResult, path: str | Path | None = None, *, command:
     document = report_dict(result)
     chart_metrics = ["accuracy", "tpr", "fpr"] if document["performance"]["task"] == "binary" else ["accuracy"]
     titles = {"accuracy": "Accuracy", "tpr": "True positive rate", "fpr": "False positive rate"}
-    forests = [charts.forest(_forest_rows(document, m), title=titles[m]) for m in chart_metrics]
+    forests = [charts.forest(_forest_rows(document, m), title=titles[m], harm="increase" if m == "fpr" else "decrease")
+               for m in chart_metrics]
     html = _environment().get_template("report.html.j2").render(
         r=document, forests=forests, csp=CSP, failed=[c for c in document["checks"] if not c["passed"]],
         command=command or "ticketaudit (Python API)", provenance=result.provenance,

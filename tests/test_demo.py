@@ -1,0 +1,33 @@
+"""``ticketaudit demo`` end to end (slow: trains on Adult)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers import run_cli
+
+
+@pytest.mark.slow
+def test_demo_writes_a_deterministic_report_and_a_reloadable_pair(tmp_path: Path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    for out in (first, second):
+        run = run_cli(["demo", "--out", str(out), "--quiet"])
+        assert run.code == 0, run.stderr
+        assert run.stdout.startswith("verdict:")
+    assert (first / "report.json").read_bytes() == (second / "report.json").read_bytes()
+    document = json.loads((first / "report.json").read_text())
+    assert document["models"]["ticket"]["sparsity"] >= 0.9
+    assert abs(document["performance"]["overall"]["metrics"]["accuracy"]["dense"] - 0.85) < 0.03
+    assert {g["group"] for g in document["subgroups"]} >= {"sex=Female", "race=Black", "sex=Female|race=Black"}
+    html = (first / "report.html").read_text()
+    for section in ("Verdict", "Policy checks", "Groups: dense vs ticket", "Where the models disagree", "Compression",
+                    "Provenance"):
+        assert section in html
+    rerun = run_cli(["report", "--dense", str(first / "dense"), "--ticket", str(first / "ticket"), "--data",
+                     str(first / "adult_test.csv"), "--target", "income", "--sensitive", "sex,race", "--seed", "0",
+                     "--quiet", "--out", str(tmp_path / "r.html"), "--json", str(tmp_path / "r.json")])
+    assert rerun.code in (0, 1)
+    again = json.loads((tmp_path / "r.json").read_text())
+    assert again["subgroups"] == document["subgroups"] and again["checks"] == document["checks"]
