@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import csv
+import gzip
+import hashlib
 import io
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,8 +32,8 @@ class Table:
     source: str
 
 
-def _check_header(text_head: str, *, sep: str, source: str) -> None:
-    header = next(csv.reader(io.StringIO(text_head), delimiter=sep), [])
+def _check_header(header_line: str, *, sep: str, source: str) -> None:
+    header = next(csv.reader(io.StringIO(header_line), delimiter=sep), [])
     seen: set[str] = set()
     for name in header:
         if name in seen:
@@ -37,19 +41,36 @@ def _check_header(text_head: str, *, sep: str, source: str) -> None:
         seen.add(name)
 
 
-def _read_text_table(raw: bytes, *, sep: str, source: str) -> pd.DataFrame:
+def _read_text_table(handle: Any, *, sep: str, source: str, head: bytes) -> pd.DataFrame:
+    """Parse CSV/TSV from a path or buffer; ``head`` (the first bytes) is checked first."""
+    line = head.split(b"\n", 1)[0]
     try:
-        text = raw.decode("utf-8-sig")
+        first_line = line.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        if len(line) < len(head) or error.start < len(line) - 4:
+            fail(f"data '{source}' is not UTF-8 text (byte {error.start}). Re-save it as UTF-8.")
+        first_line = line[: error.start].decode("utf-8-sig", errors="replace")
+    if not first_line.strip():
+        fail(f"data '{source}' is empty. Give a table with a header row and at least one row.")
+    _check_header(first_line, sep=sep, source=source)
+    try:
+        return pd.read_csv(handle, sep=sep, encoding="utf-8", low_memory=False, compression="infer")
     except UnicodeDecodeError as error:
         fail(f"data '{source}' is not UTF-8 text (byte {error.start}). Re-save it as UTF-8.")
-    if not text.strip():
-        fail(f"data '{source}' is empty. Give a table with a header row and at least one row.")
-    _check_header(text[:65536].splitlines()[0] if text else "", sep=sep, source=source)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OSError, EOFError) as error:
+        kind = "TSV" if sep == "\t" else "CSV"
+        fail(f"data '{source}' could not be parsed as {kind}: {str(error).strip()}.")
+
+
+def _head(path: Path, *, gz: bool) -> bytes:
     try:
-        frame = pd.read_csv(io.StringIO(text), sep=sep, low_memory=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as error:
-        fail(f"data '{source}' could not be parsed as {'TSV' if sep == chr(9) else 'CSV'}: {str(error).strip()}.")
-    return frame
+        if gz:
+            with gzip.open(path, "rb") as handle:
+                return handle.read(65536)
+        with open(path, "rb") as handle:
+            return handle.read(65536)
+    except (OSError, EOFError):
+        fail(f"data file '{path}' cannot be read{' (not a valid gzip file)' if gz else ''}.")
 
 
 def load_table(source: str | Path | pd.DataFrame, *, split: str | None = None, max_rows: int | None = None) -> Table:
@@ -60,37 +81,27 @@ def load_table(source: str | Path | pd.DataFrame, *, split: str | None = None, m
         name = "<DataFrame>"
     elif str(source) == "-":
         raw = sys.stdin.buffer.read()
-        frame = _read_text_table(raw, sep=",", source="<stdin>")
-        import hashlib
-
+        frame = _read_text_table(io.BytesIO(raw), sep=",", source="<stdin>", head=raw[:65536])
         digest, name = hashlib.sha256(raw).hexdigest(), "<stdin>"
     else:
         path = Path(source)
         if not path.is_file():
             fail(MSG_FILE_MISSING.format(what="data file", path=path))
         suffixes = [s.lower() for s in path.suffixes]
-        ext = suffixes[-2] if suffixes and suffixes[-1] == ".gz" and len(suffixes) > 1 else (suffixes[-1] if suffixes else "")
-        if ext not in TABLE_EXTENSIONS:
+        gz = bool(suffixes) and suffixes[-1] == ".gz"
+        ext = (suffixes[-2] if len(suffixes) > 1 else "") if gz else (suffixes[-1] if suffixes else "")
+        if ext not in TABLE_EXTENSIONS or (gz and ext in (".parquet", ".pq")):
             fail(MSG_UNKNOWN_EXTENSION.format(what="data file", path=path, ext=ext or "(none)",
                                               allowed=".csv, .tsv, .parquet (optionally .gz for text), or - for stdin"))
-        try:
-            raw = path.read_bytes()
-        except OSError as error:
-            fail(f"data file '{path}' cannot be read: {error.strerror}.")
+        if not os.access(path, os.R_OK):
+            fail(f"data file '{path}' cannot be read (permission denied).")
         if ext in (".parquet", ".pq"):
             try:
-                frame = pd.read_parquet(io.BytesIO(raw))
+                frame = pd.read_parquet(path)
             except Exception as error:  # pyarrow raises many types for corrupt files
                 fail(f"data file '{path}' is not a readable Parquet file ({type(error).__name__}). Re-export it.")
         else:
-            if suffixes[-1] == ".gz":
-                import gzip
-
-                try:
-                    raw = gzip.decompress(raw)
-                except (OSError, EOFError):
-                    fail(f"data file '{path}' is not a valid gzip file.")
-            frame = _read_text_table(raw, sep=TABLE_EXTENSIONS[ext], source=str(path))
+            frame = _read_text_table(path, sep=TABLE_EXTENSIONS[ext] or ",", source=str(path), head=_head(path, gz=gz))
         digest, name = sha256_file(path), str(path)
     frame.columns = [str(c) for c in frame.columns]
     if frame.columns.duplicated().any():
@@ -112,8 +123,6 @@ def load_table(source: str | Path | pd.DataFrame, *, split: str | None = None, m
 
 
 def _hash_frame(frame: pd.DataFrame) -> str:
-    import hashlib
-
     digest = hashlib.sha256()
     digest.update(",".join(map(str, frame.columns)).encode())
     digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())

@@ -41,8 +41,9 @@ def sklearn_metrics(n_classes: int) -> dict[str, Callable[..., float]]:
     return out
 
 
-def _class_recall(y_true: np.ndarray, y_pred: np.ndarray, *, label: int) -> float:
-    return float(recall_score(y_true, y_pred, labels=[label], average=None, zero_division=np.nan)[0])
+def _class_recall(y_true: np.ndarray, y_pred: np.ndarray, *, label: int, sample_weight: np.ndarray | None = None) -> float:
+    return float(recall_score(y_true, y_pred, labels=[label], average=None, zero_division=np.nan,
+                              sample_weight=sample_weight)[0])
 
 
 @dataclass(frozen=True)
@@ -149,22 +150,37 @@ class PerformanceResult:
 
 
 def _metricframe_values(inputs: AnalysisInputs) -> dict[str, dict[str, dict[str, float]]]:
-    """{model: {group name: {metric: value}}} from fairlearn MetricFrame, per attribute, plus overall."""
+    """{model: {group name: {metric: value}}} from fairlearn MetricFrame, per attribute, plus overall.
+
+    MetricFrame runs on the distinct (stratum, label, dense prediction, ticket prediction) cells with
+    their row counts as ``sample_weight``: the same values as on the rows (counts are exact), at a
+    cost independent of the row count.
+    """
     groups = inputs.groups
-    metrics = sklearn_metrics(len(inputs.class_names))
-    preds = {"dense": inputs.predictions.pred_dense, "ticket": inputs.predictions.pred_ticket}
+    n_classes = len(inputs.class_names)
+    key = groups.stratum_of_row.astype(np.int64)
+    for part in (inputs.labels, inputs.predictions.pred_dense, inputs.predictions.pred_ticket):
+        key = key * n_classes + part
+    cells, weight = np.unique(key, return_counts=True)
+    ticket_pred, rest = cells % n_classes, cells // n_classes
+    dense_pred, rest = rest % n_classes, rest // n_classes
+    labels, stratum = rest % n_classes, rest // n_classes
+    preds = {"dense": dense_pred, "ticket": ticket_pred}
+    strata = np.asarray(groups.strata_names, dtype=object)
     families: dict[str, np.ndarray] = {}
-    strata = np.asarray(groups.strata_names, dtype=object)[groups.stratum_of_row]
     for position, attribute in enumerate(groups.attributes):
-        families[attribute] = np.array([name.split("|")[position] for name in strata], dtype=object)
+        per_stratum = np.array([name.split("|")[position] for name in strata], dtype=object)
+        families[attribute] = per_stratum[stratum]
     if len(groups.attributes) > 1:
-        families["|".join(groups.attributes)] = strata
+        families["|".join(groups.attributes)] = strata[stratum]
+    metrics = sklearn_metrics(n_classes)
+    weights = {name: {"sample_weight": weight} for name in metrics}
     out: dict[str, dict[str, dict[str, float]]] = {}
     for model in MODELS:
         values: dict[str, dict[str, float]] = {}
-        for attribute, labels in families.items():
-            frame = MetricFrame(metrics=metrics, y_true=inputs.labels, y_pred=preds[model],
-                                sensitive_features=pd.Series(labels, name=attribute))
+        for attribute, cell_groups in families.items():
+            frame = MetricFrame(metrics=metrics, y_true=labels, y_pred=preds[model], sample_params=weights,
+                                sensitive_features=pd.Series(cell_groups, name=attribute))
             for name, row in frame.by_group.iterrows():
                 values[str(name)] = {metric: float(row[metric]) for metric in metrics}
             if attribute == groups.attributes[0]:
