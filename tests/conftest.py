@@ -5,15 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hypothesis import settings
 
 from ticketaudit.models import MLP
 from ticketaudit.pruning.imp import TrainSettings, global_magnitude_mask, train
 from ticketaudit.tickets.bundle import save_bundle
 from ticketaudit.tickets.mask import Mask
+
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")  # reproducible examples in CI; random exploration on developers' machines
 
 FEATURES = ["x1", "x2", "x3", "x4"]
 ARGUMENTS = {"in_features": 4, "hidden": [8], "out_features": 2}

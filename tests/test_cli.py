@@ -207,6 +207,11 @@ BAD_INPUTS: dict[str, tuple[Case, str]] = {
                          "policy.confidence must be in"),
     "negative n-boot": (lambda a, t, f: _set(a, "--n-boot", "-5"), "n_boot must be an integer"),
     "absurd batch size": (lambda a, t, f: _set(a, "--batch-size", "0"), "batch_size must be an integer"),
+    "absurd n-boot": (lambda a, t, f: _set(a, "--n-boot", "1000000000"), "n_boot must be an integer"),
+    "confidence out of range": (lambda a, t, f: _set(a, "--confidence", "1.5"), "policy.confidence must be in"),
+    "split without equals sign": (lambda a, t, f: _set(a, "--split", "sex"), "--split must look like COL=VALUE"),
+    "target also sensitive": (lambda a, t, f: _set(a, "--sensitive", "y"), "cannot also be a sensitive column"),
+    "out and json the same file": (lambda a, t, f: _set(a, "--json", a[a.index("--out") + 1]), "name the same file"),
     "cuda without GPU": (lambda a, t, f: _set(a, "--device", "cuda"), "no CUDA GPU"),
     "unknown analysis": (lambda a, t, f: _set(a, "--analyses", "metrics,vibes"), "analysis 'vibes' is unknown"),
     "split without match": (lambda a, t, f: _set(a, "--split", "sex=X"), "no row has"),
@@ -232,13 +237,14 @@ def test_bad_input(case: str, report_args: list[str], tmp_path: Path, fx: Fixtur
 
 
 def test_read_only_output_directory(report_args: list[str], tmp_path: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root can write to read-only directories")
+    """A permission-locked directory (as a normal user) or /proc (read-only even for root)."""
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
-    run = run_cli(_set(report_args, "--out", str(locked / "r.html")))
-    assert run.code == 2 and "not writable" in run.stderr
+    target = Path("/proc") if os.geteuid() == 0 else locked
+    run = run_cli(_set(report_args, "--out", str(target / "r.html")))
+    assert run.code == 2 and "not writable" in run.stderr, run.stderr
+    assert not (tmp_path / "r.json").exists()
 
 
 def test_usage_error_is_exit_2() -> None:

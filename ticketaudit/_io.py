@@ -39,7 +39,10 @@ def check_writable(path: Path, *, what: str) -> None:
         fail(MSG_OUTPUT_DIR.format(what=what, path=path, reason="it is a directory"))
     if not parent.is_dir():
         fail(MSG_OUTPUT_DIR.format(what=what, path=path, reason=f"directory '{parent}' does not exist"))
-    if not os.access(parent, os.W_OK):
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError:
         fail(MSG_OUTPUT_DIR.format(what=what, path=path, reason=f"directory '{parent}' is not writable"))
 
 

@@ -33,7 +33,10 @@ class Table:
 
 
 def _check_header(header_line: str, *, sep: str, source: str) -> None:
-    header = next(csv.reader(io.StringIO(header_line), delimiter=sep), [])
+    try:
+        header = next(csv.reader([header_line.rstrip("\r")], delimiter=sep), [])
+    except csv.Error as error:
+        fail(f"data '{source}' has an unreadable header row ({error}).")
     seen: set[str] = set()
     for name in header:
         if name in seen:
@@ -43,7 +46,7 @@ def _check_header(header_line: str, *, sep: str, source: str) -> None:
 
 def _read_text_table(handle: Any, *, sep: str, source: str, head: bytes) -> pd.DataFrame:
     """Parse CSV/TSV from a path or buffer; ``head`` (the first bytes) is checked first."""
-    line = head.split(b"\n", 1)[0]
+    line = head.splitlines()[0] if head.strip() else b""
     try:
         first_line = line.decode("utf-8-sig")
     except UnicodeDecodeError as error:
