@@ -14,6 +14,7 @@ from torch import nn
 
 from . import __version__
 from ._validation import fail
+from .analyses.attributions import AttributionResult, AttributionSettings, analyse_attributions
 from .analyses.base import AnalysisInputs
 from .analyses.compression import CompressionResult, analyse_compression
 from .analyses.disagreement import DisagreementResult, analyse_disagreement
@@ -21,7 +22,7 @@ from .analyses.performance import PerformanceResult, analyse_performance
 from .analyses.predict import ModelRunner, predict_both, resolve_device
 from .checks import Check, evaluate_policy, insufficient_check
 from .config import ANALYSES, AuditConfig, Policy
-from .data import build_groups, load_table
+from .data import MISSING, build_groups, load_table
 from .inputs import build_features, encode_target
 from .tickets import LoadedModel, load_dense, load_ticket
 
@@ -44,6 +45,7 @@ class AuditResult:
     performance: PerformanceResult | None
     disagreement: DisagreementResult | None
     compression: CompressionResult | None
+    attributions: AttributionResult | None
     notes: tuple[str, ...]
     created: str | None
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -82,6 +84,8 @@ class AuditResult:
             out["disagreement"] = self.disagreement.to_dict()
         if self.compression is not None:
             out["compression"] = self.compression.to_dict()
+        if self.attributions is not None:
+            out["attributions"] = self.attributions.to_dict()
         return out
 
 
@@ -113,6 +117,10 @@ def audit(
     analyses: str | Sequence[str] = ANALYSES,
     factory: str | None = None,
     allow_pickle: bool = False,
+    attribution_method: str = "integrated-gradients",
+    attribution_target: str = "label",
+    attribution_rows: int | None = None,
+    proxies: str | Sequence[str] | None = None,
     progress: Progress | None = None,
 ) -> AuditResult:
     """Audit ``ticket`` (or ``dense`` x ``mask``) against ``dense`` on ``data``, per group of ``sensitive``.
@@ -131,6 +139,9 @@ def audit(
     config = AuditConfig(seed=seed, n_boot=n_boot, batch_size=batch_size, device=device, max_rows=max_rows,  # type: ignore[arg-type]
                          analyses=chosen)
     sensitive_columns = _as_list(sensitive) or []
+    attribution_settings = AttributionSettings(
+        method=attribution_method, target=attribution_target,  # type: ignore[arg-type]
+        rows=attribution_rows if attribution_rows is not None else 2000, proxies=tuple(_as_list(proxies) or ()))
     resolve_device(device)
     step = progress or (lambda *_: None)
 
@@ -160,12 +171,28 @@ def audit(
                                device=device, progress=advance)
     inputs = AnalysisInputs(labels, class_names, predictions, groups, policy.confidence, policy.min_group_size,
                             n_boot, seed, config.ece_bins)
+    notes: list[str] = []
     step("Measuring groups and bootstrapping", 0, 1)
     performance = analyse_performance(inputs)
     disagreement = analyse_disagreement(inputs) if "disagreement" in chosen else None
     compression = analyse_compression(ticket_model.mask, ticket_model.module) if "compression" in chosen else None
-    checks = evaluate_policy(policy, performance)
-    notes = []
+    attributions = None
+    if "attributions" in chosen:
+        if attribution_rows is not None and attribution_rows > len(frame):
+            fail(f"--attribution-rows {attribution_rows} is more than the {len(frame)} rows of the data. "
+                 "Ask for fewer rows (or leave it out: 2,000 or all rows, whichever is smaller).")
+        step("Attributing both models (Captum)", 0, 1)
+        column_of_input = (dense_model.preprocess.column_of_input if dense_model.preprocess is not None
+                           else list(feature_names))
+        dummies = pd.get_dummies(frame[sensitive_columns].astype("string").fillna(MISSING), dtype=float).to_numpy()
+        attributions = analyse_attributions(
+            inputs, dense=dense_model.module, ticket=ticket_model.module, features=matrix,
+            column_of_input=column_of_input, sensitive=sensitive_columns, sensitive_dummies=dummies,
+            settings=attribution_settings, batch_size=batch_size, device=resolve_device(device))
+        if not any(c in column_of_input for c in sensitive_columns):
+            notes.append("No sensitive column is a model input, so reliance on sensitive columns is not defined; "
+                         "the attribution section reports proxies instead.")
+    checks = evaluate_policy(policy, performance, attributions=attributions)
     small = [g.group for g in performance.subgroups if g.insufficient]
     if small:
         notes.append(f"{len(small)} group(s) have fewer than {policy.min_group_size} rows and are reported but "
@@ -184,6 +211,6 @@ def audit(
     }
     step("Done", 1, 1)
     return AuditResult(verdict, checks, dense_model, ticket_model, data_info, policy, config, performance,
-                       disagreement, compression, tuple(notes), created,
+                       disagreement, compression, attributions, tuple(notes), created,
                        provenance={"dense_source": dense_model.source, "ticket_source": ticket_model.source,
                                    "data_source": table.source, "batch_size": batch_size, "device": device})

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .analyses import stats
+from .analyses.attributions import AttributionResult
 from .analyses.base import interval, number
 from .analyses.performance import Gap, PerformanceResult, excess_drop
 from .config import Policy
@@ -58,7 +59,8 @@ class _Candidate:
     interval_at: Any  # callable(confidence) -> (low, high)
 
 
-def evaluate_policy(policy: Policy, performance: PerformanceResult) -> tuple[Check, ...]:
+def evaluate_policy(policy: Policy, performance: PerformanceResult, *,
+                    attributions: AttributionResult | None = None) -> tuple[Check, ...]:
     """All gated checks of the policy, with Holm's correction across them."""
     candidates = [_overall_drop(policy, performance)]
     for group in performance.subgroups:
@@ -75,6 +77,13 @@ def evaluate_policy(policy: Policy, performance: PerformanceResult) -> tuple[Che
     for gap in performance.gaps:
         if gap.metric in GAP_TOLERANCES:
             candidates.append(_gap_candidate(policy, gap))
+    if policy.max_sensitive_reliance_increase is not None and attributions is not None:
+        share = attributions.overall.sensitive_share
+        if np.isfinite(share.delta):
+            candidates.append(_replicate_candidate(
+                "sensitive_reliance_increase", "Rise in the share of attribution on the sensitive columns", None,
+                "attribution_share", share.delta, policy.max_sensitive_reliance_increase,
+                attributions.sensitive_replicates))
     m = len(candidates)
     adjusted = stats.holm(np.array([c.p_raw for c in candidates]))
     alpha = 1 - policy.confidence
@@ -104,26 +113,31 @@ def _overall_drop(policy: Policy, performance: PerformanceResult) -> _Candidate:
                       float(drop.estimate), policy.max_overall_accuracy_drop, float(drop.p_value), at)
 
 
-def _gap_candidate(policy: Policy, gap: Gap) -> _Candidate:
-    """Gap widening: bootstrap standard error with a normal reference, which stays smooth at the
-    small per-check levels that multiplicity control asks for."""
-    reps = gap.replicates[np.isfinite(gap.replicates)]
+def _replicate_candidate(check_id: str, description: str, group: str | None, metric: str, value: float,
+                         tolerance: float, replicates: np.ndarray) -> _Candidate:
+    """A check from bootstrap replicates: standard error with a normal reference, which stays smooth
+    at the small per-check levels that multiplicity control asks for."""
+    reps = replicates[np.isfinite(replicates)]
     se = float(np.std(reps, ddof=1)) if reps.size > 1 else float("nan")
-    if not np.isfinite(se) or not np.isfinite(gap.widening):
+    if not np.isfinite(se) or not np.isfinite(value):
         p_raw = float("nan")
     elif se == 0:
-        p_raw = 1.0 if gap.widening == 0 else 0.0
+        p_raw = 1.0 if value == 0 else 0.0
     else:
-        p_raw = float(2 * stats.sps.norm.sf(abs(gap.widening) / se))
+        p_raw = float(2 * stats.sps.norm.sf(abs(value) / se))
 
     def at(conf: float) -> tuple[float, float]:
         z = stats.z_value(conf)
-        return gap.widening - z * se, gap.widening + z * se
+        return value - z * se, value + z * se
 
+    return _Candidate(check_id, description, group, metric, value, tolerance, p_raw, at)
+
+
+def _gap_candidate(policy: Policy, gap: Gap) -> _Candidate:
     label = {"accuracy": "Accuracy", "tpr": "True-positive-rate", "fpr": "False-positive-rate"}[gap.metric]
-    return _Candidate(f"{gap.metric}_gap_widening:{gap.attribute}",
-                      f"{label} gap widening (max − min over groups)",
-                      gap.attribute, gap.metric, gap.widening, getattr(policy, GAP_TOLERANCES[gap.metric]), p_raw, at)
+    return _replicate_candidate(f"{gap.metric}_gap_widening:{gap.attribute}", f"{label} gap widening (max − min over groups)",
+                                gap.attribute, gap.metric, gap.widening, getattr(policy, GAP_TOLERANCES[gap.metric]),
+                                gap.replicates)
 
 
 def insufficient_check(performance: PerformanceResult) -> Check:

@@ -115,7 +115,11 @@ def report(
     device: Annotated[str, typer.Option(help="cpu, cuda or mps (never changes results).")] = "cpu",
     batch_size: Annotated[int, typer.Option(help="Rows per forward pass (never changes results).")] = 1024,
     max_rows: Annotated[Optional[int], typer.Option(help="Audit only the first N rows.")] = None,
-    analyses: Annotated[str, typer.Option(help="Comma-separated: metrics,disagreement,compression.")] = "metrics,disagreement,compression",
+    analyses: Annotated[str, typer.Option(help="Comma-separated: metrics,disagreement,attributions,compression.")] = "metrics,disagreement,attributions,compression",
+    attribution_method: Annotated[str, typer.Option(help="integrated-gradients, saliency, input-x-gradient, deeplift, gradient-shap or feature-ablation.")] = "integrated-gradients",
+    attribution_target: Annotated[str, typer.Option(help="label (default) or predicted (the dense model's prediction), for both models.")] = "label",
+    attribution_rows: Annotated[Optional[int], typer.Option(help="Rows to attribute, drawn stratified by group [default: 2000 or all].")] = None,
+    proxies: Annotated[Optional[str], typer.Option(help="Columns to treat as proxies of the sensitive ones, comma-separated.")] = None,
     allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow loading pickled modules (runs code!).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
 ) -> int:
@@ -140,7 +144,9 @@ def report(
         result = audit(dense=dense, ticket=ticket, mask=mask, data=data, target=target, sensitive=sensitive,
                        features=features, split=split, policy=the_policy, seed=seed, n_boot=n_boot,
                        confidence=confidence, device=device, batch_size=batch_size, max_rows=max_rows,
-                       analyses=analyses, factory=factory, allow_pickle=allow_pickle, progress=update)  # type: ignore[arg-type]
+                       analyses=analyses, factory=factory, allow_pickle=allow_pickle,
+                       attribution_method=attribution_method, attribution_target=attribution_target,
+                       attribution_rows=attribution_rows, proxies=proxies, progress=update)  # type: ignore[arg-type]
     write_report(result, html_path=html_path, json_path=json_path, command=command_line())
     _print_summary(result, html_path, json_path)
     return EXIT_PASS if result.passed else EXIT_FAIL

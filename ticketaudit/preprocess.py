@@ -105,6 +105,11 @@ class Preprocessor:
     def width(self) -> int:
         return sum(spec.width for spec in self.inputs)
 
+    @property
+    def column_of_input(self) -> list[str]:
+        """The raw column each model input comes from (one-hot inputs share their column)."""
+        return [spec.column for spec in self.inputs for _ in range(spec.width)]
+
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         """Model inputs, float64, shape (rows, width). Missing numeric values are an error."""
         blocks = []

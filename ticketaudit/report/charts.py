@@ -41,3 +41,21 @@ def forest(rows: list[dict[str, Any]], *, title: str, harm: str) -> dict[str, An
     return {"title": title, "width": WIDTH, "height": 50 + len(rows) * ROW_HEIGHT, "rows": drawn,
             "zero": x(0.0), "label_width": LABEL_WIDTH, "plot_right": LABEL_WIDTH + PLOT_WIDTH,
             "ticks": [{"x": x(t), "label": f"{t * 100:+g}" if t else "0"} for t in ticks]}
+
+
+def paired_bars(features: list[dict[str, Any]], *, limit: int = 12) -> dict[str, Any]:
+    """Horizontal paired bars (dense, ticket) of mean |attribution| for the top features."""
+    shown = features[:limit]
+    largest = max([f["dense"] or 0.0 for f in shown] + [f["ticket"] or 0.0 for f in shown] + [1e-12])
+    bar = 9
+
+    def width(value: float | None) -> float:
+        return round((value or 0.0) / largest * PLOT_WIDTH, 1)
+
+    rows = []
+    for i, f in enumerate(shown):
+        y = 24 + i * (2 * bar + 8)
+        rows.append({"label": f["feature"], "y": y, "dense": f["dense"], "ticket": f["ticket"],
+                     "dense_width": width(f["dense"]), "ticket_width": width(f["ticket"])})
+    return {"width": WIDTH, "height": 34 + len(shown) * (2 * bar + 8), "rows": rows, "bar": bar,
+            "label_width": LABEL_WIDTH}

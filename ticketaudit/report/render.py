@@ -69,11 +69,17 @@ def _pvalue(value: Any) -> str:
     return "< 0.001" if value < 0.001 else f"{value:.3f}"
 
 
+def _num(value: Any, digits: int = 3, *, sign: bool = False, general: bool = False) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    return f"{value:{'+' if sign else ''}.{digits}{'g' if general else 'f'}}"
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir())), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True)
-    env.filters.update(pct=_pct, pts=_pts, interval_pts=_interval_pts, pvalue=_pvalue)
+    env.filters.update(pct=_pct, pts=_pts, interval_pts=_interval_pts, pvalue=_pvalue, num=_num)
     return env
 
 
@@ -102,6 +108,7 @@ def render_html(result: AuditResult, path: str | Path | None = None, *, command:
     html = _environment().get_template("report.html.j2").render(
         r=document, forests=forests, csp=CSP, failed=[c for c in document["checks"] if not c["passed"]],
         command=command or "ticketaudit (Python API)", provenance=result.provenance,
+        bars=charts.paired_bars(document["attributions"]["features"]) if "attributions" in document else None,
     )
     if path is not None:
         write_atomically({Path(path): html.encode("utf-8")})

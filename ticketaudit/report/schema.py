@@ -60,7 +60,8 @@ SCHEMA: dict[str, Any] = {
         "disagreement": {"type": "object", "required": ["overall", "groups"]},
         "compression": {"type": "object", "required": ["layers", "density"]},
         "attention": {"type": "object"},
-        "attributions": {"type": "object"},
+        "attributions": {"type": "object", "required": ["method", "target", "sample_rows", "features", "overall",
+                                                        "groups"]},
     },
 }
 

@@ -1,0 +1,337 @@
+"""Captum attributions of both models on the same rows, with the same target, baselines and steps;
+compared per feature and per group (cosine, Spearman, top-k overlap, reliance on sensitive columns
+and their proxies), with stratified bootstrap intervals."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from captum.attr import DeepLift, FeatureAblation, GradientShap, InputXGradient, IntegratedGradients, Saliency
+from scipy.stats import rankdata
+
+from .._validation import fail
+from . import stats
+from .base import AnalysisInputs, interval, number
+
+METHODS: dict[str, Any] = {
+    "integrated-gradients": IntegratedGradients, "saliency": Saliency, "input-x-gradient": InputXGradient,
+    "deeplift": DeepLift, "gradient-shap": GradientShap, "feature-ablation": FeatureAblation,
+}
+Target = Literal["label", "predicted"]
+AUTO_PROXIES = 3
+PROXY_MIN_CORRELATION = 0.1
+MAX_DISAGREEMENTS = 10
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttributionSettings:
+    """What to attribute and how; identical for both models."""
+
+    method: str = "integrated-gradients"
+    target: Target = "label"
+    rows: int = 2000
+    steps: int = 50
+    top_k: int = 5
+    proxies: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            fail(f"attribution method '{self.method}' is unknown. Choose from: {', '.join(METHODS)}.")
+        if self.target not in ("label", "predicted"):
+            fail(f"--attribution-target must be 'label' or 'predicted', got {self.target!r}.")
+        if isinstance(self.rows, bool) or not isinstance(self.rows, int) or self.rows < 10:
+            fail(f"--attribution-rows must be an integer >= 10, got {self.rows!r}.")
+        if not 1 <= self.steps <= 10_000:
+            fail(f"attribution steps must be in [1, 10000], got {self.steps}.")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A quantity for both models with the paired delta (ticket - dense) and its interval."""
+
+    dense: float
+    ticket: float
+    delta: float
+    ci: tuple[float, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dense": number(self.dense), "ticket": number(self.ticket), "delta": number(self.delta),
+                "ci": interval(*self.ci)}
+
+
+@dataclass(frozen=True)
+class GroupAttribution:
+    """Agreement of the two models' explanations within one group (or overall)."""
+
+    group: str
+    rows: int
+    cosine: float
+    cosine_ci: tuple[float, float]
+    spearman: float
+    spearman_ci: tuple[float, float]
+    top_k_jaccard: float
+    top_dense: tuple[str, ...]
+    top_ticket: tuple[str, ...]
+    sensitive_share: Comparison
+    proxy_share: Comparison
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"group": self.group, "rows": self.rows, "cosine": number(self.cosine),
+                "cosine_ci": interval(*self.cosine_ci), "spearman": number(self.spearman),
+                "spearman_ci": interval(*self.spearman_ci), "top_k_jaccard": number(self.top_k_jaccard),
+                "top_dense": list(self.top_dense), "top_ticket": list(self.top_ticket),
+                "sensitive_share": self.sensitive_share.to_dict(), "proxy_share": self.proxy_share.to_dict()}
+
+
+@dataclass(frozen=True, eq=False)
+class AttributionResult:
+    """What each model relies on, per raw feature and per group."""
+
+    method: str
+    target: str
+    baseline: str
+    steps: int
+    top_k: int
+    sample_rows: int
+    population_rows: int
+    sensitive: tuple[str, ...]
+    proxies: tuple[str, ...]
+    auto_proxies: tuple[str, ...]
+    convergence_delta: dict[str, float] | None
+    features: tuple[tuple[str, Comparison], ...]
+    overall: GroupAttribution
+    groups: tuple[GroupAttribution, ...]
+    disagreements: tuple[dict[str, Any], ...]
+    sensitive_replicates: np.ndarray = field(repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "target": self.target, "baseline": self.baseline, "steps": self.steps,
+                "top_k": self.top_k, "sample_rows": self.sample_rows, "population_rows": self.population_rows,
+                "sensitive": list(self.sensitive), "proxies": list(self.proxies),
+                "auto_proxies": list(self.auto_proxies),
+                "convergence_delta": None if self.convergence_delta is None
+                else {k: number(v) for k, v in self.convergence_delta.items()},
+                "features": [{"feature": name, **c.to_dict()} for name, c in self.features],
+                "overall": self.overall.to_dict(), "groups": [g.to_dict() for g in self.groups],
+                "disagreements": list(self.disagreements)}
+
+
+def stratified_sample(stratum_of_row: np.ndarray, n_strata: int, *, rows: int, seed: int) -> np.ndarray:
+    """Sorted row indices: every stratum gets an equal floor share (all its rows if fewer), the rest
+    is split in proportion to size; reproducible by ``seed``."""
+    total = len(stratum_of_row)
+    if rows >= total:
+        return np.arange(total)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
+    members = [np.flatnonzero(stratum_of_row == s) for s in range(n_strata)]
+    sizes = np.array([len(m) for m in members])
+    take = np.minimum(sizes, rows // (2 * n_strata))
+    remaining = rows - take.sum()
+    spare = sizes - take
+    extra = np.floor(remaining * spare / max(spare.sum(), 1)).astype(int)
+    for s in np.argsort(-(remaining * spare / max(spare.sum(), 1) - extra), kind="stable")[: remaining - extra.sum()]:
+        extra[s] += 1
+    take = np.minimum(take + extra, sizes)
+    chosen = [rng.choice(m, size=k, replace=False) for m, k in zip(members, take) if k]
+    return np.sort(np.concatenate(chosen))
+
+
+def attribute(module: torch.nn.Module, features: np.ndarray, targets: np.ndarray, *, method: str, steps: int,
+              baselines: np.ndarray, batch_size: int, device: torch.device) -> tuple[np.ndarray, float | None]:
+    """(rows, inputs) attributions from Captum, in batches of ``batch_size`` rows, rounded to float32.
+
+    Also returns Integrated Gradients' largest absolute convergence delta (None for other methods).
+    """
+    model = copy.deepcopy(module).to(device=device, dtype=torch.float64).eval()
+    single_logit = False
+    with torch.no_grad():
+        single_logit = model(torch.as_tensor(features[:1], dtype=torch.float64, device=device)).shape[1] == 1
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    if single_logit:  # a binary model with one logit: attribute the logit of the positive class, signed per target
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            logit = model(x)
+            return torch.cat([-logit, logit], dim=1)
+    else:
+        forward = model
+    explainer = METHODS[method](forward) if method != "deeplift" else DeepLift(model)
+    if method == "deeplift" and single_logit:
+        fail("DeepLift needs a model with one output per class; this model has a single logit. Use another method.")
+    parts, deltas = [], []
+    base = torch.as_tensor(baselines, dtype=torch.float64, device=device)
+    for start in range(0, len(features), batch_size):
+        x = torch.as_tensor(features[start:start + batch_size], dtype=torch.float64, device=device)
+        target = torch.as_tensor(targets[start:start + batch_size], dtype=torch.long, device=device)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if method == "integrated-gradients":
+                out, delta = explainer.attribute(x, baselines=base[:1].expand_as(x), target=target, n_steps=steps,
+                                                 internal_batch_size=batch_size, return_convergence_delta=True)
+                deltas.append(delta.detach().abs().max().item())
+            elif method == "gradient-shap":
+                torch.manual_seed(0)
+                out = explainer.attribute(x, baselines=base, target=target, n_samples=steps)
+            elif method in ("deeplift", "feature-ablation"):
+                out = explainer.attribute(x, baselines=base[:1].expand_as(x), target=target)
+            elif method == "saliency":
+                out = explainer.attribute(x, target=target, abs=False)
+            else:
+                out = explainer.attribute(x, target=target)
+        parts.append(out.detach().to("cpu", torch.float32).to(torch.float64).numpy())
+    return np.concatenate(parts), (max(deltas) if deltas else None)
+
+
+def to_raw_columns(attributions: np.ndarray, column_of_input: Sequence[str], columns: Sequence[str]) -> np.ndarray:
+    """Sum input-level attributions back to raw columns (one-hot blocks become their column)."""
+    index = {c: i for i, c in enumerate(columns)}
+    matrix = np.zeros((len(column_of_input), len(columns)))
+    for j, column in enumerate(column_of_input):
+        matrix[j, index[column]] = 1.0
+    return attributions @ matrix
+
+
+def _row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def _row_spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    ra, rb = rankdata(a, axis=1), rankdata(b, axis=1)
+    ra, rb = ra - ra.mean(1, keepdims=True), rb - rb.mean(1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (ra * rb).sum(1) / np.sqrt((ra**2).sum(1) * (rb**2).sum(1))
+
+
+def _share(magnitude: np.ndarray, columns: list[int]) -> np.ndarray:
+    total = magnitude.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, magnitude[:, columns].sum(1) / total, np.nan) if columns else np.full(len(total), np.nan)
+
+
+def auto_proxy_columns(features: np.ndarray, column_of_input: Sequence[str], sensitive_dummies: np.ndarray,
+                       excluded: Sequence[str]) -> tuple[str, ...]:
+    """Raw columns whose inputs correlate most (|r| >= 0.1) with any sensitive group indicator, top 3."""
+    def standardise(matrix: np.ndarray) -> np.ndarray:
+        std = matrix.std(0)
+        return np.where(std > 0, (matrix - matrix.mean(0)) / np.where(std > 0, std, 1.0), 0.0)
+
+    corr = np.abs(standardise(features).T @ standardise(sensitive_dummies)) / len(features)
+    best: dict[str, float] = {}
+    for j, column in enumerate(column_of_input):
+        if column in excluded:
+            continue
+        best[column] = max(best.get(column, 0.0), float(corr[j].max()) if corr.shape[1] else 0.0)
+    ranked = sorted((v, c) for c, v in best.items() if v >= PROXY_MIN_CORRELATION)
+    return tuple(c for _, c in reversed(ranked[-AUTO_PROXIES:]))
+
+
+def analyse_attributions(inputs: AnalysisInputs, *, dense: torch.nn.Module, ticket: torch.nn.Module,
+                         features: np.ndarray, column_of_input: Sequence[str], sensitive: Sequence[str],
+                         sensitive_dummies: np.ndarray, settings: AttributionSettings, batch_size: int,
+                         device: torch.device) -> AttributionResult:
+    """Attribute both models on a stratified sample and compare their explanations."""
+    columns = list(dict.fromkeys(column_of_input))
+    for proxy in settings.proxies:
+        if proxy not in columns:
+            fail(f"proxy column '{proxy}' is not a model input. Model inputs: {', '.join(columns[:20])}.")
+    groups = inputs.groups
+    rows = stratified_sample(groups.stratum_of_row, groups.n_strata, rows=min(settings.rows, len(features)),
+                             seed=inputs.seed)
+    x = features[rows]
+    targets = inputs.labels[rows] if settings.target == "label" else inputs.predictions.pred_dense[rows]
+    baselines = np.zeros((1, x.shape[1]))
+    if settings.method == "gradient-shap":
+        pick = np.random.default_rng(inputs.seed).choice(len(x), size=min(20, len(x)), replace=False)
+        baselines = x[np.sort(pick)]
+    raw: dict[str, np.ndarray] = {}
+    convergence: dict[str, float] = {}
+    for name, module in (("dense", dense), ("ticket", ticket)):
+        attributions, delta = attribute(module, x, targets, method=settings.method, steps=settings.steps,
+                                        baselines=baselines, batch_size=batch_size, device=device)
+        raw[name] = to_raw_columns(attributions, column_of_input, columns)
+        if delta is not None:
+            convergence[name] = delta
+    magnitude = {m: np.abs(v) for m, v in raw.items()}
+    sensitive_cols = [columns.index(c) for c in sensitive if c in columns]
+    auto = auto_proxy_columns(features, column_of_input, sensitive_dummies, [*settings.proxies, *sensitive])
+    proxy_names = tuple(dict.fromkeys((*settings.proxies, *auto)))
+    proxy_cols = [columns.index(c) for c in proxy_names]
+    per_row = {
+        "cosine": _row_cosine(raw["dense"], raw["ticket"]),
+        "spearman": _row_spearman(raw["dense"], raw["ticket"]),
+        "sensitive_dense": _share(magnitude["dense"], sensitive_cols),
+        "sensitive_ticket": _share(magnitude["ticket"], sensitive_cols),
+        "proxy_dense": _share(magnitude["dense"], proxy_cols),
+        "proxy_ticket": _share(magnitude["ticket"], proxy_cols),
+    }
+    sample_strata = groups.stratum_of_row[rows]
+    weights = np.concatenate(list(stats.stratified_multinomial(
+        np.ones(len(rows)), sample_strata, n_strata=groups.n_strata, n_boot=inputs.n_boot, seed=inputs.seed)))
+    confidence = inputs.confidence
+    population = np.bincount(groups.stratum_of_row, minlength=groups.n_strata)
+    sampled = np.bincount(sample_strata, minlength=groups.n_strata)
+    design = population[sample_strata] / sampled[sample_strata]  # small strata were over-sampled
+
+    def mean_and_reps(values: np.ndarray, member: np.ndarray) -> tuple[float, np.ndarray]:
+        """Design-weighted mean over ``member`` rows (population estimate) and its bootstrap replicates."""
+        valid = member & np.isfinite(values)
+        filled = np.where(valid, values, 0.0) * design
+        mass = valid * design
+        with np.errstate(invalid="ignore", divide="ignore"):
+            reps = (weights @ filled) / (weights @ mass)
+        return (float(filled.sum() / mass.sum()) if valid.any() else float("nan")), reps
+
+    def weighted_mean(matrix: np.ndarray, member: np.ndarray) -> np.ndarray:
+        return (matrix[member] * design[member, None]).sum(0) / design[member].sum()
+
+    def comparison(dense_key: str, ticket_key: str, member: np.ndarray) -> tuple[Comparison, np.ndarray]:
+        d, d_reps = mean_and_reps(per_row[dense_key], member)
+        t, t_reps = mean_and_reps(per_row[ticket_key], member)
+        reps = t_reps - d_reps
+        return Comparison(d, t, t - d, tuple(map(float, stats.percentile_interval(reps, confidence=confidence)))), reps
+
+    def top(values: np.ndarray) -> tuple[str, ...]:
+        order = np.lexsort((np.arange(len(values)), -values))
+        return tuple(columns[i] for i in order[: settings.top_k] if values[i] > 0)
+
+    def summarise(name: str, member: np.ndarray) -> tuple[GroupAttribution, np.ndarray]:
+        cosine, cos_reps = mean_and_reps(per_row["cosine"], member)
+        spearman, sp_reps = mean_and_reps(per_row["spearman"], member)
+        top_d = top(weighted_mean(magnitude["dense"], member)) if member.any() else ()
+        top_t = top(weighted_mean(magnitude["ticket"], member)) if member.any() else ()
+        union = set(top_d) | set(top_t)
+        jaccard = len(set(top_d) & set(top_t)) / len(union) if union else float("nan")
+        sensitive_share, sensitive_reps = comparison("sensitive_dense", "sensitive_ticket", member)
+        proxy_share, _ = comparison("proxy_dense", "proxy_ticket", member)
+        return GroupAttribution(
+            name, int(member.sum()), cosine, tuple(map(float, stats.percentile_interval(cos_reps, confidence=confidence))),
+            spearman, tuple(map(float, stats.percentile_interval(sp_reps, confidence=confidence))), jaccard,
+            top_d, top_t, sensitive_share, proxy_share), sensitive_reps
+
+    everyone = np.ones(len(rows), dtype=bool)
+    overall, sensitive_reps = summarise("overall", everyone)
+    group_results = tuple(summarise(g.name, np.isin(sample_strata, g.strata))[0] for g in groups.groups)
+    feature_rows = []
+    for j, column in enumerate(columns):
+        d_mean, d_reps = mean_and_reps(magnitude["dense"][:, j], everyone)
+        t_mean, t_reps = mean_and_reps(magnitude["ticket"][:, j], everyone)
+        feature_rows.append((column, Comparison(d_mean, t_mean, t_mean - d_mean, tuple(map(
+            float, stats.percentile_interval(t_reps - d_reps, confidence=confidence))))))
+    feature_rows.sort(key=lambda item: (-max(item[1].dense, item[1].ticket), item[0]))
+    disagreements = []
+    order = np.lexsort((rows, np.nan_to_num(per_row["cosine"], nan=2.0)))
+    for i in order[:MAX_DISAGREEMENTS]:
+        disagreements.append({"row": int(rows[i]), "group": groups.strata_names[sample_strata[i]],
+                              "cosine": number(round(float(per_row["cosine"][i]), 6)),
+                              "top_dense": list(top(magnitude["dense"][i])[:3]),
+                              "top_ticket": list(top(magnitude["ticket"][i])[:3])})
+    return AttributionResult(
+        settings.method, settings.target, "zeros" if settings.method != "gradient-shap"
+        else "20 rows of the sample", settings.steps, settings.top_k, len(rows), len(features), tuple(sensitive),
+        settings.proxies, auto, convergence or None, tuple(feature_rows), overall, group_results,
+        tuple(disagreements), sensitive_reps)
