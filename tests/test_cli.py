@@ -215,6 +215,11 @@ BAD_INPUTS: dict[str, tuple[Case, str]] = {
     "cuda without GPU": (lambda a, t, f: _set(a, "--device", "cuda"), "no CUDA GPU"),
     "unknown analysis": (lambda a, t, f: _set(a, "--analyses", "metrics,vibes"), "analysis 'vibes' is unknown"),
     "split without match": (lambda a, t, f: _set(a, "--split", "sex=X"), "no row has"),
+    "unknown attribution method": (lambda a, t, f: _set(a, "--attribution-method", "shapley-magic"),
+                                   "attribution method 'shapley-magic' is unknown"),
+    "attribution rows more than data": (lambda a, t, f: _set(a, "--attribution-rows", "100000"), "more than the 800 rows"),
+    "proxy not in the data": (lambda a, t, f: _set(a, "--proxies", "zipcode"), "proxy column 'zipcode' is not a model input"),
+    "bad attribution target": (lambda a, t, f: _set(a, "--attribution-target", "truth"), "--attribution-target must be"),
     "text column (later issue)": (lambda a, t, f: _set(a, "--text", "x1"), "--text needs the attention analysis"),
 }
 

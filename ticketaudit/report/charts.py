@@ -50,7 +50,7 @@ def paired_bars(features: list[dict[str, Any]], *, limit: int = 12) -> dict[str,
     bar = 9
 
     def width(value: float | None) -> float:
-        return round((value or 0.0) / largest * PLOT_WIDTH, 1)
+        return round((value or 0.0) / largest * PLOT_WIDTH * 0.8, 1)  # room for the value labels
 
     rows = []
     for i, f in enumerate(shown):
