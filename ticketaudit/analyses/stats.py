@@ -136,10 +136,16 @@ def stratified_multinomial(counts: np.ndarray, stratum_of_cell: np.ndarray, *, n
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n_strata)]
     members = [np.flatnonzero(stratum_of_cell == s) for s in range(n_strata)]
     sizes = [int(counts[m].sum()) for m in members]
+    unit = [bool(np.all(counts[m] == 1)) for m in members]
     for start in range(0, n_boot, chunk):
         size = min(chunk, n_boot - start)
         out = np.zeros((size, len(counts)), dtype=np.float64)
-        for stream, member, total in zip(streams, members, sizes):
-            if total:
+        for stream, member, total, rows in zip(streams, members, sizes, unit):
+            if not total:
+                continue
+            if rows:  # one row per cell: draw row indices directly (same distribution, much faster)
+                drawn = stream.integers(0, total, size=(size, total)) + (np.arange(size) * total)[:, None]
+                out[:, member] = np.bincount(drawn.ravel(), minlength=size * total).reshape(size, total)
+            else:
                 out[:, member] = stream.multinomial(total, counts[member] / total, size=size)
         yield out
