@@ -133,3 +133,35 @@ def test_parquet_and_tsv_give_the_same_audit(fx, tmp_path) -> None:
     for r in results:
         r["data"].pop("sha256")
     assert results[0] == results[1] == results[2]
+
+
+def test_multiclass_end_to_end_through_the_cli(tmp_path) -> None:
+    import json
+
+    import torch
+    from helpers import run_cli
+
+    from ticketaudit.models import MLP
+    from ticketaudit.pruning.imp import global_magnitude_mask
+    from ticketaudit.tickets.bundle import save_bundle
+
+    rng = np.random.default_rng(0)
+    n = 900
+    frame = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n), "g": rng.choice(["p", "q"], size=n)})
+    frame["kind"] = np.select([frame.a > 0.5, frame.b > 0], ["cat", "dog"], "eel")
+    torch.manual_seed(0)
+    model = MLP(in_features=2, hidden=[8], out_features=3)
+    arguments = {"in_features": 2, "hidden": [8], "out_features": 3}
+    labels = ("cat", "dog", "eel")
+    dense = save_bundle(tmp_path / "d", model, architecture="mlp", arguments=arguments, labels=labels)
+    ticket = save_bundle(tmp_path / "t", model, architecture="mlp", arguments=arguments, labels=labels,
+                         mask=global_magnitude_mask(model, keep=0.5))
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    run = run_cli(["report", "--dense", str(dense), "--ticket", str(ticket), "--data", str(tmp_path / "data.csv"),
+                   "--target", "kind", "--sensitive", "g", "--features", "a,b", "--n-boot", "200", "--quiet",
+                   "--out", str(tmp_path / "r.html"), "--json", str(tmp_path / "r.json")])
+    assert run.code in (0, 1), run.stderr
+    document = json.loads((tmp_path / "r.json").read_text())
+    assert document["performance"]["task"] == "multiclass" and document["data"]["classes"] == list(labels)
+    assert {"recall:0", "recall:1", "recall:2", "macro_recall", "ece"} <= set(document["subgroups"][0]["metrics"])
+    assert "tpr_gap_widening:g" not in {c["id"] for c in document["checks"]}

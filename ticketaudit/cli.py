@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import __version__, paths
-from ._io import check_writable
+from ._io import check_writable, sha256_file
 from .exceptions import InvalidInputError
 
 if TYPE_CHECKING:
@@ -147,6 +147,8 @@ def report(
                        analyses=analyses, factory=factory, allow_pickle=allow_pickle,
                        attribution_method=attribution_method, attribution_target=attribution_target,
                        attribution_rows=attribution_rows, proxies=proxies, progress=update)  # type: ignore[arg-type]
+    if policy is not None:
+        result.provenance["policy_source"] = f"{policy} — sha256 {sha256_file(policy)}"
     write_report(result, html_path=html_path, json_path=json_path, command=command_line())
     _print_summary(result, html_path, json_path)
     return EXIT_PASS if result.passed else EXIT_FAIL
