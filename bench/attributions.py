@@ -28,7 +28,7 @@ from captum.attr import IntegratedGradients
 from ticketaudit.analyses.attributions import AttributionSettings, analyse_attributions, stratified_sample
 from ticketaudit.analyses.base import AnalysisInputs
 from ticketaudit.analyses.predict import predict_both
-from ticketaudit.data import MISSING, build_groups
+from ticketaudit.data import build_groups, sensitive_labels
 from ticketaudit.demo import run_demo
 from ticketaudit.inputs import build_features
 from ticketaudit.tickets import load_dense, load_ticket
@@ -60,7 +60,8 @@ def main() -> None:
     groups = build_groups(frame, ["sex", "race"])
     predictions = predict_both(dense.module, ticket.module, features, batch_size=4096, device="cpu")
     inputs = AnalysisInputs(labels, ("<=50K", ">50K"), predictions, groups, 0.95, 30, 1000, 0, 10)
-    dummies = pd.get_dummies(frame[["sex", "race"]].astype("string").fillna(MISSING), dtype=float).to_numpy()
+    dummies = pd.get_dummies(pd.DataFrame({c: sensitive_labels(frame, c) for c in ("sex", "race")}),
+                             dtype=float).to_numpy()
     settings = AttributionSettings(rows=args.rows, steps=args.steps)
     device = torch.device("cpu")
 

@@ -22,7 +22,7 @@ from .analyses.performance import PerformanceResult, analyse_performance
 from .analyses.predict import ModelRunner, predict_both, resolve_device
 from .checks import Check, evaluate_policy, insufficient_check
 from .config import ANALYSES, AuditConfig, Policy
-from .data import MISSING, build_groups, load_table
+from .data import build_groups, load_table, sensitive_labels
 from .inputs import build_features, encode_target
 from .tickets import LoadedModel, load_dense, load_ticket
 
@@ -184,7 +184,8 @@ def audit(
         step("Attributing both models (Captum)", 0, 1)
         column_of_input = (dense_model.preprocess.column_of_input if dense_model.preprocess is not None
                            else list(feature_names))
-        dummies = pd.get_dummies(frame[sensitive_columns].astype("string").fillna(MISSING), dtype=float).to_numpy()
+        dummies = pd.get_dummies(pd.DataFrame({c: sensitive_labels(frame, c) for c in sensitive_columns}),
+                                 dtype=float).to_numpy()
         attributions = analyse_attributions(
             inputs, dense=dense_model.module, ticket=ticket_model.module, features=matrix,
             column_of_input=column_of_input, sensitive=sensitive_columns, sensitive_dummies=dummies,

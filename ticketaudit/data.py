@@ -17,8 +17,8 @@ import pandas as pd
 
 from ._io import sha256_file
 from ._validation import MSG_FILE_MISSING, MSG_UNKNOWN_EXTENSION, check_columns, fail
+from .preprocess import MISSING, column_text
 
-MISSING = "<missing>"
 MAX_VALUES_PER_SENSITIVE_COLUMN = 100
 TABLE_EXTENSIONS = {".csv": ",", ".tsv": "\t", ".parquet": None, ".pq": None}
 
@@ -114,8 +114,8 @@ def load_table(source: str | Path | pd.DataFrame, *, split: str | None = None, m
         if not sep:
             fail(f"--split must look like COL=VALUE, got {split!r}.")
         check_columns("split", [column], list(frame.columns))
-        keep = frame[column].astype("string").fillna(MISSING) == value
-        frame = frame[keep.to_numpy(dtype=bool)].reset_index(drop=True)
+        keep = column_text(frame[column]) == value
+        frame = frame[keep].reset_index(drop=True)
         if frame.empty:
             fail(f"--split {split}: no row has {column} = {value!r}.")
     if max_rows is not None:
@@ -164,11 +164,7 @@ class Groups:
 
 def sensitive_labels(frame: pd.DataFrame, column: str) -> np.ndarray:
     """String labels of a sensitive column; missing values become ``<missing>``."""
-    values = frame[column]
-    if pd.api.types.is_float_dtype(values) and values.dropna().apply(float.is_integer).all():
-        values = values.astype("Int64")
-    labels = values.astype("string").fillna(MISSING).to_numpy(dtype=object)
-    return labels
+    return column_text(frame[column])
 
 
 def build_groups(frame: pd.DataFrame, sensitive: list[str]) -> Groups:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ._validation import check_columns, fail
-from .preprocess import Preprocessor
+from .preprocess import Preprocessor, column_text
 
 
 @dataclass(frozen=True)
@@ -25,12 +25,6 @@ class ModelInputs:
         return len(self.class_names)
 
 
-def _label_text(values: pd.Series) -> np.ndarray:
-    if pd.api.types.is_float_dtype(values) and values.dropna().apply(float.is_integer).all():
-        values = values.astype("Int64")
-    return values.astype("string").to_numpy(dtype=object)
-
-
 def encode_target(frame: pd.DataFrame, target: str, *, n_outputs: int, labels: tuple[str, ...] | None) -> tuple[np.ndarray, tuple[str, ...]]:
     """Map the target column to class indices using the model's label list (or 0..K-1)."""
     check_columns("target", [target], list(frame.columns))
@@ -38,7 +32,7 @@ def encode_target(frame: pd.DataFrame, target: str, *, n_outputs: int, labels: t
     if column.isna().any():
         fail(f"target column '{target}' has {int(column.isna().sum())} missing values. Drop those rows first.")
     n_classes = 2 if n_outputs == 1 else n_outputs
-    text = _label_text(column)
+    text = column_text(column, missing=None)
     if labels is not None:
         if len(labels) != n_classes:
             fail(f"the model's config lists {len(labels)} labels but the model outputs {n_classes} classes.")

@@ -27,6 +27,17 @@ from ._validation import fail
 MISSING = "<missing>"
 
 
+def column_text(values: pd.Series, *, missing: str | None = MISSING) -> np.ndarray:
+    """A column's values as text; whole-number floats print without ".0" (1.0 -> "1", as read from
+    a CSV with missing values), and missing values become ``missing`` (or stay missing if None)."""
+    if pd.api.types.is_float_dtype(values):
+        present = values.dropna().to_numpy(dtype=np.float64)
+        if np.all(np.isfinite(present)) and np.all(np.mod(present, 1) == 0):
+            values = values.astype("Int64")
+    text = values.astype("string")
+    return (text.fillna(missing) if missing is not None else text).to_numpy(dtype=object)
+
+
 @dataclass(frozen=True)
 class InputSpec:
     """One raw column and how it is encoded."""
@@ -123,7 +134,7 @@ class Preprocessor:
                          f"values (first at row {int(np.argmax(bad))}). Clean or impute them before the audit.")
                 blocks.append(((numeric - spec.mean) / spec.std)[:, None])
             else:
-                text = values.astype("string").fillna(MISSING).to_numpy(dtype=object)
+                text = column_text(values)
                 codes = pd.Categorical(text, categories=list(spec.categories)).codes
                 onehot = np.zeros((len(frame), len(spec.categories)), dtype=np.float64)
                 known = codes >= 0
