@@ -161,3 +161,23 @@ def test_attribution_settings_validate() -> None:
         analyse_attributions(inputs, dense=_model(inputs=2), ticket=_model(inputs=2), features=_features(20, 2),
                              column_of_input=["p", "q"], sensitive=["g"], sensitive_dummies=np.zeros((20, 1)),
                              settings=AttributionSettings(proxies=("zz",)), batch_size=8, device=CPU)
+
+
+def test_ft_transformer_bundle_audit_with_attributions(tmp_path) -> None:
+    from ticketaudit.pruning.imp import global_magnitude_mask
+    from ticketaudit.tickets.bundle import save_bundle
+
+    frame = _tabular(400)
+    arguments = {"in_features": 3, "column_sizes": [1, 1, 1], "out_features": 2, "d_token": 8, "heads": 2, "layers": 1}
+    torch.manual_seed(0)
+    from ticketaudit.models import build_architecture
+
+    model = build_architecture("ft-transformer", arguments)
+    dense = save_bundle(tmp_path / "d", model, architecture="ft-transformer", arguments=arguments)
+    ticket = save_bundle(tmp_path / "t", model, architecture="ft-transformer", arguments=arguments,
+                         mask=global_magnitude_mask(model, keep=0.5))
+    result = ta.audit(dense=dense, ticket=ticket, data=frame, target="y", sensitive="sex", features=["x1", "x2", "sex"],
+                      n_boot=100, attribution_rows=100)
+    assert result.ticket.sparsity == pytest.approx(0.5, abs=0.01)
+    assert result.attributions is not None and result.attributions.convergence_delta is not None
+    assert np.isfinite(result.attributions.overall.cosine)

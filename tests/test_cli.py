@@ -257,6 +257,11 @@ def test_usage_error_is_exit_2() -> None:
     assert run.code == 2
 
 
+def test_demo_rejects_an_unknown_model(tmp_path: Path) -> None:
+    run = run_cli(["demo", "--model", "lstm", "--out", str(tmp_path / "d"), "--quiet"])
+    assert run.code == 2 and "--model must be" in run.stderr and not (tmp_path / "d").exists()
+
+
 def test_internal_error_is_exit_3_without_partial_files(report_args: list[str], tmp_path: Path, monkeypatch) -> None:
     audit_module = importlib.import_module("ticketaudit.audit")
 

@@ -31,3 +31,14 @@ def test_demo_writes_a_deterministic_report_and_a_reloadable_pair(tmp_path: Path
     assert rerun.code in (0, 1)
     again = json.loads((tmp_path / "r.json").read_text())
     assert again["subgroups"] == document["subgroups"] and again["checks"] == document["checks"]
+
+
+@pytest.mark.slow
+def test_transformer_demo_has_attributions(tmp_path: Path) -> None:
+    run = run_cli(["demo", "--model", "transformer", "--out", str(tmp_path), "--quiet"])
+    assert run.code == 0, run.stderr
+    document = json.loads((tmp_path / "report.json").read_text())
+    assert json.loads((tmp_path / "ticket" / "config.json").read_text())["architecture"] == "ft-transformer"
+    assert document["models"]["ticket"]["sparsity"] >= 0.8
+    assert document["attributions"]["overall"]["sensitive_share"]["dense"] > 0
+    assert "What each model relies on" in (tmp_path / "report.html").read_text()

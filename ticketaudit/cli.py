@@ -171,16 +171,19 @@ def _print_summary(result: AuditResult, html_path: Path, json_path: Path | None)
 def demo(
     out: Annotated[Path, typer.Option(help="Output directory.")] = paths.DEMO_DIR,
     seed: Annotated[int, typer.Option(help="Random seed for training and the audit.")] = 0,
+    model: Annotated[str, typer.Option(help="mlp, or transformer (a small FT-Transformer).")] = "mlp",
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
 ) -> int:
     """Train a dense MLP and an IMP ticket on the bundled UCI Adult data, audit them, write DIR/report.html."""
     from .demo import run_demo
 
+    if model not in ("mlp", "transformer"):
+        raise InvalidInputError(f"--model must be 'mlp' or 'transformer', got {model!r}.")
     if out.exists() and not out.is_dir():
         raise InvalidInputError(f"--out '{out}' exists and is not a directory. Choose a directory.")
     check_writable(out / "report.html", what="demo output") if out.is_dir() else check_writable(out, what="demo output directory")
     with _progress(quiet) as update:
-        result = run_demo(out, seed=seed, progress=update)  # type: ignore[arg-type]
+        result = run_demo(out, seed=seed, model=model, progress=update)  # type: ignore[arg-type]
     _print_summary(result, out / "report.html", out / "report.json")
     return EXIT_PASS
 

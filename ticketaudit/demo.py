@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -12,15 +13,16 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from .audit import AuditResult, audit
 from .datasets import ADULT_CATEGORICAL, ADULT_LABELS, ADULT_NUMERIC, load_adult
-from .models import MLP
+from .models import build_architecture
 from .preprocess import MISSING, Preprocessor
 from .pruning.imp import TrainSettings, iterative_magnitude_pruning
 from .tickets.bundle import save_bundle
 
 HIDDEN = [128, 64]
-ROUNDS = 5
-FINAL_DENSITY = 0.08
-EPOCHS = 4
+ROUNDS = {"mlp": 5, "transformer": 3}
+FINAL_DENSITY = {"mlp": 0.08, "transformer": 0.15}
+EPOCHS = {"mlp": 4, "transformer": 2}
+Architecture = Literal["mlp", "transformer"]
 
 
 def fit_preprocess(train: pd.DataFrame) -> Preprocessor:
@@ -35,8 +37,12 @@ def fit_preprocess(train: pd.DataFrame) -> Preprocessor:
     return Preprocessor.from_dict({"version": 1, "inputs": inputs})
 
 
-def run_demo(out: Path, *, seed: int = 0, progress: Callable[[str, int, int], None] | None = None) -> AuditResult:
-    """Write dense/ and ticket/ bundles, adult_test.csv, report.html and report.json into ``out``."""
+def run_demo(out: Path, *, seed: int = 0, model: Architecture = "mlp",
+             progress: Callable[[str, int, int], None] | None = None) -> AuditResult:
+    """Write dense/ and ticket/ bundles, adult_test.csv, report.html and report.json into ``out``.
+
+    ``model="transformer"`` trains a small FT-Transformer (one token per column) instead of the MLP.
+    """
     from .report.render import write_report
 
     step = progress or (lambda *_: None)
@@ -45,9 +51,15 @@ def run_demo(out: Path, *, seed: int = 0, progress: Callable[[str, int, int], No
     preprocess = fit_preprocess(train_frame)
     features = torch.as_tensor(preprocess.transform(train_frame), dtype=torch.float32)
     labels = torch.tensor((train_frame["income"] == ADULT_LABELS[1]).to_numpy(dtype=np.int64))
-    arguments = {"in_features": preprocess.width, "hidden": HIDDEN, "out_features": 2}
-    model = MLP(**arguments)
-    total_epochs = EPOCHS * (ROUNDS + 1)
+    if model == "mlp":
+        architecture, arguments = "mlp", {"in_features": preprocess.width, "hidden": HIDDEN, "out_features": 2}
+    else:
+        architecture = "ft-transformer"
+        arguments = {"in_features": preprocess.width, "column_sizes": [s.width for s in preprocess.inputs],
+                     "out_features": 2}
+    network = build_architecture(architecture, arguments)
+    rounds, epochs = ROUNDS[model], EPOCHS[model]
+    total_epochs = epochs * (rounds + 1)
     done = 0
 
     def epoch_done() -> None:
@@ -56,12 +68,12 @@ def run_demo(out: Path, *, seed: int = 0, progress: Callable[[str, int, int], No
         step("Training dense model and ticket (IMP with rewinding)", done, total_epochs)
 
     dense, ticket, mask = iterative_magnitude_pruning(
-        model, features, labels, rounds=ROUNDS, final_density=FINAL_DENSITY,
-        settings=TrainSettings(epochs=EPOCHS, seed=seed), on_epoch=epoch_done)
+        network, features, labels, rounds=rounds, final_density=FINAL_DENSITY[model],
+        settings=TrainSettings(epochs=epochs, seed=seed), on_epoch=epoch_done)
     out.mkdir(parents=True, exist_ok=True)
-    save_bundle(out / "dense", dense, architecture="mlp", arguments=arguments, labels=ADULT_LABELS,
+    save_bundle(out / "dense", dense, architecture=architecture, arguments=arguments, labels=ADULT_LABELS,
                 preprocess=preprocess)
-    save_bundle(out / "ticket", ticket, architecture="mlp", arguments=arguments, labels=ADULT_LABELS,
+    save_bundle(out / "ticket", ticket, architecture=architecture, arguments=arguments, labels=ADULT_LABELS,
                 preprocess=preprocess, mask=mask)
     data_path = out / "adult_test.csv"
     test_frame.to_csv(data_path, index=False)

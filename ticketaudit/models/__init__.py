@@ -8,9 +8,10 @@ from typing import Any
 from torch import nn
 
 from .._validation import fail
+from .ft_transformer import FTTransformer
 from .mlp import MLP
 
-ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"mlp": MLP}
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "ft-transformer": FTTransformer}
 
 
 def build_architecture(name: str, arguments: dict[str, Any]) -> nn.Module:
