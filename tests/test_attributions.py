@@ -41,7 +41,10 @@ def test_integrated_gradients_completeness_for_both_models() -> None:
         assert delta is not None and delta == pytest.approx(error.max(), rel=1e-3, abs=1e-6)
 
 
-@pytest.mark.parametrize("method", sorted(METHODS))
+INPUT_METHODS = sorted(m for m in METHODS if m != "layer-integrated-gradients")
+
+
+@pytest.mark.parametrize("method", INPUT_METHODS)
 def test_an_ignored_input_gets_zero_attribution(method: str) -> None:
     model = _model()
     with torch.no_grad():
@@ -125,7 +128,7 @@ def test_proxies_are_found_automatically_and_reported() -> None:
 def test_target_predicted_and_every_method_through_the_api() -> None:
     frame = _tabular()
     dense = MLP(in_features=3, hidden=[4], out_features=2)
-    for method in sorted(METHODS):
+    for method in INPUT_METHODS:
         result = ta.audit(dense=dense, ticket=dense, data=frame, target="y", sensitive="sex",
                           features=["x1", "x2", "sex"], n_boot=100, attribution_method=method,
                           attribution_target="predicted", attribution_rows=100).attributions
@@ -181,3 +184,28 @@ def test_ft_transformer_bundle_audit_with_attributions(tmp_path) -> None:
     assert result.ticket.sparsity == pytest.approx(0.5, abs=0.01)
     assert result.attributions is not None and result.attributions.convergence_delta is not None
     assert np.isfinite(result.attributions.overall.cosine)
+
+
+def test_layer_integrated_gradients_on_the_column_tokens() -> None:
+    from ticketaudit.models import build_architecture
+
+    frame = _tabular(300)
+    torch.manual_seed(0)
+    model = build_architecture("ft-transformer", {"in_features": 3, "column_sizes": [1, 1, 1], "out_features": 2,
+                                                  "d_token": 8, "heads": 2, "layers": 1})
+    x = frame[["x1", "x2", "sex"]].to_numpy(dtype=np.float64)
+    targets = frame["y"].to_numpy()
+    out, delta = attribute(model, x, targets, method="layer-integrated-gradients", steps=100,
+                           baselines=np.zeros((1, 3)), batch_size=64, device=CPU)
+    with torch.no_grad():
+        logits = model.double()(torch.as_tensor(x)).numpy()
+        base = model(torch.zeros(1, 3, dtype=torch.float64)).numpy()
+    assert out.shape == (300, 3)
+    error = np.abs(out.sum(1) - (logits[np.arange(300), targets] - base[0, targets]))
+    assert error.max() < 0.05 and delta == pytest.approx(error.max(), rel=1e-3, abs=1e-6)
+    result = ta.audit(dense=model, ticket=model, data=frame, target="y", sensitive="sex", features=["x1", "x2", "sex"],
+                      n_boot=100, attribution_method="layer-integrated-gradients", attribution_rows=100).attributions
+    assert result.overall.cosine == pytest.approx(1.0)
+    with pytest.raises(ta.InvalidInputError, match="token embedding layer"):
+        ta.audit(dense=_model(inputs=3), ticket=_model(inputs=3), data=frame, target="y", sensitive="sex",
+                 features=["x1", "x2", "sex"], n_boot=100, attribution_method="layer-integrated-gradients")

@@ -116,7 +116,7 @@ def report(
     batch_size: Annotated[int, typer.Option(help="Rows per forward pass (never changes results).")] = 1024,
     max_rows: Annotated[Optional[int], typer.Option(help="Audit only the first N rows.")] = None,
     analyses: Annotated[str, typer.Option(help="Comma-separated: metrics,disagreement,attributions,compression.")] = "metrics,disagreement,attributions,compression",
-    attribution_method: Annotated[str, typer.Option(help="integrated-gradients, saliency, input-x-gradient, deeplift, gradient-shap or feature-ablation.")] = "integrated-gradients",
+    attribution_method: Annotated[str, typer.Option(help="integrated-gradients, saliency, input-x-gradient, deeplift, gradient-shap, feature-ablation, or layer-integrated-gradients (column tokens of an ft-transformer).")] = "integrated-gradients",
     attribution_target: Annotated[str, typer.Option(help="label (default) or predicted (the dense model's prediction), for both models.")] = "label",
     attribution_rows: Annotated[Optional[int], typer.Option(help="Rows to attribute, drawn stratified by group [default: 2000 or all].")] = None,
     proxies: Annotated[Optional[str], typer.Option(help="Columns to treat as proxies of the sensitive ones, comma-separated.")] = None,

@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from captum.attr import DeepLift, FeatureAblation, GradientShap, InputXGradient, IntegratedGradients, Saliency
+from captum.attr import (
+    DeepLift, FeatureAblation, GradientShap, InputXGradient, IntegratedGradients, LayerIntegratedGradients, Saliency)
 from scipy.stats import rankdata
 
 from .._validation import fail
@@ -22,7 +23,11 @@ from .base import AnalysisInputs, interval, number
 METHODS: dict[str, Any] = {
     "integrated-gradients": IntegratedGradients, "saliency": Saliency, "input-x-gradient": InputXGradient,
     "deeplift": DeepLift, "gradient-shap": GradientShap, "feature-ablation": FeatureAblation,
+    "layer-integrated-gradients": LayerIntegratedGradients,
 }
+EMBEDDING_LAYER = "tokenizer"
+"""Models with a ``tokenizer`` module whose output is (rows, columns, d) can be explained per column
+token with ``layer-integrated-gradients`` (the package's ft-transformer has one)."""
 Target = Literal["label", "predicted"]
 AUTO_PROXIES = 3
 PROXY_MIN_CORRELATION = 0.1
@@ -151,7 +156,7 @@ def attribute(module: torch.nn.Module, features: np.ndarray, targets: np.ndarray
     model = copy.deepcopy(module).to(device=device, dtype=torch.float64).eval()
     single_logit = False
     with torch.no_grad():
-        single_logit = model(torch.as_tensor(features[:1], dtype=torch.float64, device=device)).shape[1] == 1
+        single_logit = model(torch.tensor(features[:1], dtype=torch.float64, device=device)).shape[1] == 1
     forward: Callable[[torch.Tensor], torch.Tensor]
     if single_logit:  # a binary model with one logit: attribute the logit of the positive class, signed per target
         def forward(x: torch.Tensor) -> torch.Tensor:
@@ -159,20 +164,29 @@ def attribute(module: torch.nn.Module, features: np.ndarray, targets: np.ndarray
             return torch.cat([-logit, logit], dim=1)
     else:
         forward = model
-    explainer = METHODS[method](forward) if method != "deeplift" else DeepLift(model)
+    if method == "layer-integrated-gradients":
+        layer = getattr(model, EMBEDDING_LAYER, None)
+        if not isinstance(layer, torch.nn.Module):
+            fail("layer-integrated-gradients needs a model with a token embedding layer named 'tokenizer' "
+                 "(such as the ft-transformer); use integrated-gradients for this model.")
+        explainer = LayerIntegratedGradients(forward, layer)
+    else:
+        explainer = METHODS[method](forward) if method != "deeplift" else DeepLift(model)
     if method == "deeplift" and single_logit:
         fail("DeepLift needs a model with one output per class; this model has a single logit. Use another method.")
     parts, deltas = [], []
     base = torch.as_tensor(baselines, dtype=torch.float64, device=device)
     for start in range(0, len(features), batch_size):
-        x = torch.as_tensor(features[start:start + batch_size], dtype=torch.float64, device=device)
-        target = torch.as_tensor(targets[start:start + batch_size], dtype=torch.long, device=device)
+        x = torch.tensor(features[start:start + batch_size], dtype=torch.float64, device=device)
+        target = torch.tensor(targets[start:start + batch_size], dtype=torch.long, device=device)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            if method == "integrated-gradients":
+            if method in ("integrated-gradients", "layer-integrated-gradients"):
                 out, delta = explainer.attribute(x, baselines=base[:1].expand_as(x), target=target, n_steps=steps,
                                                  internal_batch_size=batch_size, return_convergence_delta=True)
                 deltas.append(delta.detach().abs().max().item())
+                if out.dim() == 3:  # (rows, column tokens, d): one attribution per column token
+                    out = out.sum(-1)
             elif method == "gradient-shap":
                 torch.manual_seed(0)
                 out = explainer.attribute(x, baselines=base, target=target, n_samples=steps)
@@ -253,7 +267,13 @@ def analyse_attributions(inputs: AnalysisInputs, *, dense: torch.nn.Module, tick
     for name, module in (("dense", dense), ("ticket", ticket)):
         attributions, delta = attribute(module, x, targets, method=settings.method, steps=settings.steps,
                                         baselines=baselines, batch_size=batch_size, device=device)
-        raw[name] = to_raw_columns(attributions, column_of_input, columns)
+        if settings.method == "layer-integrated-gradients":
+            if attributions.shape[1] != len(columns):
+                fail(f"the model's embedding layer has {attributions.shape[1]} tokens but the data has "
+                     f"{len(columns)} input columns; layer-integrated-gradients needs one token per column.")
+            raw[name] = attributions
+        else:
+            raw[name] = to_raw_columns(attributions, column_of_input, columns)
         if delta is not None:
             convergence[name] = delta
     magnitude = {m: np.abs(v) for m, v in raw.items()}

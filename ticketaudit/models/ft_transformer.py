@@ -9,6 +9,27 @@ import torch
 from torch import nn
 
 
+class ColumnTokenizer(nn.Module):
+    """Input features -> one ``d_token`` token per raw column (a linear map of the column's inputs).
+
+    The embedding layer that ``layer-integrated-gradients`` attributes to: token c is column c.
+    """
+
+    def __init__(self, *, in_features: int, column_sizes: Sequence[int], d_token: int) -> None:
+        super().__init__()
+        segments = torch.zeros(in_features, len(column_sizes))
+        start = 0
+        for column, size in enumerate(column_sizes):
+            segments[start:start + size, column] = 1.0
+            start += size
+        self.register_buffer("segments", segments, persistent=False)
+        self.weight = nn.Parameter(torch.randn(in_features, d_token) / d_token**0.5)
+        self.bias = nn.Parameter(torch.zeros(len(column_sizes), d_token))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("ni,id,ic->ncd", x, self.weight, self.segments.to(x.dtype)) + self.bias
+
+
 class FTTransformer(nn.Module):
     """Columns of width 1 (numeric) or k (one-hot) each become one ``d_token`` token."""
 
@@ -19,14 +40,7 @@ class FTTransformer(nn.Module):
             raise ValueError("column_sizes must be positive and add up to in_features")
         if d_token % heads:
             raise ValueError("d_token must be divisible by heads")
-        segments = torch.zeros(in_features, len(column_sizes))
-        start = 0
-        for column, size in enumerate(column_sizes):
-            segments[start:start + size, column] = 1.0
-            start += size
-        self.register_buffer("segments", segments, persistent=False)
-        self.token_weight = nn.Parameter(torch.randn(in_features, d_token) / d_token**0.5)
-        self.token_bias = nn.Parameter(torch.zeros(len(column_sizes), d_token))
+        self.tokenizer = ColumnTokenizer(in_features=in_features, column_sizes=column_sizes, d_token=d_token)
         self.cls = nn.Parameter(torch.randn(1, 1, d_token) / d_token**0.5)
         layer = nn.TransformerEncoderLayer(d_token, heads, dim_feedforward=2 * d_token, dropout=0.0, batch_first=True,
                                            norm_first=True)
@@ -35,6 +49,5 @@ class FTTransformer(nn.Module):
         self.head = nn.Linear(d_token, out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tokens = torch.einsum("ni,id,ic->ncd", x, self.token_weight, self.segments.to(x.dtype)) + self.token_bias
-        tokens = torch.cat([self.cls.expand(len(x), -1, -1), tokens], dim=1)
+        tokens = torch.cat([self.cls.expand(len(x), -1, -1), self.tokenizer(x)], dim=1)
         return self.head(self.norm(self.encoder(tokens)[:, 0]))
