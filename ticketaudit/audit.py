@@ -151,6 +151,9 @@ def audit(
     step("Loading data", 0, 1)
     table = load_table(data, split=split, max_rows=max_rows)
     frame = table.frame
+    if "attributions" in chosen and attribution_rows is not None and attribution_rows > len(frame):
+        fail(f"--attribution-rows {attribution_rows} is more than the {len(frame)} rows of the data. "
+             "Ask for fewer rows (or leave it out: 2,000 or all rows, whichever is smaller).")
     if target in sensitive_columns:
         fail(f"the target column '{target}' cannot also be a sensitive column.")
     groups = build_groups(frame, sensitive_columns)
@@ -178,9 +181,6 @@ def audit(
     compression = analyse_compression(ticket_model.mask, ticket_model.module) if "compression" in chosen else None
     attributions = None
     if "attributions" in chosen:
-        if attribution_rows is not None and attribution_rows > len(frame):
-            fail(f"--attribution-rows {attribution_rows} is more than the {len(frame)} rows of the data. "
-                 "Ask for fewer rows (or leave it out: 2,000 or all rows, whichever is smaller).")
         step("Attributing both models (Captum)", 0, 1)
         column_of_input = (dense_model.preprocess.column_of_input if dense_model.preprocess is not None
                            else list(feature_names))
