@@ -69,10 +69,10 @@ def _pvalue(value: Any) -> str:
     return "< 0.001" if value < 0.001 else f"{value:.3f}"
 
 
-def _num(value: Any, digits: int = 3, *, sign: bool = False, general: bool = False) -> str:
+def _num(value: Any, digits: int = 3, *, sign: bool = False, general: bool = False, scale: float = 1.0) -> str:
     if value is None or not math.isfinite(value):
         return "—"
-    return f"{value:{'+' if sign else ''}.{digits}{'g' if general else 'f'}}"
+    return f"{value * scale:{'+' if sign else ''}.{digits}{'g' if general else 'f'}}"
 
 
 def _environment() -> jinja2.Environment:
