@@ -27,7 +27,7 @@ from captum.attr import IntegratedGradients
 
 from ticketaudit.analyses.attributions import AttributionSettings, analyse_attributions, stratified_sample
 from ticketaudit.analyses.base import AnalysisInputs
-from ticketaudit.analyses.predict import predict_both
+from ticketaudit.analyses.predict import ModelRunner, predict_both
 from ticketaudit.data import build_groups, sensitive_labels
 from ticketaudit.demo import run_demo
 from ticketaudit.inputs import build_features
@@ -58,7 +58,8 @@ def main() -> None:
     features, _ = build_features(frame, target="income", features=None, preprocess=dense.preprocess)
     labels = (frame["income"] == ">50K").to_numpy(dtype=np.int64)
     groups = build_groups(frame, ["sex", "race"])
-    predictions = predict_both(dense.module, ticket.module, features, batch_size=4096, device="cpu")
+    predictions = predict_both(ModelRunner(dense.module, device=torch.device("cpu")),
+                               ModelRunner(ticket.module, device=torch.device("cpu")), features, batch_size=4096)
     inputs = AnalysisInputs(labels, ("<=50K", ">50K"), predictions, groups, 0.95, 30, 1000, 0, 10)
     dummies = pd.get_dummies(pd.DataFrame({c: sensitive_labels(frame, c) for c in ("sex", "race")}),
                              dtype=float).to_numpy()

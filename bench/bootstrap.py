@@ -22,13 +22,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from fairlearn.metrics import MetricFrame, false_positive_rate, selection_rate, true_positive_rate
 from sklearn.metrics import accuracy_score
 
 from ticketaudit.analyses.base import AnalysisInputs
 from ticketaudit.analyses.cells import build_cells
 from ticketaudit.analyses.performance import _bootstrap_metrics, _membership
-from ticketaudit.analyses.predict import predict_both
+from ticketaudit.analyses.predict import ModelRunner, predict_both
 from ticketaudit.data import build_groups
 from ticketaudit.demo import run_demo
 from ticketaudit.inputs import build_features
@@ -65,7 +66,8 @@ def main() -> None:
         frame = pd.read_csv(out / "adult_test.csv")
     features, _ = build_features(frame, target="income", features=None, preprocess=dense.preprocess)
     labels = (frame["income"] == ">50K").to_numpy(dtype=np.int64)
-    predictions = predict_both(dense.module, ticket.module, features, batch_size=4096, device="cpu")
+    predictions = predict_both(ModelRunner(dense.module, device=torch.device("cpu")),
+                               ModelRunner(ticket.module, device=torch.device("cpu")), features, batch_size=4096)
     sensitive = frame[["sex", "race"]]
 
     metrics = {"accuracy": accuracy_score, "tpr": functools.partial(true_positive_rate, pos_label=1),

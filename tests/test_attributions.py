@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -100,14 +102,19 @@ def test_identical_models_agree_perfectly() -> None:
     assert all(c.delta == 0 for _, c in result.features)
 
 
-def test_ticket_that_cuts_a_sensitive_input_stops_relying_on_it() -> None:
-    frame = _tabular()
+def _pair_cutting_inputs(inputs: slice | int) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """A dense MLP over (x1, x2, sex) and a ticket that zeroes every weight from ``inputs``."""
     torch.manual_seed(0)
     dense = MLP(in_features=3, hidden=[4], out_features=2)
-    ticket = MLP(in_features=3, hidden=[4], out_features=2)
-    ticket.load_state_dict(dense.state_dict())
+    ticket = copy.deepcopy(dense)
     with torch.no_grad():
-        ticket.layers[0].weight[:, 2] = 0.0
+        ticket.layers[0].weight[:, inputs] = 0.0
+    return dense, ticket
+
+
+def test_ticket_that_cuts_a_sensitive_input_stops_relying_on_it() -> None:
+    frame = _tabular()
+    dense, ticket = _pair_cutting_inputs(2)
     result = ta.audit(dense=dense, ticket=ticket, data=frame, target="y", sensitive="sex", features=["x1", "x2", "sex"],
                       n_boot=100).attributions
     share = result.overall.sensitive_share
@@ -137,12 +144,7 @@ def test_target_predicted_and_every_method_through_the_api() -> None:
 
 def test_reliance_gate_is_off_by_default_and_can_fail() -> None:
     frame = _tabular()
-    torch.manual_seed(0)
-    dense = MLP(in_features=3, hidden=[4], out_features=2)
-    ticket = MLP(in_features=3, hidden=[4], out_features=2)
-    ticket.load_state_dict(dense.state_dict())
-    with torch.no_grad():
-        ticket.layers[0].weight[:, :2] = 0.0  # the ticket keeps only the sensitive input
+    dense, ticket = _pair_cutting_inputs(slice(0, 2))  # the ticket keeps only the sensitive input
     args = dict(dense=dense, ticket=ticket, data=frame, target="y", sensitive="sex", features=["x1", "x2", "sex"],
                 n_boot=200)
     assert "sensitive_reliance_increase" not in {c.id for c in ta.audit(**args).checks}

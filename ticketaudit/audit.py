@@ -142,7 +142,7 @@ def audit(
     attribution_settings = AttributionSettings(
         method=attribution_method, target=attribution_target,  # type: ignore[arg-type]
         rows=attribution_rows if attribution_rows is not None else 2000, proxies=tuple(_as_list(proxies) or ()))
-    resolve_device(device)
+    target_device = resolve_device(device)
     step = progress or (lambda *_: None)
 
     step("Loading models", 0, 1)
@@ -159,8 +159,9 @@ def audit(
     groups = build_groups(frame, sensitive_columns)
     matrix, feature_names = build_features(frame, target=target, features=_as_list(features),
                                            preprocess=dense_model.preprocess)
-    runner_width = ModelRunner(dense_model.module, device=resolve_device("cpu")).output_width(matrix)
-    labels, class_names = encode_target(frame, target, n_outputs=runner_width, labels=dense_model.labels)
+    dense_runner = ModelRunner(dense_model.module, device=target_device)
+    labels, class_names = encode_target(frame, target, n_outputs=dense_runner.output_width(matrix),
+                                        labels=dense_model.labels)
 
     total = 2 * len(matrix)
     done = 0
@@ -170,8 +171,8 @@ def audit(
         done += rows
         step("Predicting with both models", done, total)
 
-    predictions = predict_both(dense_model.module, ticket_model.module, matrix, batch_size=batch_size,
-                               device=device, progress=advance)
+    predictions = predict_both(dense_runner, ModelRunner(ticket_model.module, device=target_device), matrix,
+                               batch_size=batch_size, progress=advance)
     inputs = AnalysisInputs(labels, class_names, predictions, groups, policy.confidence, policy.min_group_size,
                             n_boot, seed, config.ece_bins)
     notes: list[str] = []
@@ -189,7 +190,7 @@ def audit(
         attributions = analyse_attributions(
             inputs, dense=dense_model.module, ticket=ticket_model.module, features=matrix,
             column_of_input=column_of_input, sensitive=sensitive_columns, sensitive_dummies=dummies,
-            settings=attribution_settings, batch_size=batch_size, device=resolve_device(device))
+            settings=attribution_settings, batch_size=batch_size, device=target_device)
         if not any(c in column_of_input for c in sensitive_columns):
             notes.append("No sensitive column is a model input, so reliance on sensitive columns is not defined; "
                          "the attribution section reports proxies instead.")

@@ -181,7 +181,10 @@ def demo(
         raise InvalidInputError(f"--model must be 'mlp' or 'transformer', got {model!r}.")
     if out.exists() and not out.is_dir():
         raise InvalidInputError(f"--out '{out}' exists and is not a directory. Choose a directory.")
-    check_writable(out / "report.html", what="demo output") if out.is_dir() else check_writable(out, what="demo output directory")
+    if out.is_dir():
+        check_writable(out / "report.html", what="demo output")
+    else:
+        check_writable(out, what="demo output directory")
     with _progress(quiet) as update:
         result = run_demo(out, seed=seed, model=model, progress=update)  # type: ignore[arg-type]
     _print_summary(result, out / "report.html", out / "report.json")

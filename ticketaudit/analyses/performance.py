@@ -260,8 +260,6 @@ def analyse_performance(inputs: AnalysisInputs, *, point_estimates: str = "fairl
             dense_ci = tuple(map(float, stats.percentile_interval(boot["dense"][metric][:, g], confidence=confidence)))
             ticket_ci = tuple(map(float, stats.percentile_interval(boot["ticket"][metric][:, g], confidence=confidence)))
             domain = int(_precision_domain(row, layout) if metric == "precision" else layout.column(row, "n"))
-        if metric in ("ece", "accuracy", "selection_rate"):
-            domain = int(layout.column(row, "n"))
         insufficient = domain < (inputs.min_group_size if metric in ("accuracy", "ece", "selection_rate") else MIN_RATE_DOMAIN)
         if np.isnan(dense_v) or np.isnan(ticket_v):
             ci, p = (float("nan"), float("nan")), float("nan")

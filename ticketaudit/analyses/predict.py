@@ -85,11 +85,8 @@ class Predictions:
         return np.argmax(self.proba_ticket, axis=1)
 
 
-def predict_both(dense: nn.Module, ticket: nn.Module, features: np.ndarray, *, batch_size: int,
-                 device: str, progress: Callable[[int], None] | None = None) -> Predictions:
+def predict_both(dense: ModelRunner, ticket: ModelRunner, features: np.ndarray, *, batch_size: int,
+                 progress: Callable[[int], None] | None = None) -> Predictions:
     """Run both models once over ``features``."""
-    target = resolve_device(device)
-    return Predictions(
-        ModelRunner(dense, device=target).probabilities(features, batch_size=batch_size, progress=progress),
-        ModelRunner(ticket, device=target).probabilities(features, batch_size=batch_size, progress=progress),
-    )
+    return Predictions(dense.probabilities(features, batch_size=batch_size, progress=progress),
+                       ticket.probabilities(features, batch_size=batch_size, progress=progress))
