@@ -220,7 +220,11 @@ BAD_INPUTS: dict[str, tuple[Case, str]] = {
     "attribution rows more than data": (lambda a, t, f: _set(a, "--attribution-rows", "100000"), "more than the 800 rows"),
     "proxy not in the data": (lambda a, t, f: _set(a, "--proxies", "zipcode"), "proxy column 'zipcode' is not a model input"),
     "bad attribution target": (lambda a, t, f: _set(a, "--attribution-target", "truth"), "--attribution-target must be"),
-    "text column (later issue)": (lambda a, t, f: _set(a, "--text", "x1"), "--text needs the attention analysis"),
+    "text column on a tabular model": (lambda a, t, f: _set(a, "--text", "x1"), "--text needs a Hugging Face model"),
+    "attention on a model without attention": (lambda a, t, f: _set(a, "--analyses", "metrics,attention"),
+                                                "--analyses attention needs a model with attention layers"),
+    "entropy-shift tolerance out of range": (lambda a, t, f: _set(a, "--policy", _write(
+        t / "p.toml", b"[policy]\nmax_group_entropy_shift = -0.1\n")), "policy.max_group_entropy_shift must be in"),
 }
 
 

@@ -14,6 +14,8 @@ from torch import nn
 
 from . import __version__
 from ._validation import fail
+from .analyses.attention import AttentionResult, analyse_attention
+from .analyses.attention_capture import attention_source
 from .analyses.attributions import AttributionResult, AttributionSettings, analyse_attributions
 from .analyses.base import AnalysisInputs
 from .analyses.compression import CompressionResult, analyse_compression
@@ -23,8 +25,9 @@ from .analyses.predict import ModelRunner, predict_both, resolve_device
 from .checks import Check, evaluate_policy, insufficient_check
 from .config import ANALYSES, AuditConfig, Policy
 from .data import build_groups, load_table, sensitive_labels
-from .inputs import build_features, encode_target
+from .inputs import build_features, build_text_inputs, encode_target
 from .tickets import LoadedModel, load_dense, load_ticket
+from .tickets.huggingface import is_huggingface_module
 
 SCHEMA_VERSION = "1.0"
 Progress = Callable[[str, int, int], None]
@@ -46,6 +49,7 @@ class AuditResult:
     disagreement: DisagreementResult | None
     compression: CompressionResult | None
     attributions: AttributionResult | None
+    attention: AttentionResult | None
     notes: tuple[str, ...]
     created: str | None
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -86,6 +90,8 @@ class AuditResult:
             out["compression"] = self.compression.to_dict()
         if self.attributions is not None:
             out["attributions"] = self.attributions.to_dict()
+        if self.attention is not None:
+            out["attention"] = self.attention.to_dict()
         return out
 
 
@@ -106,6 +112,7 @@ def audit(
     target: str,
     sensitive: str | Sequence[str],
     features: str | Sequence[str] | None = None,
+    text: str | None = None,
     split: str | None = None,
     policy: Policy | None = None,
     seed: int | None = 0,
@@ -114,7 +121,7 @@ def audit(
     device: str = "cpu",
     batch_size: int = 1024,
     max_rows: int | None = None,
-    analyses: str | Sequence[str] = ANALYSES,
+    analyses: str | Sequence[str] | None = None,
     factory: str | None = None,
     allow_pickle: bool = False,
     attribution_method: str = "integrated-gradients",
@@ -126,18 +133,19 @@ def audit(
     """Audit ``ticket`` (or ``dense`` x ``mask``) against ``dense`` on ``data``, per group of ``sensitive``.
 
     A given ``seed`` makes the result (and its JSON) byte-identical across runs, batch sizes and
-    devices; ``seed=None`` uses seed 0 and records the creation time in the result.
+    devices; ``seed=None`` uses seed 0 and records the creation time in the result. ``analyses=None``
+    runs every analysis that applies to the model; ``text`` names the text column of a Hugging Face model.
     """
     policy = policy or Policy()
     if confidence is not None:
         policy = Policy.from_mapping({**policy.to_dict(), "confidence": confidence})
-    chosen = tuple(_as_list(analyses) or ())
+    requested = None if analyses is None else tuple(_as_list(analyses) or ())
     created = None
     if seed is None:
         seed = 0
         created = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
-    config = AuditConfig(seed=seed, n_boot=n_boot, batch_size=batch_size, device=device, max_rows=max_rows,  # type: ignore[arg-type]
-                         analyses=chosen)
+    if requested is not None:
+        AuditConfig(analyses=requested)  # validates the names before any work
     sensitive_columns = _as_list(sensitive) or []
     attribution_settings = AttributionSettings(
         method=attribution_method, target=attribution_target,  # type: ignore[arg-type]
@@ -148,6 +156,10 @@ def audit(
     step("Loading models", 0, 1)
     dense_model = load_dense(dense, factory=factory, allow_pickle=allow_pickle)
     ticket_model = load_ticket(ticket, dense=dense_model, mask=mask, factory=factory, allow_pickle=allow_pickle)
+    is_text = _check_text_model(dense_model, text=text, features=features)
+    chosen = _choose_analyses(requested, dense_model, is_text=is_text)
+    config = AuditConfig(seed=seed, n_boot=n_boot, batch_size=batch_size, device=device, max_rows=max_rows,  # type: ignore[arg-type]
+                         analyses=chosen)
     step("Loading data", 0, 1)
     table = load_table(data, split=split, max_rows=max_rows)
     frame = table.frame
@@ -157,8 +169,16 @@ def audit(
     if target in sensitive_columns:
         fail(f"the target column '{target}' cannot also be a sensitive column.")
     groups = build_groups(frame, sensitive_columns)
-    matrix, feature_names = build_features(frame, target=target, features=_as_list(features),
-                                           preprocess=dense_model.preprocess)
+    if is_text:
+        assert text is not None
+        if text in sensitive_columns or text == target:
+            fail(f"the text column '{text}' cannot also be the target or a sensitive column.")
+        matrix = build_text_inputs(frame, column=text, tokenizer=dense_model.tokenizer,
+                                   max_length=getattr(dense_model.tokenizer, "model_max_length", None))
+        feature_names: tuple[str, ...] = (text,)
+    else:
+        matrix, feature_names = build_features(frame, target=target, features=_as_list(features),
+                                               preprocess=dense_model.preprocess)
     dense_runner = ModelRunner(dense_model.module, device=target_device)
     labels, class_names = encode_target(frame, target, n_outputs=dense_runner.output_width(matrix),
                                         labels=dense_model.labels)
@@ -171,8 +191,8 @@ def audit(
         done += rows
         step("Predicting with both models", done, total)
 
-    predictions = predict_both(dense_runner, ModelRunner(ticket_model.module, device=target_device), matrix,
-                               batch_size=batch_size, progress=advance)
+    ticket_runner = ModelRunner(ticket_model.module, device=target_device)
+    predictions = predict_both(dense_runner, ticket_runner, matrix, batch_size=batch_size, progress=advance)
     inputs = AnalysisInputs(labels, class_names, predictions, groups, policy.confidence, policy.min_group_size,
                             n_boot, seed, config.ece_bins)
     notes: list[str] = []
@@ -194,7 +214,22 @@ def audit(
         if not any(c in column_of_input for c in sensitive_columns):
             notes.append("No sensitive column is a model input, so reliance on sensitive columns is not defined; "
                          "the attribution section reports proxies instead.")
-    checks = evaluate_policy(policy, performance, attributions=attributions)
+    attention = None
+    if "attention" in chosen:
+        attended = 0
+
+        def attention_progress(rows: int) -> None:
+            nonlocal attended
+            attended += rows
+            step("Attention entropy of both models", attended, len(matrix))
+
+        attention = analyse_attention(inputs, dense=dense_runner.module, ticket=ticket_runner.module,
+                                      ticket_mask=ticket_model.mask, features=matrix, device=target_device,
+                                      batch_size=batch_size, progress=attention_progress)
+        if attention.pruned_heads:
+            notes.append(f"The ticket pruned {attention.pruned_heads} attention head(s) entirely; they are reported "
+                         "as pruned, not as entropy 0.")
+    checks = evaluate_policy(policy, performance, attributions=attributions, attention=attention)
     small = [g.group for g in performance.subgroups if g.insufficient]
     if small:
         notes.append(f"{len(small)} group(s) have fewer than {policy.min_group_size} rows and are reported but "
@@ -213,6 +248,40 @@ def audit(
     }
     step("Done", 1, 1)
     return AuditResult(verdict, checks, dense_model, ticket_model, data_info, policy, config, performance,
-                       disagreement, compression, attributions, tuple(notes), created,
+                       disagreement, compression, attributions, attention, tuple(notes), created,
                        provenance={"dense_source": dense_model.source, "ticket_source": ticket_model.source,
                                    "data_source": table.source, "batch_size": batch_size, "device": device})
+
+
+def _check_text_model(dense: LoadedModel, *, text: str | None, features: str | Sequence[str] | None) -> bool:
+    """Whether the audit reads a text column, after checking that model and options agree."""
+    is_hf = is_huggingface_module(dense.module)
+    if text is None:
+        if is_hf:
+            fail(f"'{dense.source}' is a Hugging Face text model: name the text column with --text COL.")
+        return False
+    if not is_hf:
+        fail(f"--text needs a Hugging Face model directory (config.json, model.safetensors and tokenizer files); "
+             f"'{dense.source}' is a tabular model. Leave --text out.")
+    if dense.tokenizer is None:
+        fail(f"'{dense.source}' has no tokenizer files (tokenizer.json or vocab.txt and tokenizer_config.json). "
+             "Save them beside the model with tokenizer.save_pretrained(directory).")
+    if features is not None:
+        fail("--features and --text cannot be combined: a text model reads only the text column.")
+    return True
+
+
+def _choose_analyses(requested: tuple[str, ...] | None, dense: LoadedModel, *, is_text: bool) -> tuple[str, ...]:
+    """The analyses to run: those requested (checked against the model), or every one that applies."""
+    has_attention = attention_source(dense.module) is not None
+    if requested is None:
+        return tuple(a for a in ANALYSES
+                     if (a != "attention" or has_attention) and (a != "attributions" or not is_text))
+    if "attention" in requested and not has_attention:
+        fail(f"--analyses attention needs a model with attention layers (a Hugging Face model, "
+             f"nn.MultiheadAttention, or a module implementing ticketaudit's AttentionAdapter); "
+             f"'{dense.source}' has none. Leave attention out of --analyses.")
+    if "attributions" in requested and is_text:
+        fail("attributions on text models are not available in this version; leave attributions out of --analyses "
+             "(metrics, disagreement, attention and compression run on text).")
+    return requested

@@ -6,12 +6,14 @@ one family, so the chance that any check fails on a harmless ticket stays at mos
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .analyses import stats
+from .analyses.attention import AttentionResult
 from .analyses.attributions import AttributionResult
 from .analyses.base import interval, number
 from .analyses.performance import Gap, PerformanceResult, excess_drop
@@ -57,10 +59,11 @@ class _Candidate:
     tolerance: float
     p_raw: float
     interval_at: Any  # callable(confidence) -> (low, high)
+    two_sided: bool = False  # material when |value| exceeds the tolerance (a shift either way)
 
 
-def evaluate_policy(policy: Policy, performance: PerformanceResult, *,
-                    attributions: AttributionResult | None = None) -> tuple[Check, ...]:
+def evaluate_policy(policy: Policy, performance: PerformanceResult, *, attributions: AttributionResult | None = None,
+                    attention: AttentionResult | None = None) -> tuple[Check, ...]:
     """All gated checks of the policy, with Holm's correction across them."""
     candidates = [_overall_drop(policy, performance)]
     for group in performance.subgroups:
@@ -84,13 +87,16 @@ def evaluate_policy(policy: Policy, performance: PerformanceResult, *,
                 "sensitive_reliance_increase", "Rise in the share of attribution on the sensitive columns", None,
                 "attribution_share", share.delta, policy.max_sensitive_reliance_increase,
                 attributions.sensitive_replicates))
+    if policy.max_group_entropy_shift is not None and attention is not None:
+        candidates += _entropy_shift_candidates(policy.max_group_entropy_shift, attention)
     m = len(candidates)
     adjusted = stats.holm(np.array([c.p_raw for c in candidates]))
     alpha = 1 - policy.confidence
     simultaneous = 1 - alpha / m
     checks = []
     for candidate, p_adj in zip(candidates, adjusted):
-        material = bool(np.isfinite(candidate.value) and candidate.value > candidate.tolerance)
+        size = abs(candidate.value) if candidate.two_sided else candidate.value
+        material = bool(np.isfinite(candidate.value) and size > candidate.tolerance)
         significant = bool(np.isfinite(p_adj) and p_adj < alpha)
         checks.append(Check(candidate.id, candidate.description, candidate.group, candidate.metric, candidate.value,
                             candidate.tolerance, candidate.interval_at(simultaneous), float(p_adj), candidate.p_raw,
@@ -119,18 +125,27 @@ def _replicate_candidate(check_id: str, description: str, group: str | None, met
     at the small per-check levels that multiplicity control asks for."""
     reps = replicates[np.isfinite(replicates)]
     se = float(np.std(reps, ddof=1)) if reps.size > 1 else float("nan")
-    if not np.isfinite(se) or not np.isfinite(value):
-        p_raw = float("nan")
-    elif se == 0:
-        p_raw = 1.0 if value == 0 else 0.0
-    else:
-        p_raw = float(2 * stats.sps.norm.sf(abs(value) / se))
+    p_raw = stats.se_p_value(value, replicates)
 
     def at(conf: float) -> tuple[float, float]:
         z = stats.z_value(conf)
         return value - z * se, value + z * se
 
     return _Candidate(check_id, description, group, metric, value, tolerance, p_raw, at)
+
+
+def _entropy_shift_candidates(tolerance: float, attention: AttentionResult) -> list[_Candidate]:
+    """Per group: its change in attention entropy minus the rest's (head-averaged), either direction."""
+    candidates = []
+    for group in attention.groups:
+        if group.insufficient or not np.isfinite(group.interaction.value):
+            continue
+        candidate = _replicate_candidate(
+            f"group_entropy_shift:{group.group}", "Attention-entropy change of the group minus the rest's",
+            group.group, "attention_entropy", group.interaction.value, tolerance,
+            attention.interaction_replicates[group.group])
+        candidates.append(dataclasses.replace(candidate, two_sided=True))
+    return candidates
 
 
 def _gap_candidate(policy: Policy, gap: Gap) -> _Candidate:

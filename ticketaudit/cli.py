@@ -104,7 +104,7 @@ def report(
     mask: Annotated[Optional[str], typer.Option(help="Mask file; the ticket is then dense weights x mask.")] = None,
     factory: Annotated[Optional[str], typer.Option(help="MODULE:FUNC building the nn.Module for plain state_dicts.")] = None,
     features: Annotated[Optional[str], typer.Option(help="Feature columns in model-input order, comma-separated.")] = None,
-    text: Annotated[Optional[str], typer.Option(help="Text column (needs the attention analysis; not in this version).")] = None,
+    text: Annotated[Optional[str], typer.Option(help="Text column, tokenised with the Hugging Face model's tokenizer.")] = None,
     split: Annotated[Optional[str], typer.Option(help="Keep only rows with COL=VALUE.")] = None,
     policy: Annotated[Optional[Path], typer.Option(help="Policy TOML file ([policy] table).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="HTML report path [default: reports/ticketaudit-<time>.html].")] = None,
@@ -115,7 +115,7 @@ def report(
     device: Annotated[str, typer.Option(help="cpu, cuda or mps (never changes results).")] = "cpu",
     batch_size: Annotated[int, typer.Option(help="Rows per forward pass (never changes results).")] = 1024,
     max_rows: Annotated[Optional[int], typer.Option(help="Audit only the first N rows.")] = None,
-    analyses: Annotated[str, typer.Option(help="Comma-separated: metrics,disagreement,attributions,compression.")] = "metrics,disagreement,attributions,compression",
+    analyses: Annotated[Optional[str], typer.Option(help="Comma-separated: metrics,disagreement,attention,attributions,compression [default: all that apply to the model].")] = None,
     attribution_method: Annotated[str, typer.Option(help="integrated-gradients, saliency, input-x-gradient, deeplift, gradient-shap, feature-ablation, or layer-integrated-gradients (column tokens of an ft-transformer).")] = "integrated-gradients",
     attribution_target: Annotated[str, typer.Option(help="label (default) or predicted (the dense model's prediction), for both models.")] = "label",
     attribution_rows: Annotated[Optional[int], typer.Option(help="Rows to attribute, drawn stratified by group [default: 2000 or all].")] = None,
@@ -128,9 +128,6 @@ def report(
     from .config import Policy
     from .report.render import command_line, write_report
 
-    if text is not None:
-        raise InvalidInputError("--text needs the attention analysis, which this version does not have yet. "
-                                "Audit tabular data with --features or a bundle's preprocess.json.")
     html_path = out if out is not None else paths.default_report_path()
     if out is None:
         html_path.parent.mkdir(parents=True, exist_ok=True)
@@ -142,7 +139,7 @@ def report(
     the_policy = Policy.from_toml(policy) if policy is not None else Policy()
     with _progress(quiet) as update:
         result = audit(dense=dense, ticket=ticket, mask=mask, data=data, target=target, sensitive=sensitive,
-                       features=features, split=split, policy=the_policy, seed=seed, n_boot=n_boot,
+                       features=features, text=text, split=split, policy=the_policy, seed=seed, n_boot=n_boot,
                        confidence=confidence, device=device, batch_size=batch_size, max_rows=max_rows,
                        analyses=analyses, factory=factory, allow_pickle=allow_pickle,
                        attribution_method=attribution_method, attribution_target=attribution_target,

@@ -19,8 +19,9 @@ MSG_POLICY_UNKNOWN_KEY = "policy key '{key}' is unknown. Known keys: {known}."
 MSG_POLICY_TOML = "policy file '{path}' is not valid TOML: {error}. Fix the syntax (see README, 'Policy')."
 MSG_POLICY_TABLE = "policy file '{path}' has no [policy] table. Put the settings under a '[policy]' header."
 
-ANALYSES = ("metrics", "disagreement", "attributions", "compression")
-"""Analyses this version runs; the contract also names attention and attributions (later)."""
+ANALYSES = ("metrics", "disagreement", "attention", "attributions", "compression")
+"""Every analysis; by default an audit runs those that apply to the model (attention needs attention
+layers, attributions a tabular model)."""
 
 Device = Literal["cpu", "cuda", "mps"]
 
@@ -43,6 +44,8 @@ class Policy:
     on_insufficient: Literal["warn", "fail"] = "warn"
     max_sensitive_reliance_increase: float | None = None
     """Optional: gate the rise (ticket - dense) in the share of attribution on the sensitive columns."""
+    max_group_entropy_shift: float | None = None
+    """Optional: gate a group's attention-entropy change minus the rest's, in either direction."""
 
     def __post_init__(self) -> None:
         check_fraction("policy.confidence", self.confidence, low=0.5, high=1.0)
@@ -50,9 +53,9 @@ class Policy:
         for name in ("max_overall_accuracy_drop", "max_group_excess_drop", "max_gap_widening",
                      "max_tpr_gap_widening", "max_fpr_gap_widening"):
             check_fraction(f"policy.{name}", getattr(self, name), low=0.0, high=1.0, open_low=False)
-        if self.max_sensitive_reliance_increase is not None:
-            check_fraction("policy.max_sensitive_reliance_increase", self.max_sensitive_reliance_increase,
-                           low=0.0, high=1.0, open_low=False)
+        for name in ("max_sensitive_reliance_increase", "max_group_entropy_shift"):
+            if getattr(self, name) is not None:
+                check_fraction(f"policy.{name}", getattr(self, name), low=0.0, high=1.0, open_low=False)
         if self.on_insufficient not in ("warn", "fail"):
             fail(f"policy.on_insufficient must be 'warn' or 'fail', got {self.on_insufficient!r}.")
 
@@ -96,7 +99,7 @@ class AuditConfig:
     batch_size: int = 1024
     device: Device = "cpu"
     max_rows: int | None = None
-    analyses: tuple[str, ...] = ANALYSES
+    analyses: tuple[str, ...] = ("metrics", "disagreement", "attributions", "compression")
     ece_bins: int = 10
 
     def __post_init__(self) -> None:
@@ -110,8 +113,6 @@ class AuditConfig:
             fail(f"device must be one of cpu, cuda, mps; got {self.device!r}.")
         unknown = [a for a in self.analyses if a not in ANALYSES]
         if unknown:
-            later = {"attention"}
-            hint = " (not available in this version)" if unknown[0] in later else ""
-            fail(f"analysis '{unknown[0]}' is unknown{hint}. Choose from: {', '.join(ANALYSES)}.")
+            fail(f"analysis '{unknown[0]}' is unknown. Choose from: {', '.join(ANALYSES)}.")
         if not self.analyses:
             fail("choose at least one analysis: " + ", ".join(ANALYSES) + ".")

@@ -87,3 +87,45 @@ def build_features(frame: pd.DataFrame, *, target: str, features: list[str] | No
                  f"{int(np.argmax(bad))}). Clean or impute them before the audit.")
         blocks.append(numeric)
     return np.stack(blocks, axis=1), tuple(chosen)
+
+
+@dataclass(frozen=True, eq=False)
+class TokenInputs:
+    """Tokenised text rows, padded to one length for the whole table (so batching never changes a row)."""
+
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def __getitem__(self, rows: slice) -> TokenInputs:
+        return TokenInputs(self.input_ids[rows], self.attention_mask[rows])
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.input_ids.shape  # type: ignore[return-value]
+
+
+def build_text_inputs(frame: pd.DataFrame, *, column: str, tokenizer: object, max_length: int | None) -> TokenInputs:
+    """Tokenise ``column`` with the model's tokenizer; padding is masked out by ``attention_mask``."""
+    check_columns("text", [column], list(frame.columns))
+    values = frame[column]
+    missing = values.isna()
+    if missing.any():
+        fail(f"text column '{column}' has {int(missing.sum())} missing values (first at row {int(np.argmax(missing))}). "
+             "Drop or fill those rows first.")
+    text = values.astype(str)
+    empty = text.str.strip() == ""
+    if empty.any():
+        fail(f"text column '{column}' has {int(empty.sum())} empty strings (first at row {int(np.argmax(empty))}). "
+             "Drop those rows or give them text; an empty input has no attention to measure.")
+    limit = max_length if max_length and max_length < 100_000 else 512
+    try:
+        encoded = tokenizer(list(text), padding="longest", truncation=True, max_length=limit,  # type: ignore[operator]
+                            return_attention_mask=True)
+    except (ValueError, TypeError) as error:
+        fail(f"the model's tokenizer cannot tokenise column '{column}': {error}.")
+    ids = np.asarray(encoded["input_ids"], dtype=np.int64)
+    attention = np.asarray(encoded["attention_mask"], dtype=np.int64)
+    return TokenInputs(ids, attention)

@@ -113,6 +113,19 @@ def bootstrap_p_value(replicates: np.ndarray, *, axis: int = 0) -> np.ndarray:
     return np.where(valid > 0, np.maximum(p, floor), np.nan)
 
 
+def se_p_value(value: float, replicates: np.ndarray) -> float:
+    """Two-sided p-value for 'the statistic is 0' from the bootstrap standard error (normal reference),
+    which stays smooth at the small per-test levels that multiplicity control asks for."""
+    reps = np.asarray(replicates, dtype=np.float64)
+    reps = reps[np.isfinite(reps)]
+    se = float(np.std(reps, ddof=1)) if reps.size > 1 else float("nan")
+    if not np.isfinite(se) or not np.isfinite(value):
+        return float("nan")
+    if se == 0:
+        return 1.0 if value == 0 else 0.0
+    return float(2 * sps.norm.sf(abs(value) / se))
+
+
 def percentile_interval(replicates: np.ndarray, *, confidence: float, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Percentile bootstrap interval, ignoring replicates where the statistic is undefined."""
     alpha = 1 - confidence

@@ -59,3 +59,56 @@ def paired_bars(features: list[dict[str, Any]], *, limit: int = 12) -> dict[str,
                      "dense_width": width(f["dense"]), "ticket_width": width(f["ticket"])})
     return {"width": WIDTH, "height": 34 + len(shown) * (2 * bar + 8), "rows": rows, "bar": bar,
             "label_width": LABEL_WIDTH}
+
+
+SEQUENTIAL = ((247, 251, 255), (8, 48, 107))
+DIVERGING = ((33, 102, 172), (247, 247, 247), (178, 24, 43))
+CELL = 48
+HEATMAP_LEFT = 90
+
+
+def _mix(a: tuple[int, int, int], b: tuple[int, int, int], t: float) -> str:
+    return "#" + "".join(f"{round(x + (y - x) * t):02x}" for x, y in zip(a, b))
+
+
+def colour(value: float | None, *, low: float, high: float, diverging: bool) -> str:
+    """Fill for a value: light-to-dark blue on [low, high], or blue-white-red around 0 when diverging."""
+    if value is None or not math.isfinite(value):
+        return "#ffffff"
+    t = min(1.0, max(0.0, (value - low) / (high - low))) if high > low else 0.5
+    if not diverging:
+        return _mix(*SEQUENTIAL, t)
+    return _mix(DIVERGING[0], DIVERGING[1], t * 2) if t < 0.5 else _mix(DIVERGING[1], DIVERGING[2], t * 2 - 1)
+
+
+def heatmap(heads: list[dict[str, Any]], key: str, *, title: str, diverging: bool) -> dict[str, Any]:
+    """Layers (rows) x heads (columns) grid of ``key``; pruned heads are drawn hatched, with no value."""
+    layers = 1 + max(h["layer"] for h in heads)
+    columns = 1 + max(h["head"] for h in heads)
+    values = [h[key] for h in heads if h[key] is not None]
+    if diverging:
+        limit = _nice_limit(values) if values else 0.02
+        low, high = -limit, limit
+    else:
+        low, high = 0.0, 1.0
+    cell = CELL if columns <= 16 else max(10, 560 // columns)
+    cells = [{"x": HEATMAP_LEFT + h["head"] * cell, "y": 24 + h["layer"] * cell, "value": h[key], "pruned": h["pruned"],
+              "fill": "#ffffff" if h["pruned"] else colour(h[key], low=low, high=high, diverging=diverging),
+              "label": f"layer {h['layer']}, head {h['head']}", "dark": False} for h in heads]
+    for c in cells:
+        c["dark"] = c["value"] is not None and not c["pruned"] and _is_dark(c["fill"])
+    steps = 6
+    legend = [{"x": HEATMAP_LEFT + i * 26, "fill": colour(low + (high - low) * i / (steps - 1), low=low, high=high,
+                                                       diverging=diverging)} for i in range(steps)]
+    width = max(HEATMAP_LEFT + columns * cell + 20, HEATMAP_LEFT + steps * 26 + 150)
+    top = 24 + layers * cell
+    return {"title": title, "cells": cells, "cell": cell, "left": HEATMAP_LEFT, "width": width,
+            "height": top + 56, "rows": [{"y": 24 + i * cell + cell / 2 + 4, "label": f"layer {i}"} for i in range(layers)],
+            "columns": [{"x": HEATMAP_LEFT + j * cell + cell / 2, "label": str(j)} for j in range(columns)],
+            "show_values": columns <= 16, "legend": legend, "legend_y": top + 22, "low": low, "high": high,
+            "diverging": diverging}
+
+
+def _is_dark(fill: str) -> bool:
+    r, g, b = (int(fill[i:i + 2], 16) for i in (1, 3, 5))
+    return 0.299 * r + 0.587 * g + 0.114 * b < 128

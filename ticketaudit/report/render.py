@@ -98,6 +98,15 @@ def _forest_rows(document: dict[str, Any], metric: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _attention_maps(attention: dict[str, Any]) -> dict[str, Any]:
+    heads = attention["heads"]
+    unpruned = [{**h, "pruned": False} for h in heads]  # the dense model has every head
+    return {"dense": charts.heatmap(unpruned, "dense", title="Attention entropy, dense model", diverging=False),
+            "ticket": charts.heatmap(heads, "ticket", title="Attention entropy, ticket", diverging=False),
+            "delta": charts.heatmap(heads, "delta", title="Change in attention entropy (ticket − dense)",
+                                    diverging=True)}
+
+
 def render_html(result: AuditResult, path: str | Path | None = None, *, command: str | None = None) -> str:
     """The self-contained HTML report; also written (atomically) to ``path`` when given."""
     document = report_dict(result)
@@ -109,6 +118,7 @@ def render_html(result: AuditResult, path: str | Path | None = None, *, command:
         r=document, forests=forests, csp=CSP, failed=[c for c in document["checks"] if not c["passed"]],
         command=command or "ticketaudit (Python API)", provenance=result.provenance,
         bars=charts.paired_bars(document["attributions"]["features"]) if "attributions" in document else None,
+        maps=_attention_maps(document["attention"]) if "attention" in document else None,
     )
     if path is not None:
         write_atomically({Path(path): html.encode("utf-8")})

@@ -28,6 +28,7 @@ from .._validation import MSG_FILE_MISSING, MSG_PICKLE_REFUSED, MSG_UNKNOWN_EXTE
 from ..exceptions import UnsafeInputError
 from ..models import build_architecture
 from ..preprocess import Preprocessor
+from .huggingface import is_huggingface_dir, read_huggingface
 from .mask import Mask, prunable_parameters
 
 ModelSource = nn.Module | str | Path
@@ -37,10 +38,6 @@ MSG_NEEDS_FACTORY = (
     "Pass --factory MODULE:FUNC (a function returning the untrained nn.Module), or save a bundle."
 )
 MSG_ARCH_MISMATCH = "{what} does not match the architecture: {detail}. {fix}"
-MSG_HF_LATER = (
-    "'{path}' looks like a Hugging Face model directory; this version reads ticketaudit bundles "
-    "(config.json with an \"architecture\" entry). Hugging Face support comes with the attention analysis."
-)
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,6 +51,8 @@ class LoadedModel:
     source: str
     labels: tuple[str, ...] | None = None
     preprocess: Preprocessor | None = None
+    tokenizer: Any = None
+    """The Hugging Face tokenizer of a text model (None for tabular models)."""
 
     @property
     def parameters(self) -> int:
@@ -233,8 +232,6 @@ def _read_bundle(directory: Path) -> _Bundle:
     if not isinstance(config, dict):
         fail(f"'{config_path}' must hold a JSON object.")
     if "architecture" not in config:
-        if "model_type" in config or "architectures" in config:
-            fail(MSG_HF_LATER.format(path=directory))
         fail(f"'{config_path}' has no \"architecture\" entry; see README, 'Bundles'.")
     meta = config.get("ticketaudit", {})
     labels = meta.get("labels") if isinstance(meta, dict) else None
@@ -266,6 +263,10 @@ def load_dense(source: ModelSource, *, factory: str | None = None, allow_pickle:
         module = _private_copy(source)
         return LoadedModel(module, Mask.ones(module), "module", _hash_module(module), "<nn.Module>")
     path = Path(source)
+    if path.is_dir() and is_huggingface_dir(path):
+        hf = read_huggingface(path)
+        return LoadedModel(hf.module, Mask.ones(hf.module), "huggingface", sha256_path(path), str(path), hf.labels,
+                           tokenizer=hf.tokenizer)
     if path.is_dir():
         bundle = _read_bundle(path)
         return LoadedModel(bundle.module, Mask.ones(bundle.module), "bundle", sha256_path(path), str(path),
@@ -325,14 +326,19 @@ def load_ticket(
         mask_path = Path(mask)
         the_mask = _read_mask_file(mask_path, model=dense.module)
         return LoadedModel(the_mask.apply(dense.module), the_mask, "mask-file", sha256_path(mask_path), str(mask_path),
-                           dense.labels, dense.preprocess)
+                           dense.labels, dense.preprocess, dense.tokenizer)
     assert source is not None
     if isinstance(source, nn.Module):
         module = _private_copy(source)
         _check_same_architecture(dense.module, module)
         return LoadedModel(module, Mask.from_zeros(module), "module", _hash_module(module), "<nn.Module>",
-                           dense.labels, dense.preprocess)
+                           dense.labels, dense.preprocess, dense.tokenizer)
     path = Path(source)
+    if path.is_dir() and is_huggingface_dir(path):
+        hf = read_huggingface(path)
+        _check_same_architecture(dense.module, hf.module)
+        return LoadedModel(hf.module, Mask.from_zeros(hf.module), "huggingface", sha256_path(path), str(path),
+                           hf.labels or dense.labels, tokenizer=hf.tokenizer or dense.tokenizer)
     if path.is_dir():
         bundle = _read_bundle(path)
         _check_same_architecture(dense.module, bundle.module)
@@ -344,7 +350,7 @@ def load_ticket(
         module = _private_copy(weights)
         _check_same_architecture(dense.module, module)
         return LoadedModel(module, Mask.from_zeros(module), "pickled-module", sha256_path(path), str(path),
-                           dense.labels, dense.preprocess)
+                           dense.labels, dense.preprocess, dense.tokenizer)
     skeleton = resolve_factory(factory) if factory else dense.module
     plain, prune_masks = _split_torch_prune(weights)
     module = _load_state(skeleton, plain, what=f"ticket weights '{path}'",
@@ -359,4 +365,5 @@ def load_ticket(
         the_mask, fmt = Mask(full, model=module), "torch-prune"
     else:
         the_mask, fmt = Mask.from_zeros(module), "zeroed-weights"
-    return LoadedModel(module, the_mask, fmt, sha256_path(path), str(path), dense.labels, dense.preprocess)
+    return LoadedModel(module, the_mask, fmt, sha256_path(path), str(path), dense.labels, dense.preprocess,
+                       dense.tokenizer)

@@ -1,0 +1,329 @@
+"""Attention entropy of dense model and ticket per layer x head x group, streamed.
+
+Per query, H = -sum_j A_ij log A_ij over real (non-padding) keys, divided by log(number of real
+keys) so that 1 is uniform attention and 0 attention on a single key whatever the length; a row's
+value is the mean over its real queries. Each batch is reduced to per-row values at once and folded
+into per-stratum Poisson-bootstrap sums (``streaming.BootstrapSums``): memory does not grow with
+the rows. Jensen-Shannon divergence (bits) between the two models' attention is streamed the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..tickets.mask import Mask
+from . import stats
+from .attention_capture import AttentionRecorder, LayerAttention
+from .base import AnalysisInputs, interval, number
+from .predict import Features
+from .streaming import BootstrapSums
+
+MEMORY_BUDGET_BYTES = 256 * 2**20
+"""Attention maps of both models held for one batch at most; batches shrink to fit (results do not change)."""
+ATTENTION_STREAM = 0xA77E
+VALUE_PROJECTIONS = ("value", "v_lin", "v_proj", "value_proj")
+OUTPUT_PROJECTIONS = ("attention.output.dense", "out_lin", "o_proj", "attn.c_proj", "attention.dense")
+
+
+def normalised_entropy(layer: LayerAttention) -> torch.Tensor:
+    """(rows, heads): mean over real queries of H / log(real keys); 0 where a query has one key."""
+    valid = layer.key_valid.expand_as(layer.probs)
+    p = torch.where(valid, layer.probs, torch.zeros((), dtype=layer.probs.dtype, device=layer.probs.device))
+    plogp = torch.where(p > 0, p * torch.log(torch.where(p > 0, p, torch.ones_like(p))), torch.zeros_like(p))
+    entropy = -plogp.sum(dim=-1)
+    keys = valid.sum(dim=-1).to(p.dtype)
+    normalised = torch.where(keys > 1, entropy / torch.log(keys.clamp(min=2)), torch.zeros_like(entropy))
+    return _mean_over_queries(normalised, layer.query_valid)
+
+
+def js_divergence(first: LayerAttention, second: LayerAttention) -> torch.Tensor:
+    """(rows, heads): mean over real queries of the Jensen-Shannon divergence (bits, in [0, 1])."""
+    valid = first.key_valid.expand_as(first.probs)
+    zero = torch.zeros((), dtype=first.probs.dtype, device=first.probs.device)
+    p = torch.where(valid, first.probs, zero)
+    q = torch.where(valid, second.probs, zero)
+    m = (p + q) / 2
+
+    def kl_to_m(x: torch.Tensor) -> torch.Tensor:
+        safe = torch.where(x > 0, x / torch.where(m > 0, m, torch.ones_like(m)), torch.ones_like(x))
+        return torch.where(x > 0, x * torch.log2(safe), torch.zeros_like(x)).sum(dim=-1)
+
+    divergence = ((kl_to_m(p) + kl_to_m(q)) / 2).clamp(min=0.0, max=1.0)
+    return _mean_over_queries(divergence, first.query_valid)
+
+
+def _mean_over_queries(per_query: torch.Tensor, query_valid: torch.Tensor) -> torch.Tensor:
+    weights = query_valid[:, None, :].to(per_query.dtype)
+    return (per_query * weights).sum(dim=-1) / weights.sum(dim=-1).clamp(min=1.0)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A mean with its bootstrap interval (and, for differences, a p-value for 'no change')."""
+
+    value: float
+    ci: tuple[float, float]
+    p_value: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"value": number(self.value), "ci": interval(*self.ci)}
+        if self.p_value is not None:
+            out["p_value"] = number(self.p_value)
+        return out
+
+
+@dataclass(frozen=True)
+class HeadComparison:
+    """One layer x head: entropy of both models, the paired change, and JS divergence between them."""
+
+    layer: int
+    head: int
+    pruned: bool
+    dense: float
+    ticket: float
+    delta: Estimate
+    js: float
+    significant: str  # "fell", "rose" or "" (Holm across heads)
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.pruned:
+            return {"layer": self.layer, "head": self.head, "pruned": True, "dense": number(self.dense),
+                    "ticket": None, "delta": None, "ci": [None, None], "p_value": None, "js": None, "significant": ""}
+        return {"layer": self.layer, "head": self.head, "pruned": False, "dense": number(self.dense),
+                "ticket": number(self.ticket), "delta": number(self.delta.value), "ci": interval(*self.delta.ci),
+                "p_value": number(self.delta.p_value), "js": number(self.js), "significant": self.significant}
+
+
+@dataclass(frozen=True)
+class GroupAttention:
+    """A group's head-averaged entropy in both models, its change, and the change relative to the rest."""
+
+    group: str
+    attribute: str
+    n: int
+    insufficient: bool
+    dense: Estimate
+    ticket: Estimate
+    delta: Estimate
+    interaction: Estimate
+    heads: tuple[tuple[float, float, float, float, float], ...]
+    """Per unpruned head, in ``AttentionResult.heads`` order: dense, ticket, delta, ci low, ci high."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"group": self.group, "attribute": self.attribute, "n": self.n, "insufficient": self.insufficient,
+                "dense": self.dense.to_dict(), "ticket": self.ticket.to_dict(), "delta": self.delta.to_dict(),
+                "interaction": self.interaction.to_dict(),
+                "heads": [{"dense": number(d), "ticket": number(t), "delta": number(x), "ci": interval(lo, hi)}
+                          for d, t, x, lo, hi in self.heads]}
+
+
+@dataclass(frozen=True, eq=False)
+class AttentionResult:
+    """Everything the attention section shows; ``interaction_replicates`` feeds the optional policy check."""
+
+    source: str
+    layer_names: tuple[str, ...]
+    heads_per_layer: tuple[int, ...]
+    rows: int
+    heads: tuple[HeadComparison, ...]
+    overall: GroupAttention
+    layer_js: tuple[Estimate, ...]
+    fell: int
+    rose: int
+    groups: tuple[GroupAttention, ...]
+    confidence: float
+    interaction_replicates: dict[str, np.ndarray] = field(repr=False)
+
+    @property
+    def tested_heads(self) -> int:
+        return sum(not h.pruned for h in self.heads)
+
+    @property
+    def pruned_heads(self) -> int:
+        return sum(h.pruned for h in self.heads)
+
+    def to_dict(self) -> dict[str, Any]:
+        tested = self.tested_heads
+        return {
+            "source": self.source, "rows": self.rows, "confidence": self.confidence,
+            "entropy": "normalised Shannon entropy per query (1 = uniform over real keys, 0 = one key), "
+                       "mean over real queries, then over rows",
+            "layers": [{"index": i, "name": name, "heads": h, "js": js.to_dict()}
+                       for i, (name, h, js) in enumerate(zip(self.layer_names, self.heads_per_layer, self.layer_js))],
+            "heads": [h.to_dict() for h in self.heads],
+            "summary": {"tested_heads": tested, "pruned_heads": self.pruned_heads, "fell": self.fell, "rose": self.rose,
+                        "share_fell": number(self.fell / tested) if tested else None,
+                        "share_rose": number(self.rose / tested) if tested else None},
+            "overall": self.overall.to_dict(),
+            "groups": [g.to_dict() for g in self.groups],
+        }
+
+
+def pruned_heads(module: nn.Module, mask: Mask, *, source: str, layer_names: list[str],
+                 heads_per_layer: list[int]) -> list[list[bool]]:
+    """Heads whose value projection rows or output projection columns the ticket's mask removed
+    entirely: their output is zero whatever they attend to, so their entropy is not reported."""
+    result = [[False] * h for h in heads_per_layer]
+    if source == "multihead":
+        for layer, name in enumerate(layer_names):
+            mha = module.get_submodule(name)
+            assert isinstance(mha, nn.MultiheadAttention)
+            d = mha.head_dim
+            value = mask.get(f"{name}.in_proj_weight")
+            value = value[2 * mha.embed_dim:] if value is not None else mask.get(f"{name}.v_proj_weight")
+            out = mask.get(f"{name}.out_proj.weight")
+            for head in range(heads_per_layer[layer]):
+                rows = slice(head * d, (head + 1) * d)
+                result[layer][head] = bool((value is not None and not value[rows].any())
+                                           or (out is not None and not out[:, rows].any()))
+        return result
+    if source == "huggingface":
+        values = [n for n in mask if n.removesuffix(".weight").endswith(VALUE_PROJECTIONS)]
+        outs = [n for n in mask if n.removesuffix(".weight").endswith(OUTPUT_PROJECTIONS)]
+        if len(values) != len(heads_per_layer) or len(outs) != len(heads_per_layer):
+            return result
+        for layer, (value_name, out_name) in enumerate(zip(values, outs)):
+            heads = heads_per_layer[layer]
+            d = mask[value_name].shape[0] // heads
+            for head in range(heads):
+                rows = slice(head * d, (head + 1) * d)
+                result[layer][head] = bool(not mask[value_name][rows].any() or not mask[out_name][:, rows].any())
+    return result
+
+
+def stream_attention(dense: AttentionRecorder, ticket: AttentionRecorder, features: Features, *,
+                     strata: np.ndarray, n_strata: int, n_boot: int, seed: int, batch_size: int,
+                     progress: Callable[[int], None] | None = None) -> tuple[BootstrapSums, list[int]]:
+    """One pass of both models; per row and head: dense entropy, ticket entropy, JS divergence."""
+    probe = dense.record(features[:1])
+    heads_per_layer = [int(layer.probs.shape[1]) for layer in probe]
+    if not heads_per_layer:
+        raise ValueError("the model returned no attention probabilities")
+    per_row = sum(2 * layer.probs[0].numel() * 8 for layer in probe)  # both models' maps, float64
+    step = max(1, min(batch_size, MEMORY_BUDGET_BYTES // per_row))
+    total_heads = sum(heads_per_layer)
+    sums = BootstrapSums(n_strata=n_strata, width=3 * total_heads, n_boot=n_boot, seed=seed, stream=ATTENTION_STREAM)
+    for start in range(0, len(features), step):
+        batch = features[start:start + step]
+        dense_layers, ticket_layers = dense.record(batch), ticket.record(batch)
+        values = [torch.cat([normalised_entropy(a) for a in dense_layers], dim=1),
+                  torch.cat([normalised_entropy(b) for b in ticket_layers], dim=1),
+                  torch.cat([js_divergence(a, b) for a, b in zip(dense_layers, ticket_layers)], dim=1)]
+        # Rounded to float32 like the predictions: the last bits of float64 attention vary with the batch size.
+        row_values = torch.cat(values, dim=1).to("cpu", torch.float32).to(torch.float64).numpy()
+        sums.update(row_values, strata[start:start + len(batch)])
+        if progress is not None:
+            progress(len(batch))
+    return sums.finish(), heads_per_layer
+
+
+def _estimate(value: float, replicates: np.ndarray, confidence: float, *, test: bool) -> Estimate:
+    low, high = stats.percentile_interval(replicates, confidence=confidence)
+    p = stats.se_p_value(value, replicates) if test else None
+    return Estimate(float(value), (float(low), float(high)), p)
+
+
+def summarise_attention(sums: BootstrapSums, inputs: AnalysisInputs, *, source: str, layer_names: list[str],
+                        heads_per_layer: list[int], pruned: list[list[bool]]) -> AttentionResult:
+    """Point estimates, bootstrap intervals, head significance (Holm) and group interactions."""
+    total = sum(heads_per_layer)
+    keep = ~np.array([p for layer in pruned for p in layer], dtype=bool)
+    confidence = inputs.confidence
+    all_strata = np.arange(inputs.groups.n_strata)
+
+    def split(mean: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return mean[..., :total], mean[..., total:2 * total], mean[..., 2 * total:]
+
+    kept = max(1, int(keep.sum()))
+
+    def averaged(mean: np.ndarray) -> np.ndarray:
+        """Head-averaged (dense, ticket) over the heads the ticket kept (NaN when it kept none)."""
+        dense, ticket, _ = split(mean)
+        pair = np.stack([dense[..., keep].sum(axis=-1), ticket[..., keep].sum(axis=-1)], axis=-1) / kept
+        return pair if keep.any() else np.full_like(pair, np.nan)
+
+    def group_summary(name: str, attribute: str, strata: np.ndarray) -> tuple[GroupAttention, np.ndarray]:
+        n, mean, boot = sums.means(strata)
+        pair, pair_boot = averaged(mean), averaged(boot)
+        delta, delta_boot = pair[1] - pair[0], pair_boot[:, 1] - pair_boot[:, 0]
+        if len(strata) < len(all_strata):
+            _, rest_mean, rest_boot = sums.complement_means(strata)
+            rest_pair, rest_pair_boot = averaged(rest_mean), averaged(rest_boot)
+            inter = delta - (rest_pair[1] - rest_pair[0])
+            inter_boot = delta_boot - (rest_pair_boot[:, 1] - rest_pair_boot[:, 0])
+        else:
+            inter, inter_boot = float("nan"), np.full(len(boot), np.nan)
+        dense_h, ticket_h, _ = split(mean)
+        dense_b, ticket_b, _ = split(boot)
+        low, high = stats.percentile_interval((ticket_b - dense_b)[:, keep], confidence=confidence)
+        heads = tuple((float(d), float(t), float(t - d), float(lo), float(hi))
+                      for d, t, lo, hi in zip(dense_h[keep], ticket_h[keep], low, high))
+        result = GroupAttention(
+            name, attribute, int(n), n < inputs.min_group_size,
+            _estimate(pair[0], pair_boot[:, 0], confidence, test=False),
+            _estimate(pair[1], pair_boot[:, 1], confidence, test=False),
+            _estimate(delta, delta_boot, confidence, test=True),
+            _estimate(inter, inter_boot, confidence, test=True), heads)
+        return result, inter_boot
+
+    overall, _ = group_summary("overall", "", all_strata)
+    groups, replicates = [], {}
+    for group in inputs.groups.groups:
+        summary, inter_boot = group_summary(group.name, group.attribute, np.asarray(group.strata))
+        groups.append(summary)
+        replicates[group.name] = inter_boot
+
+    n, mean, boot = sums.means(all_strata)
+    dense_h, ticket_h, js_h = split(mean)
+    dense_b, ticket_b, js_b = split(boot)
+    deltas = ticket_h - dense_h
+    delta_boot = ticket_b - dense_b
+    p_values = np.array([stats.se_p_value(deltas[i], delta_boot[:, i]) for i in range(total)])
+    adjusted = np.full(total, np.nan)
+    adjusted[keep] = stats.holm(p_values[keep])
+    alpha = 1 - confidence
+    heads, layer_js, index = [], [], 0
+    for layer, count in enumerate(heads_per_layer):
+        cols = np.arange(index, index + count)
+        kept_cols = cols[keep[cols]]
+        js_rep = js_b[:, kept_cols].mean(axis=1) if kept_cols.size else np.full(len(js_b), np.nan)
+        js_value = float(js_h[kept_cols].mean()) if kept_cols.size else float("nan")
+        layer_js.append(_estimate(js_value, js_rep, confidence, test=False))
+        for head, col in enumerate(cols):
+            low, high = stats.percentile_interval(delta_boot[:, col], confidence=confidence)
+            significant = ""
+            if keep[col] and adjusted[col] < alpha:
+                significant = "fell" if deltas[col] < 0 else "rose"
+            heads.append(HeadComparison(layer, head, not keep[col], float(dense_h[col]), float(ticket_h[col]),
+                                        Estimate(float(deltas[col]), (float(low), float(high)), float(adjusted[col])),
+                                        float(js_h[col]), significant))
+        index += count
+    return AttentionResult(
+        source, tuple(layer_names), tuple(heads_per_layer), int(n), tuple(heads), overall, tuple(layer_js),
+        sum(h.significant == "fell" for h in heads), sum(h.significant == "rose" for h in heads), tuple(groups),
+        confidence, replicates)
+
+
+def analyse_attention(inputs: AnalysisInputs, *, dense: nn.Module, ticket: nn.Module, ticket_mask: Mask,
+                      features: Features, device: torch.device, batch_size: int,
+                      progress: Callable[[int], None] | None = None) -> AttentionResult:
+    """Stream both models' attention over ``features`` and compare them per layer x head x group."""
+    dense_recorder = AttentionRecorder(dense, device=device)
+    ticket_recorder = AttentionRecorder(ticket, device=device)
+    sums, heads_per_layer = stream_attention(
+        dense_recorder, ticket_recorder, features, strata=inputs.groups.stratum_of_row,
+        n_strata=inputs.groups.n_strata, n_boot=inputs.n_boot, seed=inputs.seed, batch_size=batch_size,
+        progress=progress)
+    names = dense_recorder.layer_names
+    if len(names) != len(heads_per_layer):
+        names = [f"layer {i}" for i in range(len(heads_per_layer))]
+    pruned = pruned_heads(ticket, ticket_mask, source=dense_recorder.kind, layer_names=names,
+                          heads_per_layer=heads_per_layer)
+    return summarise_attention(sums, inputs, source=dense_recorder.kind, layer_names=names,
+                               heads_per_layer=heads_per_layer, pruned=pruned)

@@ -1,0 +1,98 @@
+"""Hugging Face model directories (``config.json`` + ``model.safetensors`` + tokenizer files), read
+offline (``local_files_only=True``) with the eager attention implementation so attention
+probabilities can be returned. ``transformers`` is imported only when such a directory is given.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from .. import paths
+from .._validation import fail
+
+MSG_NO_TRANSFORMERS = (
+    "'{path}' is a Hugging Face model directory, which needs the 'transformers' package. "
+    "Install it with: pip install 'ticketaudit[hf]'."
+)
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json")
+DEFAULT_LABEL = re.compile(r"^LABEL_\d+$")
+CAUSAL_TYPES = frozenset({"gpt2", "gpt_neo", "gpt_neox", "gptj", "llama", "mistral", "qwen2", "phi", "phi3", "opt",
+                          "bloom", "falcon", "gemma", "gemma2", "mixtral", "ctrl", "xglm"})
+
+
+def is_huggingface_dir(path: Path) -> bool:
+    """A directory whose config.json names a Hugging Face ``model_type`` (and no ticketaudit architecture)."""
+    config_path = path / paths.BUNDLE_CONFIG
+    if not config_path.is_file():
+        return False
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    return isinstance(config, dict) and "architecture" not in config and "model_type" in config
+
+
+@dataclass(frozen=True, eq=False)
+class HuggingFaceModel:
+    """The loaded classifier, its tokenizer (None when the directory has none) and its label names."""
+
+    module: nn.Module
+    tokenizer: Any
+    labels: tuple[str, ...] | None
+
+
+def _quiet_transformers(path: Path) -> Any:
+    try:
+        import transformers
+    except ImportError:
+        fail(MSG_NO_TRANSFORMERS.format(path=path))
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    return transformers
+
+
+def read_huggingface(path: Path) -> HuggingFaceModel:
+    """Load a sequence-classification model (and its tokenizer, if present) from ``path``, offline."""
+    transformers = _quiet_transformers(path)
+    if not (path / "model.safetensors").is_file():
+        fail(f"Hugging Face directory '{path}' has no model.safetensors. Save it with "
+             "model.save_pretrained(dir, safe_serialization=True); pickled pytorch_model.bin is not read.")
+    try:
+        module = transformers.AutoModelForSequenceClassification.from_pretrained(
+            str(path), local_files_only=True, attn_implementation="eager", use_safetensors=True)
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as error:
+        first = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+        fail(f"'{path}' could not be loaded as a Hugging Face sequence-classification model ({first}). "
+             "Check config.json and model.safetensors (saved with save_pretrained).")
+    module.eval()
+    for param in module.parameters():
+        param.requires_grad_(False)
+    tokenizer = None
+    if any((path / name).is_file() for name in TOKENIZER_FILES) or any(path.glob("*.model")):
+        # Without vocabulary files, recent transformers builds an empty tokenizer that maps every word
+        # to [UNK]; only load one the directory really holds.
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            tokenizer = None
+    names = [str(module.config.id2label[i]) for i in sorted(module.config.id2label)]
+    labels = None if all(DEFAULT_LABEL.match(n) for n in names) else tuple(names)
+    return HuggingFaceModel(module, tokenizer, labels)
+
+
+def is_huggingface_module(module: nn.Module) -> bool:
+    """A ``transformers`` model (its forward takes token ids and returns an output with ``logits``)."""
+    config = getattr(module, "config", None)
+    return config is not None and hasattr(config, "model_type") and hasattr(config, "output_attentions")
+
+
+def is_causal(module: nn.Module) -> bool:
+    """Whether each query may attend only to earlier keys (decoder-style self-attention)."""
+    config = module.config  # type: ignore[union-attr]
+    return bool(getattr(config, "is_decoder", False)) or str(config.model_type) in CAUSAL_TYPES
