@@ -297,3 +297,44 @@ def test_text_bad_input(case: str, text_pair: Path) -> None:
     assert message in " ".join(run.stderr.split()), run.stderr
     assert "Traceback" not in run.stderr
     assert not (text_pair / "r.html").exists() and not (text_pair / "r.json").exists()
+
+
+class _DotAttention(torch.nn.Module):
+    """A user's own single-head attention exposing its probabilities (the AttentionAdapter protocol)."""
+
+    exposes_attention = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.query = torch.nn.Linear(2, 2)
+        self.attention_probs: torch.Tensor | None = None
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        probs = torch.softmax(self.query(tokens) @ tokens.transpose(1, 2), dim=-1)
+        self.attention_probs = probs[:, None]
+        return probs @ tokens
+
+
+class _AdapterModel(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.attend = _DotAttention()
+        self.head = torch.nn.Linear(2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.attend(x.reshape(len(x), 3, 2)).mean(dim=1))
+
+
+def test_adapter_protocol_exposes_custom_attention() -> None:
+    from ticketaudit.analyses.attention_capture import AttentionAdapter
+
+    torch.manual_seed(0)
+    model = _AdapterModel().double().eval()
+    assert isinstance(model.attend, AttentionAdapter)
+    x = np.random.default_rng(0).normal(size=(5, 6))
+    recorder = AttentionRecorder(model, device=torch.device("cpu"))
+    (layer,) = recorder.record(x)
+    assert recorder.kind == "adapter" and recorder.layer_names == ["attend"]
+    probs = layer.probs[:, 0].numpy()
+    expected = (-(probs * np.log(probs)).sum(-1) / np.log(3)).mean(-1)
+    np.testing.assert_allclose(normalised_entropy(layer)[:, 0].numpy(), expected, rtol=1e-12)

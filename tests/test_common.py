@@ -10,10 +10,24 @@ import pytest
 from conftest import Fixture
 from helpers import synthetic_inputs
 
+import torch
+
+from ticketaudit.analyses.attention import analyse_attention
 from ticketaudit.analyses.compression import analyse_compression
 from ticketaudit.analyses.disagreement import analyse_disagreement
 from ticketaudit.analyses.performance import analyse_performance
+from ticketaudit.models import FTTransformer
+from ticketaudit.pruning.imp import global_magnitude_mask
 from ticketaudit.tickets.mask import Mask
+
+
+def _attention(inputs, *, identical: bool = False):
+    torch.manual_seed(0)
+    dense = FTTransformer(in_features=4, column_sizes=[1, 1, 2], out_features=2).double().eval()
+    mask = Mask.ones(dense) if identical else global_magnitude_mask(dense, keep=0.5)
+    features = np.random.default_rng(1).normal(size=(len(inputs.labels), 4))
+    return analyse_attention(inputs, dense=dense, ticket=mask.apply(dense), ticket_mask=mask, features=features,
+                             device=torch.device("cpu"), batch_size=256)
 
 
 def _inputs(seed: int = 0, identical: bool = False):
@@ -30,6 +44,7 @@ ANALYSES = {
     "performance": lambda inputs, fx: analyse_performance(inputs),
     "disagreement": lambda inputs, fx: analyse_disagreement(inputs),
     "compression": lambda inputs, fx: analyse_compression(fx.mask, fx.ticket),
+    "attention": lambda inputs, fx: _attention(inputs),
 }
 
 
@@ -48,8 +63,13 @@ def test_result_is_deterministic(name: str, fx: Fixture) -> None:
     assert ANALYSES[name](_inputs(), fx).to_dict() == ANALYSES[name](_inputs(), fx).to_dict()
 
 
-@pytest.mark.parametrize("name", ["performance", "disagreement"])
+@pytest.mark.parametrize("name", ["performance", "disagreement", "attention"])
 def test_identical_models_show_no_change(name: str, fx: Fixture) -> None:
+    if name == "attention":
+        result = _attention(_inputs(identical=True), identical=True).to_dict()
+        assert all(h["delta"] == 0 and h["js"] == 0 for h in result["heads"])
+        assert result["summary"]["fell"] == result["summary"]["rose"] == 0
+        return
     result = ANALYSES[name](_inputs(identical=True), fx).to_dict()
     if name == "performance":
         assert all(m["delta"] in (0, None) for m in result["overall"]["metrics"].values())

@@ -4,13 +4,21 @@ Each row gets a Poisson(1) weight per replicate that depends only on (seed, row 
 consumed in fixed blocks of ``BLOCK`` rows, block k drawing its weights from ``SeedSequence([seed,
 stream, k])``. So any batch size gives the same sums, and memory is O(strata x replicates x width),
 never O(rows). (Poisson bootstrap: Hanley & MacGibbon 2006; Chamandy et al. 2012.)
+
+Speed: weights come from 16 random bits through a Poisson(1) quantile table (each probability
+within 2^-16 of Poisson(1)'s), about 6x faster than sampling; a block's replicate sums are formed
+in float32 (the values are float32 numbers, the weights small integers) and added up in float64.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-BLOCK = 4096
+from scipy import stats
+
+BLOCK = 512
+POISSON_TABLE = stats.poisson.ppf((np.arange(2**16) + 0.5) / 2**16, 1.0).astype(np.float32)
 
 
 class BootstrapSums:
@@ -57,13 +65,21 @@ class BootstrapSums:
         self._buffered -= size
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, self.stream, self._block])))
         self._block += 1
-        weights = rng.poisson(1.0, size=(self.n_boot, size)).astype(np.float64)
-        for stratum in np.unique(block_strata):
-            rows = block_strata == stratum
-            self.count[stratum] += rows.sum()
-            self.sums[stratum] += block_values[rows].sum(axis=0)
-            self.boot_count[stratum] += weights[:, rows].sum(axis=1)
-            self.boot_sums[stratum] += weights[:, rows] @ block_values[rows]
+        bits = np.frombuffer(rng.bytes(2 * self.n_boot * size), dtype=np.uint16).reshape(self.n_boot, size)
+        weights = POISSON_TABLE[bits]
+        # Rows grouped by stratum (stable) take consecutive weight columns: iid weights, so which
+        # column goes to which row does not matter, only that it is fixed; slices avoid copies.
+        order = np.argsort(block_strata, kind="stable")
+        ordered_values, ordered_strata = block_values[order], block_strata[order]
+        # torch, not NumPy, multiplies: NumPy's BLAS threads would spin against torch's on the same cores.
+        weights32, values32 = torch.from_numpy(weights), torch.from_numpy(ordered_values.astype(np.float32))
+        strata_present, starts = np.unique(ordered_strata, return_index=True)
+        ends = [*starts[1:], size]
+        for stratum, start, end in zip(strata_present, starts, ends):
+            self.count[stratum] += end - start
+            self.sums[stratum] += ordered_values[start:end].sum(axis=0)
+            self.boot_count[stratum] += weights[:, start:end].sum(axis=1, dtype=np.float64)
+            self.boot_sums[stratum] += (weights32[:, start:end] @ values32[start:end]).numpy()
 
     def means(self, strata: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         """(rows, mean per column, replicate means (n_boot, width)) over the union of ``strata``."""
