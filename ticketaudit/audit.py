@@ -26,6 +26,7 @@ from .checks import Check, evaluate_policy, insufficient_check
 from .config import ANALYSES, AuditConfig, Policy
 from .data import build_groups, load_table, sensitive_labels
 from .inputs import build_features, build_text_inputs, encode_target
+from .pruning.alternatives import AlternativesResult, PruneSettings, find_alternatives
 from .tickets import LoadedModel, load_dense, load_ticket
 from .tickets.huggingface import is_huggingface_module
 
@@ -50,6 +51,7 @@ class AuditResult:
     compression: CompressionResult | None
     attributions: AttributionResult | None
     attention: AttentionResult | None
+    alternatives: AlternativesResult | None
     notes: tuple[str, ...]
     created: str | None
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -92,6 +94,8 @@ class AuditResult:
             out["attributions"] = self.attributions.to_dict()
         if self.attention is not None:
             out["attention"] = self.attention.to_dict()
+        if self.alternatives is not None:
+            out["alternatives"] = self.alternatives.to_dict()
         return out
 
 
@@ -128,6 +132,8 @@ def audit(
     attribution_target: str = "label",
     attribution_rows: int | None = None,
     proxies: str | Sequence[str] | None = None,
+    alternatives: bool | PruneSettings = False,
+    train_data: pd.DataFrame | str | Path | None = None,
     progress: Progress | None = None,
 ) -> AuditResult:
     """Audit ``ticket`` (or ``dense`` x ``mask``) against ``dense`` on ``data``, per group of ``sensitive``.
@@ -135,6 +141,8 @@ def audit(
     A given ``seed`` makes the result (and its JSON) byte-identical across runs, batch sizes and
     devices; ``seed=None`` uses seed 0 and records the creation time in the result. ``analyses=None``
     runs every analysis that applies to the model; ``text`` names the text column of a Hugging Face model.
+    ``alternatives`` (True or ``PruneSettings``) adds fairness-aware pruning alternatives at the ticket's
+    per-layer densities, chosen on ``train_data`` or, without it, on a calibration half of ``data``.
     """
     policy = policy or Policy()
     if confidence is not None:
@@ -238,6 +246,17 @@ def audit(
             checks = (*checks, insufficient_check(performance))
     if compression is not None and not compression.smaller:
         notes.append(compression.statement)
+    alternative_result = None
+    if alternatives:
+        step("Pruning alternatives at the same sparsity", 0, 1)
+        if is_text:
+            fail("--alternatives works on tabular models; this is a text model.")
+        prune_settings = alternatives if isinstance(alternatives, PruneSettings) else PruneSettings()
+        train_frame = load_table(train_data).frame if train_data is not None else None
+        alternative_result = find_alternatives(
+            dense_model, frame=frame, target=target, sensitive=sensitive_columns, features=_as_list(features),
+            settings=prune_settings, policy=policy, seed=seed, n_boot=n_boot, train_frame=train_frame,
+            audited=ticket_model, batch_size=batch_size, explicit_methods=False)
     verdict = "pass" if all(c.passed for c in checks) else "fail"
     counts = np.bincount(labels, minlength=len(class_names))
     data_info = {
@@ -248,7 +267,7 @@ def audit(
     }
     step("Done", 1, 1)
     return AuditResult(verdict, checks, dense_model, ticket_model, data_info, policy, config, performance,
-                       disagreement, compression, attributions, attention, tuple(notes), created,
+                       disagreement, compression, attributions, attention, alternative_result, tuple(notes), created,
                        provenance={"dense_source": dense_model.source, "ticket_source": ticket_model.source,
                                    "data_source": table.source, "batch_size": batch_size, "device": device})
 

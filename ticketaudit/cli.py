@@ -120,13 +120,21 @@ def report(
     attribution_target: Annotated[str, typer.Option(help="label (default) or predicted (the dense model's prediction), for both models.")] = "label",
     attribution_rows: Annotated[Optional[int], typer.Option(help="Rows to attribute, drawn stratified by group [default: 2000 or all].")] = None,
     proxies: Annotated[Optional[str], typer.Option(help="Columns to treat as proxies of the sensitive ones, comma-separated.")] = None,
+    alternatives: Annotated[bool, typer.Option("--alternatives", help="Add fairness-aware pruning alternatives at the ticket's per-layer densities.")] = False,
+    train_data: Annotated[Optional[str], typer.Option(help="Training table for --alternatives (masks, fine-tuning); without it the audit data is split by group.")] = None,
+    recover: Annotated[str, typer.Option(help="Recovery for --alternatives: none, finetune, group-reweighted, constrained, distill (needs --train-data).")] = "none",
     allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow loading pickled modules (runs code!).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
 ) -> int:
     """Audit a ticket against its dense model; exit 0 pass, 1 fail, 2 bad input, 3 internal error."""
     from .audit import audit
     from .config import Policy
+    from .pruning.alternatives import PruneSettings
     from .report.render import command_line, write_report
+
+    if not alternatives and (train_data is not None or recover != "none"):
+        raise InvalidInputError("--train-data and --recover belong to --alternatives; add --alternatives or drop them.")
+    prune_settings = PruneSettings(recover=recover) if alternatives else False
 
     html_path = out if out is not None else paths.default_report_path()
     if out is None:
@@ -143,7 +151,8 @@ def report(
                        confidence=confidence, device=device, batch_size=batch_size, max_rows=max_rows,
                        analyses=analyses, factory=factory, allow_pickle=allow_pickle,
                        attribution_method=attribution_method, attribution_target=attribution_target,
-                       attribution_rows=attribution_rows, proxies=proxies, progress=update)  # type: ignore[arg-type]
+                       attribution_rows=attribution_rows, proxies=proxies, alternatives=prune_settings,
+                       train_data=train_data, progress=update)  # type: ignore[arg-type]
     if policy is not None:
         result.provenance["policy_source"] = f"{policy} — sha256 {sha256_file(policy)}"
     write_report(result, html_path=html_path, json_path=json_path, command=command_line())
@@ -161,6 +170,66 @@ def _print_summary(result: AuditResult, html_path: Path, json_path: Path | None)
     print(f"report: {html_path}")
     if json_path is not None:
         print(f"json: {json_path}")
+
+
+def _floats(text: str | None, *, option: str) -> tuple[float, ...]:
+    if not text:
+        return ()
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise InvalidInputError(f"{option} must be comma-separated numbers, e.g. 0.5,0.7,0.9; got {text!r}.") from None
+
+
+@app.command()
+@_guarded
+def prune(
+    dense: Annotated[str, typer.Option(help="Dense model: bundle directory, state_dict file (+ --factory), or pickled module.")],
+    data: Annotated[str, typer.Option(help="Held-out table the candidates are compared on (.csv, .tsv, .parquet).")],
+    target: Annotated[str, typer.Option(help="Label column.")],
+    sensitive: Annotated[str, typer.Option(help="Sensitive column(s), comma-separated.")],
+    sparsity: Annotated[float, typer.Option(help="Share of prunable weights to remove, in (0, 1).")],
+    method: Annotated[str, typer.Option(help="Comma-separated: global-magnitude, layerwise-magnitude, group-balanced, worst-group, structured, or all.")] = "all",
+    recover: Annotated[str, typer.Option(help="none, finetune, group-reweighted, constrained, distill (needs --train-data).")] = "none",
+    train_data: Annotated[Optional[str], typer.Option(help="Training table (masks and fine-tuning); without it --data is split by group.")] = None,
+    features: Annotated[Optional[str], typer.Option(help="Feature columns in model-input order (models without preprocess.json).")] = None,
+    factory: Annotated[Optional[str], typer.Option(help="MODULE:FUNC building the nn.Module for plain state_dicts.")] = None,
+    rounds: Annotated[int, typer.Option(help="Iterative pruning rounds (density shrinks geometrically).")] = 1,
+    rewind_to: Annotated[str, typer.Option(help="Each round restarts from the dense weights (dense) or continues (none).")] = "dense",
+    seeds: Annotated[int, typer.Option(help="Tickets per method; more than 1 also evaluates their ensemble.")] = 1,
+    sweep: Annotated[Optional[str], typer.Option(help="Sparsities for critical-sparsity curves, increasing, e.g. 0.5,0.7,0.9.")] = None,
+    epochs: Annotated[int, typer.Option(help="Fine-tuning epochs per round (with --recover).")] = 3,
+    policy: Annotated[Optional[Path], typer.Option(help="Policy TOML file ([policy] table).")] = None,
+    out: Annotated[Path, typer.Option(help="Output directory: one bundle per candidate, alternatives.html, alternatives.json.")] = paths.REPORTS_DIR / "prune",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap replicates.")] = 1000,
+    allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow loading pickled modules (runs code!).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
+) -> int:
+    """Prune the dense model with fairness-aware methods at one sparsity; save and compare the candidates."""
+    from .config import Policy
+    from .prune import prune as find, write_prune
+    from .report.render import command_line
+
+    if out.exists() and not out.is_dir():
+        raise InvalidInputError(f"--out '{out}' exists and is not a directory. Choose a directory.")
+    check_writable(out / "alternatives.json" if out.is_dir() else out, what="prune output")
+    the_policy = Policy.from_toml(policy) if policy is not None else Policy()
+    with _progress(quiet) as update:
+        update("Finding and comparing candidate tickets", 0, 1)
+        result = find(dense=dense, data=data, target=target, sensitive=sensitive, sparsity=sparsity, methods=method,
+                      recover=recover, train_data=train_data, features=features, policy=the_policy, seed=seed,
+                      n_boot=n_boot, rounds=rounds, rewind_to=rewind_to, seeds=seeds,
+                      sweep=_floats(sweep, option="--sweep"), epochs=epochs, factory=factory, allow_pickle=allow_pickle)
+    write_prune(result, out, command=command_line())
+    alternatives = result.alternatives
+    for candidate in alternatives.candidates:
+        print(f"{candidate.name}: accuracy {candidate.accuracy * 100:.1f}%, worst group {candidate.worst_group} "
+              f"{candidate.worst_group_accuracy.value * 100:.1f}%, gap widening {candidate.gap_widening.value * 100:+.1f} pts, "
+              f"{'passes' if candidate.passes else 'fails'} the policy")
+    print(f"recommendation: {alternatives.recommendation}")
+    print(f"report: {out / 'alternatives.html'}")
+    return EXIT_PASS
 
 
 @app.command()

@@ -1,9 +1,10 @@
 """Pruning methods that reach a requested sparsity exactly: global and layer-wise magnitude,
 group-balanced saliency (FairGRAPE-style), worst-group protection, and structured (neuron) pruning.
 
-Saliency of weight w for group g: I_g(w) = sum over mini-batches b of g's rows of (w * dL_b/dw)^2
-(first-order Taylor importance, Molchanov et al. 2019). It does not depend on the inputs' scale,
-unlike magnitude: a group whose useful weights are small but matter keeps them.
+Saliency of weight w for group g: I_g(w) = sum over g's rows of (w * dm/dw)^2, m the row's logit
+margin (first-order Taylor importance, Molchanov et al. 2019, of the decision rather than the loss).
+It does not depend on the inputs' scale, unlike magnitude: a group whose useful weights are small
+but matter keeps them.
 """
 
 from __future__ import annotations
@@ -19,9 +20,8 @@ from .._validation import fail
 from ..tickets.mask import Mask, prunable_parameters
 
 METHODS = ("global-magnitude", "layerwise-magnitude", "group-balanced", "worst-group", "structured")
-SALIENCY_BATCH = 32
-"""Rows per mini-batch gradient in the saliency sums: small enough that the squared batch gradients
-measure importance even when the model has converged (the mean gradient is then near zero)."""
+SALIENCY_BATCH = 256
+"""Rows per vectorised per-row gradient computation (memory, not results)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,65 +78,78 @@ def mask_from_scores(model: nn.Module, scores: Mapping[str, torch.Tensor], *, sp
 
 
 def group_saliency(model: nn.Module, calibration: Calibration) -> dict[int, dict[str, torch.Tensor]]:
-    """I_g(w) per group id g (every group with rows), from mini-batches of that group's rows."""
+    """I_g(w) = sum over g's rows of (w * dm_i/dw)^2, m_i the row's logit margin (top class minus the
+    next): how much the row's decision moves when w is removed, for right and wrong rows alike.
+    Per-row gradients come from ``torch.func`` (vmap of grad)."""
+    from torch.func import functional_call, grad, vmap
+
     work = _trainable_copy(model)
-    params = prunable_parameters(work)
-    loss_fn = nn.CrossEntropyLoss()
+    params = {n: p.detach() for n, p in work.named_parameters()}
+    prunable = list(prunable_parameters(work))
+
+    def margin(weights: dict[str, torch.Tensor], row: torch.Tensor) -> torch.Tensor:
+        logits = functional_call(work, weights, (row[None],))[0]
+        top = torch.topk(logits, 2).values
+        return top[0] - top[1]
+
+    per_row = vmap(grad(margin), in_dims=(None, 0))
     result: dict[int, dict[str, torch.Tensor]] = {}
     for group in np.unique(calibration.groups):
         rows = torch.as_tensor(np.flatnonzero(calibration.groups == group))
-        totals = {n: torch.zeros_like(p) for n, p in params.items()}
+        totals = {n: torch.zeros_like(params[n]) for n in prunable}
         for start in range(0, len(rows), SALIENCY_BATCH):
-            batch = rows[start:start + SALIENCY_BATCH]
-            work.zero_grad()
-            loss_fn(work(calibration.features[batch]), calibration.labels[batch]).backward()
-            with torch.no_grad():
-                for name, param in params.items():
-                    if param.grad is not None:
-                        totals[name] += (param * param.grad) ** 2
-        result[int(group)] = {n: t.detach() for n, t in totals.items()}
+            grads = per_row(params, calibration.features[rows[start:start + SALIENCY_BATCH]])
+            for name in prunable:
+                totals[name] += ((params[name] * grads[name]) ** 2).sum(dim=0)
+        result[int(group)] = totals
     return result
 
 
 def _trainable_copy(model: nn.Module) -> nn.Module:
     import copy
 
-    work = copy.deepcopy(model).to(torch.float32).train()
+    work = copy.deepcopy(model).to(torch.float32).eval()
     for param in work.parameters():
         param.requires_grad_(True)
     return work
 
 
-def _normalised(saliency: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    total = float(sum(float(s.sum()) for s in saliency.values()))
-    return {n: s / total if total > 0 else s for n, s in saliency.items()}
+def balanced_keep(importances: Sequence[Mapping[str, torch.Tensor]], *, n_keep: int,
+                  alive: torch.Tensor) -> torch.Tensor:
+    """Keep-vector of ``n_keep`` weights: the union of every importance ranking's top k (each group
+    keeps the same number of its own most important weights), k the largest for which the union
+    fits (bisection), topped up by the first ranking."""
+    orders = [torch.argsort(torch.where(alive, _flatten(i), torch.full((), -1.0, dtype=torch.float64)),
+                            descending=True, stable=True) for i in importances]
 
+    def union(k: int) -> torch.Tensor:
+        keep = torch.zeros_like(alive)
+        for order in orders:
+            keep[order[:k]] = True
+        return keep & alive
 
-def balanced_scores(saliency: Mapping[int, Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Each group's saliency normalised to sum 1, then averaged: every group, whatever its size,
-    has the same say in which weights survive."""
-    normalised = [_normalised(s) for s in saliency.values()]
-    return {name: sum(n[name] for n in normalised) / len(normalised) for name in normalised[0]}
-
-
-def worst_group_scores(saliency: Mapping[int, Mapping[str, torch.Tensor]], worst: int) -> dict[str, torch.Tensor]:
-    """max(pooled saliency, the worst group's saliency), each normalised: weights important to the
-    worst-off group are kept even when they matter little on average."""
-    pooled = _normalised({name: sum(s[name] for s in saliency.values()) for name in next(iter(saliency.values()))})
-    worst_scores = _normalised(saliency[worst])
-    return {name: torch.maximum(pooled[name], worst_scores[name]) for name in pooled}
+    low, high = 0, n_keep
+    while low < high:
+        middle = (low + high + 1) // 2
+        if int(union(middle).sum()) <= n_keep:
+            low = middle
+        else:
+            high = middle - 1
+    keep = union(low)
+    missing = n_keep - int(keep.sum())
+    if missing > 0:
+        keep |= _top(_flatten(importances[0]), alive & ~keep, missing)
+    return keep
 
 
 def worst_group(model: nn.Module, calibration: Calibration, *, min_rows: int) -> int:
     """The group id with the lowest accuracy of ``model`` on the calibration rows (groups >= min_rows)."""
     with torch.inference_mode():
-        predicted = model.to(torch.float32)(calibration.features).argmax(dim=1).numpy()
+        predicted = _trainable_copy(model)(calibration.features).argmax(dim=1).numpy()
     correct = predicted == calibration.labels.numpy()
-    candidates = [(float(correct[calibration.groups == g].mean()), int(g)) for g in np.unique(calibration.groups)
-                  if (calibration.groups == g).sum() >= min_rows]
-    if not candidates:
-        candidates = [(float(correct[calibration.groups == g].mean()), int(g)) for g in np.unique(calibration.groups)]
-    return min(candidates)[1]
+    present = np.unique(calibration.groups)
+    sized = [g for g in present if (calibration.groups == g).sum() >= min_rows] or list(present)
+    return int(min(sized, key=lambda g: (float(correct[calibration.groups == g].mean()), int(g))))
 
 
 def linear_chain(model: nn.Module) -> list[str]:
@@ -166,19 +179,20 @@ def structured_mask(model: nn.Module, *, sparsity: float) -> Mask:
     for first, second in zip(chain[:-1], chain[1:]):
         w_in, w_out = params[first].detach(), params[second].detach()
         norms = torch.sqrt((w_in**2).sum(dim=1) + (w_out**2).sum(dim=0))
-        for row in range(w_in.shape[0]):
-            neurons.append((float(norms[row]), first, second, row, w_in.shape[1] + w_out.shape[0]))
-    total = sum(p.numel() for p in params.values())
-    target = sparsity * total
+        neurons += [(float(norms[row]), first, second, row) for row in range(w_in.shape[0])]
+    target = sparsity * sum(p.numel() for p in params.values())
     removed = 0
-    per_layer_left = {name: params[name].shape[0] for name in chain[:-1]}
-    for norm, first, second, row, cost in sorted(neurons, key=lambda n: (n[0], n[1], n[3])):
-        if removed + cost > target + cost / 2 or per_layer_left[first] <= 1:
+    left = {name: params[name].shape[0] for name in chain[:-1]}
+    for _, first, second, row in sorted(neurons, key=lambda n: (n[0], n[1], n[3])):
+        if left[first] <= 1:  # never disconnect a layer
             continue
+        newly = int(keep[first][row, :].sum()) + int(keep[second][:, row].sum())
+        if removed + newly / 2 > target:
+            break
         keep[first][row, :] = False
         keep[second][:, row] = False
-        per_layer_left[first] -= 1
-        removed += cost
+        left[first] -= 1
+        removed += newly
     return Mask(keep, model=model)
 
 
@@ -198,11 +212,28 @@ def choose_mask(method: str, model: nn.Module, *, sparsity: float | Mapping[str,
     if calibration is None:
         fail(f"method '{method}' needs rows with labels and groups to measure saliency.")
     saliency = group_saliency(model, calibration)
+    magnitude = {n: p.detach().abs().to(torch.float64) for n, p in prunable_parameters(model).items()}
     if method == "group-balanced":
-        scores = balanced_scores(saliency)
+        importances = [magnitude, *saliency.values()]
     else:
-        scores = worst_group_scores(saliency, worst_group(model, calibration, min_rows=min_group_rows))
-    return mask_from_scores(model, scores, sparsity=sparsity, previous=previous)
+        importances = [magnitude, saliency[worst_group(model, calibration, min_rows=min_group_rows)]]
+    return _balanced_mask(model, importances, sparsity=sparsity, previous=previous)
+
+
+def _balanced_mask(model: nn.Module, importances: list[dict[str, torch.Tensor]], *,
+                   sparsity: float | Mapping[str, float], previous: Mask | None) -> Mask:
+    params = prunable_parameters(model)
+    total = sum(p.numel() for p in params.values())
+    alive = (_flatten(previous) > 0) if previous is not None else torch.ones(total, dtype=torch.bool)
+    if not isinstance(sparsity, Mapping):
+        return _unflatten(balanced_keep(importances, n_keep=int(round((1 - sparsity) * total)), alive=alive), model)
+    keep, offset = torch.zeros_like(alive), 0
+    for name, param in params.items():
+        part = slice(offset, offset + param.numel())
+        layer = [{name: i[name]} for i in importances]
+        keep[part] = balanced_keep(layer, n_keep=int(round((1 - sparsity[name]) * param.numel())), alive=alive[part])
+        offset += param.numel()
+    return _unflatten(keep, model)
 
 
 def check_methods(methods: Sequence[str]) -> tuple[str, ...]:

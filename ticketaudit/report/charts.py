@@ -112,3 +112,36 @@ def heatmap(heads: list[dict[str, Any]], key: str, *, title: str, diverging: boo
 def _is_dark(fill: str) -> bool:
     r, g, b = (int(fill[i:i + 2], 16) for i in (1, 3, 5))
     return 0.299 * r + 0.587 * g + 0.114 * b < 128
+
+
+def pareto(candidates: list[dict[str, Any]], *, dense_accuracy: float | None) -> dict[str, Any]:
+    """Scatter of overall accuracy (x) against accuracy-gap widening (y, lower is better), one point
+    per candidate; points no other candidate beats on both axes are marked as the Pareto front."""
+    points = [c for c in candidates if c["accuracy"] is not None and c["gap_widening"]["value"] is not None]
+    width, height, left, top, plot_w, plot_h = WIDTH, 330, 70, 34, WIDTH - 300, 240
+    xs = [p["accuracy"] for p in points] + ([dense_accuracy] if dense_accuracy is not None else [])
+    ys = [p["gap_widening"]["value"] for p in points] + [0.0]
+    x_low, x_high = (min(xs) - 0.01, max(xs) + 0.01) if xs else (0.0, 1.0)
+    y_low, y_high = (min(ys) - 0.01, max(ys) + 0.01) if ys else (0.0, 1.0)
+
+    def x(value: float) -> float:
+        return round(left + (value - x_low) / (x_high - x_low) * plot_w, 1)
+
+    def y(value: float) -> float:
+        return round(top + (y_high - value) / (y_high - y_low) * plot_h, 1)
+
+    drawn = []
+    for i, p in enumerate(points):
+        acc, gap = p["accuracy"], p["gap_widening"]["value"]
+        dominated = any(q["accuracy"] >= acc and q["gap_widening"]["value"] <= gap
+                        and (q["accuracy"] > acc or q["gap_widening"]["value"] < gap) for q in points)
+        drawn.append({"label": p["name"], "x": x(acc), "y": y(gap), "front": not dominated, "index": i + 1,
+                      "accuracy": acc, "gap": gap, "passes": p["passes_policy"]})
+    ticks_x = [x_low + (x_high - x_low) * k / 4 for k in range(5)]
+    ticks_y = [y_low + (y_high - y_low) * k / 4 for k in range(5)]
+    return {"width": width, "height": height, "left": left, "top": top, "right": left + plot_w,
+            "bottom": top + plot_h, "points": drawn, "zero_y": y(0.0),
+            "dense_x": x(dense_accuracy) if dense_accuracy is not None else None,
+            "ticks_x": [{"x": x(t), "label": f"{t * 100:.1f}%"} for t in ticks_x],
+            "ticks_y": [{"y": y(t), "label": f"{t * 100:+.1f}"} for t in ticks_y],
+            "legend_x": left + plot_w + 20}

@@ -17,6 +17,7 @@ from . import charts, schema
 
 if TYPE_CHECKING:
     from ..audit import AuditResult
+    from ..prune import PruneResult
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 
@@ -107,6 +108,20 @@ def _attention_maps(attention: dict[str, Any]) -> dict[str, Any]:
                                     diverging=True)}
 
 
+def _pareto(alternatives: dict[str, Any]) -> dict[str, Any]:
+    return charts.pareto(alternatives["candidates"], dense_accuracy=alternatives["dense_accuracy"])
+
+
+def render_prune(result: PruneResult, *, command: str | None = None) -> tuple[bytes, bytes]:
+    """(HTML, JSON) of a ``ticketaudit prune`` run; the JSON is validated against its schema."""
+    document = _rounded(result.to_dict())
+    schema.validate_prune(document)
+    html = _environment().get_template("alternatives.html.j2").render(
+        r=document, csp=CSP, pareto=_pareto(document["alternatives"]), command=command or "ticketaudit (Python API)")
+    payload = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return html.encode("utf-8"), payload.encode("utf-8")
+
+
 def render_html(result: AuditResult, path: str | Path | None = None, *, command: str | None = None) -> str:
     """The self-contained HTML report; also written (atomically) to ``path`` when given."""
     document = report_dict(result)
@@ -119,6 +134,7 @@ def render_html(result: AuditResult, path: str | Path | None = None, *, command:
         command=command or "ticketaudit (Python API)", provenance=result.provenance,
         bars=charts.paired_bars(document["attributions"]["features"]) if "attributions" in document else None,
         maps=_attention_maps(document["attention"]) if "attention" in document else None,
+        pareto=_pareto(document["alternatives"]) if "alternatives" in document else None,
     )
     if path is not None:
         write_atomically({Path(path): html.encode("utf-8")})

@@ -37,6 +37,30 @@ CHECK = {
                    "group": {"type": ["string", "null"]}},
 }
 
+ESTIMATE = {"type": "object", "required": ["value", "ci"], "properties": {"value": NUMBER_OR_NULL, "ci": INTERVAL}}
+CANDIDATE = {
+    "type": "object",
+    "required": ["name", "method", "sparsity", "accuracy", "accuracy_delta", "worst_group", "gap_widening",
+                 "passes_policy"],
+    "properties": {"name": {"type": "string"}, "sparsity": NUMBER_OR_NULL, "accuracy": NUMBER_OR_NULL,
+                   "accuracy_delta": ESTIMATE, "gap_widening": ESTIMATE, "worst_group_accuracy": ESTIMATE,
+                   "passes_policy": {"type": "boolean"}},
+}
+ALTERNATIVES = {
+    "type": "object",
+    "required": ["split", "evaluation_rows", "candidates", "recommendation", "recommended"],
+    "properties": {"candidates": {"type": "array", "items": CANDIDATE}, "recommendation": {"type": "string"},
+                   "recommended": {"type": ["string", "null"]}},
+}
+PRUNE_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://ticketaudit.invalid/schema/prune-1.0.json",
+    "title": "ticketaudit prune",
+    "type": "object",
+    "required": ["schema_version", "tool_version", "dense", "data", "settings", "alternatives"],
+    "properties": {"schema_version": {"type": "string"}, "alternatives": ALTERNATIVES},
+}
+
 SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$id": "https://ticketaudit.invalid/schema/report-1.0.json",
@@ -61,10 +85,16 @@ SCHEMA: dict[str, Any] = {
         "compression": {"type": "object", "required": ["layers", "density"]},
         "attention": {"type": "object", "required": ["source", "rows", "layers", "heads", "summary", "overall",
                                                      "groups"]},
+        "alternatives": ALTERNATIVES,
         "attributions": {"type": "object", "required": ["method", "target", "sample_rows", "features", "overall",
                                                         "groups"]},
     },
 }
+
+
+def validate_prune(document: dict[str, Any]) -> None:
+    """Raise ``jsonschema.ValidationError`` when a prune document does not match its schema (a bug)."""
+    jsonschema.validate(document, PRUNE_SCHEMA, cls=jsonschema.Draft202012Validator)
 
 
 def validate(document: dict[str, Any]) -> None:

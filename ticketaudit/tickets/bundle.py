@@ -7,14 +7,37 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import nn
 
 from .. import paths
+from .._io import write_atomically
 from ..preprocess import Preprocessor
 from .mask import Mask
 
 BUNDLE_VERSION = 1
+
+
+def bundle_files(directory: Path, module: nn.Module | None, *, architecture: str | None = None,
+                 arguments: dict[str, Any] | None = None, labels: tuple[str, ...] | None = None,
+                 preprocess: Preprocessor | None = None, mask: Mask | None = None) -> dict[Path, bytes]:
+    """The files of a bundle as {path: bytes}, to be written together (``module=None``: the mask only)."""
+    files: dict[Path, bytes] = {}
+    if mask is not None:
+        files[directory / paths.BUNDLE_MASK] = save({k: v.to(torch.uint8).contiguous() for k, v in mask.items()})
+    if module is None:
+        return files
+    weights = mask.apply(module) if mask is not None else module
+    files[directory / paths.BUNDLE_WEIGHTS] = save(
+        {k: v.detach().to("cpu").contiguous() for k, v in weights.state_dict().items()})
+    meta: dict[str, Any] = {"bundle_version": BUNDLE_VERSION}
+    if labels is not None:
+        meta["labels"] = list(labels)
+    config = {"architecture": architecture, "arguments": arguments or {}, "ticketaudit": meta}
+    files[directory / paths.BUNDLE_CONFIG] = (json.dumps(config, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    if preprocess is not None:
+        files[directory / paths.BUNDLE_PREPROCESS] = (json.dumps(preprocess.to_dict(), indent=2) + "\n").encode()
+    return files
 
 
 def save_bundle(directory: Path, module: nn.Module, *, architecture: str, arguments: dict[str, Any],
@@ -22,18 +45,6 @@ def save_bundle(directory: Path, module: nn.Module, *, architecture: str, argume
                 mask: Mask | None = None) -> Path:
     """Save ``module`` (times ``mask``, when given) as a bundle that ``ticketaudit report`` loads."""
     directory.mkdir(parents=True, exist_ok=True)
-    weights = mask.apply(module) if mask is not None else module
-    state = {k: v.detach().to("cpu").contiguous() for k, v in weights.state_dict().items()}
-    save_file(state, str(directory / paths.BUNDLE_WEIGHTS))
-    if mask is not None:
-        save_file({k: v.to(torch.uint8).contiguous() for k, v in mask.items()},
-                  str(directory / paths.BUNDLE_MASK))
-    meta: dict[str, Any] = {"bundle_version": BUNDLE_VERSION}
-    if labels is not None:
-        meta["labels"] = list(labels)
-    config = {"architecture": architecture, "arguments": arguments, "ticketaudit": meta}
-    (directory / paths.BUNDLE_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    if preprocess is not None:
-        (directory / paths.BUNDLE_PREPROCESS).write_text(json.dumps(preprocess.to_dict(), indent=2) + "\n",
-                                                         encoding="utf-8")
+    write_atomically(bundle_files(directory, module, architecture=architecture, arguments=arguments, labels=labels,
+                                  preprocess=preprocess, mask=mask))
     return directory

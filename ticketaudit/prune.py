@@ -1,0 +1,126 @@
+"""``ticketaudit prune`` / ``ta.prune``: fairness-aware alternatives to global magnitude pruning,
+saved as bundles and compared with the dense model on held-out rows."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from torch import nn
+
+from . import __version__, paths
+from ._validation import fail
+from .config import Policy
+from .data import load_table
+from .pruning.alternatives import AlternativesResult, PruneSettings, find_alternatives
+from .tickets import LoadedModel, load_dense
+from .tickets.bundle import save_bundle
+from .tickets.huggingface import is_huggingface_module
+
+SCHEMA_VERSION = "1.0"
+
+
+@dataclass(frozen=True, eq=False)
+class PruneResult:
+    """The alternatives found for a dense model; ``to_dict()`` is the JSON ``ticketaudit prune`` writes."""
+
+    alternatives: AlternativesResult
+    dense: LoadedModel
+    settings: PruneSettings
+    data: dict[str, Any]
+    seed: int
+    policy: Policy
+
+    def to_dict(self) -> dict[str, Any]:
+        s = self.settings
+        return {"schema_version": SCHEMA_VERSION, "tool_version": __version__,
+                "dense": {"sha256": self.dense.sha256, "format": self.dense.format}, "data": self.data,
+                "settings": {"methods": list(s.methods), "sparsity": s.sparsity, "recover": s.recover,
+                             "rounds": s.rounds, "rewind_to": s.rewind_to, "seeds": s.seeds, "sweep": list(s.sweep),
+                             "epochs": s.epochs, "seed": self.seed},
+                "policy": self.policy.to_dict(),
+                "alternatives": self.alternatives.to_dict()}
+
+
+def slug(name: str) -> str:
+    """A directory name for a candidate."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def prune(*, dense: nn.Module | str | Path, data: pd.DataFrame | str | Path, target: str,
+          sensitive: str | Sequence[str], sparsity: float, methods: str | Sequence[str] = "all",
+          recover: str = "none", train_data: pd.DataFrame | str | Path | None = None,
+          features: str | Sequence[str] | None = None, policy: Policy | None = None, seed: int = 0,
+          n_boot: int = 1000, rounds: int = 1, rewind_to: str = "dense", seeds: int = 1,
+          sweep: Sequence[float] = (), epochs: int = 3, factory: str | None = None, allow_pickle: bool = False,
+          batch_size: int = 1024) -> PruneResult:
+    """Find a ticket with each method at ``sparsity`` and compare them on ``data`` (held out)."""
+    method_list = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods)
+    settings = PruneSettings(methods=tuple(method_list), sparsity=sparsity, recover=recover, rounds=rounds,
+                             rewind_to=rewind_to, seeds=seeds, sweep=tuple(sweep), epochs=epochs)
+    sensitive_columns = [c.strip() for c in sensitive.split(",")] if isinstance(sensitive, str) else list(sensitive)
+    feature_list = ([c.strip() for c in features.split(",")] if isinstance(features, str) else
+                    list(features) if features is not None else None)
+    loaded = load_dense(dense, factory=factory, allow_pickle=allow_pickle)
+    if is_huggingface_module(loaded.module):
+        fail("ticketaudit prune works on tabular models (bundles, state_dicts, modules); this is a Hugging Face "
+             "text model.")
+    table = load_table(data)
+    train_frame = load_table(train_data).frame if train_data is not None else None
+    if target in sensitive_columns:
+        fail(f"the target column '{target}' cannot also be a sensitive column.")
+    alternatives = find_alternatives(
+        loaded, frame=table.frame, target=target, sensitive=sensitive_columns, features=feature_list,
+        settings=settings, policy=policy or Policy(), seed=seed, n_boot=n_boot, train_frame=train_frame,
+        batch_size=batch_size, explicit_methods=method_list != ["all"])
+    data_info = {"rows": int(len(table.frame)), "sha256": table.sha256, "target": target,
+                 "sensitive": sensitive_columns, "train_rows": None if train_frame is None else int(len(train_frame))}
+    return PruneResult(alternatives, loaded, settings, data_info, seed, policy or Policy())
+
+
+def candidate_files(result: PruneResult, out: Path) -> dict[Path, bytes]:
+    """Every candidate with a mask as a bundle (or a mask file when the dense model is not a bundle)."""
+    from .tickets.bundle import bundle_files
+
+    files: dict[Path, bytes] = {}
+    config = None
+    if result.dense.format == "bundle":
+        config = json.loads((Path(result.dense.source) / paths.BUNDLE_CONFIG).read_text(encoding="utf-8"))
+    for candidate in result.alternatives.candidates:
+        if candidate.mask is None or candidate.module is None:
+            continue
+        directory = out / slug(candidate.name)
+        if config is not None:
+            files.update(bundle_files(directory, candidate.module, architecture=config["architecture"],
+                                      arguments=config.get("arguments", {}), labels=result.dense.labels,
+                                      preprocess=result.dense.preprocess, mask=candidate.mask))
+        else:
+            files.update(bundle_files(directory, None, mask=candidate.mask))
+    return files
+
+
+def write_prune(result: PruneResult, out: Path, *, command: str | None = None) -> None:
+    """Every candidate's bundle, alternatives.html and alternatives.json, written together (all or none)."""
+    import dataclasses
+
+    from ._io import write_atomically
+    from .report.render import render_prune
+
+    files = candidate_files(result, out)
+    saved = {c.name: str(out / slug(c.name)) for c in result.alternatives.candidates if c.mask is not None}
+    candidates = tuple(dataclasses.replace(c, saved_to=saved.get(c.name)) for c in result.alternatives.candidates)
+    result = dataclasses.replace(result, alternatives=dataclasses.replace(result.alternatives, candidates=candidates))
+    html, payload = render_prune(result, command=command)
+    files[out / "alternatives.html"] = html
+    files[out / "alternatives.json"] = payload
+    for directory in {path.parent for path in files}:
+        directory.mkdir(parents=True, exist_ok=True)
+    write_atomically(files)
+
+
+__all__ = ["PruneResult", "candidate_files", "prune", "save_bundle", "slug", "write_prune"]

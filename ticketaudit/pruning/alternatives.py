@@ -1,0 +1,394 @@
+"""Fairness-aware alternatives at the same sparsity: find candidate tickets with each method (and
+recovery), compare them with the dense model on the same held-out rows, recommend one.
+
+Rows that choose masks or fine-tune (training data, or the calibration half of the audit data) are
+never the rows that compare the candidates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .._validation import check_fraction, check_int, fail
+from ..analyses.base import AnalysisInputs, interval, number
+from ..analyses.performance import PerformanceResult, analyse_performance
+from ..analyses.predict import ModelRunner, Predictions
+from ..checks import evaluate_policy
+from ..config import Policy
+from ..data import build_groups
+from ..inputs import build_features, encode_target
+from ..tickets.load import LoadedModel
+from ..tickets.mask import Mask, prunable_parameters
+from .methods import METHODS, Calibration, check_methods, choose_mask, linear_chain
+from .recover import RECOVERY, RecoverySettings, recover
+
+AUDITED = "audited ticket"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PruneSettings:
+    """What to search: methods at ``sparsity`` (None: the audited ticket's per-layer densities),
+    recovery, iterative ``rounds`` (rewinding to the dense weights or not), ``seeds`` per method,
+    and an optional ``sweep`` of sparsities for critical-sparsity curves."""
+
+    methods: tuple[str, ...] = METHODS
+    sparsity: float | None = None
+    recover: str = "none"
+    rounds: int = 1
+    rewind_to: str = "dense"
+    seeds: int = 1
+    sweep: tuple[float, ...] = ()
+    epochs: int = 3
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "methods", check_methods(list(self.methods)))
+        if self.sparsity is not None:
+            check_fraction("--sparsity", self.sparsity, low=0.0, high=1.0)
+            if self.sparsity >= 1.0:
+                fail(f"--sparsity must be in (0, 1), got {self.sparsity}.")
+        if self.recover not in RECOVERY:
+            fail(f"--recover '{self.recover}' is unknown. Choose from: {', '.join(RECOVERY)}.")
+        check_int("--rounds", self.rounds, low=1, high=20)
+        check_int("--seeds", self.seeds, low=1, high=20)
+        check_int("--epochs", self.epochs, low=1, high=1000)
+        if self.rewind_to not in ("dense", "none"):
+            fail(f"--rewind-to must be 'dense' or 'none', got {self.rewind_to!r}.")
+        for value in self.sweep:
+            if not 0.0 < value < 1.0:
+                fail(f"--sweep values must be sparsities in (0, 1), got {value}.")
+        if any(b <= a for a, b in zip(self.sweep, self.sweep[1:])):
+            fail("--sweep must be strictly increasing, e.g. 0.5,0.7,0.8,0.9,0.95.")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    value: float
+    ci: tuple[float, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"value": number(self.value), "ci": interval(*self.ci)}
+
+
+@dataclass(frozen=True, eq=False)
+class Candidate:
+    """One candidate ticket, measured against the dense model on the evaluation rows."""
+
+    name: str
+    method: str
+    recover: str
+    seed: int | None
+    sparsity: float
+    accuracy: float
+    accuracy_delta: Estimate
+    worst_group: str
+    worst_group_accuracy: Estimate
+    gap_widening: Estimate
+    max_excess_drop: tuple[str, Estimate] | None
+    group_accuracy: dict[str, float]
+    passes: bool
+    failed_checks: tuple[str, ...]
+    saved_to: str | None = None
+    mask: Mask | None = field(default=None, repr=False)
+    module: nn.Module | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"name": self.name, "method": self.method, "recover": self.recover, "seed": self.seed,
+               "sparsity": number(self.sparsity), "accuracy": number(self.accuracy),
+               "accuracy_delta": self.accuracy_delta.to_dict(), "worst_group": self.worst_group,
+               "worst_group_accuracy": self.worst_group_accuracy.to_dict(),
+               "gap_widening": self.gap_widening.to_dict(),
+               "group_accuracy": {g: number(v) for g, v in self.group_accuracy.items()},
+               "passes_policy": self.passes, "failed_checks": list(self.failed_checks), "saved_to": self.saved_to}
+        if self.max_excess_drop is not None:
+            out["max_excess_drop"] = {"group": self.max_excess_drop[0], **self.max_excess_drop[1].to_dict()}
+        return out
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    method: str
+    sparsity: float
+    accuracy: float
+    group_drop: dict[str, tuple[float, float, float]]
+    """Per group: accuracy drop (dense - candidate) and its interval."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "sparsity": self.sparsity, "accuracy": number(self.accuracy),
+                "group_drop": {g: {"value": number(v), "ci": interval(lo, hi)} for g, (v, lo, hi) in
+                               self.group_drop.items()}}
+
+
+@dataclass(frozen=True, eq=False)
+class AlternativesResult:
+    """Candidates compared on the same evaluation rows, the sweep, and the recommendation."""
+
+    split: str
+    calibration_rows: int
+    evaluation_rows: int
+    dense_accuracy: float
+    candidates: tuple[Candidate, ...]
+    sweep: tuple[SweepPoint, ...]
+    critical: dict[str, dict[str, dict[str, float | None]]]
+    recommendation: str
+    recommended: str | None
+    tolerance: float
+    notes: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"split": self.split, "calibration_rows": self.calibration_rows,
+                "evaluation_rows": self.evaluation_rows, "dense_accuracy": number(self.dense_accuracy),
+                "candidates": [c.to_dict() for c in self.candidates], "sweep": [p.to_dict() for p in self.sweep],
+                "critical_sparsity": self.critical, "recommendation": self.recommendation,
+                "recommended": self.recommended, "tolerance": self.tolerance, "notes": list(self.notes)}
+
+
+@dataclass(frozen=True, eq=False)
+class _Rows:
+    """Model inputs, labels and groups of one table (calibration or evaluation)."""
+
+    features: np.ndarray
+    labels: np.ndarray
+    frame: pd.DataFrame
+
+
+def split_by_group(frame: pd.DataFrame, sensitive: list[str], *, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(calibration, evaluation) halves, each intersectional group split in two at random."""
+    strata = build_groups(frame, sensitive).stratum_of_row
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5E1]))
+    calibration = np.zeros(len(frame), dtype=bool)
+    for stratum in np.unique(strata):
+        rows = rng.permutation(np.flatnonzero(strata == stratum))
+        calibration[rows[: len(rows) // 2]] = True
+    return frame[calibration].reset_index(drop=True), frame[~calibration].reset_index(drop=True)
+
+
+def _rows(frame: pd.DataFrame, *, dense: LoadedModel, target: str, features: list[str] | None,
+          n_outputs: int) -> _Rows:
+    matrix, _ = build_features(frame, target=target, features=features, preprocess=dense.preprocess)
+    labels, _ = encode_target(frame, target, n_outputs=n_outputs, labels=dense.labels)
+    return _Rows(matrix, labels, frame)
+
+
+def _summarise(name: str, method: str, recover_name: str, seed: int | None, sparsity: float,
+               performance: PerformanceResult, policy: Policy, *, mask: Mask | None,
+               module: nn.Module | None) -> Candidate:
+    overall = performance.overall.metrics["accuracy"]
+    sufficient = [g for g in performance.subgroups if not g.insufficient]
+    worst = min(sufficient or performance.subgroups, key=lambda g: (g.metrics["accuracy"].ticket, g.group))
+    gaps = [g for g in performance.gaps if g.metric == "accuracy"]
+    widest = max(gaps, key=lambda g: g.widening if np.isfinite(g.widening) else -np.inf) if gaps else None
+    drops = [(g.group, g.excess_drop) for g in sufficient if g.excess_drop is not None]
+    largest = max(drops, key=lambda d: d[1].estimate) if drops else None
+    checks = evaluate_policy(policy, performance)
+    w = worst.metrics["accuracy"]
+    return Candidate(
+        name, method, recover_name, seed, sparsity, float(overall.ticket),
+        Estimate(float(overall.delta), tuple(map(float, overall.ci))), worst.group,  # type: ignore[arg-type]
+        Estimate(float(w.ticket), tuple(map(float, w.ticket_ci))),  # type: ignore[arg-type]
+        Estimate(float(widest.widening), widest.ci) if widest is not None else Estimate(float("nan"), (np.nan, np.nan)),
+        (largest[0], Estimate(float(largest[1].estimate), (float(largest[1].low), float(largest[1].high))))
+        if largest is not None else None,
+        {g.group: float(g.metrics["accuracy"].ticket) for g in performance.subgroups},
+        all(c.passed for c in checks), tuple(c.id for c in checks if not c.passed), None, mask, module)
+
+
+class _Evaluator:
+    """Runs the dense model once on the evaluation rows; measures any candidate against it."""
+
+    def __init__(self, dense: nn.Module, rows: _Rows, *, sensitive: list[str], class_names: tuple[str, ...],
+                 policy: Policy, n_boot: int, seed: int, batch_size: int) -> None:
+        self.rows, self.policy, self.batch_size = rows, policy, batch_size
+        self.device = torch.device("cpu")
+        self.dense_proba = ModelRunner(dense, device=self.device).probabilities(rows.features, batch_size=batch_size)
+        self.groups = build_groups(rows.frame, sensitive)
+        self.class_names, self.n_boot, self.seed = class_names, n_boot, seed
+
+    def probabilities(self, module: nn.Module) -> np.ndarray:
+        return ModelRunner(module, device=self.device).probabilities(self.rows.features, batch_size=self.batch_size)
+
+    def performance(self, proba: np.ndarray) -> PerformanceResult:
+        inputs = AnalysisInputs(self.rows.labels, self.class_names, Predictions(self.dense_proba, proba), self.groups,
+                                self.policy.confidence, self.policy.min_group_size, self.n_boot, self.seed, 10)
+        return analyse_performance(inputs)
+
+
+def _sparsity_of(mask: Mask) -> float:
+    return 1 - mask.kept / mask.total
+
+
+def _schedule(target: float | dict[str, float], rounds: int, r: int) -> float | dict[str, float]:
+    """Sparsity after round r of ``rounds``: density shrinks geometrically to the target."""
+    if isinstance(target, dict):
+        return {n: 1 - (1 - s) ** (r / rounds) for n, s in target.items()}
+    return 1 - (1 - target) ** (r / rounds)
+
+
+def find_ticket(method: str, dense: nn.Module, *, sparsity: float | dict[str, float], calibration: Calibration,
+                settings: PruneSettings, seed: int, min_group_rows: int) -> tuple[nn.Module, Mask]:
+    """``settings.rounds`` rounds of: choose the mask, rewind (to the dense weights, or not), recover."""
+    mask: Mask | None = None
+    current = dense
+    recovery = RecoverySettings(epochs=settings.epochs, seed=seed)
+    for r in range(1, settings.rounds + 1):
+        mask = choose_mask(method, current, sparsity=_schedule(sparsity, settings.rounds, r), calibration=calibration,
+                           min_group_rows=min_group_rows, previous=mask if method != "structured" else None)
+        start = dense if settings.rewind_to == "dense" else current
+        current = recover(mask.apply(start), mask, dense=dense, data=calibration, method=settings.recover,
+                          settings=recovery)
+    assert mask is not None
+    return mask.apply(current), mask
+
+
+def find_alternatives(dense: LoadedModel, *, frame: pd.DataFrame, target: str, sensitive: list[str],
+                      features: list[str] | None, settings: PruneSettings, policy: Policy, seed: int, n_boot: int,
+                      train_frame: pd.DataFrame | None = None, audited: LoadedModel | None = None,
+                      batch_size: int = 1024, explicit_methods: bool = True) -> AlternativesResult:
+    """Every method's candidate(s) and the audited ticket, compared on the same evaluation rows."""
+    notes: list[str] = []
+    if settings.recover != "none" and train_frame is None:
+        fail(f"--recover {settings.recover} fine-tunes, which needs training data: pass --train-data TABLE "
+             "(rows not used to compare the candidates), or use --recover none for mask-only methods.")
+    if train_frame is not None:
+        calibration_frame, evaluation_frame = train_frame, frame
+        split = "training data chose masks and fine-tuned; the audit data compares the candidates"
+    else:
+        calibration_frame, evaluation_frame = split_by_group(frame, sensitive, seed=seed)
+        split = ("no training data given: the audit data was split by group into a calibration half (masks, "
+                 "fine-tuning) and an evaluation half (this comparison)")
+    if train_frame is not None:
+        missing = [c for c in list(frame.columns) if c not in train_frame.columns]
+        if missing:
+            fail(f"the training data has different columns from the audit data: '{missing[0]}' is missing. "
+                 "Give training data with the same columns.")
+    methods = list(settings.methods)
+    if "structured" in methods and not linear_chain(dense.module):
+        if explicit_methods and list(settings.methods) != list(METHODS):
+            fail("structured pruning needs a model whose weight matrices form a chain of nn.Linear layers (an "
+                 "MLP); this model has none. Choose an unstructured --method.")
+        methods.remove("structured")
+        notes.append("structured pruning was skipped: the model's weights do not form a chain of nn.Linear layers.")
+    n_outputs = ModelRunner(dense.module, device=torch.device("cpu")).output_width(
+        build_features(evaluation_frame.iloc[:1], target=target, features=features, preprocess=dense.preprocess)[0])
+    evaluation = _rows(evaluation_frame, dense=dense, target=target, features=features, n_outputs=n_outputs)
+    calibration_rows = _rows(calibration_frame, dense=dense, target=target, features=features, n_outputs=n_outputs)
+    class_names = encode_target(evaluation_frame, target, n_outputs=n_outputs, labels=dense.labels)[1]
+    calibration_groups = build_groups(calibration_frame, sensitive)
+    calibration = Calibration(torch.tensor(calibration_rows.features, dtype=torch.float32),
+                              torch.tensor(calibration_rows.labels), calibration_groups.stratum_of_row,
+                              calibration_groups.strata_names)
+    evaluator = _Evaluator(dense.module, evaluation, sensitive=sensitive, class_names=class_names, policy=policy,
+                           n_boot=n_boot, seed=seed, batch_size=batch_size)
+    if settings.sparsity is not None:
+        sparsity: float | dict[str, float] = settings.sparsity
+        overall = settings.sparsity
+    elif audited is not None:
+        sparsity = {n: 1 - d for n, d in audited.mask.density().items()}
+        overall = _sparsity_of(audited.mask)
+    else:
+        fail("give --sparsity (the share of weights to prune, in (0, 1)).")
+    candidates: list[Candidate] = []
+    if audited is not None:
+        proba = evaluator.probabilities(audited.module)
+        candidates.append(_summarise(AUDITED, "audited", "-", None, _sparsity_of(audited.mask),
+                                     evaluator.performance(proba), policy, mask=None, module=None))
+    for method in methods:
+        probabilities = []
+        for s in range(settings.seeds):
+            rows = calibration if s == 0 else _resampled(calibration, seed=seed + s)
+            target = overall if method == "structured" else sparsity  # whole neurons: one overall share
+            module, mask = find_ticket(method, dense.module, sparsity=target, calibration=rows, settings=settings,
+                                       seed=seed + s, min_group_rows=policy.min_group_size)
+            proba = evaluator.probabilities(module)
+            probabilities.append(proba)
+            name = method if settings.seeds == 1 else f"{method} #{s + 1}"
+            if settings.recover != "none":
+                name += f" + {settings.recover}"
+            candidates.append(_summarise(name, method, settings.recover, seed + s, _sparsity_of(mask),
+                                         evaluator.performance(proba), policy, mask=mask, module=module))
+        if settings.seeds > 1:
+            mean = np.mean(probabilities, axis=0)
+            candidates.append(_summarise(f"{method} ensemble of {settings.seeds}", method, settings.recover, None,
+                                         float(np.mean([c.sparsity for c in candidates[-settings.seeds:]])),
+                                         evaluator.performance(mean), policy, mask=None, module=None))
+    sweep = _sweep(methods, dense.module, calibration, evaluator, settings, seed=seed, min_rows=policy.min_group_size)
+    tolerance = policy.max_overall_accuracy_drop
+    dense_accuracy = float(np.mean(evaluator.dense_proba.argmax(1) == evaluation.labels))
+    text, best = recommend(candidates, policy)
+    return AlternativesResult(split, len(calibration_frame), len(evaluation_frame), dense_accuracy, tuple(candidates),
+                              tuple(sweep), critical_sparsity(sweep, tolerance), text, best, tolerance, tuple(notes))
+
+
+def _resampled(calibration: Calibration, *, seed: int) -> Calibration:
+    """A bootstrap resample of the calibration rows (another seed of a mask-finding method)."""
+    rows = np.random.default_rng(seed).integers(0, len(calibration.labels), size=len(calibration.labels))
+    index = torch.as_tensor(rows)
+    return Calibration(calibration.features[index], calibration.labels[index], calibration.groups[rows],
+                       calibration.group_names)
+
+
+def _sweep(methods: Sequence[str], dense: nn.Module, calibration: Calibration, evaluator: _Evaluator,
+           settings: PruneSettings, *, seed: int, min_rows: int) -> list[SweepPoint]:
+    points = []
+    for method in methods:
+        for sparsity in settings.sweep:
+            module, _ = find_ticket(method, dense, sparsity=sparsity, calibration=calibration, settings=settings,
+                                    seed=seed, min_group_rows=min_rows)
+            performance = evaluator.performance(evaluator.probabilities(module))
+            drops = {}
+            for group in (performance.overall, *performance.subgroups):
+                m = group.metrics["accuracy"]
+                drops[group.group] = (-float(m.delta), -float(m.ci[1]), -float(m.ci[0]))
+            points.append(SweepPoint(method, sparsity, float(performance.overall.metrics["accuracy"].ticket), drops))
+    return points
+
+
+def critical_sparsity(points: Sequence[SweepPoint], tolerance: float) -> dict[str, dict[str, dict[str, float | None]]]:
+    """Per method and group: the highest swept sparsity at which the group's accuracy drop stays within
+    ``tolerance`` — by the point estimate, and by the interval's upper (conservative) and lower
+    (optimistic) ends; counted only up to the first sparsity where it fails."""
+    out: dict[str, dict[str, dict[str, float | None]]] = {}
+    for method in dict.fromkeys(p.method for p in points):
+        curve = [p for p in points if p.method == method]
+        out[method] = {}
+        for group in curve[0].group_drop:
+            found: dict[str, float | None] = {}
+            for key, index in (("estimate", 0), ("conservative", 2), ("optimistic", 1)):
+                best = None
+                for point in curve:
+                    if point.group_drop[group][index] <= tolerance:
+                        best = point.sparsity
+                    else:
+                        break
+                found[key] = best
+            out[method][group] = found
+    return out
+
+
+def recommend(candidates: Sequence[Candidate], policy: Policy) -> tuple[str, str | None]:
+    """The most accurate candidate that passes the policy (the audited ticket included), and its cost."""
+    audited = next((c for c in candidates if c.name == AUDITED), None)
+    passing = [c for c in candidates if c.passes and (c.mask is not None or c.name == AUDITED)]  # shippable
+    if not passing:
+        least = min(candidates, key=lambda c: (c.gap_widening.value if np.isfinite(c.gap_widening.value) else 9, c.name))
+        return (f"No candidate passes the policy on the evaluation rows. The smallest accuracy-gap widening is "
+                f"{least.name}'s ({least.gap_widening.value * 100:+.1f} pts, overall accuracy "
+                f"{least.accuracy * 100:.1f}%); consider a lower sparsity, more --rounds, or another --recover."), None
+    best = max(passing, key=lambda c: (c.accuracy, -c.gap_widening.value, c.name))
+    if best.name == AUDITED:
+        return ("Keep the audited ticket: it passes the policy and no alternative at the same sparsity is more "
+                "accurate on the evaluation rows."), best.name
+    cost = ""
+    if audited is not None:
+        cost = (f" Against the audited ticket: accuracy {(best.accuracy - audited.accuracy) * 100:+.1f} pts, "
+                f"gap widening {best.gap_widening.value * 100:+.1f} instead of {audited.gap_widening.value * 100:+.1f} pts"
+                f"{'' if audited.passes else ' (the audited ticket fails the policy)'}.")
+    return (f"Ship {best.name}: it passes the policy with overall accuracy {best.accuracy * 100:.1f}% at sparsity "
+            f"{best.sparsity * 100:.1f}%, worst group {best.worst_group} at {best.worst_group_accuracy.value * 100:.1f}%."
+            + cost), best.name
