@@ -15,6 +15,7 @@ from .audit import AuditResult, audit
 from .datasets import ADULT_CATEGORICAL, ADULT_LABELS, ADULT_NUMERIC, load_adult
 from .models import build_architecture
 from .preprocess import MISSING, Preprocessor
+from .pruning.alternatives import PruneSettings
 from .pruning.imp import TrainSettings, iterative_magnitude_pruning
 from .tickets.bundle import save_bundle
 
@@ -22,6 +23,7 @@ HIDDEN = [128, 64]
 ROUNDS = {"mlp": 5, "transformer": 3}
 FINAL_DENSITY = {"mlp": 0.08, "transformer": 0.15}
 EPOCHS = {"mlp": 4, "transformer": 2}
+ALTERNATIVE_EPOCHS = 2
 Architecture = Literal["mlp", "transformer"]
 
 
@@ -75,12 +77,14 @@ def run_demo(out: Path, *, seed: int = 0, model: Architecture = "mlp",
                 preprocess=preprocess)
     save_bundle(out / "ticket", ticket, architecture=architecture, arguments=arguments, labels=ADULT_LABELS,
                 preprocess=preprocess, mask=mask)
-    data_path = out / "adult_test.csv"
+    data_path, train_path = out / "adult_test.csv", out / "adult_train.csv"
     test_frame.to_csv(data_path, index=False)
+    train_frame.to_csv(train_path, index=False)
     result = audit(dense=out / "dense", ticket=out / "ticket", data=data_path, target="income",
-                   sensitive=["sex", "race"], seed=seed, progress=progress)
+                   sensitive=["sex", "race"], seed=seed, progress=progress,
+                   alternatives=PruneSettings(recover="finetune", epochs=ALTERNATIVE_EPOCHS), train_data=train_path)
     command = (f"ticketaudit report --dense {out / 'dense'} --ticket {out / 'ticket'} --data {data_path} "
                f"--target income --sensitive sex,race --seed {seed} --out {out / 'report.html'} "
-               f"--json {out / 'report.json'}")
+               f"--json {out / 'report.json'} --alternatives --train-data {train_path} --recover finetune")
     write_report(result, html_path=out / "report.html", json_path=out / "report.json", command=command)
     return result

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .._validation import check_fraction, check_int, fail
+from .._validation import check_int, fail
 from ..analyses.base import AnalysisInputs, interval, number
 from ..analyses.performance import PerformanceResult, analyse_performance
 from ..analyses.predict import ModelRunner, Predictions
@@ -49,10 +49,9 @@ class PruneSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "methods", check_methods(list(self.methods)))
-        if self.sparsity is not None:
-            check_fraction("--sparsity", self.sparsity, low=0.0, high=1.0)
-            if self.sparsity >= 1.0:
-                fail(f"--sparsity must be in (0, 1), got {self.sparsity}.")
+        if self.sparsity is not None and not (isinstance(self.sparsity, (int, float)) and 0 < self.sparsity < 1):
+            fail(f"--sparsity must be in (0, 1), got {self.sparsity}: the share of prunable weights to remove, "
+                 "e.g. 0.9.")
         if self.recover not in RECOVERY:
             fail(f"--recover '{self.recover}' is unknown. Choose from: {', '.join(RECOVERY)}.")
         check_int("--rounds", self.rounds, low=1, high=20)
@@ -291,6 +290,8 @@ def find_alternatives(dense: LoadedModel, *, frame: pd.DataFrame, target: str, s
     elif audited is not None:
         sparsity = {n: 1 - d for n, d in audited.mask.density().items()}
         overall = _sparsity_of(audited.mask)
+        notes.append("Candidates match the audited ticket's density layer by layer (so global and layer-wise "
+                     "magnitude coincide); structured pruning matches its overall sparsity.")
     else:
         fail("give --sparsity (the share of weights to prune, in (0, 1)).")
     candidates: list[Candidate] = []
@@ -389,6 +390,8 @@ def recommend(candidates: Sequence[Candidate], policy: Policy) -> tuple[str, str
         cost = (f" Against the audited ticket: accuracy {(best.accuracy - audited.accuracy) * 100:+.1f} pts, "
                 f"gap widening {best.gap_widening.value * 100:+.1f} instead of {audited.gap_widening.value * 100:+.1f} pts"
                 f"{'' if audited.passes else ' (the audited ticket fails the policy)'}.")
+        if audited.passes and abs(best.accuracy - audited.accuracy) < 0.005:
+            cost += " The difference is within half a point: keeping the audited ticket is equally defensible."
     return (f"Ship {best.name}: it passes the policy with overall accuracy {best.accuracy * 100:.1f}% at sparsity "
             f"{best.sparsity * 100:.1f}%, worst group {best.worst_group} at {best.worst_group_accuracy.value * 100:.1f}%."
             + cost), best.name

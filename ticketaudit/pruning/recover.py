@@ -28,7 +28,7 @@ class RecoverySettings:
     batch_size: int = 128
     seed: int = 0
     epsilon: float = 0.02
-    dual_step: float = 5.0
+    dual_step: float = 20.0
     temperature: float = 2.0
     alpha: float = 0.5
 
@@ -66,7 +66,8 @@ def recover(ticket: nn.Module, mask: Mask, *, dense: nn.Module, data: Calibratio
     counts = torch.bincount(groups, minlength=n_groups).to(torch.float32)
     row_weight = (len(groups) / (counts.clamp(min=1) * (counts > 0).sum()))[groups]
     multipliers = torch.zeros(n_groups)
-    teacher_loss = F.cross_entropy(teacher_logits, data.labels, reduction="none")
+    best_feasible: nn.Module | None = None
+    best_accuracy = -1.0
     for _ in range(settings.epochs):
         order = torch.randperm(len(data.labels), generator=generator)
         for start in range(0, len(order), settings.batch_size):
@@ -81,8 +82,7 @@ def recover(ticket: nn.Module, mask: Mask, *, dense: nn.Module, data: Calibratio
                                 reduction="batchmean") * t * t
                 loss = (1 - settings.alpha) * losses.mean() + settings.alpha * soft
             elif method == "constrained":
-                loss = losses.mean() + _excess_penalty(losses, teacher_loss[batch], groups[batch], multipliers,
-                                                       settings.epsilon)
+                loss = losses.mean() + _lagrangian_terms(losses, groups[batch], multipliers)
             else:
                 loss = losses.mean()
             optimiser.zero_grad()
@@ -91,25 +91,30 @@ def recover(ticket: nn.Module, mask: Mask, *, dense: nn.Module, data: Calibratio
             with torch.no_grad():
                 for name, param in params.items():
                     param.mul_(keep[name])
-        if method == "constrained":  # dual ascent on the accuracy-based excess drops
+        if method == "constrained":  # dual ascent on the accuracy-based excess drops (a proxy-Lagrangian)
             model.eval()
-            violation = torch.as_tensor(excess_drops(teacher, model, data), dtype=torch.float32) - settings.epsilon
+            drops = excess_drops(teacher, model, data)
+            with torch.inference_mode():
+                accuracy = float((model(data.features).argmax(1) == data.labels).float().mean())
+            if drops.max() <= settings.epsilon and accuracy > best_accuracy:
+                best_feasible, best_accuracy = copy.deepcopy(model), accuracy
+            violation = torch.as_tensor(drops, dtype=torch.float32) - settings.epsilon
             multipliers = (multipliers + settings.dual_step * violation).clamp(min=0.0)
             model.train()
+    if method == "constrained" and best_feasible is not None:
+        model = best_feasible  # the most accurate iterate that met every bound on the training rows
     model.eval()
     for param in model.parameters():
         param.requires_grad_(False)
     return model
 
 
-def _excess_penalty(losses: torch.Tensor, teacher_losses: torch.Tensor, groups: torch.Tensor,
-                    multipliers: torch.Tensor, epsilon: float) -> torch.Tensor:
-    """sum_g lambda_g * relu(excess loss increase of g - epsilon): a smooth stand-in for psi_g."""
-    increase = losses - teacher_losses
-    overall = increase.mean()
-    penalty = losses.new_zeros(())
+def _lagrangian_terms(losses: torch.Tensor, groups: torch.Tensor, multipliers: torch.Tensor) -> torch.Tensor:
+    """sum_g lambda_g * (mean loss of g - mean loss): the constraints' smooth proxies, so groups whose
+    excess drop exceeds its bound weigh more in the next steps."""
+    overall = losses.mean()
+    terms = losses.new_zeros(())
     for g in torch.unique(groups):
         if multipliers[g] > 0:
-            rows = groups == g
-            penalty = penalty + multipliers[g] * F.relu(increase[rows].mean() - overall - epsilon)
-    return penalty
+            terms = terms + multipliers[g] * (losses[groups == g].mean() - overall)
+    return terms
