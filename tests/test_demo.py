@@ -23,8 +23,11 @@ def test_demo_writes_a_deterministic_report_and_a_reloadable_pair(tmp_path: Path
     assert {g["group"] for g in document["subgroups"]} >= {"sex=Female", "race=Black", "sex=Female|race=Black"}
     html = (first / "report.html").read_text()
     for section in ("Verdict", "Policy checks", "Groups: dense vs ticket", "Where the models disagree", "Compression",
-                    "Provenance"):
+                    "Alternatives at the same sparsity", "Recommendation.", "Provenance"):
         assert section in html
+    alternatives = document["alternatives"]
+    assert alternatives["candidates"][0]["name"] == "audited ticket" and alternatives["recommendation"]
+    assert "training data" in alternatives["split"]
     rerun = run_cli(["report", "--dense", str(first / "dense"), "--ticket", str(first / "ticket"), "--data",
                      str(first / "adult_test.csv"), "--target", "income", "--sensitive", "sex,race", "--seed", "0",
                      "--quiet", "--out", str(tmp_path / "r.html"), "--json", str(tmp_path / "r.json")])
@@ -41,4 +44,8 @@ def test_transformer_demo_has_attributions(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "ticket" / "config.json").read_text())["architecture"] == "ft-transformer"
     assert document["models"]["ticket"]["sparsity"] >= 0.8
     assert document["attributions"]["overall"]["sensitive_share"]["dense"] > 0
-    assert "What each model relies on" in (tmp_path / "report.html").read_text()
+    html = (tmp_path / "report.html").read_text()
+    assert "What each model relies on" in html and "How attention spreads" in html
+    attention = document["attention"]
+    assert attention["source"] == "multihead" and len(attention["heads"]) == 4
+    assert "alternatives" not in document  # the MLP demo shows them; fine-tuning a transformer 5 times is slow

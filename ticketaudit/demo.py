@@ -82,9 +82,11 @@ def run_demo(out: Path, *, seed: int = 0, model: Architecture = "mlp",
     train_frame.to_csv(train_path, index=False)
     result = audit(dense=out / "dense", ticket=out / "ticket", data=data_path, target="income",
                    sensitive=["sex", "race"], seed=seed, progress=progress,
-                   alternatives=PruneSettings(recover="finetune", epochs=ALTERNATIVE_EPOCHS), train_data=train_path)
+                   alternatives=PruneSettings(recover="finetune", epochs=ALTERNATIVE_EPOCHS) if model == "mlp" else False,
+                   train_data=train_path if model == "mlp" else None)
     command = (f"ticketaudit report --dense {out / 'dense'} --ticket {out / 'ticket'} --data {data_path} "
                f"--target income --sensitive sex,race --seed {seed} --out {out / 'report.html'} "
-               f"--json {out / 'report.json'} --alternatives --train-data {train_path} --recover finetune")
+               f"--json {out / 'report.json'}"
+               + (f" --alternatives --train-data {train_path} --recover finetune" if model == "mlp" else ""))
     write_report(result, html_path=out / "report.html", json_path=out / "report.json", command=command)
     return result
