@@ -30,6 +30,7 @@ class Outline(HTMLParser):
         self.scripts = 0
         self.external: list[str] = []
         self._in_svg = False
+        self._label: str | None = None
 
     def handle_starttag(self, tag, attrs):
         attributes = dict(attrs)
@@ -44,8 +45,9 @@ class Outline(HTMLParser):
             self.svgs += 1
             self.svg_roles += attributes.get("role") == "img"
             self._in_svg = True
-        if tag == "title" and self._in_svg:
-            self.svg_titles += 1
+            self._label = attributes.get("aria-labelledby")
+        if tag == "title" and self._in_svg and self._label and attributes.get("id") == self._label:
+            self.svg_titles += 1  # the chart's own accessible title (marks may carry tooltips too)
         for name in ("src", "href"):
             value = attributes.get(name) or ""
             if value and not value.startswith(("#", "data:")):
