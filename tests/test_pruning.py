@@ -140,13 +140,17 @@ def test_candidates_reload_through_report(problem: Problem, tmp_path: Path) -> N
     run = run_cli(["prune", "--dense", str(problem.root / "dense"), "--data", str(problem.root / "test.csv"),
                    "--train-data", str(problem.root / "train.csv"), "--target", "y", "--sensitive", "group",
                    "--features", FEATURES, "--sparsity", "0.9", "--method", "global-magnitude,group-balanced",
-                   "--recover", "finetune", "--sweep", "0.5,0.9", "--n-boot", "200", "--out", str(out), "--quiet"])
+                   "--recover", "finetune", "--sweep", "0.5,0.9", "--data-fractions", "0.3,1", "--epochs", "1",
+                   "--n-boot", "200", "--out", str(out), "--quiet"])
     assert run.code == 0, run.stderr
     document = json.loads((out / "alternatives.json").read_text())
     candidates = document["alternatives"]["candidates"]
     assert [c["name"] for c in candidates] == ["global-magnitude + finetune", "group-balanced + finetune"]
     assert "recommendation" in run.stdout and (out / "alternatives.html").read_text().count("<svg") == 1
     assert set(document["alternatives"]["critical_sparsity"]) == {"global-magnitude", "group-balanced"}
+    by_fraction = document["alternatives"]["critical_sparsity_by_data_fraction"]
+    assert set(by_fraction) == {"0.3", "1"}
+    assert by_fraction["1"] == document["alternatives"]["critical_sparsity"]  # all rows = the main sweep
     for candidate in candidates:
         report = run_cli(["report", "--dense", str(problem.root / "dense"), "--ticket", candidate["saved_to"],
                           "--data", str(problem.root / "test.csv"), "--target", "y", "--sensitive", "group",
@@ -193,6 +197,9 @@ PRUNE_BAD_INPUTS = {
                                                           _other_columns(r, t)], "different columns"),
     "recover without training data": (lambda a, r, t: [*a, "--recover", "finetune"], "needs training data"),
     "recover unknown": (lambda a, r, t: [*a, "--recover", "magic"], "--recover 'magic' is unknown"),
+    "data fractions without sweep": (lambda a, r, t: [*a, "--data-fractions", "0.5"], "give --sweep too"),
+    "data fraction out of range": (lambda a, r, t: [*a, "--sweep", "0.5,0.9", "--data-fractions", "0,0.5"],
+                                   "--data-fractions values must be shares"),
 }
 
 

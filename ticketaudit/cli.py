@@ -198,6 +198,7 @@ def prune(
     rewind_to: Annotated[str, typer.Option(help="Each round restarts from the dense weights (dense) or continues (none).")] = "dense",
     seeds: Annotated[int, typer.Option(help="Tickets per method; more than 1 also evaluates their ensemble.")] = 1,
     sweep: Annotated[Optional[str], typer.Option(help="Sparsities for critical-sparsity curves, increasing, e.g. 0.5,0.7,0.9.")] = None,
+    data_fractions: Annotated[Optional[str], typer.Option(help="Repeat the sweep on these shares of the training rows, e.g. 0.25,0.5,1.")] = None,
     epochs: Annotated[int, typer.Option(help="Fine-tuning epochs per round (with --recover).")] = 3,
     policy: Annotated[Optional[Path], typer.Option(help="Policy TOML file ([policy] table).")] = None,
     out: Annotated[Path, typer.Option(help="Output directory: one bundle per candidate, alternatives.html, alternatives.json.")] = paths.REPORTS_DIR / "prune",
@@ -220,7 +221,8 @@ def prune(
         result = find(dense=dense, data=data, target=target, sensitive=sensitive, sparsity=sparsity, methods=method,
                       recover=recover, train_data=train_data, features=features, policy=the_policy, seed=seed,
                       n_boot=n_boot, rounds=rounds, rewind_to=rewind_to, seeds=seeds,
-                      sweep=_floats(sweep, option="--sweep"), epochs=epochs, factory=factory, allow_pickle=allow_pickle)
+                      sweep=_floats(sweep, option="--sweep"),
+                      data_fractions=_floats(data_fractions, option="--data-fractions"), epochs=epochs, factory=factory, allow_pickle=allow_pickle)
     write_prune(result, out, command=command_line())
     alternatives = result.alternatives
     for candidate in alternatives.candidates:

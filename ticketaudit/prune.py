@@ -41,7 +41,7 @@ class PruneResult:
         return {"schema_version": SCHEMA_VERSION, "tool_version": __version__,
                 "dense": {"sha256": self.dense.sha256, "format": self.dense.format}, "data": self.data,
                 "settings": {"methods": list(s.methods), "sparsity": s.sparsity, "recover": s.recover,
-                             "rounds": s.rounds, "rewind_to": s.rewind_to, "seeds": s.seeds, "sweep": list(s.sweep),
+                             "rounds": s.rounds, "rewind_to": s.rewind_to, "seeds": s.seeds, "sweep": list(s.sweep), "data_fractions": list(s.data_fractions),
                              "epochs": s.epochs, "seed": self.seed},
                 "policy": self.policy.to_dict(),
                 "alternatives": self.alternatives.to_dict()}
@@ -57,12 +57,13 @@ def prune(*, dense: nn.Module | str | Path, data: pd.DataFrame | str | Path, tar
           recover: str = "none", train_data: pd.DataFrame | str | Path | None = None,
           features: str | Sequence[str] | None = None, policy: Policy | None = None, seed: int = 0,
           n_boot: int = 1000, rounds: int = 1, rewind_to: str = "dense", seeds: int = 1,
-          sweep: Sequence[float] = (), epochs: int = 3, factory: str | None = None, allow_pickle: bool = False,
+          sweep: Sequence[float] = (), data_fractions: Sequence[float] = (), epochs: int = 3, factory: str | None = None, allow_pickle: bool = False,
           batch_size: int = 1024) -> PruneResult:
     """Find a ticket with each method at ``sparsity`` and compare them on ``data`` (held out)."""
     method_list = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods)
     settings = PruneSettings(methods=tuple(method_list), sparsity=sparsity, recover=recover, rounds=rounds,
-                             rewind_to=rewind_to, seeds=seeds, sweep=tuple(sweep), epochs=epochs)
+                             rewind_to=rewind_to, seeds=seeds, sweep=tuple(sweep),
+                             data_fractions=tuple(data_fractions), epochs=epochs)
     sensitive_columns = [c.strip() for c in sensitive.split(",")] if isinstance(sensitive, str) else list(sensitive)
     feature_list = ([c.strip() for c in features.split(",")] if isinstance(features, str) else
                     list(features) if features is not None else None)

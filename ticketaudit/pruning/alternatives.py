@@ -45,6 +45,7 @@ class PruneSettings:
     rewind_to: str = "dense"
     seeds: int = 1
     sweep: tuple[float, ...] = ()
+    data_fractions: tuple[float, ...] = ()
     epochs: int = 3
 
     def __post_init__(self) -> None:
@@ -64,6 +65,11 @@ class PruneSettings:
                 fail(f"--sweep values must be sparsities in (0, 1), got {value}.")
         if any(b <= a for a, b in zip(self.sweep, self.sweep[1:])):
             fail("--sweep must be strictly increasing, e.g. 0.5,0.7,0.8,0.9,0.95.")
+        if self.data_fractions and not self.sweep:
+            fail("--data-fractions repeats the sparsity sweep on subsets of the training data: give --sweep too.")
+        for value in self.data_fractions:
+            if not 0.0 < value <= 1.0:
+                fail(f"--data-fractions values must be shares of the training rows in (0, 1], got {value}.")
 
 
 @dataclass(frozen=True)
@@ -135,6 +141,8 @@ class AlternativesResult:
     candidates: tuple[Candidate, ...]
     sweep: tuple[SweepPoint, ...]
     critical: dict[str, dict[str, dict[str, float | None]]]
+    critical_by_fraction: dict[str, dict[str, dict[str, dict[str, float | None]]]]
+    """Per share of the calibration rows: critical sparsity per method and group (``--data-fractions``)."""
     recommendation: str
     recommended: str | None
     tolerance: float
@@ -144,7 +152,8 @@ class AlternativesResult:
         return {"split": self.split, "calibration_rows": self.calibration_rows,
                 "evaluation_rows": self.evaluation_rows, "dense_accuracy": number(self.dense_accuracy),
                 "candidates": [c.to_dict() for c in self.candidates], "sweep": [p.to_dict() for p in self.sweep],
-                "critical_sparsity": self.critical, "recommendation": self.recommendation,
+                "critical_sparsity": self.critical, "critical_sparsity_by_data_fraction": self.critical_by_fraction,
+                "recommendation": self.recommendation,
                 "recommended": self.recommended, "tolerance": self.tolerance, "notes": list(self.notes)}
 
 
@@ -320,10 +329,28 @@ def find_alternatives(dense: LoadedModel, *, frame: pd.DataFrame, target: str, s
                                          evaluator.performance(mean), policy, mask=None, module=None))
     sweep = _sweep(methods, dense.module, calibration, evaluator, settings, seed=seed, min_rows=policy.min_group_size)
     tolerance = policy.max_overall_accuracy_drop
+    by_fraction = {}
+    for fraction in settings.data_fractions:
+        subset = _subset(calibration, fraction, seed=seed)
+        points = _sweep(methods, dense.module, subset, evaluator, settings, seed=seed, min_rows=policy.min_group_size)
+        by_fraction[f"{fraction:g}"] = critical_sparsity(points, tolerance)
     dense_accuracy = float(np.mean(evaluator.dense_proba.argmax(1) == evaluation.labels))
     text, best = recommend(candidates, policy)
     return AlternativesResult(split, len(calibration_frame), len(evaluation_frame), dense_accuracy, tuple(candidates),
-                              tuple(sweep), critical_sparsity(sweep, tolerance), text, best, tolerance, tuple(notes))
+                              tuple(sweep), critical_sparsity(sweep, tolerance), by_fraction, text, best, tolerance,
+                              tuple(notes))
+
+
+def _subset(calibration: Calibration, fraction: float, *, seed: int) -> Calibration:
+    """``fraction`` of each group's calibration rows, drawn at random (seeded)."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xF4AC]))
+    keep = np.zeros(len(calibration.groups), dtype=bool)
+    for group in np.unique(calibration.groups):
+        rows = rng.permutation(np.flatnonzero(calibration.groups == group))
+        keep[rows[:max(1, int(round(fraction * len(rows))))]] = True
+    index = torch.as_tensor(np.flatnonzero(keep))
+    return Calibration(calibration.features[index], calibration.labels[index], calibration.groups[keep],
+                       calibration.group_names)
 
 
 def _resampled(calibration: Calibration, *, seed: int) -> Calibration:
