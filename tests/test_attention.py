@@ -251,6 +251,16 @@ def test_hugging_face_text_pair_through_the_cli(text_pair: Path) -> None:
     assert (text_pair / "r.json").read_bytes() == first
 
 
+def test_text_models_as_modules_with_a_tokenizer(text_pair: Path) -> None:
+    dense = ta.load_dense(text_pair / "dense")
+    ticket = ta.load_dense(text_pair / "ticket")
+    frame = text_table(120, seed=2)
+    result = ta.audit(dense=dense.module, ticket=ticket.module, tokenizer=dense.tokenizer, data=frame, target="label",
+                      sensitive="group", text="review", n_boot=200, seed=0)
+    assert result.attention is not None and result.attention.rows == 120
+    assert result.dense.format == "module"
+
+
 def test_text_padding_is_ignored(text_pair: Path) -> None:
     """A row's entropy is the same alone (no padding) and among longer rows (padded)."""
     from ticketaudit.inputs import build_text_inputs

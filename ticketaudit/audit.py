@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -117,6 +118,7 @@ def audit(
     sensitive: str | Sequence[str],
     features: str | Sequence[str] | None = None,
     text: str | None = None,
+    tokenizer: Any = None,
     split: str | None = None,
     policy: Policy | None = None,
     seed: int | None = 0,
@@ -140,7 +142,8 @@ def audit(
 
     A given ``seed`` makes the result (and its JSON) byte-identical across runs, batch sizes and
     devices; ``seed=None`` uses seed 0 and records the creation time in the result. ``analyses=None``
-    runs every analysis that applies to the model; ``text`` names the text column of a Hugging Face model.
+    runs every analysis that applies to the model; ``text`` names the text column of a Hugging Face model
+    (``tokenizer`` gives its tokenizer when ``dense`` is a module rather than a directory).
     ``alternatives`` (True or ``PruneSettings``) adds fairness-aware pruning alternatives at the ticket's
     per-layer densities, chosen on ``train_data`` or, without it, on a calibration half of ``data``.
     """
@@ -163,6 +166,8 @@ def audit(
 
     step("Loading models", 0, 1)
     dense_model = load_dense(dense, factory=factory, allow_pickle=allow_pickle)
+    if tokenizer is not None:
+        dense_model = dataclasses.replace(dense_model, tokenizer=tokenizer)
     ticket_model = load_ticket(ticket, dense=dense_model, mask=mask, factory=factory, allow_pickle=allow_pickle)
     is_text = _check_text_model(dense_model, text=text, features=features)
     chosen = _choose_analyses(requested, dense_model, is_text=is_text)
