@@ -68,16 +68,28 @@ def _js_bits(p: torch.Tensor, q: torch.Tensor, entropy_p: torch.Tensor, entropy_
     return ((mixture - (entropy_p + entropy_q) / 2) / LN2).clamp(min=0.0, max=1.0)
 
 
+def _entropy_in_place(probs: torch.Tensor) -> torch.Tensor:
+    """Like ``_query_entropy`` with one scratch tensor (the analysis' hot loop)."""
+    scratch = probs.clamp(min=torch.finfo(probs.dtype).tiny)
+    scratch.log_()
+    scratch.mul_(probs)
+    return scratch.sum(dim=-1).neg_()
+
+
 def compare_layer(dense: LayerAttention, ticket: LayerAttention) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(rows, heads) each: dense entropy, ticket entropy (normalised) and JS divergence, from one
-    entropy pass over (dense, ticket, their mixture). Computed in float32 (the values are reported as
+    entropy pass over dense, ticket and their mixture. Computed in float32 (the values are reported as
     float32 anyway): every operation is per row, so a row's values do not depend on its batch."""
-    p, q = _real(dense).to(torch.float32), _real(ticket).to(torch.float32)
-    entropy = _query_entropy(torch.stack([p, q, (p + q) / 2]))
+    p, q = dense.probs.to(torch.float32, copy=True), ticket.probs.to(torch.float32, copy=True)
+    if not (dense.padding_zeroed and ticket.padding_zeroed) and not bool(dense.key_valid.all()):
+        p.mul_(dense.key_valid)
+        q.mul_(dense.key_valid)
+    entropy_p, entropy_q = _entropy_in_place(p), _entropy_in_place(q)
+    entropy_m = _entropy_in_place(p.add_(q).mul_(0.5))
     keys = dense.key_valid.sum(dim=-1).to(torch.float32)
     scale = torch.where(keys > 1, 1 / torch.log(keys.clamp(min=2)), torch.zeros_like(keys))
-    values = torch.stack([entropy[0] * scale, entropy[1] * scale,
-                          ((entropy[2] - (entropy[0] + entropy[1]) / 2) / LN2).clamp(min=0.0, max=1.0)])
+    values = torch.stack([entropy_p * scale, entropy_q * scale,
+                          ((entropy_m - (entropy_p + entropy_q) / 2) / LN2).clamp(min=0.0, max=1.0)])
     weights = dense.query_valid[None, :, None, :].to(torch.float32)
     means = (values * weights).sum(dim=-1) / weights.sum(dim=-1).clamp(min=1.0)
     return means[0], means[1], means[2]

@@ -41,6 +41,8 @@ class LayerAttention:
     probs: torch.Tensor
     key_valid: torch.Tensor
     query_valid: torch.Tensor
+    padding_zeroed: bool = False
+    """True when masked keys already have probability exactly 0 (a masked softmax: Hugging Face, MHA)."""
 
 
 def attention_source(module: nn.Module) -> tuple[str, list[str]] | None:
@@ -123,7 +125,7 @@ class AttentionRecorder:
         if blocked is not None:
             key_valid = key_valid & ~blocked
         query_valid = ~pad if queries == keys else torch.ones(rows, queries, dtype=torch.bool, device=probs.device)
-        self._captured.append(LayerAttention(probs, key_valid, query_valid))
+        self._captured.append(LayerAttention(probs, key_valid, query_valid, padding_zeroed=True))
 
     def _record_adapter(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         probs = module.attention_probs
@@ -155,4 +157,4 @@ class AttentionRecorder:
         if is_causal(self.module):
             length = real.shape[1]
             key_valid = key_valid & torch.ones(length, length, dtype=torch.bool, device=self.device).tril()[None, None]
-        return [LayerAttention(a, key_valid, real) for a in attentions]
+        return [LayerAttention(a, key_valid, real, padding_zeroed=True) for a in attentions]
