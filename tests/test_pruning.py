@@ -178,6 +178,11 @@ def test_report_alternatives_section(problem: Problem, tmp_path: Path) -> None:
     assert "Alternatives at the same sparsity" in (tmp_path / "r.html").read_text()
 
 
+def _single_logit_bundle(root: Path) -> Path:
+    arguments = {"in_features": 6, "hidden": [8], "out_features": 1}
+    return save_bundle(root / "sigmoid", MLP(**arguments), architecture="mlp", arguments=arguments)
+
+
 def _ft_bundle(root: Path) -> Path:
     model = FTTransformer(in_features=6, column_sizes=[1] * 6, out_features=2)
     return save_bundle(root / "ft", model, architecture="ft-transformer",
@@ -197,6 +202,7 @@ PRUNE_BAD_INPUTS = {
                                                           _other_columns(r, t)], "different columns"),
     "recover without training data": (lambda a, r, t: [*a, "--recover", "finetune"], "needs training data"),
     "recover unknown": (lambda a, r, t: [*a, "--recover", "magic"], "--recover 'magic' is unknown"),
+    "single-logit model": (lambda a, r, t: _set(a, "--dense", str(_single_logit_bundle(t))), "one logit per class"),
     "data fractions without sweep": (lambda a, r, t: [*a, "--data-fractions", "0.5"], "give --sweep too"),
     "data fraction out of range": (lambda a, r, t: [*a, "--sweep", "0.5,0.9", "--data-fractions", "0,0.5"],
                                    "--data-fractions values must be shares"),

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._validation import fail
 from ..tickets.mask import Mask
 from . import stats
 from .attention_capture import AttentionRecorder, LayerAttention
@@ -241,7 +242,8 @@ def stream_attention(dense: AttentionRecorder, ticket: AttentionRecorder, featur
     probe = dense.record(features[:1])
     heads_per_layer = [int(layer.probs.shape[1]) for layer in probe]
     if not heads_per_layer:
-        raise ValueError("the model returned no attention probabilities")
+        fail("the model returned no attention probabilities (its layers do not report them); leave attention out "
+             "of --analyses.")
     per_row = sum(2 * layer.probs[0].numel() * 8 for layer in probe)  # both models' maps, float64
     step = max(1, min(batch_size, MEMORY_BUDGET_BYTES // per_row))
     total_heads = sum(heads_per_layer)

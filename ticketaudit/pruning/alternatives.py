@@ -284,6 +284,9 @@ def find_alternatives(dense: LoadedModel, *, frame: pd.DataFrame, target: str, s
         notes.append("structured pruning was skipped: the model's weights do not form a chain of nn.Linear layers.")
     n_outputs = ModelRunner(dense.module, device=torch.device("cpu")).output_width(
         build_features(evaluation_frame.iloc[:1], target=target, features=features, preprocess=dense.preprocess)[0])
+    if n_outputs < 2:
+        fail("pruning alternatives need a model with one logit per class (2 or more outputs); this model has a "
+             "single output (a sigmoid head). Audit it without --alternatives, or prune a model with a softmax head.")
     evaluation = _rows(evaluation_frame, dense=dense, target=target, features=features, n_outputs=n_outputs)
     calibration_rows = _rows(calibration_frame, dense=dense, target=target, features=features, n_outputs=n_outputs)
     class_names = encode_target(evaluation_frame, target, n_outputs=n_outputs, labels=dense.labels)[1]
