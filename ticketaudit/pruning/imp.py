@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..tickets.mask import Mask, prunable_parameters
+from .methods import select_weights
 
 
 @dataclass(frozen=True)
@@ -53,19 +54,8 @@ def train(model: nn.Module, features: torch.Tensor, labels: torch.Tensor, *, set
 
 def global_magnitude_mask(model: nn.Module, *, keep: float, previous: Mask | None = None) -> Mask:
     """Keep the largest-magnitude ``keep`` share of all prunable weights (ties broken by position)."""
-    params = prunable_parameters(model)
-    scores = torch.cat([p.detach().abs().flatten() for p in params.values()])
-    alive = torch.cat([previous[n].flatten() for n in params]) if previous is not None else torch.ones_like(scores, dtype=torch.bool)
-    n_keep = int(round(keep * scores.numel()))
-    ranked = torch.where(alive, scores, torch.full_like(scores, -1.0))
-    order = torch.argsort(ranked, descending=True, stable=True)
-    flat = torch.zeros_like(scores, dtype=torch.bool)
-    flat[order[:n_keep]] = True
-    tensors, offset = {}, 0
-    for name, param in params.items():
-        tensors[name] = flat[offset:offset + param.numel()].view_as(param)
-        offset += param.numel()
-    return Mask(tensors, model=model)
+    magnitude = {n: p.detach().abs() for n, p in prunable_parameters(model).items()}
+    return select_weights(model, [magnitude], density=keep, previous=previous)
 
 
 def iterative_magnitude_pruning(model: nn.Module, features: torch.Tensor, labels: torch.Tensor, *, rounds: int,

@@ -58,26 +58,34 @@ def _top(scores: torch.Tensor, alive: torch.Tensor, n_keep: int) -> torch.Tensor
     return keep
 
 
-def mask_from_scores(model: nn.Module, scores: Mapping[str, torch.Tensor], *, sparsity: float | Mapping[str, float],
-                     scope: str = "global", previous: Mask | None = None) -> Mask:
-    """Keep the highest-scoring weights so that exactly round((1 - sparsity) * N) survive, over all
-    prunable weights (``scope="global"``) or per tensor (``"layer"``, or a {name: sparsity} mapping).
-    Weights ``previous`` pruned stay pruned."""
+def select_weights(model: nn.Module, rankings: Sequence[Mapping[str, torch.Tensor]], *,
+                   density: float | Mapping[str, float], per_layer: bool = False,
+                   previous: Mask | None = None) -> Mask:
+    """Keep exactly round(density * N) prunable weights — over the whole model, or per tensor when
+    ``per_layer`` or ``density`` is a {name: density} mapping — chosen from one ranking (highest scores)
+    or balanced over several (``balanced_keep``). Weights ``previous`` pruned stay pruned."""
     params = prunable_parameters(model)
-    alive_flat = (_flatten(previous) > 0) if previous is not None else torch.ones(
-        sum(p.numel() for p in params.values()), dtype=torch.bool)
-    flat = _flatten(scores)
-    if scope == "global" and not isinstance(sparsity, Mapping):
-        keep = _top(flat, alive_flat, int(round((1 - sparsity) * flat.numel())))
-        return _unflatten(keep, model)
-    keep, offset = torch.zeros_like(alive_flat), 0
+    flats = [_flatten(r) for r in rankings]
+    alive = (_flatten(previous) > 0) if previous is not None else torch.ones(flats[0].numel(), dtype=torch.bool)
+
+    def keep_of(parts: list[torch.Tensor], share: float, alive_part: torch.Tensor) -> torch.Tensor:
+        n_keep = int(round(share * parts[0].numel()))
+        return _top(parts[0], alive_part, n_keep) if len(parts) == 1 else balanced_keep(parts, n_keep=n_keep,
+                                                                                          alive=alive_part)
+
+    if not per_layer and not isinstance(density, Mapping):
+        return _unflatten(keep_of(flats, density, alive), model)
+    keep, offset = torch.zeros_like(alive), 0
     for name, param in params.items():
-        size = param.numel()
-        layer_sparsity = sparsity[name] if isinstance(sparsity, Mapping) else sparsity
-        part = slice(offset, offset + size)
-        keep[part] = _top(flat[part], alive_flat[part], int(round((1 - layer_sparsity) * size)))
-        offset += size
+        part = slice(offset, offset + param.numel())
+        share = density[name] if isinstance(density, Mapping) else density
+        keep[part] = keep_of([f[part] for f in flats], share, alive[part])
+        offset += param.numel()
     return _unflatten(keep, model)
+
+
+def _densities(sparsity: float | Mapping[str, float]) -> float | dict[str, float]:
+    return {n: 1 - s for n, s in sparsity.items()} if isinstance(sparsity, Mapping) else 1 - sparsity
 
 
 def group_saliency(model: nn.Module, calibration: Calibration, *, seed: int = 0) -> dict[int, dict[str, torch.Tensor]]:
@@ -137,13 +145,12 @@ def _trainable_copy(model: nn.Module) -> nn.Module:
     return work
 
 
-def balanced_keep(importances: Sequence[Mapping[str, torch.Tensor]], *, n_keep: int,
-                  alive: torch.Tensor) -> torch.Tensor:
-    """Keep-vector of ``n_keep`` weights: the union of every importance ranking's top k (each group
-    keeps the same number of its own most important weights), k the largest for which the union
-    fits (bisection), topped up by the first ranking."""
-    orders = [torch.argsort(torch.where(alive, _flatten(i), torch.full((), -1.0, dtype=torch.float64)),
-                            descending=True, stable=True) for i in importances]
+def balanced_keep(rankings: Sequence[torch.Tensor], *, n_keep: int, alive: torch.Tensor) -> torch.Tensor:
+    """Keep-vector of ``n_keep`` weights from flat importance vectors: the union of every ranking's
+    top k (each group keeps the same number of its own most important weights), k the largest for
+    which the union fits (bisection), topped up by the first ranking."""
+    orders = [torch.argsort(torch.where(alive, r, torch.full((), -1.0, dtype=torch.float64)),
+                            descending=True, stable=True) for r in rankings]
 
     def union(k: int) -> torch.Tensor:
         keep = torch.zeros_like(alive)
@@ -161,7 +168,7 @@ def balanced_keep(importances: Sequence[Mapping[str, torch.Tensor]], *, n_keep: 
     keep = union(low)
     missing = n_keep - int(keep.sum())
     if missing > 0:
-        keep |= _top(_flatten(importances[0]), alive & ~keep, missing)
+        keep |= _top(rankings[0], alive & ~keep, missing)
     return keep
 
 
@@ -222,41 +229,23 @@ def structured_mask(model: nn.Module, *, sparsity: float) -> Mask:
 def choose_mask(method: str, model: nn.Module, *, sparsity: float | Mapping[str, float],
                 calibration: Calibration | None, min_group_rows: int, previous: Mask | None = None) -> Mask:
     """The mask of ``method`` on ``model`` at ``sparsity`` (a share, or per-layer shares)."""
-    if method == "global-magnitude":
-        scores = {n: p.detach().abs() for n, p in prunable_parameters(model).items()}
-        return mask_from_scores(model, scores, sparsity=sparsity, previous=previous)
-    if method == "layerwise-magnitude":
-        scores = {n: p.detach().abs() for n, p in prunable_parameters(model).items()}
-        return mask_from_scores(model, scores, sparsity=sparsity, scope="layer", previous=previous)
     if method == "structured":
         if isinstance(sparsity, Mapping):
             fail("structured pruning takes one --sparsity, not per-layer densities.")
         return structured_mask(model, sparsity=sparsity)
+    magnitude = {n: p.detach().abs() for n, p in prunable_parameters(model).items()}
+    density = _densities(sparsity)
+    if method in ("global-magnitude", "layerwise-magnitude"):
+        return select_weights(model, [magnitude], density=density, per_layer=method == "layerwise-magnitude",
+                              previous=previous)
     if calibration is None:
         fail(f"method '{method}' needs rows with labels and groups to measure saliency.")
     saliency = group_saliency(model, calibration)
-    magnitude = {n: p.detach().abs().to(torch.float64) for n, p in prunable_parameters(model).items()}
     if method == "group-balanced":
-        importances = [magnitude, *saliency.values()]
+        rankings = [magnitude, *saliency.values()]
     else:
-        importances = [magnitude, saliency[worst_group(model, calibration, min_rows=min_group_rows)]]
-    return _balanced_mask(model, importances, sparsity=sparsity, previous=previous)
-
-
-def _balanced_mask(model: nn.Module, importances: list[dict[str, torch.Tensor]], *,
-                   sparsity: float | Mapping[str, float], previous: Mask | None) -> Mask:
-    params = prunable_parameters(model)
-    total = sum(p.numel() for p in params.values())
-    alive = (_flatten(previous) > 0) if previous is not None else torch.ones(total, dtype=torch.bool)
-    if not isinstance(sparsity, Mapping):
-        return _unflatten(balanced_keep(importances, n_keep=int(round((1 - sparsity) * total)), alive=alive), model)
-    keep, offset = torch.zeros_like(alive), 0
-    for name, param in params.items():
-        part = slice(offset, offset + param.numel())
-        layer = [{name: i[name]} for i in importances]
-        keep[part] = balanced_keep(layer, n_keep=int(round((1 - sparsity[name]) * param.numel())), alive=alive[part])
-        offset += param.numel()
-    return _unflatten(keep, model)
+        rankings = [magnitude, saliency[worst_group(model, calibration, min_rows=min_group_rows)]]
+    return select_weights(model, rankings, density=density, previous=previous)
 
 
 def check_methods(methods: Sequence[str]) -> tuple[str, ...]:
