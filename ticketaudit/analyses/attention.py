@@ -34,71 +34,64 @@ VALUE_PROJECTIONS = ("value", "v_lin", "v_proj", "value_proj")
 OUTPUT_PROJECTIONS = ("attention.output.dense", "out_lin", "o_proj", "attn.c_proj", "attention.dense")
 
 
-def _real(layer: LayerAttention) -> torch.Tensor:
-    """Probabilities with padding keys set to 0 (masked softmax already gives 0 there; adapters may not)."""
-    if bool(layer.key_valid.all()):
-        return layer.probs
-    return layer.probs * layer.key_valid
+def _real(layer: LayerAttention, dtype: torch.dtype) -> torch.Tensor:
+    """A ``dtype`` copy of the probabilities with padding keys at 0 (a masked softmax already gives 0
+    there, so only adapters' probabilities are masked)."""
+    probs = layer.probs.to(dtype, copy=True)
+    if not layer.padding_zeroed and not bool(layer.key_valid.all()):
+        probs.mul_(layer.key_valid)
+    return probs
 
 
 def _query_entropy(probs: torch.Tensor) -> torch.Tensor:
     """(rows, heads, queries): Shannon entropy in nats, -sum p log p with 0 log 0 = 0 (a p below the
-    dtype's smallest normal number contributes less than 1e-300 and is taken as 0; 2x faster than entr)."""
-    return -(probs * torch.log(probs.clamp(min=torch.finfo(probs.dtype).tiny))).sum(dim=-1)
-
-
-def _normalise(entropy: torch.Tensor, layer: LayerAttention) -> torch.Tensor:
-    keys = layer.key_valid.sum(dim=-1).to(entropy.dtype)
-    return torch.where(keys > 1, entropy / torch.log(keys.clamp(min=2)), torch.zeros_like(entropy))
-
-
-def normalised_entropy(layer: LayerAttention) -> torch.Tensor:
-    """(rows, heads): mean over real queries of H / log(real keys); 0 where a query has one key."""
-    return _mean_over_queries(_normalise(_query_entropy(_real(layer)), layer), layer.query_valid)
-
-
-def js_divergence(first: LayerAttention, second: LayerAttention) -> torch.Tensor:
-    """(rows, heads): mean over real queries of the Jensen-Shannon divergence (bits, in [0, 1])."""
-    p, q = _real(first), _real(second)
-    return _mean_over_queries(_js_bits(p, q, _query_entropy(p), _query_entropy(q)), first.query_valid)
-
-
-def _js_bits(p: torch.Tensor, q: torch.Tensor, entropy_p: torch.Tensor, entropy_q: torch.Tensor) -> torch.Tensor:
-    """JS(P, Q) = H((P + Q) / 2) - (H(P) + H(Q)) / 2, in bits, per query."""
-    mixture = _query_entropy((p + q) / 2)
-    return ((mixture - (entropy_p + entropy_q) / 2) / LN2).clamp(min=0.0, max=1.0)
-
-
-def _entropy_in_place(probs: torch.Tensor) -> torch.Tensor:
-    """Like ``_query_entropy`` with one scratch tensor (the analysis' hot loop)."""
+    dtype's smallest normal number contributes less than 1e-300 and is taken as 0; one scratch tensor,
+    2x faster than ``special.entr``)."""
     scratch = probs.clamp(min=torch.finfo(probs.dtype).tiny)
     scratch.log_()
     scratch.mul_(probs)
     return scratch.sum(dim=-1).neg_()
 
 
-def compare_layer(dense: LayerAttention, ticket: LayerAttention) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(rows, heads) each: dense entropy, ticket entropy (normalised) and JS divergence, from one
-    entropy pass over dense, ticket and their mixture. Computed in float32 (the values are reported as
-    float32 anyway): every operation is per row, so a row's values do not depend on its batch."""
-    p, q = dense.probs.to(torch.float32, copy=True), ticket.probs.to(torch.float32, copy=True)
-    if not (dense.padding_zeroed and ticket.padding_zeroed) and not bool(dense.key_valid.all()):
-        p.mul_(dense.key_valid)
-        q.mul_(dense.key_valid)
-    entropy_p, entropy_q = _entropy_in_place(p), _entropy_in_place(q)
-    entropy_m = _entropy_in_place(p.add_(q).mul_(0.5))
-    keys = dense.key_valid.sum(dim=-1).to(torch.float32)
-    scale = torch.where(keys > 1, 1 / torch.log(keys.clamp(min=2)), torch.zeros_like(keys))
-    values = torch.stack([entropy_p * scale, entropy_q * scale,
-                          ((entropy_m - (entropy_p + entropy_q) / 2) / LN2).clamp(min=0.0, max=1.0)])
-    weights = dense.query_valid[None, :, None, :].to(torch.float32)
-    means = (values * weights).sum(dim=-1) / weights.sum(dim=-1).clamp(min=1.0)
-    return means[0], means[1], means[2]
+def _normalise(entropy: torch.Tensor, layer: LayerAttention) -> torch.Tensor:
+    """Entropy / log(number of real keys); 0 where a query has a single key."""
+    keys = layer.key_valid.sum(dim=-1).to(entropy.dtype)
+    return entropy * torch.where(keys > 1, 1 / torch.log(keys.clamp(min=2)), torch.zeros_like(keys))
 
 
 def _mean_over_queries(per_query: torch.Tensor, query_valid: torch.Tensor) -> torch.Tensor:
     weights = query_valid[:, None, :].to(per_query.dtype)
     return (per_query * weights).sum(dim=-1) / weights.sum(dim=-1).clamp(min=1.0)
+
+
+def _compare(dense: LayerAttention, ticket: LayerAttention, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """(rows, heads) each: both models' normalised entropy and their Jensen-Shannon divergence in bits,
+    JS(P, Q) = H((P + Q) / 2) - (H(P) + H(Q)) / 2, sharing one entropy pass per distribution."""
+    p, q = _real(dense, dtype), _real(ticket, dtype)
+    entropy_p, entropy_q = _query_entropy(p), _query_entropy(q)
+    entropy_m = _query_entropy(p.add_(q).mul_(0.5))
+    js = ((entropy_m - (entropy_p + entropy_q) / 2) / LN2).clamp(min=0.0, max=1.0)
+    queries = dense.query_valid
+    return (_mean_over_queries(_normalise(entropy_p, dense), queries),
+            _mean_over_queries(_normalise(entropy_q, ticket), queries), _mean_over_queries(js, queries))
+
+
+def normalised_entropy(layer: LayerAttention) -> torch.Tensor:
+    """(rows, heads): mean over real queries of H / log(real keys); 0 where a query has one key."""
+    probs = _real(layer, layer.probs.dtype)
+    return _mean_over_queries(_normalise(_query_entropy(probs), layer), layer.query_valid)
+
+
+def js_divergence(first: LayerAttention, second: LayerAttention) -> torch.Tensor:
+    """(rows, heads): mean over real queries of the Jensen-Shannon divergence (bits, in [0, 1])."""
+    return _compare(first, second, first.probs.dtype)[2]
+
+
+def compare_layer(dense: LayerAttention, ticket: LayerAttention) -> tuple[torch.Tensor, ...]:
+    """(rows, heads) each: dense entropy, ticket entropy (normalised) and JS divergence, in float32
+    (the values are reported as float32 anyway): every operation is per row, so a row's values do not
+    depend on its batch."""
+    return _compare(dense, ticket, torch.float32)
 
 
 @dataclass(frozen=True)
@@ -325,6 +318,7 @@ def summarise_attention(sums: BootstrapSums, inputs: AnalysisInputs, *, source: 
     adjusted = np.full(total, np.nan)
     adjusted[keep] = stats.holm(p_values[keep])
     alpha = 1 - confidence
+    lows, highs = stats.percentile_interval(delta_boot, confidence=confidence)
     heads, layer_js, index = [], [], 0
     for layer, count in enumerate(heads_per_layer):
         cols = np.arange(index, index + count)
@@ -333,12 +327,11 @@ def summarise_attention(sums: BootstrapSums, inputs: AnalysisInputs, *, source: 
         js_value = float(js_h[kept_cols].mean()) if kept_cols.size else float("nan")
         layer_js.append(_estimate(js_value, js_rep, confidence, test=False))
         for head, col in enumerate(cols):
-            low, high = stats.percentile_interval(delta_boot[:, col], confidence=confidence)
             significant = ""
             if keep[col] and adjusted[col] < alpha:
                 significant = "fell" if deltas[col] < 0 else "rose"
             heads.append(HeadComparison(layer, head, not keep[col], float(dense_h[col]), float(ticket_h[col]),
-                                        Estimate(float(deltas[col]), (float(low), float(high)), float(adjusted[col])),
+                                        Estimate(float(deltas[col]), (float(lows[col]), float(highs[col])), float(adjusted[col])),
                                         float(js_h[col]), significant))
         index += count
     return AttentionResult(
