@@ -27,7 +27,6 @@ import os
 import resource
 import subprocess
 import sys
-import time
 from typing import Any
 
 import numpy as np
@@ -41,6 +40,7 @@ from ticketaudit.demo import fit_preprocess
 from ticketaudit.inputs import TokenInputs
 from ticketaudit.models import FTTransformer
 from ticketaudit.pruning.imp import global_magnitude_mask
+from _timing import best_of
 
 N_BOOT = 1000
 FIXED_MMAP = {"MALLOC_MMAP_THRESHOLD_": "131072"}
@@ -111,14 +111,6 @@ def plain_forward(dense: torch.nn.Module, ticket: torch.nn.Module, features: Any
         for hook in hooks:
             hook.remove()
 
-
-def best_of(repeats: int, func: Any) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def memory_child(kind: str, rows: int, batch_size: int) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import copy
 import tempfile
-import time
 import tracemalloc
 import warnings
 from pathlib import Path
@@ -32,15 +31,8 @@ from ticketaudit.data import build_groups, sensitive_labels
 from ticketaudit.demo import run_demo
 from ticketaudit.inputs import build_features
 from ticketaudit.tickets import load_dense, load_ticket
+from _timing import best_of
 
-
-def best_of(repeats: int, func) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
