@@ -21,14 +21,25 @@ class TrainSettings:
     seed: int = 0
 
 
+BatchLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""batch_loss(logits, row indices of the batch) -> scalar loss."""
+
+
 def train(model: nn.Module, features: torch.Tensor, labels: torch.Tensor, *, settings: TrainSettings,
-          mask: Mask | None = None, snapshot_at: int | None = None,
-          on_epoch: Callable[[], None] | None = None) -> tuple[nn.Module, nn.Module | None]:
-    """Train a copy of ``model`` with Adam; pruned weights stay zero. Returns (trained, snapshot at step k)."""
+          mask: Mask | None = None, snapshot_at: int | None = None, on_epoch: Callable[[], None] | None = None,
+          batch_loss: BatchLoss | None = None,
+          after_epoch: Callable[[nn.Module], None] | None = None) -> tuple[nn.Module, nn.Module | None]:
+    """Train a copy of ``model`` with Adam; pruned weights stay zero. Returns (trained, snapshot at step k).
+
+    ``batch_loss`` replaces the cross-entropy (recovery losses); ``after_epoch`` sees the model after
+    each epoch (the constrained recovery's dual step)."""
     model = copy.deepcopy(model).train()
+    for param in model.parameters():
+        param.requires_grad_(True)
     generator = torch.Generator().manual_seed(settings.seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
-    loss_fn = nn.CrossEntropyLoss()
+    cross_entropy = nn.CrossEntropyLoss()
+    loss_fn = batch_loss or (lambda logits, rows: cross_entropy(logits, labels[rows]))
     masks = {n: mask[n].to(p.dtype) for n, p in prunable_parameters(model).items()} if mask is not None else None
     params = prunable_parameters(model)
     snapshot = None
@@ -38,7 +49,7 @@ def train(model: nn.Module, features: torch.Tensor, labels: torch.Tensor, *, set
         for start in range(0, len(features), settings.batch_size):
             batch = order[start:start + settings.batch_size]
             optimiser.zero_grad()
-            loss_fn(model(features[batch]), labels[batch]).backward()
+            loss_fn(model(features[batch]), batch).backward()
             optimiser.step()
             if masks is not None:
                 with torch.no_grad():
@@ -47,6 +58,8 @@ def train(model: nn.Module, features: torch.Tensor, labels: torch.Tensor, *, set
             step += 1
             if snapshot_at is not None and step == snapshot_at:
                 snapshot = copy.deepcopy(model).eval()
+        if after_epoch is not None:
+            after_epoch(model)
         if on_epoch is not None:
             on_epoch()
     return model.eval(), snapshot

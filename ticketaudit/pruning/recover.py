@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..tickets.mask import Mask, prunable_parameters
+from ..tickets.mask import Mask
+from .imp import TrainSettings, train
 from .methods import Calibration
 
 RECOVERY = ("none", "finetune", "group-reweighted", "constrained", "distill")
@@ -33,77 +35,74 @@ class RecoverySettings:
     alpha: float = 0.5
 
 
+def _excess(correct_dense: np.ndarray, correct_ticket: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    overall = correct_dense.mean() - correct_ticket.mean()
+    drops = np.zeros(int(groups.max()) + 1)
+    for g in np.unique(groups):
+        rows = groups == g
+        drops[g] = (correct_dense[rows].mean() - correct_ticket[rows].mean()) - overall
+    return drops
+
+
+def _correct(model: nn.Module, data: Calibration) -> np.ndarray:
+    with torch.inference_mode():
+        return (model(data.features).argmax(1) == data.labels).numpy()
+
+
 def excess_drops(dense: nn.Module, ticket: nn.Module, data: Calibration) -> np.ndarray:
     """psi_g per group id (index = group id): accuracy drop of g minus the overall drop."""
-    with torch.inference_mode():
-        correct_d = (dense(data.features).argmax(1) == data.labels).numpy()
-        correct_t = (ticket(data.features).argmax(1) == data.labels).numpy()
-    overall = correct_d.mean() - correct_t.mean()
-    drops = np.zeros(int(data.groups.max()) + 1)
-    for g in np.unique(data.groups):
-        rows = data.groups == g
-        drops[g] = (correct_d[rows].mean() - correct_t[rows].mean()) - overall
-    return drops
+    return _excess(_correct(dense, data), _correct(ticket, data), data.groups)
 
 
 def recover(ticket: nn.Module, mask: Mask, *, dense: nn.Module, data: Calibration, method: str,
             settings: RecoverySettings) -> nn.Module:
-    """A fine-tuned copy of ``ticket``; pruned weights stay exactly zero; ``dense`` is not changed."""
+    """A fine-tuned copy of ``ticket`` (``imp.train`` with the method's loss); pruned weights stay exactly
+    zero; ``dense`` is not changed."""
     if method == "none":
         return copy.deepcopy(ticket).eval()
-    model = copy.deepcopy(ticket).to(torch.float32).train()
-    for param in model.parameters():
-        param.requires_grad_(True)
     teacher = copy.deepcopy(dense).to(torch.float32).eval()
     with torch.inference_mode():
         teacher_logits = teacher(data.features)
-    params = prunable_parameters(model)
-    keep = {n: mask[n].to(torch.float32) for n in params}
-    optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
-    generator = torch.Generator().manual_seed(settings.seed)
+    teacher_correct = (teacher_logits.argmax(1) == data.labels).numpy()
     groups = torch.as_tensor(data.groups)
     n_groups = int(data.groups.max()) + 1
     counts = torch.bincount(groups, minlength=n_groups).to(torch.float32)
     row_weight = (len(groups) / (counts.clamp(min=1) * (counts > 0).sum()))[groups]
     multipliers = torch.zeros(n_groups)
-    best_feasible: nn.Module | None = None
-    best_accuracy = -1.0
-    for _ in range(settings.epochs):
-        order = torch.randperm(len(data.labels), generator=generator)
-        for start in range(0, len(order), settings.batch_size):
-            batch = order[start:start + settings.batch_size]
-            logits = model(data.features[batch])
-            losses = F.cross_entropy(logits, data.labels[batch], reduction="none")
-            if method == "group-reweighted":
-                loss = (losses * row_weight[batch]).sum() / row_weight[batch].sum()
-            elif method == "distill":
-                t = settings.temperature
-                soft = F.kl_div(F.log_softmax(logits / t, dim=1), F.softmax(teacher_logits[batch] / t, dim=1),
-                                reduction="batchmean") * t * t
-                loss = (1 - settings.alpha) * losses.mean() + settings.alpha * soft
-            elif method == "constrained":
-                loss = losses.mean() + _lagrangian_terms(losses, groups[batch], multipliers)
-            else:
-                loss = losses.mean()
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            with torch.no_grad():
-                for name, param in params.items():
-                    param.mul_(keep[name])
-        if method == "constrained":  # dual ascent on the accuracy-based excess drops (a proxy-Lagrangian)
-            model.eval()
-            drops = excess_drops(teacher, model, data)
-            with torch.inference_mode():
-                accuracy = float((model(data.features).argmax(1) == data.labels).float().mean())
-            if drops.max() <= settings.epsilon and accuracy > best_accuracy:
-                best_feasible, best_accuracy = copy.deepcopy(model), accuracy
-            violation = torch.as_tensor(drops, dtype=torch.float32) - settings.epsilon
-            multipliers = (multipliers + settings.dual_step * violation).clamp(min=0.0)
-            model.train()
-    if method == "constrained" and best_feasible is not None:
-        model = best_feasible  # the most accurate iterate that met every bound on the training rows
-    model.eval()
+    best: dict[str, Any] = {"model": None, "accuracy": -1.0}
+
+    def batch_loss(logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        losses = F.cross_entropy(logits, data.labels[rows], reduction="none")
+        if method == "group-reweighted":
+            return (losses * row_weight[rows]).sum() / row_weight[rows].sum()
+        if method == "distill":
+            t = settings.temperature
+            soft = F.kl_div(F.log_softmax(logits / t, dim=1), F.softmax(teacher_logits[rows] / t, dim=1),
+                            reduction="batchmean") * t * t
+            return (1 - settings.alpha) * losses.mean() + settings.alpha * soft
+        if method == "constrained":
+            return losses.mean() + _lagrangian_terms(losses, groups[rows], multipliers)
+        return losses.mean()
+
+    def dual_step(model: nn.Module) -> None:
+        """Dual ascent on the measured (accuracy-based) excess drops: a proxy-Lagrangian."""
+        nonlocal multipliers
+        model.eval()
+        correct = _correct(model, data)
+        drops = _excess(teacher_correct, correct, data.groups)
+        accuracy = float(correct.mean())
+        if drops.max() <= settings.epsilon and accuracy > best["accuracy"]:
+            best.update(model=copy.deepcopy(model), accuracy=accuracy)
+        violation = torch.as_tensor(drops, dtype=torch.float32) - settings.epsilon
+        multipliers = (multipliers + settings.dual_step * violation).clamp(min=0.0)
+        model.train()
+
+    model, _ = train(copy.deepcopy(ticket).to(torch.float32), data.features, data.labels, mask=mask, batch_loss=batch_loss,
+                     settings=TrainSettings(epochs=settings.epochs, batch_size=settings.batch_size,
+                                            learning_rate=settings.learning_rate, seed=settings.seed),
+                     after_epoch=dual_step if method == "constrained" else None)
+    if best["model"] is not None:
+        model = best["model"].eval()  # the most accurate iterate that met every bound on the training rows
     for param in model.parameters():
         param.requires_grad_(False)
     return model
