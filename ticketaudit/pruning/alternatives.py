@@ -21,7 +21,7 @@ from ..analyses.base import AnalysisInputs, interval, number
 from ..analyses.performance import PerformanceResult, analyse_performance
 from ..analyses.predict import ModelRunner, Predictions
 from ..checks import evaluate_policy
-from ..config import Policy
+from ..config import AuditConfig, Policy
 from ..data import build_groups
 from ..inputs import build_features, encode_target
 from ..tickets.load import LoadedModel
@@ -163,6 +163,7 @@ class _Rows:
 
     features: np.ndarray
     labels: np.ndarray
+    class_names: tuple[str, ...]
     frame: pd.DataFrame
 
 
@@ -180,8 +181,8 @@ def split_by_group(frame: pd.DataFrame, sensitive: list[str], *, seed: int) -> t
 def _rows(frame: pd.DataFrame, *, dense: LoadedModel, target: str, features: list[str] | None,
           n_outputs: int) -> _Rows:
     matrix, _ = build_features(frame, target=target, features=features, preprocess=dense.preprocess)
-    labels, _ = encode_target(frame, target, n_outputs=n_outputs, labels=dense.labels)
-    return _Rows(matrix, labels, frame)
+    labels, class_names = encode_target(frame, target, n_outputs=n_outputs, labels=dense.labels)
+    return _Rows(matrix, labels, class_names, frame)
 
 
 def _summarise(name: str, method: str, recover_name: str, seed: int | None, sparsity: float,
@@ -210,20 +211,21 @@ def _summarise(name: str, method: str, recover_name: str, seed: int | None, spar
 class _Evaluator:
     """Runs the dense model once on the evaluation rows; measures any candidate against it."""
 
-    def __init__(self, dense: nn.Module, rows: _Rows, *, sensitive: list[str], class_names: tuple[str, ...],
-                 policy: Policy, n_boot: int, seed: int, batch_size: int) -> None:
+    def __init__(self, dense: ModelRunner, rows: _Rows, *, sensitive: list[str], policy: Policy, n_boot: int,
+                 seed: int, batch_size: int) -> None:
         self.rows, self.policy, self.batch_size = rows, policy, batch_size
-        self.device = torch.device("cpu")
-        self.dense_proba = ModelRunner(dense, device=self.device).probabilities(rows.features, batch_size=batch_size)
+        self.device = dense.device
+        self.dense_proba = dense.probabilities(rows.features, batch_size=batch_size)
         self.groups = build_groups(rows.frame, sensitive)
-        self.class_names, self.n_boot, self.seed = class_names, n_boot, seed
+        self.n_boot, self.seed = n_boot, seed
 
     def probabilities(self, module: nn.Module) -> np.ndarray:
         return ModelRunner(module, device=self.device).probabilities(self.rows.features, batch_size=self.batch_size)
 
     def performance(self, proba: np.ndarray) -> PerformanceResult:
-        inputs = AnalysisInputs(self.rows.labels, self.class_names, Predictions(self.dense_proba, proba), self.groups,
-                                self.policy.confidence, self.policy.min_group_size, self.n_boot, self.seed, 10)
+        inputs = AnalysisInputs(self.rows.labels, self.rows.class_names, Predictions(self.dense_proba, proba),
+                                self.groups, self.policy.confidence, self.policy.min_group_size, self.n_boot,
+                                self.seed, AuditConfig().ece_bins)
         return analyse_performance(inputs)
 
 
@@ -264,17 +266,16 @@ def find_alternatives(dense: LoadedModel, *, frame: pd.DataFrame, target: str, s
         fail(f"--recover {settings.recover} fine-tunes, which needs training data: pass --train-data TABLE "
              "(rows not used to compare the candidates), or use --recover none for mask-only methods.")
     if train_frame is not None:
+        missing = [c for c in list(frame.columns) if c not in train_frame.columns]
+        if missing:
+            fail(f"the training data has different columns from the audit data: '{missing[0]}' is missing. "
+                 "Give training data with the same columns.")
         calibration_frame, evaluation_frame = train_frame, frame
         split = "training data chose masks and fine-tuned; the audit data compares the candidates"
     else:
         calibration_frame, evaluation_frame = split_by_group(frame, sensitive, seed=seed)
         split = ("no training data given: the audit data was split by group into a calibration half (masks, "
                  "fine-tuning) and an evaluation half (this comparison)")
-    if train_frame is not None:
-        missing = [c for c in list(frame.columns) if c not in train_frame.columns]
-        if missing:
-            fail(f"the training data has different columns from the audit data: '{missing[0]}' is missing. "
-                 "Give training data with the same columns.")
     methods = list(settings.methods)
     if "structured" in methods and not linear_chain(dense.module):
         if explicit_methods and list(settings.methods) != list(METHODS):
@@ -282,20 +283,20 @@ def find_alternatives(dense: LoadedModel, *, frame: pd.DataFrame, target: str, s
                  "MLP); this model has none. Choose an unstructured --method.")
         methods.remove("structured")
         notes.append("structured pruning was skipped: the model's weights do not form a chain of nn.Linear layers.")
-    n_outputs = ModelRunner(dense.module, device=torch.device("cpu")).output_width(
+    dense_runner = ModelRunner(dense.module, device=torch.device("cpu"))
+    n_outputs = dense_runner.output_width(
         build_features(evaluation_frame.iloc[:1], target=target, features=features, preprocess=dense.preprocess)[0])
     if n_outputs < 2:
         fail("pruning alternatives need a model with one logit per class (2 or more outputs); this model has a "
              "single output (a sigmoid head). Audit it without --alternatives, or prune a model with a softmax head.")
     evaluation = _rows(evaluation_frame, dense=dense, target=target, features=features, n_outputs=n_outputs)
     calibration_rows = _rows(calibration_frame, dense=dense, target=target, features=features, n_outputs=n_outputs)
-    class_names = encode_target(evaluation_frame, target, n_outputs=n_outputs, labels=dense.labels)[1]
     calibration_groups = build_groups(calibration_frame, sensitive)
     calibration = Calibration(torch.tensor(calibration_rows.features, dtype=torch.float32),
                               torch.tensor(calibration_rows.labels), calibration_groups.stratum_of_row,
                               calibration_groups.strata_names)
-    evaluator = _Evaluator(dense.module, evaluation, sensitive=sensitive, class_names=class_names, policy=policy,
-                           n_boot=n_boot, seed=seed, batch_size=batch_size)
+    evaluator = _Evaluator(dense_runner, evaluation, sensitive=sensitive, policy=policy, n_boot=n_boot, seed=seed,
+                           batch_size=batch_size)
     if settings.sparsity is not None:
         sparsity: float | dict[str, float] = settings.sparsity
         overall = settings.sparsity
@@ -315,8 +316,9 @@ def find_alternatives(dense: LoadedModel, *, frame: pd.DataFrame, target: str, s
         probabilities = []
         for s in range(settings.seeds):
             rows = calibration if s == 0 else _resampled(calibration, seed=seed + s)
-            target = overall if method == "structured" else sparsity  # whole neurons: one overall share
-            module, mask = find_ticket(method, dense.module, sparsity=target, calibration=rows, settings=settings,
+            method_sparsity = overall if method == "structured" else sparsity  # whole neurons: one overall share
+            module, mask = find_ticket(method, dense.module, sparsity=method_sparsity, calibration=rows,
+                                       settings=settings,
                                        seed=seed + s, min_group_rows=policy.min_group_size)
             proba = evaluator.probabilities(module)
             probabilities.append(proba)
