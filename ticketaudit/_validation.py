@@ -63,3 +63,12 @@ def check_columns(what: str, columns: Sequence[str], available: Sequence[str]) -
             if len(available) > 20:
                 shown += ", ..."
             fail(MSG_COLUMN_MISSING.format(what=what, column=column, available=shown))
+
+
+def as_list(value: str | Sequence[str] | None) -> list[str] | None:
+    """A comma-separated option ("sex,race") or a sequence as a list of names; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return list(value)

@@ -14,7 +14,7 @@ import pandas as pd
 from torch import nn
 
 from . import __version__
-from ._validation import fail
+from ._validation import as_list, fail
 from .analyses.attention import AttentionResult, analyse_attention
 from .analyses.attention_capture import attention_source
 from .analyses.attributions import AttributionResult, AttributionSettings, analyse_attributions
@@ -100,14 +100,6 @@ class AuditResult:
         return out
 
 
-def _as_list(value: str | Sequence[str] | None) -> list[str] | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    return list(value)
-
-
 def audit(
     *,
     dense: nn.Module | str | Path,
@@ -150,17 +142,17 @@ def audit(
     policy = policy or Policy()
     if confidence is not None:
         policy = Policy.from_mapping({**policy.to_dict(), "confidence": confidence})
-    requested = None if analyses is None else tuple(_as_list(analyses) or ())
+    requested = None if analyses is None else tuple(as_list(analyses) or ())
     created = None
     if seed is None:
         seed = 0
         created = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
     if requested is not None:
         AuditConfig(analyses=requested)  # validates the names before any work
-    sensitive_columns = _as_list(sensitive) or []
+    sensitive_columns = as_list(sensitive) or []
     attribution_settings = AttributionSettings(
         method=attribution_method, target=attribution_target,  # type: ignore[arg-type]
-        rows=attribution_rows if attribution_rows is not None else 2000, proxies=tuple(_as_list(proxies) or ()))
+        rows=attribution_rows if attribution_rows is not None else 2000, proxies=tuple(as_list(proxies) or ()))
     target_device = resolve_device(device)
     step = progress or (lambda *_: None)
 
@@ -190,7 +182,7 @@ def audit(
                                    max_length=getattr(dense_model.tokenizer, "model_max_length", None))
         feature_names: tuple[str, ...] = (text,)
     else:
-        matrix, feature_names = build_features(frame, target=target, features=_as_list(features),
+        matrix, feature_names = build_features(frame, target=target, features=as_list(features),
                                                preprocess=dense_model.preprocess)
     dense_runner = ModelRunner(dense_model.module, device=target_device)
     labels, class_names = encode_target(frame, target, n_outputs=dense_runner.output_width(matrix),
@@ -259,7 +251,7 @@ def audit(
         prune_settings = alternatives if isinstance(alternatives, PruneSettings) else PruneSettings()
         train_frame = load_table(train_data).frame if train_data is not None else None
         alternative_result = find_alternatives(
-            dense_model, frame=frame, target=target, sensitive=sensitive_columns, features=_as_list(features),
+            dense_model, frame=frame, target=target, sensitive=sensitive_columns, features=as_list(features),
             settings=prune_settings, policy=policy, seed=seed, n_boot=n_boot, train_frame=train_frame,
             audited=ticket_model, batch_size=batch_size, explicit_methods=False)
     verdict = "pass" if all(c.passed for c in checks) else "fail"

@@ -14,7 +14,7 @@ import pandas as pd
 from torch import nn
 
 from . import __version__, paths
-from ._validation import fail
+from ._validation import as_list, fail
 from .config import Policy
 from .data import load_table
 from .pruning.alternatives import AlternativesResult, PruneSettings, find_alternatives
@@ -57,16 +57,15 @@ def prune(*, dense: nn.Module | str | Path, data: pd.DataFrame | str | Path, tar
           recover: str = "none", train_data: pd.DataFrame | str | Path | None = None,
           features: str | Sequence[str] | None = None, policy: Policy | None = None, seed: int = 0,
           n_boot: int = 1000, rounds: int = 1, rewind_to: str = "dense", seeds: int = 1,
-          sweep: Sequence[float] = (), data_fractions: Sequence[float] = (), epochs: int = 3, factory: str | None = None, allow_pickle: bool = False,
-          batch_size: int = 1024) -> PruneResult:
+          sweep: Sequence[float] = (), data_fractions: Sequence[float] = (), epochs: int = 3,
+          factory: str | None = None, allow_pickle: bool = False, batch_size: int = 1024) -> PruneResult:
     """Find a ticket with each method at ``sparsity`` and compare them on ``data`` (held out)."""
-    method_list = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods)
+    method_list = as_list(methods) or []
     settings = PruneSettings(methods=tuple(method_list), sparsity=sparsity, recover=recover, rounds=rounds,
                              rewind_to=rewind_to, seeds=seeds, sweep=tuple(sweep),
                              data_fractions=tuple(data_fractions), epochs=epochs)
-    sensitive_columns = [c.strip() for c in sensitive.split(",")] if isinstance(sensitive, str) else list(sensitive)
-    feature_list = ([c.strip() for c in features.split(",")] if isinstance(features, str) else
-                    list(features) if features is not None else None)
+    sensitive_columns = as_list(sensitive) or []
+    feature_list = as_list(features)
     loaded = load_dense(dense, factory=factory, allow_pickle=allow_pickle)
     if is_huggingface_module(loaded.module):
         fail("ticketaudit prune works on tabular models (bundles, state_dicts, modules); this is a Hugging Face "
