@@ -27,7 +27,7 @@ from .checks import Check, evaluate_policy, insufficient_check
 from .config import ANALYSES, AuditConfig, Policy
 from .data import build_groups, load_table, sensitive_labels
 from .inputs import build_features, build_text_inputs, encode_target
-from .pruning.alternatives import AlternativesResult, PruneSettings, find_alternatives
+from .pruning.alternatives import AlternativesResult, PruneSettings, check_training_data, find_alternatives
 from .tickets import LoadedModel, load_dense, load_ticket
 from .tickets.huggingface import is_huggingface_module
 
@@ -165,9 +165,18 @@ def audit(
     chosen = _choose_analyses(requested, dense_model, is_text=is_text)
     config = AuditConfig(seed=seed, n_boot=n_boot, batch_size=batch_size, device=device, max_rows=max_rows,  # type: ignore[arg-type]
                          analyses=chosen)
+    prune_settings = None
+    if alternatives:
+        if is_text:
+            fail("--alternatives works on tabular models; this is a text model.")
+        prune_settings = alternatives if isinstance(alternatives, PruneSettings) else PruneSettings()
     step("Loading data", 0, 1)
     table = load_table(data, split=split, max_rows=max_rows)
     frame = table.frame
+    train_frame = None
+    if prune_settings is not None:  # before any model runs: a bad training table fails fast
+        train_frame = load_table(train_data).frame if train_data is not None else None
+        check_training_data(prune_settings, frame=frame, train_frame=train_frame)
     if "attributions" in chosen and attribution_rows is not None and attribution_rows > len(frame):
         fail(f"--attribution-rows {attribution_rows} is more than the {len(frame)} rows of the data. "
              "Ask for fewer rows (or leave it out: 2,000 or all rows, whichever is smaller).")
@@ -244,12 +253,8 @@ def audit(
     if compression is not None and not compression.smaller:
         notes.append(compression.statement)
     alternative_result = None
-    if alternatives:
+    if prune_settings is not None:
         step("Pruning alternatives at the same sparsity", 0, 1)
-        if is_text:
-            fail("--alternatives works on tabular models; this is a text model.")
-        prune_settings = alternatives if isinstance(alternatives, PruneSettings) else PruneSettings()
-        train_frame = load_table(train_data).frame if train_data is not None else None
         alternative_result = find_alternatives(
             dense_model, frame=frame, target=target, sensitive=sensitive_columns, features=as_list(features),
             settings=prune_settings, policy=policy, seed=seed, n_boot=n_boot, train_frame=train_frame,

@@ -256,12 +256,8 @@ def find_ticket(method: str, dense: nn.Module, *, sparsity: float | dict[str, fl
     return mask.apply(current), mask
 
 
-def find_alternatives(dense: LoadedModel, *, frame: pd.DataFrame, target: str, sensitive: list[str],
-                      features: list[str] | None, settings: PruneSettings, policy: Policy, seed: int, n_boot: int,
-                      train_frame: pd.DataFrame | None = None, audited: LoadedModel | None = None,
-                      batch_size: int = 1024, explicit_methods: bool = True) -> AlternativesResult:
-    """Every method's candidate(s) and the audited ticket, compared on the same evaluation rows."""
-    notes: list[str] = []
+def check_training_data(settings: PruneSettings, *, frame: pd.DataFrame, train_frame: pd.DataFrame | None) -> None:
+    """Recovery needs training data, and training data must have the audit data's columns."""
     if settings.recover != "none" and train_frame is None:
         fail(f"--recover {settings.recover} fine-tunes, which needs training data: pass --train-data TABLE "
              "(rows not used to compare the candidates), or use --recover none for mask-only methods.")
@@ -270,6 +266,16 @@ def find_alternatives(dense: LoadedModel, *, frame: pd.DataFrame, target: str, s
         if missing:
             fail(f"the training data has different columns from the audit data: '{missing[0]}' is missing. "
                  "Give training data with the same columns.")
+
+
+def find_alternatives(dense: LoadedModel, *, frame: pd.DataFrame, target: str, sensitive: list[str],
+                      features: list[str] | None, settings: PruneSettings, policy: Policy, seed: int, n_boot: int,
+                      train_frame: pd.DataFrame | None = None, audited: LoadedModel | None = None,
+                      batch_size: int = 1024, explicit_methods: bool = True) -> AlternativesResult:
+    """Every method's candidate(s) and the audited ticket, compared on the same evaluation rows."""
+    notes: list[str] = []
+    check_training_data(settings, frame=frame, train_frame=train_frame)
+    if train_frame is not None:
         calibration_frame, evaluation_frame = train_frame, frame
         split = "training data chose masks and fine-tuned; the audit data compares the candidates"
     else:
