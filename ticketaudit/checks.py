@@ -123,9 +123,8 @@ def _replicate_candidate(check_id: str, description: str, group: str | None, met
                          tolerance: float, replicates: np.ndarray) -> _Candidate:
     """A check from bootstrap replicates: standard error with a normal reference, which stays smooth
     at the small per-check levels that multiplicity control asks for."""
-    reps = replicates[np.isfinite(replicates)]
-    se = float(np.std(reps, ddof=1)) if reps.size > 1 else float("nan")
-    p_raw = stats.se_p_value(value, replicates)
+    se = stats.bootstrap_se(replicates)
+    p_raw = stats.normal_p_value(value, se)
 
     def at(conf: float) -> tuple[float, float]:
         z = stats.z_value(conf)

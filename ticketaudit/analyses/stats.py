@@ -113,17 +113,26 @@ def bootstrap_p_value(replicates: np.ndarray, *, axis: int = 0) -> np.ndarray:
     return np.where(valid > 0, np.maximum(p, floor), np.nan)
 
 
-def se_p_value(value: float, replicates: np.ndarray) -> float:
-    """Two-sided p-value for 'the statistic is 0' from the bootstrap standard error (normal reference),
-    which stays smooth at the small per-test levels that multiplicity control asks for."""
+def bootstrap_se(replicates: np.ndarray) -> float:
+    """Standard deviation of the finite bootstrap replicates (NaN with fewer than two)."""
     reps = np.asarray(replicates, dtype=np.float64)
     reps = reps[np.isfinite(reps)]
-    se = float(np.std(reps, ddof=1)) if reps.size > 1 else float("nan")
+    return float(np.std(reps, ddof=1)) if reps.size > 1 else float("nan")
+
+
+def normal_p_value(value: float, se: float) -> float:
+    """Two-sided p-value for 'the statistic is 0' with a normal reference and standard error ``se``."""
     if not np.isfinite(se) or not np.isfinite(value):
         return float("nan")
     if se == 0:
         return 1.0 if value == 0 else 0.0
     return float(2 * sps.norm.sf(abs(value) / se))
+
+
+def se_p_value(value: float, replicates: np.ndarray) -> float:
+    """Two-sided p-value from the bootstrap standard error (normal reference), which stays smooth at
+    the small per-test levels that multiplicity control asks for."""
+    return normal_p_value(value, bootstrap_se(replicates))
 
 
 def percentile_interval(replicates: np.ndarray, *, confidence: float, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:

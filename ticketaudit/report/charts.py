@@ -92,11 +92,12 @@ def heatmap(heads: list[dict[str, Any]], key: str, *, title: str, diverging: boo
     else:
         low, high = 0.0, 1.0
     cell = CELL if columns <= 16 else max(10, 560 // columns)
-    cells = [{"x": HEATMAP_LEFT + h["head"] * cell, "y": 24 + h["layer"] * cell, "value": h[key], "pruned": h["pruned"],
-              "fill": "#ffffff" if h["pruned"] else colour(h[key], low=low, high=high, diverging=diverging),
-              "label": f"layer {h['layer']}, head {h['head']}", "dark": False} for h in heads]
-    for c in cells:
-        c["dark"] = c["value"] is not None and not c["pruned"] and _is_dark(c["fill"])
+    cells = []
+    for h in heads:
+        fill = "#ffffff" if h["pruned"] else colour(h[key], low=low, high=high, diverging=diverging)
+        cells.append({"x": HEATMAP_LEFT + h["head"] * cell, "y": 24 + h["layer"] * cell, "value": h[key],
+                      "pruned": h["pruned"], "fill": fill, "label": f"layer {h['layer']}, head {h['head']}",
+                      "dark": h[key] is not None and not h["pruned"] and _is_dark(fill)})
     steps = 6
     legend = [{"x": HEATMAP_LEFT + i * 26, "fill": colour(low + (high - low) * i / (steps - 1), low=low, high=high,
                                                        diverging=diverging)} for i in range(steps)]
