@@ -172,6 +172,16 @@ def _print_summary(result: AuditResult, html_path: Path, json_path: Path | None)
         print(f"json: {json_path}")
 
 
+def _check_output_directory(out: Path, *, first_file: str, what: str, what_directory: str | None = None) -> None:
+    """--out must be a writable directory, or a path where one can be created."""
+    if out.exists() and not out.is_dir():
+        raise InvalidInputError(f"--out '{out}' exists and is not a directory. Choose a directory.")
+    if out.is_dir():
+        check_writable(out / first_file, what=what)
+    else:
+        check_writable(out, what=what_directory or what)
+
+
 def _floats(text: str | None, *, option: str) -> tuple[float, ...]:
     if not text:
         return ()
@@ -212,9 +222,7 @@ def prune(
     from .prune import prune as find, write_prune
     from .report.render import command_line
 
-    if out.exists() and not out.is_dir():
-        raise InvalidInputError(f"--out '{out}' exists and is not a directory. Choose a directory.")
-    check_writable(out / "alternatives.json" if out.is_dir() else out, what="prune output")
+    _check_output_directory(out, first_file="alternatives.json", what="prune output")
     the_policy = Policy.from_toml(policy) if policy is not None else Policy()
     with _progress(quiet) as update:
         update("Finding and comparing candidate tickets", 0, 1)
@@ -247,12 +255,8 @@ def demo(
 
     if model not in ("mlp", "transformer"):
         raise InvalidInputError(f"--model must be 'mlp' or 'transformer', got {model!r}.")
-    if out.exists() and not out.is_dir():
-        raise InvalidInputError(f"--out '{out}' exists and is not a directory. Choose a directory.")
-    if out.is_dir():
-        check_writable(out / "report.html", what="demo output")
-    else:
-        check_writable(out, what="demo output directory")
+    _check_output_directory(out, first_file="report.html", what="demo output",
+                            what_directory="demo output directory")
     with _progress(quiet) as update:
         result = run_demo(out, seed=seed, model=model, progress=update)  # type: ignore[arg-type]
     _print_summary(result, out / "report.html", out / "report.json")
