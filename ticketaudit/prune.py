@@ -3,10 +3,10 @@ saved as bundles and compared with the dense model on held-out rows."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,18 +14,19 @@ import pandas as pd
 from torch import nn
 
 from . import __version__, paths
+from ._io import write_atomically
 from ._validation import as_list, fail
 from .config import Policy
 from .data import load_table
 from .pruning.alternatives import AlternativesResult, PruneSettings, find_alternatives
 from .tickets import LoadedModel, load_dense
-from .tickets.bundle import save_bundle
+from .tickets.bundle import bundle_files
 from .tickets.huggingface import is_huggingface_module
 
 SCHEMA_VERSION = "1.0"
 
 
-@dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True, eq=False)
 class PruneResult:
     """The alternatives found for a dense model; ``to_dict()`` is the JSON ``ticketaudit prune`` writes."""
 
@@ -85,8 +86,6 @@ def prune(*, dense: nn.Module | str | Path, data: pd.DataFrame | str | Path, tar
 
 def candidate_files(result: PruneResult, out: Path) -> dict[Path, bytes]:
     """Every candidate with a mask as a bundle (or a mask file when the dense model is not a bundle)."""
-    from .tickets.bundle import bundle_files
-
     files: dict[Path, bytes] = {}
     config = None
     if result.dense.format == "bundle":
@@ -106,10 +105,7 @@ def candidate_files(result: PruneResult, out: Path) -> dict[Path, bytes]:
 
 def write_prune(result: PruneResult, out: Path, *, command: str | None = None) -> None:
     """Every candidate's bundle, alternatives.html and alternatives.json, written together (all or none)."""
-    import dataclasses
-
-    from ._io import write_atomically
-    from .report.render import render_prune
+    from .report.render import render_prune  # the report layer (jinja2) only when writing
 
     files = candidate_files(result, out)
     saved = {c.name: str(out / slug(c.name)) for c in result.alternatives.candidates if c.mask is not None}
@@ -123,4 +119,4 @@ def write_prune(result: PruneResult, out: Path, *, command: str | None = None) -
     write_atomically(files)
 
 
-__all__ = ["PruneResult", "candidate_files", "prune", "save_bundle", "slug", "write_prune"]
+__all__ = ["PruneResult", "candidate_files", "prune", "slug", "write_prune"]
