@@ -162,19 +162,22 @@ def test_streamed_sums_do_not_depend_on_chunks_and_merge_by_shard() -> None:
     rows = 2 * BLOCK + 777
     values, strata = rng.normal(size=(rows, 3)), rng.integers(0, 4, size=rows)
 
-    def fed(chunk: int, start: int = 0, stop: int = rows, first_block: int = 0) -> BootstrapSums:
-        sums = BootstrapSums(n_strata=4, width=3, n_boot=50, seed=7, stream=1, first_block=first_block)
+    def fed(chunk: int, start: int = 0, stop: int = rows) -> BootstrapSums:
+        sums = BootstrapSums(n_strata=4, width=3, n_boot=50, seed=7, stream=1)
         for i in range(start, stop, chunk):
-            sums.update(values[i:min(i + chunk, stop)], strata[i:min(i + chunk, stop)])
+            end = min(i + chunk, stop)
+            sums.update(values[i:end], strata[i:end], np.arange(i, end))
         return sums.finish()
 
     whole, small = fed(rows), fed(97)
     for name in ("count", "sums", "boot_count", "boot_sums"):
         np.testing.assert_array_equal(getattr(whole, name), getattr(small, name))
-    merged = fed(500, 0, BLOCK).merge(fed(313, BLOCK, rows, first_block=1))
-    for name in ("count", "boot_count"):
-        np.testing.assert_array_equal(getattr(whole, name), getattr(merged, name))
-    np.testing.assert_allclose(merged.boot_sums, whole.boot_sums, rtol=1e-12)
+    for cut in (BLOCK, 700, 1):  # shards need not start at a block boundary
+        merged = fed(500, 0, cut).merge(fed(313, cut, rows))
+        for name in ("count", "boot_count"):
+            np.testing.assert_array_equal(getattr(whole, name), getattr(merged, name))
+        np.testing.assert_allclose(merged.boot_sums, whole.boot_sums, rtol=1e-12)
+        np.testing.assert_allclose(merged.sums, whole.sums, rtol=1e-12)
 
 
 def test_poisson_bootstrap_interval_covers_a_known_paired_shift() -> None:
@@ -189,7 +192,7 @@ def test_poisson_bootstrap_interval_covers_a_known_paired_shift() -> None:
         dense = rng.beta(8, 2, size=rows)
         ticket = np.clip(dense + np.where(strata == 0, truth[0], truth[1]) + rng.normal(0, 0.05, size=rows), 0, 1)
         sums = BootstrapSums(n_strata=2, width=2, n_boot=400, seed=sim, stream=3)
-        sums.update(np.stack([dense, ticket], axis=1), strata)
+        sums.update(np.stack([dense, ticket], axis=1), strata, np.arange(rows))
         sums.finish()
         for s in (0, 1):
             _, _, boot = sums.means(np.array([s]))

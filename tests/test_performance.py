@@ -60,8 +60,8 @@ def test_ece_matches_a_direct_computation() -> None:
     rng = np.random.default_rng(1)
     n = 2000
     labels = rng.integers(0, 2, size=n)
-    p1 = rng.random(n)
-    proba = np.stack([1 - p1, p1], axis=1)
+    p1 = rng.random(n).astype(np.float32)  # the audit's probabilities are float32 values
+    proba = np.stack([1 - p1, p1], axis=1).astype(np.float64)
     cells = build_cells(labels=labels, proba_dense=proba, proba_ticket=proba, stratum=np.zeros(n, np.int64), n_strata=1,
                         bins=10)
     ece = metrics_from_sums(cells.sums.sum(axis=0), cells.layout, "dense")["ece"]

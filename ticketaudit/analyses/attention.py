@@ -247,7 +247,7 @@ def stream_attention(dense: AttentionRecorder, ticket: AttentionRecorder, featur
         values = [torch.cat([layer[k] for layer in compared], dim=1) for k in range(3)]
         # Rounded to float32 like the predictions: the last bits of float64 attention vary with the batch size.
         row_values = torch.cat(values, dim=1).to("cpu", torch.float32).to(torch.float64).numpy()
-        sums.update(row_values, strata[start:start + len(batch)])
+        sums.update(row_values, strata[start:start + len(batch)], np.arange(start, start + len(batch)))
         if progress is not None:
             progress(len(batch))
     return sums.finish(), heads_per_layer

@@ -2,6 +2,9 @@
 prediction, dense and ticket confidence bins); every classification metric of both models, and
 every paired discordance count, is a sum over cells. Sums merge by addition across chunks and
 resample with a multinomial draw per stratum (see ``stats.stratified_multinomial``).
+
+Sums are exact integers (confidences in fixed point, units of 2^-32), so cells built from any split
+of the rows into chunks or shards merge into exactly the same table: ``CellAccumulator``.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 MODELS = ("dense", "ticket")
+CONFIDENCE_UNIT = 2.0**-32
+"""Fixed-point unit of summed confidences: a float32 confidence >= 2^-8 is an exact multiple of it."""
 
 
 @dataclass(frozen=True)
@@ -68,12 +73,23 @@ class Layout:
 
 @dataclass(frozen=True)
 class CellTable:
-    """Observed cells: their stratum, row count, and per-cell sums of every quantity."""
+    """Observed cells (sorted by key): their stratum, row count, and per-cell sums of every quantity."""
 
     layout: Layout
     stratum: np.ndarray
     counts: np.ndarray
     sums: np.ndarray
+    keys: np.ndarray
+    """Cell key: stratum, label, dense and ticket prediction, dense and ticket confidence bin (mixed radix)."""
+
+    def decode(self) -> dict[str, np.ndarray]:
+        """Per cell: stratum, label, dense and ticket prediction (and confidence bins)."""
+        k, bins = self.layout.n_classes, self.layout.bins
+        rest, out = self.keys, {}
+        for name, size in (("ticket_bin", bins), ("dense_bin", bins), ("ticket", k), ("dense", k), ("label", k)):
+            out[name], rest = rest % size, rest // size
+        out["stratum"] = rest
+        return out
 
     def stratum_sums(self, cell_counts: np.ndarray, n_strata: int) -> np.ndarray:
         """Quantity sums per stratum for (..., cells) counts; quantities scale with a cell's count."""
@@ -93,8 +109,15 @@ def confidence_bins(confidence: np.ndarray, bins: int) -> np.ndarray:
 def build_cells(*, labels: np.ndarray, proba_dense: np.ndarray, proba_ticket: np.ndarray, stratum: np.ndarray,
                 n_strata: int, bins: int) -> CellTable:
     """Collapse rows into cells and sum every quantity per cell."""
-    n_classes = proba_dense.shape[1]
-    layout = Layout(n_classes, bins)
+    layout = Layout(proba_dense.shape[1], bins)
+    return cell_table(layout, *exact_cell_sums(layout, labels=labels, proba_dense=proba_dense,
+                                               proba_ticket=proba_ticket, stratum=stratum))
+
+
+def exact_cell_sums(layout: Layout, *, labels: np.ndarray, proba_dense: np.ndarray, proba_ticket: np.ndarray,
+                    stratum: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted cell keys and exact integer sums per cell (confidences in fixed point)."""
+    n_classes, bins = layout.n_classes, layout.bins
     rows = len(labels)
     preds = {"dense": np.argmax(proba_dense, 1), "ticket": np.argmax(proba_ticket, 1)}
     confs = {"dense": proba_dense[np.arange(rows), preds["dense"]],
@@ -106,12 +129,17 @@ def build_cells(*, labels: np.ndarray, proba_dense: np.ndarray, proba_ticket: np
         key = key * size + part
     unique_keys, cell_of_row = np.unique(key, return_inverse=True)
     n_cells = len(unique_keys)
-    sums = np.zeros((n_cells, len(layout.names)))
+    sums = np.zeros((n_cells, len(layout.names)), dtype=np.int64)
 
     def add(name: str, values: np.ndarray) -> None:
-        sums[:, layout.index(name)] = np.bincount(cell_of_row, weights=values.astype(np.float64), minlength=n_cells)
+        """Exact integer sums per cell (0/1 indicators, or confidences in fixed point)."""
+        if values.dtype == np.bool_:
+            sums[:, layout.index(name)] = np.bincount(cell_of_row, weights=values, minlength=n_cells).astype(np.int64)
+        else:
+            fixed = np.rint(values / CONFIDENCE_UNIT).astype(np.int64)
+            np.add.at(sums[:, layout.index(name)], cell_of_row, fixed)
 
-    add("n", np.ones(rows))
+    add("n", np.ones(rows, dtype=bool))
     for k in range(n_classes):
         add(f"support:{k}", labels == k)
     indicators: dict[str, dict[str, np.ndarray]] = {}
@@ -133,10 +161,50 @@ def build_cells(*, labels: np.ndarray, proba_dense: np.ndarray, proba_ticket: np
         dense_i, ticket_i = indicators["dense"][spec.indicator], indicators["ticket"][spec.indicator]
         add(f"paired:{spec.name}:b", domain & dense_i & ~ticket_i)
         add(f"paired:{spec.name}:c", domain & ~dense_i & ticket_i)
-    stratum_of_cell = unique_keys
-    for size in (bins, bins, n_classes, n_classes, n_classes):
-        stratum_of_cell = stratum_of_cell // size
-    return CellTable(layout, stratum_of_cell.astype(np.int64), sums[:, layout.index("n")].copy(), sums)
+    return unique_keys, sums
+
+
+def cell_table(layout: Layout, keys: np.ndarray, exact_sums: np.ndarray) -> CellTable:
+    """The table of cells from sorted keys and their exact integer sums (confidences in fixed point)."""
+    stratum_of_cell = keys
+    for _ in range(3):
+        stratum_of_cell = stratum_of_cell // layout.n_classes
+    stratum_of_cell = stratum_of_cell // (layout.bins * layout.bins)
+    sums = exact_sums.astype(np.float64)
+    for m in MODELS:
+        start = layout.index(f"{m}:ece_conf:0")
+        sums[:, start:start + layout.bins] *= CONFIDENCE_UNIT
+    return CellTable(layout, stratum_of_cell.astype(np.int64), sums[:, layout.index("n")].copy(), sums, keys)
+
+
+class CellAccumulator:
+    """Cells of any number of row batches (``update``) or shards (``merge``); exact, order-independent."""
+
+    def __init__(self, *, n_classes: int, bins: int) -> None:
+        self.layout = Layout(n_classes, bins)
+        self.keys = np.zeros(0, dtype=np.int64)
+        self.sums = np.zeros((0, len(self.layout.names)), dtype=np.int64)
+
+    def update(self, *, labels: np.ndarray, proba_dense: np.ndarray, proba_ticket: np.ndarray,
+               stratum: np.ndarray) -> None:
+        if not len(labels):
+            return
+        self._add(*exact_cell_sums(self.layout, labels=labels, proba_dense=proba_dense, proba_ticket=proba_ticket,
+                                   stratum=stratum))
+
+    def merge(self, other: CellAccumulator) -> CellAccumulator:
+        self._add(other.keys, other.sums)
+        return self
+
+    def _add(self, keys: np.ndarray, sums: np.ndarray) -> None:
+        all_keys = np.concatenate([self.keys, keys])
+        self.keys, position = np.unique(all_keys, return_inverse=True)
+        total = np.zeros((len(self.keys), sums.shape[1]), dtype=np.int64)
+        np.add.at(total, position, np.concatenate([self.sums, sums]))
+        self.sums = total
+
+    def table(self) -> CellTable:
+        return cell_table(self.layout, self.keys, self.sums)
 
 
 def domain_size(sums: np.ndarray, layout: Layout, spec: PairedSpec) -> np.ndarray:
