@@ -27,7 +27,7 @@ from captum.attr import IntegratedGradients
 from ticketaudit.analyses.attributions import AttributionSettings, analyse_attributions, stratified_sample
 from ticketaudit.analyses.base import AnalysisInputs
 from ticketaudit.analyses.predict import ModelRunner, predict_both
-from ticketaudit.data import build_groups, sensitive_labels
+from ticketaudit.data import build_groups
 from ticketaudit.demo import run_demo
 from ticketaudit.inputs import build_features
 from ticketaudit.tickets import load_dense, load_ticket
@@ -53,15 +53,13 @@ def main() -> None:
     predictions = predict_both(ModelRunner(dense.module, device=torch.device("cpu")),
                                ModelRunner(ticket.module, device=torch.device("cpu")), features, batch_size=4096)
     inputs = AnalysisInputs(labels, ("<=50K", ">50K"), predictions, groups, 0.95, 30, 1000, 0, 10)
-    dummies = pd.get_dummies(pd.DataFrame({c: sensitive_labels(frame, c) for c in ("sex", "race")}),
-                             dtype=float).to_numpy()
     settings = AttributionSettings(rows=args.rows, steps=args.steps)
     device = torch.device("cpu")
 
     def ours() -> None:
         analyse_attributions(inputs, dense=dense.module, ticket=ticket.module, features=features,
                              column_of_input=dense.preprocess.column_of_input, sensitive=["sex", "race"],
-                             sensitive_dummies=dummies, settings=settings, batch_size=args.batch_size, device=device)
+                             settings=settings, batch_size=args.batch_size, device=device)
 
     rows = stratified_sample(groups.stratum_of_row, groups.n_strata, rows=args.rows, seed=0)
     x = torch.as_tensor(features[rows], dtype=torch.float32)
@@ -92,7 +90,7 @@ def main() -> None:
         tracemalloc.start()
         analyse_attributions(inputs, dense=dense.module, ticket=ticket.module, features=features,
                              column_of_input=dense.preprocess.column_of_input, sensitive=["sex", "race"],
-                             sensitive_dummies=dummies, settings=small, batch_size=args.batch_size, device=device)
+                             settings=small, batch_size=args.batch_size, device=device)
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         print(f"peak traced memory, {n} rows: {peak / 2**20:.1f} MiB")

@@ -164,7 +164,7 @@ def test_attribution_settings_validate() -> None:
                               {"g": np.array(["a", "b"] * 10)})
     with pytest.raises(ta.InvalidInputError, match="proxy column 'zz'"):
         analyse_attributions(inputs, dense=_model(inputs=2), ticket=_model(inputs=2), features=_features(20, 2),
-                             column_of_input=["p", "q"], sensitive=["g"], sensitive_dummies=np.zeros((20, 1)),
+                             column_of_input=["p", "q"], sensitive=["g"],
                              settings=AttributionSettings(proxies=("zz",)), batch_size=8, device=CPU)
 
 

@@ -25,7 +25,7 @@ from .analyses.performance import PerformanceResult, analyse_performance
 from .analyses.predict import ModelRunner, predict_both, resolve_device
 from .checks import Check, evaluate_policy, insufficient_check
 from .config import ANALYSES, AuditConfig, Policy
-from .data import build_groups, load_table, sensitive_labels
+from .data import build_groups, load_table
 from .inputs import build_features, build_text_inputs, encode_target
 from .pruning.alternatives import AlternativesResult, PruneSettings, check_training_data, find_alternatives
 from .tickets import LoadedModel, load_dense, load_ticket
@@ -219,11 +219,9 @@ def audit(
         step("Attributing both models (Captum)", 0, 1)
         column_of_input = (dense_model.preprocess.column_of_input if dense_model.preprocess is not None
                            else list(feature_names))
-        dummies = pd.get_dummies(pd.DataFrame({c: sensitive_labels(frame, c) for c in sensitive_columns}),
-                                 dtype=float).to_numpy()
         attributions = analyse_attributions(
             inputs, dense=dense_model.module, ticket=ticket_model.module, features=matrix,
-            column_of_input=column_of_input, sensitive=sensitive_columns, sensitive_dummies=dummies,
+            column_of_input=column_of_input, sensitive=sensitive_columns,
             settings=attribution_settings, batch_size=batch_size, device=target_device)
         if not any(c in column_of_input for c in sensitive_columns):
             notes.append("No sensitive column is a model input, so reliance on sensitive columns is not defined; "

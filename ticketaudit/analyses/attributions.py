@@ -18,7 +18,8 @@ from scipy.stats import rankdata
 
 from .._validation import fail
 from . import stats
-from .base import AnalysisInputs, interval, number
+from ..data import Groups
+from .base import AnalysisInputs, AnalysisSettings, interval, number
 
 METHODS: dict[str, Any] = {
     "integrated-gradients": IntegratedGradients, "saliency": Saliency, "input-x-gradient": InputXGradient,
@@ -127,24 +128,97 @@ class AttributionResult:
                 "disagreements": list(self.disagreements)}
 
 
-def stratified_sample(stratum_of_row: np.ndarray, n_strata: int, *, rows: int, seed: int) -> np.ndarray:
-    """Sorted row indices: every stratum gets an equal floor share (all its rows if fewer), the rest
-    is split in proportion to size; reproducible by ``seed``."""
-    total = len(stratum_of_row)
-    if rows >= total:
-        return np.arange(total)
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
-    members = [np.flatnonzero(stratum_of_row == s) for s in range(n_strata)]
-    sizes = np.array([len(m) for m in members])
-    take = np.minimum(sizes, rows // (2 * n_strata))
+def sample_sizes(population: np.ndarray, rows: int) -> np.ndarray:
+    """Rows to sample per stratum: an equal floor share (all its rows if fewer), the rest split in
+    proportion to size (largest remainders first)."""
+    n_strata = len(population)
+    if rows >= population.sum():
+        return population.copy()
+    take = np.minimum(population, rows // (2 * n_strata))
     remaining = rows - take.sum()
-    spare = sizes - take
-    extra = np.floor(remaining * spare / max(spare.sum(), 1)).astype(int)
+    spare = population - take
+    extra = np.floor(remaining * spare / max(spare.sum(), 1)).astype(np.int64)
     for s in np.argsort(-(remaining * spare / max(spare.sum(), 1) - extra), kind="stable")[: remaining - extra.sum()]:
         extra[s] += 1
-    take = np.minimum(take + extra, sizes)
-    chosen = [rng.choice(m, size=k, replace=False) for m, k in zip(members, take) if k]
-    return np.sort(np.concatenate(chosen))
+    return np.minimum(take + extra, population)
+
+
+def row_keys(seed: int, rows: np.ndarray) -> np.ndarray:
+    """A pseudo-random uint64 per (seed, row id) (SplitMix64): the same for a row wherever it is read."""
+    with np.errstate(over="ignore"):
+        z = rows.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + np.uint64((seed * 0xBF58476D + 7) % 2**64)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+class RowSample:
+    """The stratified attribution sample, kept over batches and shards: in each stratum the ``take``
+    rows with the smallest ``row_keys(seed, row id)`` — so every shard keeps the rows it would alone,
+    and the merged sample does not depend on how the rows were split."""
+
+    def __init__(self, *, take: np.ndarray, seed: int, width: int) -> None:
+        self.take, self.seed = take, seed
+        self.rows = np.zeros(0, dtype=np.int64)
+        self.strata = np.zeros(0, dtype=np.int64)
+        self.features = np.zeros((0, width))
+        self.targets = np.zeros(0, dtype=np.int64)
+
+    def update(self, *, rows: np.ndarray, strata: np.ndarray, features: np.ndarray, targets: np.ndarray) -> None:
+        self._keep(np.concatenate([self.rows, rows]), np.concatenate([self.strata, strata]),
+                   np.concatenate([self.features, features]), np.concatenate([self.targets, targets]))
+
+    def merge(self, other: RowSample) -> RowSample:
+        self.update(rows=other.rows, strata=other.strata, features=other.features, targets=other.targets)
+        return self
+
+    def _keep(self, rows: np.ndarray, strata: np.ndarray, features: np.ndarray, targets: np.ndarray) -> None:
+        order = np.lexsort((rows, row_keys(self.seed, rows), strata))
+        rank = np.arange(len(order)) - np.searchsorted(strata[order], strata[order])
+        kept = order[rank < self.take[strata[order]]]
+        kept = kept[np.argsort(rows[kept], kind="stable")]
+        self.rows, self.strata, self.features, self.targets = rows[kept], strata[kept], features[kept], targets[kept]
+
+
+def stratified_sample(stratum_of_row: np.ndarray, n_strata: int, *, rows: int, seed: int) -> np.ndarray:
+    """Sorted row indices of the stratified sample of ``rows`` rows (see ``RowSample``)."""
+    sample = RowSample(take=sample_sizes(np.bincount(stratum_of_row, minlength=n_strata), rows), seed=seed, width=0)
+    everyone = np.arange(len(stratum_of_row))
+    sample.update(rows=everyone, strata=stratum_of_row, features=np.zeros((len(everyone), 0)), targets=everyone)
+    return sample.rows
+
+
+class ProxyMoments:
+    """Per-stratum sums of each model input and overall sums of squares: enough to correlate every
+    input with every sensitive group indicator, and mergeable across batches and shards."""
+
+    def __init__(self, *, n_strata: int, width: int) -> None:
+        self.count = np.zeros(n_strata)
+        self.sums = np.zeros((n_strata, width))
+        self.squares = np.zeros(width)
+
+    def update(self, features: np.ndarray, strata: np.ndarray) -> None:
+        self.count += np.bincount(strata, minlength=len(self.count))
+        np.add.at(self.sums, strata, features)
+        self.squares += (features * features).sum(axis=0)
+
+    def merge(self, other: ProxyMoments) -> ProxyMoments:
+        self.count += other.count
+        self.sums += other.sums
+        self.squares += other.squares
+        return self
+
+    def correlations(self, indicator_of_stratum: np.ndarray) -> np.ndarray:
+        """|Pearson r| (inputs, indicators); 0 where an input or an indicator is constant."""
+        n = self.count.sum()
+        mean = self.sums.sum(axis=0) / n
+        variance = np.maximum(self.squares / n - mean**2, 0.0)
+        share = (self.count @ indicator_of_stratum) / n
+        cross = (self.sums.T @ indicator_of_stratum) / n
+        scale = np.sqrt(variance[:, None] * (share * (1 - share))[None, :])
+        constant = (variance[:, None] <= 1e-12 * np.maximum(self.squares / n, 1e-300)[:, None]) | (scale == 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(constant, 0.0, np.abs(cross - mean[:, None] * share[None, :]) / np.where(constant, 1, scale))
 
 
 def attribute(module: torch.nn.Module, features: np.ndarray, targets: np.ndarray, *, method: str, steps: int,
@@ -227,14 +301,10 @@ def _share(magnitude: np.ndarray, columns: list[int]) -> np.ndarray:
         return np.where(total > 0, magnitude[:, columns].sum(1) / total, np.nan) if columns else np.full(len(total), np.nan)
 
 
-def auto_proxy_columns(features: np.ndarray, column_of_input: Sequence[str], sensitive_dummies: np.ndarray,
+def auto_proxy_columns(moments: ProxyMoments, column_of_input: Sequence[str], indicator_of_stratum: np.ndarray,
                        excluded: Sequence[str]) -> tuple[str, ...]:
     """Raw columns whose inputs correlate most (|r| >= 0.1) with any sensitive group indicator, top 3."""
-    def standardise(matrix: np.ndarray) -> np.ndarray:
-        std = matrix.std(0)
-        return np.where(std > 0, (matrix - matrix.mean(0)) / np.where(std > 0, std, 1.0), 0.0)
-
-    corr = np.abs(standardise(features).T @ standardise(sensitive_dummies)) / len(features)
+    corr = moments.correlations(indicator_of_stratum)
     best: dict[str, float] = {}
     for j, column in enumerate(column_of_input):
         if column in excluded:
@@ -244,20 +314,48 @@ def auto_proxy_columns(features: np.ndarray, column_of_input: Sequence[str], sen
     return tuple(c for _, c in reversed(ranked[-AUTO_PROXIES:]))
 
 
-def analyse_attributions(inputs: AnalysisInputs, *, dense: torch.nn.Module, ticket: torch.nn.Module,
-                         features: np.ndarray, column_of_input: Sequence[str], sensitive: Sequence[str],
-                         sensitive_dummies: np.ndarray, settings: AttributionSettings, batch_size: int,
-                         device: torch.device) -> AttributionResult:
-    """Attribute both models on a stratified sample and compare their explanations."""
+def group_indicators(groups: Groups) -> np.ndarray:
+    """(strata, marginal groups) 0/1: one indicator per value of each sensitive column."""
+    marginal = [g for g in groups.groups if g.attribute in groups.attributes]
+    matrix = np.zeros((groups.n_strata, len(marginal)))
+    for j, group in enumerate(marginal):
+        matrix[list(group.strata), j] = 1.0
+    return matrix
+
+
+def check_proxies(settings: AttributionSettings, column_of_input: Sequence[str]) -> None:
     columns = list(dict.fromkeys(column_of_input))
     for proxy in settings.proxies:
         if proxy not in columns:
             fail(f"proxy column '{proxy}' is not a model input. Model inputs: {', '.join(columns[:20])}.")
+
+
+def analyse_attributions(inputs: AnalysisInputs, *, dense: torch.nn.Module, ticket: torch.nn.Module,
+                         features: np.ndarray, column_of_input: Sequence[str], sensitive: Sequence[str],
+                         settings: AttributionSettings, batch_size: int, device: torch.device) -> AttributionResult:
+    """Attribute both models on a stratified sample and compare their explanations."""
+    check_proxies(settings, column_of_input)
     groups = inputs.groups
-    rows = stratified_sample(groups.stratum_of_row, groups.n_strata, rows=min(settings.rows, len(features)),
-                             seed=inputs.seed)
-    x = features[rows]
-    targets = inputs.labels[rows] if settings.target == "label" else inputs.predictions.pred_dense[rows]
+    population = np.bincount(groups.stratum_of_row, minlength=groups.n_strata)
+    sample = RowSample(take=sample_sizes(population, settings.rows), seed=inputs.seed, width=features.shape[1])
+    targets = inputs.labels if settings.target == "label" else inputs.predictions.pred_dense
+    sample.update(rows=np.arange(len(features)), strata=groups.stratum_of_row, features=features, targets=targets)
+    moments = ProxyMoments(n_strata=groups.n_strata, width=features.shape[1])
+    moments.update(features, groups.stratum_of_row)
+    return attributions_from_sample(inputs.settings, sample, moments, dense=dense, ticket=ticket,
+                                    column_of_input=column_of_input, sensitive=sensitive, settings=settings,
+                                    batch_size=batch_size, device=device)
+
+
+def attributions_from_sample(inputs: AnalysisSettings, sample: RowSample, moments: ProxyMoments, *,
+                             dense: torch.nn.Module, ticket: torch.nn.Module, column_of_input: Sequence[str],
+                             sensitive: Sequence[str], settings: AttributionSettings, batch_size: int,
+                             device: torch.device) -> AttributionResult:
+    """``analyse_attributions`` from a merged sample and moments: what chunked and sharded audits use."""
+    check_proxies(settings, column_of_input)
+    columns = list(dict.fromkeys(column_of_input))
+    groups = inputs.groups
+    rows, x, targets = sample.rows, sample.features, sample.targets
     baselines = np.zeros((1, x.shape[1]))
     if settings.method == "gradient-shap":
         pick = np.random.default_rng(inputs.seed).choice(len(x), size=min(20, len(x)), replace=False)
@@ -278,7 +376,7 @@ def analyse_attributions(inputs: AnalysisInputs, *, dense: torch.nn.Module, tick
             convergence[name] = delta
     magnitude = {m: np.abs(v) for m, v in raw.items()}
     sensitive_cols = [columns.index(c) for c in sensitive if c in columns]
-    auto = auto_proxy_columns(features, column_of_input, sensitive_dummies, [*settings.proxies, *sensitive])
+    auto = auto_proxy_columns(moments, column_of_input, group_indicators(groups), [*settings.proxies, *sensitive])
     proxy_names = tuple(dict.fromkeys((*settings.proxies, *auto)))
     proxy_cols = [columns.index(c) for c in proxy_names]
     per_row = {
@@ -289,11 +387,11 @@ def analyse_attributions(inputs: AnalysisInputs, *, dense: torch.nn.Module, tick
         "proxy_dense": _share(magnitude["dense"], proxy_cols),
         "proxy_ticket": _share(magnitude["ticket"], proxy_cols),
     }
-    sample_strata = groups.stratum_of_row[rows]
+    sample_strata = sample.strata
     weights = np.concatenate(list(stats.stratified_multinomial(
         np.ones(len(rows)), sample_strata, n_strata=groups.n_strata, n_boot=inputs.n_boot, seed=inputs.seed)))
     confidence = inputs.confidence
-    population = np.bincount(groups.stratum_of_row, minlength=groups.n_strata)
+    population = moments.count
     sampled = np.bincount(sample_strata, minlength=groups.n_strata)
     design = population[sample_strata] / sampled[sample_strata]  # small strata were over-sampled
 
@@ -352,6 +450,6 @@ def analyse_attributions(inputs: AnalysisInputs, *, dense: torch.nn.Module, tick
                               "top_ticket": list(top(magnitude["ticket"][i])[:3])})
     return AttributionResult(
         settings.method, settings.target, "zeros" if settings.method != "gradient-shap"
-        else "20 rows of the sample", settings.steps, settings.top_k, len(rows), len(features), tuple(sensitive),
+        else "20 rows of the sample", settings.steps, settings.top_k, len(rows), int(population.sum()), tuple(sensitive),
         settings.proxies, auto, convergence or None, tuple(feature_rows), overall, group_results,
         tuple(disagreements), sensitive_reps)

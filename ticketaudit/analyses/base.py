@@ -25,8 +25,22 @@ def interval(low: Any, high: Any) -> list[float | None]:
 
 
 @dataclass(frozen=True, eq=False)
+class AnalysisSettings:
+    """What every analysis needs besides the rows: classes, groups and the statistical settings."""
+
+    class_names: tuple[str, ...]
+    groups: Groups
+    confidence: float
+    min_group_size: int
+    n_boot: int
+    seed: int
+    ece_bins: int
+
+
+@dataclass(frozen=True, eq=False)
 class AnalysisInputs:
-    """What every analysis reads: labels, both models' predictions and the groups."""
+    """Per-row inputs of the analyses: labels, both models' predictions and the groups (every row in
+    memory; the sharded path feeds the same analyses from merged accumulators instead)."""
 
     labels: np.ndarray
     class_names: tuple[str, ...]
@@ -37,3 +51,8 @@ class AnalysisInputs:
     n_boot: int
     seed: int
     ece_bins: int
+
+    @property
+    def settings(self) -> AnalysisSettings:
+        return AnalysisSettings(self.class_names, self.groups, self.confidence, self.min_group_size, self.n_boot,
+                                self.seed, self.ece_bins)

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from . import stats
-from .base import AnalysisInputs, interval, number
+from .base import AnalysisInputs, AnalysisSettings, interval, number
+from .cells import CellTable, build_cells
 
 MAX_EXAMPLES = 10
 
@@ -48,46 +49,78 @@ class DisagreementResult:
                 "examples": list(self.examples)}
 
 
+class FlipExamples:
+    """The ``MAX_EXAMPLES`` flipped rows shown in the report, kept over batches and shards: flipped rows
+    where the ticket became wrong first, then the largest drop in the label's probability, then row id.
+    A total order on (row id, values), so any split of the rows keeps the same examples."""
+
+    FIELDS = ("ticket_right", "neg_change", "row", "stratum", "label", "dense", "ticket", "dense_p", "ticket_p")
+
+    def __init__(self) -> None:
+        self.table = np.zeros((0, len(self.FIELDS)))
+
+    def update(self, *, rows: np.ndarray, labels: np.ndarray, proba_dense: np.ndarray, proba_ticket: np.ndarray,
+               stratum: np.ndarray) -> None:
+        dense, ticket = np.argmax(proba_dense, 1), np.argmax(proba_ticket, 1)
+        flipped = np.flatnonzero(dense != ticket)
+        if not flipped.size:
+            return
+        idx, y = flipped, labels[flipped]
+        dense_p, ticket_p = proba_dense[idx, y], proba_ticket[idx, y]
+        batch = np.stack([(ticket[idx] == y).astype(float), -(dense_p - ticket_p), rows[idx].astype(float),
+                          stratum[idx], y, dense[idx], ticket[idx], dense_p, ticket_p], axis=1)
+        self._keep(np.concatenate([self.table, batch]))
+
+    def merge(self, other: FlipExamples) -> FlipExamples:
+        self._keep(np.concatenate([self.table, other.table]))
+        return self
+
+    def _keep(self, table: np.ndarray) -> None:
+        order = np.lexsort((table[:, 2], table[:, 1], table[:, 0]))
+        self.table = table[order[:MAX_EXAMPLES]]
+
+    def to_dicts(self, class_names: tuple[str, ...], strata_names: tuple[str, ...]) -> tuple[dict[str, Any], ...]:
+        out = []
+        for _, _, row, stratum, label, dense, ticket, dense_p, ticket_p in self.table:
+            out.append({"row": int(row), "group": strata_names[int(stratum)], "label": class_names[int(label)],
+                        "dense": class_names[int(dense)], "ticket": class_names[int(ticket)],
+                        "dense_p_label": number(round(float(dense_p), 6)),
+                        "ticket_p_label": number(round(float(ticket_p), 6))})
+        return tuple(out)
+
+
 def analyse_disagreement(inputs: AnalysisInputs) -> DisagreementResult:
     """Flip rates overall and per group, with Wilson intervals and over-representation."""
     preds = inputs.predictions
-    dense, ticket, labels = preds.pred_dense, preds.pred_ticket, inputs.labels
-    flips = dense != ticket
-    overall_rate = float(flips.mean())
+    cells = build_cells(labels=inputs.labels, proba_dense=preds.proba_dense, proba_ticket=preds.proba_ticket,
+                        stratum=inputs.groups.stratum_of_row, n_strata=inputs.groups.n_strata, bins=inputs.ece_bins)
+    examples = FlipExamples()
+    examples.update(rows=np.arange(len(inputs.labels)), labels=inputs.labels, proba_dense=preds.proba_dense,
+                    proba_ticket=preds.proba_ticket, stratum=inputs.groups.stratum_of_row)
+    return disagreement_from_cells(inputs.settings, cells, examples)
 
-    def rate(name: str, attribute: str, rows: np.ndarray) -> FlipRate:
-        n, k = int(rows.sum()), int(flips[rows].sum())
-        low, high = stats.wilson_interval(k, n, confidence=inputs.confidence)
+
+def disagreement_from_cells(settings: AnalysisSettings, cells: CellTable, examples: FlipExamples) -> DisagreementResult:
+    """``analyse_disagreement`` from merged cells and examples: what chunked and sharded audits use."""
+    parts = cells.decode()
+    flipped = parts["dense"] != parts["ticket"]
+    groups = settings.groups
+    per_stratum = np.bincount(parts["stratum"], weights=cells.counts, minlength=groups.n_strata)
+    flips_per_stratum = np.bincount(parts["stratum"], weights=cells.counts * flipped, minlength=groups.n_strata)
+    overall_rate = flips_per_stratum.sum() / per_stratum.sum()
+
+    def rate(name: str, attribute: str, strata: list[int]) -> FlipRate:
+        n, k = int(per_stratum[strata].sum()), int(flips_per_stratum[strata].sum())
+        low, high = stats.wilson_interval(k, n, confidence=settings.confidence)
         r = k / n
         over = r / overall_rate if overall_rate > 0 else float("nan")
-        return FlipRate(name, attribute, n, k, r, (float(low), float(high)), over, n < inputs.min_group_size)
+        return FlipRate(name, attribute, n, k, r, (float(low), float(high)), over, n < settings.min_group_size)
 
-    groups = inputs.groups
-    overall = rate("overall", "overall", np.ones(len(labels), bool))
-    per_group = tuple(rate(g.name, g.attribute, groups.rows(g)) for g in groups.groups)
-    n_flips = int(flips.sum())
-    dense_acc = float((dense[flips] == labels[flips]).mean()) if n_flips else float("nan")
-    ticket_acc = float((ticket[flips] == labels[flips]).mean()) if n_flips else float("nan")
-    return DisagreementResult(overall, per_group, dense_acc, ticket_acc, _examples(inputs, flips))
-
-
-def _examples(inputs: AnalysisInputs, flips: np.ndarray) -> tuple[dict[str, Any], ...]:
-    """Flipped rows where the ticket became wrong first, largest change in the label's probability first."""
-    preds, labels = inputs.predictions, inputs.labels
-    rows = np.flatnonzero(flips)
-    if not rows.size:
-        return ()
-    idx = np.arange(len(labels))
-    change = preds.proba_dense[idx, labels] - preds.proba_ticket[idx, labels]
-    ticket_wrong = preds.pred_ticket != labels
-    order = np.lexsort((rows, -change[rows], ~ticket_wrong[rows]))
-    names = inputs.class_names
-    strata = inputs.groups.strata_names
-    out = []
-    for row in rows[order][:MAX_EXAMPLES]:
-        out.append({"row": int(row), "group": strata[inputs.groups.stratum_of_row[row]],
-                    "label": names[labels[row]], "dense": names[preds.pred_dense[row]],
-                    "ticket": names[preds.pred_ticket[row]],
-                    "dense_p_label": number(round(float(preds.proba_dense[row, labels[row]]), 6)),
-                    "ticket_p_label": number(round(float(preds.proba_ticket[row, labels[row]]), 6))})
-    return tuple(out)
+    overall = rate("overall", "overall", list(range(groups.n_strata)))
+    per_group = tuple(rate(g.name, g.attribute, list(g.strata)) for g in groups.groups)
+    n_flips = int(flips_per_stratum.sum())
+    correct = {m: float((cells.counts * flipped * (parts[m] == parts["label"])).sum()) for m in ("dense", "ticket")}
+    dense_acc = correct["dense"] / n_flips if n_flips else float("nan")
+    ticket_acc = correct["ticket"] / n_flips if n_flips else float("nan")
+    return DisagreementResult(overall, per_group, dense_acc, ticket_acc,
+                              examples.to_dicts(settings.class_names, groups.strata_names))

@@ -16,7 +16,7 @@ from sklearn.metrics import accuracy_score, precision_score, recall_score
 
 from ..data import Group
 from . import stats
-from .base import AnalysisInputs, interval, number
+from .base import AnalysisInputs, AnalysisSettings, interval, number
 from .cells import MODELS, CellTable, build_cells, domain_size, metrics_from_sums, paired_specs
 
 MIN_RATE_DOMAIN = 10
@@ -149,20 +149,22 @@ class PerformanceResult:
                 "gaps": [g.to_dict() for g in self.gaps]}
 
 
-def _metricframe_values(inputs: AnalysisInputs) -> dict[str, dict[str, dict[str, float]]]:
+def _metricframe_values(settings: AnalysisSettings, cells: CellTable) -> dict[str, dict[str, dict[str, float]]]:
     """{model: {group name: {metric: value}}} from fairlearn MetricFrame, per attribute, plus overall.
 
     MetricFrame runs on the distinct (stratum, label, dense prediction, ticket prediction) cells with
     their row counts as ``sample_weight``: the same values as on the rows (counts are exact), at a
     cost independent of the row count.
     """
-    groups = inputs.groups
-    n_classes = len(inputs.class_names)
-    key = groups.stratum_of_row.astype(np.int64)
-    for part in (inputs.labels, inputs.predictions.pred_dense, inputs.predictions.pred_ticket):
-        key = key * n_classes + part
-    cells, weight = np.unique(key, return_counts=True)
-    ticket_pred, rest = cells % n_classes, cells // n_classes
+    groups = settings.groups
+    n_classes = len(settings.class_names)
+    parts = cells.decode()
+    key = parts["stratum"]
+    for name in ("label", "dense", "ticket"):
+        key = key * n_classes + parts[name]
+    merged, position = np.unique(key, return_inverse=True)
+    weight = np.bincount(position, weights=cells.counts).astype(np.int64)
+    ticket_pred, rest = merged % n_classes, merged // n_classes
     dense_pred, rest = rest % n_classes, rest // n_classes
     labels, stratum = rest % n_classes, rest // n_classes
     preds = {"dense": dense_pred, "ticket": ticket_pred}
@@ -198,7 +200,7 @@ def _membership(groups: tuple[Group, ...], n_strata: int) -> np.ndarray:
     return matrix
 
 
-def _bootstrap_metrics(inputs: AnalysisInputs, cells: CellTable, membership: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+def _bootstrap_metrics(inputs: AnalysisSettings, cells: CellTable, membership: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
     """{model: {metric: (n_boot, groups + 1)}} from the stratified multinomial bootstrap."""
     n_strata = inputs.groups.n_strata
     chunks: dict[str, dict[str, list[np.ndarray]]] = {m: {} for m in MODELS}
@@ -218,17 +220,23 @@ def analyse_performance(inputs: AnalysisInputs, *, point_estimates: str = "fairl
     ``point_estimates="counts"`` takes the point estimates from the sufficient statistics instead of
     fairlearn's MetricFrame (equal by test, much faster): for simulations that run thousands of audits.
     """
+    cells = build_cells(labels=inputs.labels, proba_dense=inputs.predictions.proba_dense,
+                        proba_ticket=inputs.predictions.proba_ticket, stratum=inputs.groups.stratum_of_row,
+                        n_strata=inputs.groups.n_strata, bins=inputs.ece_bins)
+    return performance_from_cells(inputs.settings, cells, point_estimates=point_estimates)
+
+
+def performance_from_cells(inputs: AnalysisSettings, cells: CellTable, *,
+                           point_estimates: str = "fairlearn") -> PerformanceResult:
+    """``analyse_performance`` from the cells alone: what chunked and sharded audits merge."""
     groups = inputs.groups
     n_classes = len(inputs.class_names)
-    cells = build_cells(labels=inputs.labels, proba_dense=inputs.predictions.proba_dense,
-                        proba_ticket=inputs.predictions.proba_ticket, stratum=groups.stratum_of_row,
-                        n_strata=groups.n_strata, bins=inputs.ece_bins)
     layout = cells.layout
     membership = _membership(groups.groups, groups.n_strata)
     observed = membership @ cells.stratum_sums(cells.counts, groups.n_strata)  # (G+1, q)
     observed_metrics = {m: metrics_from_sums(observed, layout, m) for m in MODELS}
     boot = _bootstrap_metrics(inputs, cells, membership)
-    frame_values = (_metricframe_values(inputs) if point_estimates == "fairlearn"
+    frame_values = (_metricframe_values(inputs, cells) if point_estimates == "fairlearn"
                     else {m: {name: {} for name in [g.name for g in groups.groups] + ["overall"]} for m in MODELS})
     specs = {spec.name: spec for spec in paired_specs(n_classes)}
     confidence = inputs.confidence
@@ -346,7 +354,7 @@ def _spread(replicates: np.ndarray) -> np.ndarray:
         return np.nanmax(replicates, 1) - np.nanmin(replicates, 1)
 
 
-def _gaps(results: list[GroupMetrics], boot: dict[str, dict[str, np.ndarray]], inputs: AnalysisInputs,
+def _gaps(results: list[GroupMetrics], boot: dict[str, dict[str, np.ndarray]], inputs: AnalysisSettings,
           n_classes: int) -> tuple[Gap, ...]:
     gaps = []
     metrics = GAP_METRICS[2] if n_classes == 2 else GAP_METRICS["multi"]
