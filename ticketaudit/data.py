@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -146,13 +147,16 @@ class Groups:
     """Rows partitioned into strata (the finest, intersectional cells) and the groups built from them.
 
     Every group is a union of strata, so a stratified bootstrap over strata serves every group,
-    and the whole data (``overall``) at once.
+    and the whole data (``overall``) at once. ``stratum_of_row`` is empty where the rows are
+    streamed rather than held (``stratum_of`` maps any batch of rows).
     """
 
     attributes: tuple[str, ...]
     strata_names: tuple[str, ...]
     stratum_of_row: np.ndarray
     groups: tuple[Group, ...]
+    strata_values: tuple[tuple[str, ...], ...] = ()
+    """Per stratum, the value of each sensitive column (as ``sensitive_labels`` gives it)."""
 
     @property
     def n_strata(self) -> int:
@@ -161,10 +165,56 @@ class Groups:
     def rows(self, group: Group) -> np.ndarray:
         return np.isin(self.stratum_of_row, np.asarray(group.strata))
 
+    def stratum_of(self, frame: pd.DataFrame) -> np.ndarray:
+        """The stratum of each row of ``frame`` (-1 for a combination of values no stratum has)."""
+        keys = pd.DataFrame({c: sensitive_labels(frame, c) for c in self.attributes})
+        index = pd.MultiIndex.from_tuples(self.strata_values, names=self.attributes) if len(self.attributes) > 1 \
+            else pd.Index([v[0] for v in self.strata_values])
+        lookup = keys.set_index(list(self.attributes)).index if len(self.attributes) > 1 \
+            else pd.Index(keys[self.attributes[0]])
+        return index.get_indexer(lookup).astype(np.int64)
+
 
 def sensitive_labels(frame: pd.DataFrame, column: str) -> np.ndarray:
     """String labels of a sensitive column; missing values become ``<missing>``."""
     return column_text(frame[column])
+
+
+def distinct_strata(frame: pd.DataFrame, sensitive: list[str]) -> pd.DataFrame:
+    """The distinct combinations of sensitive labels in ``frame`` (one row each)."""
+    check_columns("sensitive", sensitive, list(frame.columns))
+    keys = pd.DataFrame({c: sensitive_labels(frame, c) for c in sensitive})
+    return keys.drop_duplicates().reset_index(drop=True)
+
+
+def groups_from_strata(strata: pd.DataFrame, sensitive: list[str]) -> Groups:
+    """Groups from the distinct sensitive combinations of all rows (any order, duplicates allowed):
+    intersectional strata, then each column's marginal groups."""
+    if not sensitive:
+        fail("give at least one sensitive column (--sensitive COL[,COL...]).")
+    if len(set(sensitive)) != len(sensitive):
+        fail("a sensitive column is listed twice in --sensitive.")
+    for column in sensitive:
+        distinct = pd.unique(strata[column])
+        if len(distinct) < 2:
+            what = "only missing values" if distinct[0] == MISSING else f"a single value ({distinct[0]!r})"
+            fail(f"sensitive column '{column}' has {what}; there are no groups to compare. Choose another column.")
+        if len(distinct) > MAX_VALUES_PER_SENSITIVE_COLUMN:
+            fail(f"sensitive column '{column}' has {len(distinct)} distinct values (limit "
+                 f"{MAX_VALUES_PER_SENSITIVE_COLUMN}); it looks like an identifier or a continuous value. "
+                 "Bin it into groups first.")
+    strata_frame = strata[sensitive].drop_duplicates().sort_values(sensitive, kind="stable").reset_index(drop=True)
+    strata_names = tuple("|".join(f"{c}={row[c]}" for c in sensitive) for _, row in strata_frame.iterrows())
+    groups: list[Group] = []
+    for column in sensitive:
+        for value in sorted(pd.unique(strata_frame[column])):
+            members = tuple(int(i) for i in np.flatnonzero(strata_frame[column].to_numpy() == value))
+            groups.append(Group(f"{column}={value}", column, members))
+    if len(sensitive) > 1:
+        attribute = "|".join(sensitive)
+        groups += [Group(name, attribute, (i,)) for i, name in enumerate(strata_names)]
+    values = tuple(tuple(str(v) for v in row) for row in strata_frame.itertuples(index=False))
+    return Groups(tuple(sensitive), strata_names, np.zeros(0, dtype=np.int64), tuple(groups), values)
 
 
 def build_groups(frame: pd.DataFrame, sensitive: list[str]) -> Groups:
@@ -173,31 +223,5 @@ def build_groups(frame: pd.DataFrame, sensitive: list[str]) -> Groups:
         fail("give at least one sensitive column (--sensitive COL[,COL...]).")
     if len(set(sensitive)) != len(sensitive):
         fail("a sensitive column is listed twice in --sensitive.")
-    check_columns("sensitive", sensitive, list(frame.columns))
-    per_column = {}
-    for column in sensitive:
-        labels = sensitive_labels(frame, column)
-        distinct = pd.unique(labels)
-        if len(distinct) < 2:
-            what = "only missing values" if distinct[0] == MISSING else f"a single value ({distinct[0]!r})"
-            fail(f"sensitive column '{column}' has {what}; there are no groups to compare. Choose another column.")
-        if len(distinct) > MAX_VALUES_PER_SENSITIVE_COLUMN:
-            fail(f"sensitive column '{column}' has {len(distinct)} distinct values (limit "
-                 f"{MAX_VALUES_PER_SENSITIVE_COLUMN}); it looks like an identifier or a continuous value. "
-                 "Bin it into groups first.")
-        per_column[column] = labels
-    keys = pd.DataFrame({c: per_column[c] for c in sensitive})
-    strata_frame = keys.drop_duplicates().sort_values(sensitive, kind="stable").reset_index(drop=True)
-    strata_names = tuple("|".join(f"{c}={row[c]}" for c in sensitive) for _, row in strata_frame.iterrows())
-    index = pd.MultiIndex.from_frame(strata_frame) if len(sensitive) > 1 else pd.Index(strata_frame[sensitive[0]])
-    lookup = keys.set_index(sensitive).index if len(sensitive) > 1 else pd.Index(keys[sensitive[0]])
-    stratum_of_row = index.get_indexer(lookup).astype(np.int64)
-    groups: list[Group] = []
-    for column in sensitive:
-        for value in sorted(pd.unique(strata_frame[column])):
-            strata = tuple(int(i) for i in np.flatnonzero(strata_frame[column].to_numpy() == value))
-            groups.append(Group(f"{column}={value}", column, strata))
-    if len(sensitive) > 1:
-        attribute = "|".join(sensitive)
-        groups += [Group(name, attribute, (i,)) for i, name in enumerate(strata_names)]
-    return Groups(tuple(sensitive), strata_names, stratum_of_row, tuple(groups))
+    groups = groups_from_strata(distinct_strata(frame, sensitive), sensitive)
+    return dataclasses.replace(groups, stratum_of_row=groups.stratum_of(frame))

@@ -22,7 +22,7 @@ from .._validation import fail
 from ..tickets.mask import Mask
 from . import stats
 from .attention_capture import AttentionRecorder, LayerAttention
-from .base import AnalysisInputs, interval, number
+from .base import AnalysisInputs, AnalysisSettings, interval, number
 from .predict import Features
 from .streaming import BootstrapSums
 
@@ -228,29 +228,46 @@ def pruned_heads(module: nn.Module, mask: Mask, *, source: str, layer_names: lis
     return result
 
 
+class AttentionStream:
+    """Both models' attention, reduced per batch to per-row dense entropy, ticket entropy and JS
+    divergence per head, folded into per-stratum Poisson-bootstrap sums (mergeable across shards)."""
+
+    def __init__(self, dense: AttentionRecorder, ticket: AttentionRecorder, *, probe: Features, n_strata: int,
+                 n_boot: int, seed: int, batch_size: int) -> None:
+        self.dense, self.ticket = dense, ticket
+        layers = dense.record(probe[:1])
+        self.heads_per_layer = [int(layer.probs.shape[1]) for layer in layers]
+        if not self.heads_per_layer:
+            fail("the model returned no attention probabilities (its layers do not report them); leave attention "
+                 "out of --analyses.")
+        per_row = sum(2 * layer.probs[0].numel() * 8 for layer in layers)  # both models' maps, float64
+        self.step = max(1, min(batch_size, MEMORY_BUDGET_BYTES // per_row))
+        self.sums = BootstrapSums(n_strata=n_strata, width=3 * sum(self.heads_per_layer), n_boot=n_boot, seed=seed,
+                                  stream=ATTENTION_STREAM)
+
+    def update(self, features: Features, strata: np.ndarray, rows: np.ndarray,
+               progress: Callable[[int], None] | None = None) -> None:
+        """Add rows (ids ``rows``, ascending) in batches that fit the memory budget."""
+        for start in range(0, len(features), self.step):
+            batch = features[start:start + self.step]
+            compared = [compare_layer(a, b) for a, b in zip(self.dense.record(batch), self.ticket.record(batch))]
+            values = [torch.cat([layer[k] for layer in compared], dim=1) for k in range(3)]
+            # Rounded to float32 like the predictions: the last bits of float64 attention vary with the batch size.
+            row_values = torch.cat(values, dim=1).to("cpu", torch.float32).to(torch.float64).numpy()
+            end = start + len(batch)
+            self.sums.update(row_values, strata[start:end], rows[start:end])
+            if progress is not None:
+                progress(len(batch))
+
+
 def stream_attention(dense: AttentionRecorder, ticket: AttentionRecorder, features: Features, *,
                      strata: np.ndarray, n_strata: int, n_boot: int, seed: int, batch_size: int,
                      progress: Callable[[int], None] | None = None) -> tuple[BootstrapSums, list[int]]:
-    """One pass of both models; per row and head: dense entropy, ticket entropy, JS divergence."""
-    probe = dense.record(features[:1])
-    heads_per_layer = [int(layer.probs.shape[1]) for layer in probe]
-    if not heads_per_layer:
-        fail("the model returned no attention probabilities (its layers do not report them); leave attention out "
-             "of --analyses.")
-    per_row = sum(2 * layer.probs[0].numel() * 8 for layer in probe)  # both models' maps, float64
-    step = max(1, min(batch_size, MEMORY_BUDGET_BYTES // per_row))
-    total_heads = sum(heads_per_layer)
-    sums = BootstrapSums(n_strata=n_strata, width=3 * total_heads, n_boot=n_boot, seed=seed, stream=ATTENTION_STREAM)
-    for start in range(0, len(features), step):
-        batch = features[start:start + step]
-        compared = [compare_layer(a, b) for a, b in zip(dense.record(batch), ticket.record(batch))]
-        values = [torch.cat([layer[k] for layer in compared], dim=1) for k in range(3)]
-        # Rounded to float32 like the predictions: the last bits of float64 attention vary with the batch size.
-        row_values = torch.cat(values, dim=1).to("cpu", torch.float32).to(torch.float64).numpy()
-        sums.update(row_values, strata[start:start + len(batch)], np.arange(start, start + len(batch)))
-        if progress is not None:
-            progress(len(batch))
-    return sums.finish(), heads_per_layer
+    """One pass of both models over every row; per row and head: dense entropy, ticket entropy, JS divergence."""
+    stream = AttentionStream(dense, ticket, probe=features, n_strata=n_strata, n_boot=n_boot, seed=seed,
+                             batch_size=batch_size)
+    stream.update(features, strata, np.arange(len(features)), progress)
+    return stream.sums.finish(), stream.heads_per_layer
 
 
 def _estimate(value: float, replicates: np.ndarray, confidence: float, *, test: bool) -> Estimate:
@@ -259,7 +276,7 @@ def _estimate(value: float, replicates: np.ndarray, confidence: float, *, test: 
     return Estimate(float(value), (float(low), float(high)), p)
 
 
-def summarise_attention(sums: BootstrapSums, inputs: AnalysisInputs, *, source: str, layer_names: list[str],
+def summarise_attention(sums: BootstrapSums, inputs: AnalysisSettings, *, source: str, layer_names: list[str],
                         heads_per_layer: list[int], pruned: list[list[bool]]) -> AttentionResult:
     """Point estimates, bootstrap intervals, head significance (Holm) and group interactions."""
     total = sum(heads_per_layer)
@@ -350,10 +367,15 @@ def analyse_attention(inputs: AnalysisInputs, *, dense: nn.Module, ticket: nn.Mo
         dense_recorder, ticket_recorder, features, strata=inputs.groups.stratum_of_row,
         n_strata=inputs.groups.n_strata, n_boot=inputs.n_boot, seed=inputs.seed, batch_size=batch_size,
         progress=progress)
-    names = dense_recorder.layer_names
-    if len(names) != len(heads_per_layer):
-        names = [f"layer {i}" for i in range(len(heads_per_layer))]
-    pruned = pruned_heads(ticket, ticket_mask, source=dense_recorder.kind, layer_names=names,
-                          heads_per_layer=heads_per_layer)
-    return summarise_attention(sums, inputs, source=dense_recorder.kind, layer_names=names,
-                               heads_per_layer=heads_per_layer, pruned=pruned)
+    return attention_from_sums(inputs.settings, sums, ticket=ticket, ticket_mask=ticket_mask, source=dense_recorder.kind,
+                               recorded_names=dense_recorder.layer_names, heads_per_layer=heads_per_layer)
+
+
+def attention_from_sums(settings: AnalysisSettings, sums: BootstrapSums, *, ticket: nn.Module, ticket_mask: Mask,
+                        source: str, recorded_names: list[str], heads_per_layer: list[int]) -> AttentionResult:
+    """``analyse_attention`` from merged sums: what chunked and sharded audits use."""
+    names = recorded_names if len(recorded_names) == len(heads_per_layer) else [
+        f"layer {i}" for i in range(len(heads_per_layer))]
+    pruned = pruned_heads(ticket, ticket_mask, source=source, layer_names=names, heads_per_layer=heads_per_layer)
+    return summarise_attention(sums, settings, source=source, layer_names=names, heads_per_layer=heads_per_layer,
+                               pruned=pruned)
