@@ -272,7 +272,7 @@ def test_internal_error_is_exit_3_without_partial_files(report_args: list[str], 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(audit_module, "analyse_performance", broken)
+    monkeypatch.setattr(audit_module, "performance_from_cells", broken)
     run = run_cli(report_args)
     assert run.code == 3 and "internal error" in run.stderr and "bug" in run.stderr
     assert "Traceback" not in run.stderr

@@ -14,19 +14,21 @@ import pandas as pd
 from torch import nn
 
 from . import __version__
-from ._validation import as_list, fail
-from .analyses.attention import AttentionResult, analyse_attention
+from ._validation import as_list, check_int, fail
+from .analyses.attention import AttentionResult, attention_from_sums
 from .analyses.attention_capture import attention_source
-from .analyses.attributions import AttributionResult, AttributionSettings, analyse_attributions
-from .analyses.base import AnalysisInputs
+from .analyses.attributions import AttributionResult, AttributionSettings, attributions_from_sample, sample_sizes
+from .analyses.base import AnalysisSettings
 from .analyses.compression import CompressionResult, analyse_compression
-from .analyses.disagreement import DisagreementResult, analyse_disagreement
-from .analyses.performance import PerformanceResult, analyse_performance
-from .analyses.predict import ModelRunner, predict_both, resolve_device
+from .analyses.disagreement import DisagreementResult, disagreement_from_cells
+from .analyses.performance import PerformanceResult, performance_from_cells
+from .analyses.predict import ModelRunner, resolve_device
 from .checks import Check, evaluate_policy, insufficient_check
 from .config import ANALYSES, AuditConfig, Policy
-from .data import build_groups, load_table
-from .inputs import build_features, build_text_inputs, encode_target
+from .data import load_table
+from .engine.rows import open_rows, run_shards
+from .engine.shard import AuditPlan
+from .inputs import build_features, build_text_inputs, check_classes, encode_target
 from .pruning.alternatives import AlternativesResult, PruneSettings, check_training_data, find_alternatives
 from .tickets import LoadedModel, load_dense, load_ticket
 from .tickets.huggingface import is_huggingface_module
@@ -128,6 +130,10 @@ def audit(
     proxies: str | Sequence[str] | None = None,
     alternatives: bool | PruneSettings = False,
     train_data: pd.DataFrame | str | Path | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
+    num_workers: int = 2,
+    gpus_per_worker: float = 0.0,
     progress: Progress | None = None,
 ) -> AuditResult:
     """Audit ``ticket`` (or ``dense`` x ``mask``) against ``dense`` on ``data``, per group of ``sensitive``.
@@ -138,6 +144,9 @@ def audit(
     (``tokenizer`` gives its tokenizer when ``dense`` is a module rather than a directory).
     ``alternatives`` (True or ``PruneSettings``) adds fairness-aware pruning alternatives at the ticket's
     per-layer densities, chosen on ``train_data`` or, without it, on a calibration half of ``data``.
+    ``engine="ray"`` audits ``data`` (Parquet/CSV files, a directory or a glob) on ``num_workers`` Ray
+    workers (joining the cluster at ``ray_address``, else starting Ray here) with the same result as
+    ``engine="local"``, which reads Parquet, directories and globs fragment by fragment in this process.
     """
     policy = policy or Policy()
     if confidence is not None:
@@ -154,6 +163,9 @@ def audit(
         method=attribution_method, target=attribution_target,  # type: ignore[arg-type]
         rows=attribution_rows if attribution_rows is not None else 2000, proxies=tuple(as_list(proxies) or ()))
     target_device = resolve_device(device)
+    check_int("--num-workers", num_workers, low=1, high=10_000)
+    if not 0 <= gpus_per_worker <= 64:
+        fail(f"--gpus-per-worker must be in [0, 64], got {gpus_per_worker}.")
     step = progress or (lambda *_: None)
 
     step("Loading models", 0, 1)
@@ -171,73 +183,78 @@ def audit(
             fail("--alternatives works on tabular models; this is a text model.")
         prune_settings = alternatives if isinstance(alternatives, PruneSettings) else PruneSettings()
     step("Loading data", 0, 1)
-    table = load_table(data, split=split, max_rows=max_rows)
-    frame = table.frame
-    train_frame = None
-    if prune_settings is not None:  # before any model runs: a bad training table fails fast
-        train_frame = load_table(train_data).frame if train_data is not None else None
-        check_training_data(prune_settings, frame=frame, train_frame=train_frame)
-    if "attributions" in chosen and attribution_rows is not None and attribution_rows > len(frame):
-        fail(f"--attribution-rows {attribution_rows} is more than the {len(frame)} rows of the data. "
-             "Ask for fewer rows (or leave it out: 2,000 or all rows, whichever is smaller).")
     if target in sensitive_columns:
         fail(f"the target column '{target}' cannot also be a sensitive column.")
-    groups = build_groups(frame, sensitive_columns)
+    rows = open_rows(data, engine=engine, split=split, max_rows=max_rows, sensitive=sensitive_columns,
+                      in_memory=is_text or prune_settings is not None)
+    train_frame = None
+    if prune_settings is not None:  # before any model runs: a bad training table fails fast
+        assert rows.frame is not None
+        train_frame = load_table(train_data).frame if train_data is not None else None
+        check_training_data(prune_settings, frame=rows.frame, train_frame=train_frame)
+    if "attributions" in chosen and attribution_rows is not None and attribution_rows > rows.total:
+        fail(f"--attribution-rows {attribution_rows} is more than the {rows.total} rows of the data. "
+             "Ask for fewer rows (or leave it out: 2,000 or all rows, whichever is smaller).")
+    groups = rows.groups
     if is_text:
         assert text is not None
         if text in sensitive_columns or text == target:
             fail(f"the text column '{text}' cannot also be the target or a sensitive column.")
-        matrix = build_text_inputs(frame, column=text, tokenizer=dense_model.tokenizer,
-                                   max_length=getattr(dense_model.tokenizer, "model_max_length", None))
+        probe: Any = build_text_inputs(rows.probe, column=text, tokenizer=dense_model.tokenizer,
+                                       max_length=getattr(dense_model.tokenizer, "model_max_length", None))
         feature_names: tuple[str, ...] = (text,)
     else:
-        matrix, feature_names = build_features(frame, target=target, features=as_list(features),
-                                               preprocess=dense_model.preprocess)
-    dense_runner = ModelRunner(dense_model.module, device=target_device)
-    labels, class_names = encode_target(frame, target, n_outputs=dense_runner.output_width(matrix),
-                                        labels=dense_model.labels)
-
-    total = 2 * len(matrix)
+        probe, feature_names = build_features(rows.probe, target=target, features=as_list(features),
+                                              preprocess=dense_model.preprocess)
+    n_outputs = ModelRunner(dense_model.module, device=target_device).output_width(probe)
+    _, class_names = encode_target(rows.probe, target, n_outputs=n_outputs, labels=dense_model.labels,
+                                   require_every_class=False)
+    population = rows.population
+    plan = AuditPlan(
+        dense_model.module, ticket_model.module, target, as_list(features), dense_model.preprocess, text,
+        dense_model.tokenizer, dense_model.labels, n_outputs, groups, chosen, n_boot, seed, config.ece_bins,
+        batch_size, str(target_device), 0 if is_text else int(probe.shape[1]),
+        sample_sizes(population, attribution_settings.rows) if "attributions" in chosen else None,
+        attribution_settings.target)
     done = 0
 
-    def advance(rows: int) -> None:
+    def advance(count: int) -> None:
         nonlocal done
-        done += rows
-        step("Predicting with both models", done, total)
+        done += count
+        step("Running both models", done, 2 * rows.total)
 
-    ticket_runner = ModelRunner(ticket_model.module, device=target_device)
-    predictions = predict_both(dense_runner, ticket_runner, matrix, batch_size=batch_size, progress=advance)
-    inputs = AnalysisInputs(labels, class_names, predictions, groups, policy.confidence, policy.min_group_size,
-                            n_boot, seed, config.ece_bins)
+    state = run_shards(plan, rows, engine=engine, split=split, ray_address=ray_address, num_workers=num_workers,
+                        gpus_per_worker=gpus_per_worker, progress=advance)
+    cells = state.cells.table()
+    class_counts = np.array([cells.layout.column(cells.sums, f"support:{k}").sum() for k in range(len(class_names))])
+    check_classes(class_counts, class_names, target=target)
+    settings = AnalysisSettings(class_names, groups, policy.confidence, policy.min_group_size, n_boot, seed,
+                                config.ece_bins)
     notes: list[str] = []
     step("Measuring groups and bootstrapping", 0, 1)
-    performance = analyse_performance(inputs)
-    disagreement = analyse_disagreement(inputs) if "disagreement" in chosen else None
+    performance = performance_from_cells(settings, cells)
+    disagreement = disagreement_from_cells(settings, cells, state.examples) if "disagreement" in chosen else None
     compression = analyse_compression(ticket_model.mask, ticket_model.module) if "compression" in chosen else None
     attributions = None
     if "attributions" in chosen:
         step("Attributing both models (Captum)", 0, 1)
         column_of_input = (dense_model.preprocess.column_of_input if dense_model.preprocess is not None
                            else list(feature_names))
-        attributions = analyse_attributions(
-            inputs, dense=dense_model.module, ticket=ticket_model.module, features=matrix,
-            column_of_input=column_of_input, sensitive=sensitive_columns,
-            settings=attribution_settings, batch_size=batch_size, device=target_device)
+        assert state.sample is not None and state.moments is not None
+        attributions = attributions_from_sample(
+            settings, state.sample, state.moments, dense=dense_model.module, ticket=ticket_model.module,
+            column_of_input=column_of_input, sensitive=sensitive_columns, settings=attribution_settings,
+            batch_size=batch_size, device=target_device)
         if not any(c in column_of_input for c in sensitive_columns):
             notes.append("No sensitive column is a model input, so reliance on sensitive columns is not defined; "
                          "the attribution section reports proxies instead.")
     attention = None
     if "attention" in chosen:
-        attended = 0
-
-        def attention_progress(rows: int) -> None:
-            nonlocal attended
-            attended += rows
-            step("Attention entropy of both models", attended, len(matrix))
-
-        attention = analyse_attention(inputs, dense=dense_runner.module, ticket=ticket_runner.module,
-                                      ticket_mask=ticket_model.mask, features=matrix, device=target_device,
-                                      batch_size=batch_size, progress=attention_progress)
+        found = attention_source(dense_model.module)
+        assert found is not None and state.attention is not None and state.heads_per_layer is not None
+        attention = attention_from_sums(settings, state.attention, ticket=ticket_model.module,
+                                        ticket_mask=ticket_model.mask, source=found[0], recorded_names=found[1],
+                                        heads_per_layer=state.heads_per_layer)
         if attention.pruned_heads:
             notes.append(f"The ticket pruned {attention.pruned_heads} attention head(s) entirely; they are reported "
                          "as pruned, not as entropy 0.")
@@ -254,22 +271,22 @@ def audit(
     if prune_settings is not None:
         step("Pruning alternatives at the same sparsity", 0, 1)
         alternative_result = find_alternatives(
-            dense_model, frame=frame, target=target, sensitive=sensitive_columns, features=as_list(features),
+            dense_model, frame=rows.frame, target=target, sensitive=sensitive_columns, features=as_list(features),
             settings=prune_settings, policy=policy, seed=seed, n_boot=n_boot, train_frame=train_frame,
             audited=ticket_model, batch_size=batch_size, explicit_methods=False)
     verdict = "pass" if all(c.passed for c in checks) else "fail"
-    counts = np.bincount(labels, minlength=len(class_names))
     data_info = {
-        "rows": int(len(frame)), "sha256": table.sha256, "target": target, "sensitive": sensitive_columns,
+        "rows": int(rows.total), "sha256": rows.sha256, "target": target, "sensitive": sensitive_columns,
         "features": list(feature_names), "classes": list(class_names),
-        "class_counts": {name: int(c) for name, c in zip(class_names, counts)},
+        "class_counts": {name: int(c) for name, c in zip(class_names, class_counts)},
         "split": split, "groups": [g.name for g in groups.groups],
     }
     step("Done", 1, 1)
     return AuditResult(verdict, checks, dense_model, ticket_model, data_info, policy, config, performance,
                        disagreement, compression, attributions, attention, alternative_result, tuple(notes), created,
                        provenance={"dense_source": dense_model.source, "ticket_source": ticket_model.source,
-                                   "data_source": table.source, "batch_size": batch_size, "device": device})
+                                   "data_source": rows.source, "batch_size": batch_size, "device": device,
+                                   "engine": engine})
 
 
 def _check_text_model(dense: LoadedModel, *, text: str | None, features: str | Sequence[str] | None) -> bool:

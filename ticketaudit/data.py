@@ -180,11 +180,12 @@ def sensitive_labels(frame: pd.DataFrame, column: str) -> np.ndarray:
     return column_text(frame[column])
 
 
-def distinct_strata(frame: pd.DataFrame, sensitive: list[str]) -> pd.DataFrame:
-    """The distinct combinations of sensitive labels in ``frame`` (one row each)."""
+def distinct_strata(frame: pd.DataFrame, sensitive: list[str], *, keep_duplicates: bool = False) -> pd.DataFrame:
+    """The distinct combinations of sensitive labels in ``frame`` (one row each; every row's with
+    ``keep_duplicates``)."""
     check_columns("sensitive", sensitive, list(frame.columns))
     keys = pd.DataFrame({c: sensitive_labels(frame, c) for c in sensitive})
-    return keys.drop_duplicates().reset_index(drop=True)
+    return keys if keep_duplicates else keys.drop_duplicates().reset_index(drop=True)
 
 
 def groups_from_strata(strata: pd.DataFrame, sensitive: list[str]) -> Groups:

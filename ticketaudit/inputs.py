@@ -25,8 +25,10 @@ class ModelInputs:
         return len(self.class_names)
 
 
-def encode_target(frame: pd.DataFrame, target: str, *, n_outputs: int, labels: tuple[str, ...] | None) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Map the target column to class indices using the model's label list (or 0..K-1)."""
+def encode_target(frame: pd.DataFrame, target: str, *, n_outputs: int, labels: tuple[str, ...] | None,
+                  require_every_class: bool = True) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Map the target column to class indices using the model's label list (or 0..K-1).
+    ``require_every_class=False`` for a part of the table (checked on the whole by ``check_classes``)."""
     check_columns("target", [target], list(frame.columns))
     column = frame[target]
     if column.isna().any():
@@ -54,10 +56,17 @@ def encode_target(frame: pd.DataFrame, target: str, *, n_outputs: int, labels: t
             fail(f"target value {bad} in column '{target}' is not a label the model can output "
                  f"(it has {n_classes} classes: 0..{n_classes - 1}).")
         class_names = tuple(str(i) for i in range(n_classes))
-    if len(np.unique(codes)) < 2:
-        fail(f"target column '{target}' has a single class ({class_names[codes[0]]!r}); subgroup rates "
-             "such as TPR and FPR need both. Audit on data with every class present.")
+    if require_every_class:
+        check_classes(np.bincount(codes, minlength=n_classes), tuple(class_names), target=target)
     return codes, tuple(class_names)
+
+
+def check_classes(counts: np.ndarray, class_names: tuple[str, ...], *, target: str) -> None:
+    """Subgroup rates need at least two classes present in the audit rows."""
+    present = np.flatnonzero(counts)
+    if len(present) < 2:
+        fail(f"target column '{target}' has a single class ({class_names[present[0]]!r}); subgroup rates "
+             "such as TPR and FPR need both. Audit on data with every class present.")
 
 
 def build_features(frame: pd.DataFrame, *, target: str, features: list[str] | None,
