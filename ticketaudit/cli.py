@@ -97,7 +97,7 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
 @_guarded
 def report(
     dense: Annotated[str, typer.Option(help="Dense model: bundle directory, state_dict file, or pickled module.")],
-    data: Annotated[str, typer.Option(help="Table: .csv, .tsv, .parquet, or - for CSV on stdin.")],
+    data: Annotated[str, typer.Option(help="Table: .csv, .tsv, .parquet, a directory or glob of Parquet/CSV files, or - for CSV on stdin.")],
     target: Annotated[str, typer.Option(help="Label column.")],
     sensitive: Annotated[str, typer.Option(help="Sensitive column(s), comma-separated; several form intersections.")],
     ticket: Annotated[Optional[str], typer.Option(help="Ticket (pruned model) in any supported format.")] = None,
@@ -123,6 +123,10 @@ def report(
     alternatives: Annotated[bool, typer.Option("--alternatives", help="Add fairness-aware pruning alternatives at the ticket's per-layer densities.")] = False,
     train_data: Annotated[Optional[str], typer.Option(help="Training table for --alternatives (masks, fine-tuning); without it the audit data is split by group.")] = None,
     recover: Annotated[str, typer.Option(help="Recovery for --alternatives: none, finetune, group-reweighted, constrained, distill (needs --train-data).")] = "none",
+    engine: Annotated[str, typer.Option(help="local (this process) or ray (Ray workers; same results). Needs ticketaudit[ray].")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster to join (host:port or ray://host:10001) [default: start Ray here].")] = None,
+    num_workers: Annotated[int, typer.Option(help="Ray workers, each loading both models once (never changes results).")] = 2,
+    gpus_per_worker: Annotated[float, typer.Option(help="GPUs per Ray worker (fractions share a GPU); use with --device cuda.")] = 0.0,
     allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow loading pickled modules (runs code!).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
 ) -> int:
@@ -132,6 +136,8 @@ def report(
     from .pruning.alternatives import PruneSettings
     from .report.render import command_line, write_report
 
+    if engine != "ray" and (ray_address is not None or gpus_per_worker):
+        raise InvalidInputError("--ray-address and --gpus-per-worker belong to --engine ray; add it or drop them.")
     if not alternatives and (train_data is not None or recover != "none"):
         raise InvalidInputError("--train-data and --recover belong to --alternatives; add --alternatives or drop them.")
     prune_settings = PruneSettings(recover=recover) if alternatives else False
@@ -152,7 +158,8 @@ def report(
                        analyses=analyses, factory=factory, allow_pickle=allow_pickle,
                        attribution_method=attribution_method, attribution_target=attribution_target,
                        attribution_rows=attribution_rows, proxies=proxies, alternatives=prune_settings,
-                       train_data=train_data, progress=update)  # type: ignore[arg-type]
+                       train_data=train_data, engine=engine, ray_address=ray_address, num_workers=num_workers,
+                       gpus_per_worker=gpus_per_worker, progress=update)  # type: ignore[arg-type]
     if policy is not None:
         result.provenance["policy_source"] = f"{policy} — sha256 {sha256_file(policy)}"
     write_report(result, html_path=html_path, json_path=json_path, command=command_line())

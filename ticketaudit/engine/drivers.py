@@ -6,8 +6,11 @@ many workers there are.
 
 from __future__ import annotations
 
+import logging
+import os
 import pickle
 import socket
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -109,15 +112,16 @@ def _check_address(address: str) -> None:
 
 def start_ray(*, address: str | None, num_workers: int) -> Any:
     """Import and connect Ray: the user's cluster at ``address``, or a local Ray with ``num_workers`` CPUs."""
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # Ray's C++ core logs to stderr otherwise
     try:
         import ray
     except ImportError:
         fail("--engine ray needs Ray, which is not installed. Install it with: pip install 'ticketaudit[ray]' "
              "(or leave --engine ray out to audit in this process).")
-    if ray.is_initialized():
-        return ray
     if address is not None:
         _check_address(address)
+    if ray.is_initialized():  # e.g. the user's notebook already called ray.init(): use that cluster
+        return ray
     try:
         ray.init(address=address, num_cpus=None if address else num_workers, include_dashboard=False,
                  log_to_driver=False, logging_level="ERROR", configure_logging=False)
@@ -131,14 +135,27 @@ def run_ray(plan: AuditPlan, source: FileSource, items: list[WorkItem], *, split
             num_workers: int, gpus_per_worker: float,
             progress: Callable[[int], None] | None = None) -> AuditState | None:
     """Audit fragments on Ray workers; states come back in fragment order and merge on the driver."""
+    with warnings.catch_warnings():  # Ray's own deprecation notices about its internals are not the user's
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"ray\.")
+        return _run_ray(plan, source, items, split=split, address=address, num_workers=num_workers,
+                        gpus_per_worker=gpus_per_worker, progress=progress)
+
+
+def _run_ray(plan: AuditPlan, source: FileSource, items: list[WorkItem], *, split: str | None, address: str | None,
+             num_workers: int, gpus_per_worker: float, progress: Callable[[int], None] | None) -> AuditState | None:
     ray = start_ray(address=address, num_workers=num_workers)
+    for name in ("ray", "ray.data"):  # Ray configures its loggers on import; keep the CLI's output clean
+        logging.getLogger(name).setLevel(logging.ERROR)
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
     context.enable_progress_bars = False
+    context.print_on_execution_start = False
     cpus = ray.cluster_resources().get("CPU", num_workers)
     dataset = ray.data.from_items([{"item": i} for i in range(len(items))], override_num_blocks=max(1, len(items)))
     results = dataset.map_batches(
-        _FragmentWorker, batch_size=1, compute=ray.data.ActorPoolStrategy(size=num_workers),
+        _FragmentWorker, batch_size=1, compute=ray.data.ActorPoolStrategy(size=max(1, min(num_workers, len(items)))),
         fn_constructor_kwargs={"plan": plan, "source": source, "items": items, "split": split},
         num_cpus=min(1.0, cpus / num_workers), num_gpus=gpus_per_worker or None)
 

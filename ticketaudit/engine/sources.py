@@ -90,7 +90,7 @@ def open_source(source: str | Path) -> FileSource:
     files = _list_files(str(source))
     kinds = {_kind(f) for f in files}
     if None in kinds or len(kinds) > 1:
-        shown = ", ".join(sorted(Path(f).suffix or "(none)" for f in files))
+        shown = ", ".join(sorted({Path(f).suffix or "(none)" for f in files}))
         fail(f"data '{source}' mixes file types ({shown}). Give only Parquet files, or only CSV/TSV files "
              f"({', '.join(TABLE_EXTENSIONS)}).")
     kind = kinds.pop()
