@@ -52,7 +52,7 @@ def main() -> None:
     groups = build_groups(frame, ["sex", "race"])
     predictions = predict_both(ModelRunner(dense.module, device=torch.device("cpu")),
                                ModelRunner(ticket.module, device=torch.device("cpu")), features, batch_size=4096)
-    inputs = AnalysisInputs(labels, ("<=50K", ">50K"), predictions, groups, 0.95, 30, 1000, 0, 10)
+    inputs = AnalysisInputs(("<=50K", ">50K"), groups, 0.95, 30, 1000, 0, 10, labels=labels, predictions=predictions)
     settings = AttributionSettings(rows=args.rows, steps=args.steps)
     device = torch.device("cpu")
 

@@ -82,7 +82,8 @@ def main() -> None:
                             n_boot=args.fairlearn_boot, ci_quantiles=[0.025, 0.975], random_state=0)
 
     groups = build_groups(frame, ["sex", "race"])
-    inputs = AnalysisInputs(labels, ("<=50K", ">50K"), predictions, groups, 0.95, 30, args.ours_boot, 0, 10)
+    inputs = AnalysisInputs(("<=50K", ">50K"), groups, 0.95, 30, args.ours_boot, 0, 10, labels=labels,
+                            predictions=predictions)
 
     def ours_run() -> None:
         cells = build_cells(labels=labels, proba_dense=predictions.proba_dense, proba_ticket=predictions.proba_ticket,

@@ -286,7 +286,7 @@ def audit(
                        disagreement, compression, attributions, attention, alternative_result, tuple(notes), created,
                        provenance={"dense_source": dense_model.source, "ticket_source": ticket_model.source,
                                    "data_source": rows.source, "batch_size": batch_size, "device": device,
-                                   "engine": engine})
+                                   "engine": engine, "workers": num_workers if engine == "ray" else None})
 
 
 def _check_text_model(dense: LoadedModel, *, text: str | None, features: str | Sequence[str] | None) -> bool:

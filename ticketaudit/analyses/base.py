@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -38,21 +38,13 @@ class AnalysisSettings:
 
 
 @dataclass(frozen=True, eq=False)
-class AnalysisInputs:
-    """Per-row inputs of the analyses: labels, both models' predictions and the groups (every row in
-    memory; the sharded path feeds the same analyses from merged accumulators instead)."""
+class AnalysisInputs(AnalysisSettings):
+    """Settings plus per-row inputs: labels and both models' predictions (every row in memory; the
+    sharded path feeds the same analyses from merged accumulators instead)."""
 
-    labels: np.ndarray
-    class_names: tuple[str, ...]
-    predictions: Predictions
-    groups: Groups
-    confidence: float
-    min_group_size: int
-    n_boot: int
-    seed: int
-    ece_bins: int
+    labels: np.ndarray = field(kw_only=True)
+    predictions: Predictions = field(kw_only=True)
 
     @property
     def settings(self) -> AnalysisSettings:
-        return AnalysisSettings(self.class_names, self.groups, self.confidence, self.min_group_size, self.n_boot,
-                                self.seed, self.ece_bins)
+        return self

@@ -223,9 +223,9 @@ class _Evaluator:
         return ModelRunner(module, device=self.device).probabilities(self.rows.features, batch_size=self.batch_size)
 
     def performance(self, proba: np.ndarray) -> PerformanceResult:
-        inputs = AnalysisInputs(self.rows.labels, self.rows.class_names, Predictions(self.dense_proba, proba),
-                                self.groups, self.policy.confidence, self.policy.min_group_size, self.n_boot,
-                                self.seed, AuditConfig().ece_bins)
+        inputs = AnalysisInputs(self.rows.class_names, self.groups, self.policy.confidence,
+                                self.policy.min_group_size, self.n_boot, self.seed, AuditConfig().ece_bins,
+                                labels=self.rows.labels, predictions=Predictions(self.dense_proba, proba))
         return analyse_performance(inputs)
 
 
