@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from torch import nn
 
 from . import __version__
@@ -162,7 +163,9 @@ def audit(
     attribution_settings = AttributionSettings(
         method=attribution_method, target=attribution_target,  # type: ignore[arg-type]
         rows=attribution_rows if attribution_rows is not None else 2000, proxies=tuple(as_list(proxies) or ()))
-    target_device = resolve_device(device)
+    # With Ray the models run on the workers, which may have GPUs the driver lacks: each worker
+    # checks --device itself; the driver's own small steps (probe, Captum on the sample) use the CPU.
+    target_device = resolve_device(device) if engine != "ray" else torch.device("cpu")
     check_int("--num-workers", num_workers, low=1, high=10_000)
     if not 0 <= gpus_per_worker <= 64:
         fail(f"--gpus-per-worker must be in [0, 64], got {gpus_per_worker}.")
@@ -213,7 +216,7 @@ def audit(
     plan = AuditPlan(
         dense_model.module, ticket_model.module, target, as_list(features), dense_model.preprocess, text,
         dense_model.tokenizer, dense_model.labels, n_outputs, groups, chosen, n_boot, seed, config.ece_bins,
-        batch_size, str(target_device), 0 if is_text else int(probe.shape[1]),
+        batch_size, device, 0 if is_text else int(probe.shape[1]),
         sample_sizes(population, attribution_settings.rows) if "attributions" in chosen else None,
         attribution_settings.target)
     done = 0

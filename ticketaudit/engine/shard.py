@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from torch import nn
 
 from .._validation import fail
@@ -22,7 +21,7 @@ from ..analyses.attention_capture import AttentionRecorder
 from ..analyses.attributions import ProxyMoments, RowSample
 from ..analyses.cells import CellAccumulator
 from ..analyses.disagreement import FlipExamples
-from ..analyses.predict import Features, ModelRunner
+from ..analyses.predict import Features, ModelRunner, resolve_device
 from ..analyses.streaming import BootstrapSums
 from ..data import Groups, distinct_strata
 from ..exceptions import InvalidInputError
@@ -98,7 +97,7 @@ class ShardAuditor:
 
     def __init__(self, plan: AuditPlan) -> None:
         self.plan = plan
-        device = torch.device(plan.device)
+        device = resolve_device(plan.device)
         self.dense = ModelRunner(plan.dense, device=device)
         self.ticket = ModelRunner(plan.ticket, device=device)
         self.recorders = None
