@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -251,14 +252,51 @@ def test_unreadable_rows_in_a_parquet_file_are_named(fx: Fixture, tmp_path: Path
     _expect_exit_2(_report(fx, tmp_path, data), tmp_path, "b.parquet")
 
 
-@pytest.mark.slow
-def test_a_failing_ray_worker_names_the_file(fx: Fixture, tmp_path: Path) -> None:
-    ray = pytest.importorskip("ray")
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+def _corrupt_column(path: Path, column: str) -> None:
+    """Garbage over one column's pages alone: the first pass (sensitive columns) still reads the file,
+    so the failure happens where that column is read — on a worker."""
+    import pyarrow.parquet as pq
+
+    raw = bytearray(path.read_bytes())
+    metadata = pq.ParquetFile(path).metadata
+    for g in range(metadata.num_row_groups):
+        chunk = next(metadata.row_group(g).column(j) for j in range(metadata.num_columns)
+                     if metadata.row_group(g).column(j).path_in_schema == column)
+        start = chunk.dictionary_page_offset or chunk.data_page_offset
+        for i in range(start, start + chunk.total_compressed_size):
+            raw[i] = (raw[i] * 31 + 7) % 256
+    path.write_bytes(bytes(raw))
+
+
+def _corrupt_feature_pages(fx: Fixture, tmp_path: Path) -> Path:
+    """Two Parquet files, the second with one feature column unreadable but its sensitive columns intact."""
+    import pyarrow.parquet as pq
+
     data = _parts(fx, tmp_path / "d")
-    _corrupt_data_pages(data / "b.parquet")
-    _expect_exit_2(_report(fx, tmp_path, data, "--engine", "ray"), tmp_path, "b.parquet")
+    _corrupt_column(data / "b.parquet", "x2")
+    assert pq.ParquetFile(data / "b.parquet").read_row_group(0, columns=["sex", "race"]).num_rows == len(fx.frame) - 500
+    return data
+
+
+def test_a_fragment_that_fails_on_a_corrupt_column_names_the_file(fx: Fixture, tmp_path: Path) -> None:
+    data = _corrupt_feature_pages(fx, tmp_path)
+    _expect_exit_2(_report(fx, tmp_path, data), tmp_path, "b.parquet", "is corrupt", "row group 0")
+
+
+@pytest.mark.slow
+def test_a_failing_ray_worker_names_the_file_in_one_message(fx: Fixture, tmp_path: Path) -> None:
+    """A real process (Ray's own C++ and Python logs would reach its stderr): exit 2, the file named in one
+    line, nothing else on stderr, no partial report."""
+    pytest.importorskip("ray")
+    data = _corrupt_feature_pages(fx, tmp_path)
+    (tmp_path / "out").mkdir()
+    done = subprocess.run([sys.executable, "-m", "ticketaudit", *_report(fx, tmp_path, data, "--engine", "ray")],
+                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: data file '") and "b.parquet' is corrupt" in lines[0], lines
+    assert "row group 0" in lines[0] and done.stdout == ""
+    assert not any((tmp_path / "out").iterdir()), "no partial report"
 
 
 def test_parquet_files_with_different_schemas_exit_2(fx: Fixture, tmp_path: Path) -> None:

@@ -6,8 +6,8 @@ many workers there are.
 
 from __future__ import annotations
 
+import inspect
 import logging
-import os
 import pickle
 import socket
 import warnings
@@ -110,25 +110,44 @@ def _check_address(address: str) -> None:
              "GCS address, e.g. 10.0.0.5:6379, or ray://host:10001), or leave --ray-address out to start Ray here.")
 
 
-def start_ray(*, address: str | None, num_workers: int) -> Any:
+@dataclass(frozen=True)
+class RayCluster:
+    """The imported ``ray`` module, and whether ticketaudit started this Ray itself (on this machine)."""
+
+    ray: Any
+    started_here: bool
+
+
+def start_ray(*, address: str | None, num_workers: int) -> RayCluster:
     """Import and connect Ray: the user's cluster at ``address``, or a local Ray with ``num_workers`` CPUs."""
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # Ray's C++ core logs to stderr otherwise
     try:
         import ray
+        import ray.data
     except ImportError:
         fail("--engine ray needs Ray, which is not installed. Install it with: pip install 'ticketaudit[ray]' "
              "(or leave --engine ray out to audit in this process).")
+    # After ray.data's import (which configures its logger), before ray.init: every Ray failure reaches the
+    # user as one ticketaudit message, so Ray's own log lines (warnings, tracebacks) stay off stderr.
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     if address is not None:
         _check_address(address)
     if ray.is_initialized():  # e.g. the user's notebook already called ray.init(): use that cluster
-        return ray
+        return RayCluster(ray, started_here=False)
     try:
         ray.init(address=address, num_cpus=None if address else num_workers, include_dashboard=False,
                  log_to_driver=False, logging_level="ERROR", configure_logging=False)
     except (ConnectionError, RuntimeError, TimeoutError) as error:
         fail(f"could not start or join Ray ({str(error).splitlines()[0][:300]}). Check --ray-address, or leave it "
              "out to start Ray on this machine.")
-    return ray
+    return RayCluster(ray, started_here=address is None)
+
+
+def _no_restarts(dataset: Any) -> dict[str, Any]:
+    """``map_batches`` options for actors that are not restarted (Ray < 2.64 takes them as extra keywords)."""
+    parameters = inspect.signature(dataset.map_batches).parameters.values()
+    accepts = any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters)
+    return {"max_restarts": 0} if accepts else {}
 
 
 def run_ray(plan: AuditPlan, source: FileSource, items: list[WorkItem], *, split: str | None, address: str | None,
@@ -136,18 +155,17 @@ def run_ray(plan: AuditPlan, source: FileSource, items: list[WorkItem], *, split
             progress: Callable[[int], None] | None = None) -> AuditState | None:
     """Audit fragments on Ray workers; states come back in fragment order and merge on the driver."""
     with warnings.catch_warnings():  # Ray's own deprecation notices about its internals are not the user's
+        cluster = start_ray(address=address, num_workers=num_workers)  # Ray's import adds filters: ours go first
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
         warnings.filterwarnings("ignore", category=UserWarning, module=r"ray\.")
-        return _run_ray(plan, source, items, split=split, address=address, num_workers=num_workers,
+        return _run_ray(cluster, plan, source, items, split=split, num_workers=num_workers,
                         gpus_per_worker=gpus_per_worker, progress=progress)
 
 
-def _run_ray(plan: AuditPlan, source: FileSource, items: list[WorkItem], *, split: str | None, address: str | None,
+def _run_ray(cluster: RayCluster, plan: AuditPlan, source: FileSource, items: list[WorkItem], *, split: str | None,
              num_workers: int, gpus_per_worker: float, progress: Callable[[int], None] | None) -> AuditState | None:
-    ray = start_ray(address=address, num_workers=num_workers)
-    for name in ("ray", "ray.data"):  # Ray configures its loggers on import; keep the CLI's output clean
-        logging.getLogger(name).setLevel(logging.ERROR)
+    ray = cluster.ray
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
     context.enable_progress_bars = False
@@ -157,7 +175,11 @@ def _run_ray(plan: AuditPlan, source: FileSource, items: list[WorkItem], *, spli
     results = dataset.map_batches(
         _FragmentWorker, batch_size=1, compute=ray.data.ActorPoolStrategy(size=max(1, min(num_workers, len(items)))),
         fn_constructor_kwargs={"plan": plan, "source": source, "items": items, "split": split},
-        num_cpus=min(1.0, cpus / num_workers), num_gpus=gpus_per_worker or None)
+        num_cpus=min(1.0, cpus / num_workers), num_gpus=gpus_per_worker or None,
+        # On the Ray started here a crashed worker (out of memory, almost always) fails the audit at once with
+        # the message below, instead of restarting into the same crash (Ray then also logs a spurious
+        # restart warning, ray-project/ray#57733). On the user's cluster Ray's restarts stay: a lost node is retried.
+        **_no_restarts(dataset) if cluster.started_here else {})
 
     def states() -> Iterator[AuditState]:
         for row in results.iter_rows():
