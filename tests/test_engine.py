@@ -283,20 +283,33 @@ def test_a_fragment_that_fails_on_a_corrupt_column_names_the_file(fx: Fixture, t
     _expect_exit_2(_report(fx, tmp_path, data), tmp_path, "b.parquet", "is corrupt", "row group 0")
 
 
-@pytest.mark.slow
-def test_a_failing_ray_worker_names_the_file_in_one_message(fx: Fixture, tmp_path: Path) -> None:
-    """A real process (Ray's own C++ and Python logs would reach its stderr): exit 2, the file named in one
-    line, nothing else on stderr, no partial report."""
+def _ray_error_line(fx: Fixture, tmp_path: Path, data: Path, *extra: str) -> str:
+    """Run ``report --engine ray`` in a real process (Ray's own C++ and Python logs would reach its stderr)
+    and return the one line it printed: exit 2, nothing else on stderr or stdout, no partial report."""
     pytest.importorskip("ray")
-    data = _corrupt_feature_pages(fx, tmp_path)
     (tmp_path / "out").mkdir()
-    done = subprocess.run([sys.executable, "-m", "ticketaudit", *_report(fx, tmp_path, data, "--engine", "ray")],
+    done = subprocess.run([sys.executable, "-m", "ticketaudit", *_report(fx, tmp_path, data, "--engine", "ray", *extra)],
                           capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: data file '") and "b.parquet' is corrupt" in lines[0], lines
-    assert "row group 0" in lines[0] and done.stdout == ""
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "\x1b" not in lines[0], lines
+    assert done.stdout == ""
     assert not any((tmp_path / "out").iterdir()), "no partial report"
+    return lines[0]
+
+
+@pytest.mark.slow
+def test_a_failing_ray_worker_names_the_file_in_one_message(fx: Fixture, tmp_path: Path) -> None:
+    line = _ray_error_line(fx, tmp_path, _corrupt_feature_pages(fx, tmp_path))
+    assert line.startswith("error: data file '") and "b.parquet' is corrupt" in line and "row group 0" in line
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_ray_workers_without_the_requested_device_say_so(fx: Fixture, tmp_path: Path) -> None:
+    line = _ray_error_line(fx, tmp_path, _parts(fx, tmp_path / "d"), "--device", "cuda")
+    assert line == ("error: on a Ray worker: --device cuda was requested but no CUDA GPU is available here. "
+                    "Use --device cpu. Ray gives a worker a GPU only with --gpus-per-worker (e.g. 1).")
 
 
 def test_parquet_files_with_different_schemas_exit_2(fx: Fixture, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import logging
 import pickle
+import re
 import socket
 import warnings
 from collections.abc import Callable, Iterator
@@ -23,6 +24,8 @@ from .shard import AuditPlan, AuditState, ShardAuditor
 from .sources import FileSource, Fragment
 
 RAY_CONNECT_TIMEOUT_S = 5.0
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+"""Ray colours the text of its exceptions; a message on stderr or in a log must not carry the codes."""
 
 
 @dataclass(frozen=True)
@@ -75,16 +78,27 @@ class _FragmentWorker:
         import torch
 
         torch.set_num_threads(1)  # one core per worker; speed settings never change an answer
-        self.auditor = ShardAuditor(plan)
-        self.source, self.items, self.split = source, items, split
+        self.plan, self.source, self.items, self.split = plan, source, items, split
+        self._auditor: ShardAuditor | None = None
+
+    def auditor(self) -> ShardAuditor:
+        """Both models on this worker's device, built on the first fragment: a bad ``--device`` then comes back
+        as one message (raised in the constructor, Ray would report a dead actor, or restart it into the error)."""
+        if self._auditor is None:
+            try:
+                self._auditor = ShardAuditor(self.plan)
+            except InvalidInputError as error:
+                hint = " Ray gives a worker a GPU only with --gpus-per-worker (e.g. 1)." if self.plan.device == "cuda" else ""
+                raise InvalidInputError(f"on a Ray worker: {error}{hint}") from None
+        return self._auditor
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         states, errors = [], []
         for index in batch["item"]:
             item = self.items[int(index)]
             try:
-                state = self.auditor.audit_fragment(self.source, item.fragment, first_row=item.first_row,
-                                                    limit=item.limit, split=self.split)
+                state = self.auditor().audit_fragment(self.source, item.fragment, first_row=item.first_row,
+                                                      limit=item.limit, split=self.split)
                 states.append(pickle.dumps(state))
                 errors.append("")
             except InvalidInputError as error:
@@ -195,5 +209,6 @@ def _run_ray(cluster: RayCluster, plan: AuditPlan, source: FileSource, items: li
     except InvalidInputError:
         raise
     except Exception as error:  # Ray wraps worker crashes (out of memory, lost node) in its own types
-        fail(f"a Ray worker failed ({type(error).__name__}: {str(error).splitlines()[0][:300]}). "
+        first_line = ANSI_ESCAPE.sub("", str(error)).splitlines()[0][:300] if str(error) else ""
+        fail(f"a Ray worker failed ({type(error).__name__}: {first_line}). "
              "Check the workers' logs (ray logs), their memory, and that every worker can read the data files.")
