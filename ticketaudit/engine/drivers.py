@@ -132,6 +132,10 @@ class RayCluster:
     started_here: bool
 
 
+_STARTED_HERE = [False]
+"""Whether the Ray this process is connected to is a local one that ticketaudit started."""
+
+
 def start_ray(*, address: str | None, num_workers: int) -> RayCluster:
     """Import and connect Ray: the user's cluster at ``address``, or a local Ray with ``num_workers`` CPUs."""
     try:
@@ -146,15 +150,16 @@ def start_ray(*, address: str | None, num_workers: int) -> RayCluster:
         logging.getLogger(name).setLevel(logging.CRITICAL)
     if address is not None:
         _check_address(address)
-    if ray.is_initialized():  # e.g. the user's notebook already called ray.init(): use that cluster
-        return RayCluster(ray, started_here=False)
+    if ray.is_initialized():  # an earlier audit's, or the user's own ray.init() (e.g. in a notebook): use it
+        return RayCluster(ray, started_here=_STARTED_HERE[0])
     try:
         ray.init(address=address, num_cpus=None if address else num_workers, include_dashboard=False,
                  log_to_driver=False, logging_level="ERROR", configure_logging=False)
     except (ConnectionError, RuntimeError, TimeoutError) as error:
         fail(f"could not start or join Ray ({str(error).splitlines()[0][:300]}). Check --ray-address, or leave it "
              "out to start Ray on this machine.")
-    return RayCluster(ray, started_here=address is None)
+    _STARTED_HERE[0] = address is None
+    return RayCluster(ray, started_here=_STARTED_HERE[0])
 
 
 def _no_restarts(dataset: Any) -> dict[str, Any]:
