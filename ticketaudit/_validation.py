@@ -7,6 +7,7 @@ what was got, and the fix.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -25,6 +26,15 @@ MSG_COLUMN_MISSING = "{what} column '{column}' is not in the data. Available col
 MSG_OUTPUT_DIR = "cannot write {what} '{path}': {reason}. Choose a writable location."
 MSG_FLOAT_RANGE = "{name} must be in {interval}, got {value}."
 MSG_INT_RANGE = "{name} must be an integer in [{low}, {high}], got {value}."
+
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def first_line(error: BaseException, limit: int = 300) -> str:
+    """An exception's first line for a one-line message, without colour codes (Ray colours its errors)."""
+    lines = ANSI_ESCAPE.sub("", str(error)).splitlines()
+    return lines[0][:limit] if lines else ""
 
 
 def fail(message: str) -> NoReturn:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import inspect
 import logging
 import pickle
-import re
 import socket
 import warnings
 from collections.abc import Callable, Iterator
@@ -18,14 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import fail
+from .._validation import fail, first_line
 from ..exceptions import InvalidInputError
 from .shard import AuditPlan, AuditState, ShardAuditor
 from .sources import FileSource, Fragment
 
 RAY_CONNECT_TIMEOUT_S = 5.0
-ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
-"""Ray colours the text of its exceptions; a message on stderr or in a log must not carry the codes."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +104,7 @@ class _FragmentWorker:
             except Exception as error:  # a worker failure must name its file, not kill the job silently
                 states.append(b"")
                 errors.append(f"reading '{item.fragment.path}' failed on a worker ({type(error).__name__}: "
-                              f"{str(error).splitlines()[0][:300] if str(error) else ''}).")
+                              f"{first_line(error)}).")
         return {"item": batch["item"], "state": np.array(states, dtype=object), "error": np.array(errors, dtype=object)}
 
 
@@ -156,7 +153,7 @@ def start_ray(*, address: str | None, num_workers: int) -> RayCluster:
         ray.init(address=address, num_cpus=None if address else num_workers, include_dashboard=False,
                  log_to_driver=False, logging_level="ERROR", configure_logging=False)
     except (ConnectionError, RuntimeError, TimeoutError) as error:
-        fail(f"could not start or join Ray ({str(error).splitlines()[0][:300]}). Check --ray-address, or leave it "
+        fail(f"could not start or join Ray ({first_line(error)}). Check --ray-address, or leave it "
              "out to start Ray on this machine.")
     _STARTED_HERE[0] = address is None
     return RayCluster(ray, started_here=_STARTED_HERE[0])
@@ -214,6 +211,5 @@ def _run_ray(cluster: RayCluster, plan: AuditPlan, source: FileSource, items: li
     except InvalidInputError:
         raise
     except Exception as error:  # Ray wraps worker crashes (out of memory, lost node) in its own types
-        first_line = ANSI_ESCAPE.sub("", str(error)).splitlines()[0][:300] if str(error) else ""
-        fail(f"a Ray worker failed ({type(error).__name__}: {first_line}). "
+        fail(f"a Ray worker failed ({type(error).__name__}: {first_line(error)}). "
              "Check the workers' logs (ray logs), their memory, and that every worker can read the data files.")

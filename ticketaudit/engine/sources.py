@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from .._io import sha256_file
-from .._validation import MSG_FILE_MISSING, fail
+from .._validation import MSG_FILE_MISSING, fail, first_line
 from ..data import TABLE_EXTENSIONS, _head, _read_text_table
 
 PARQUET = (".parquet", ".pq")
@@ -167,7 +167,7 @@ def read_fragment(source: FileSource, fragment: Fragment, *, columns: list[str] 
             frame = table.to_pandas()
         except Exception as error:  # pyarrow raises many types for corrupt pages
             fail(f"data file '{fragment.path}' is corrupt: row group {fragment.row_group} cannot be read "
-                 f"({type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}). "
+                 f"({type(error).__name__}: {first_line(error, 200)}). "
                  "Re-export it or remove it from the dataset.")
     else:
         path = Path(fragment.path)
