@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import torch
 from conftest import FEATURES, Fixture, make_table
@@ -237,12 +238,17 @@ def test_corrupt_parquet_file_is_named(fx: Fixture, tmp_path: Path) -> None:
     _expect_exit_2(_report(fx, tmp_path, data), tmp_path, "c.parquet", "not a readable Parquet file")
 
 
+def _garble(raw: bytearray, start: int, stop: int) -> None:
+    """Overwrite raw[start:stop] with bytes derived from them (deterministic garbage)."""
+    for i in range(start, stop):
+        raw[i] = (raw[i] * 31 + 7) % 256
+
+
 def _corrupt_data_pages(path: Path) -> None:
     """Garbage over the data pages, footer intact: the file opens but its rows cannot be read."""
     raw = bytearray(path.read_bytes())
     footer = int.from_bytes(raw[-8:-4], "little") + 8
-    for i in range(8, len(raw) - footer - 8):
-        raw[i] = (raw[i] * 31 + 7) % 256
+    _garble(raw, 8, len(raw) - footer - 8)
     path.write_bytes(bytes(raw))
 
 
@@ -255,23 +261,18 @@ def test_unreadable_rows_in_a_parquet_file_are_named(fx: Fixture, tmp_path: Path
 def _corrupt_column(path: Path, column: str) -> None:
     """Garbage over one column's pages alone: the first pass (sensitive columns) still reads the file,
     so the failure happens where that column is read — on a worker."""
-    import pyarrow.parquet as pq
-
     raw = bytearray(path.read_bytes())
     metadata = pq.ParquetFile(path).metadata
     for g in range(metadata.num_row_groups):
         chunk = next(metadata.row_group(g).column(j) for j in range(metadata.num_columns)
                      if metadata.row_group(g).column(j).path_in_schema == column)
         start = chunk.dictionary_page_offset or chunk.data_page_offset
-        for i in range(start, start + chunk.total_compressed_size):
-            raw[i] = (raw[i] * 31 + 7) % 256
+        _garble(raw, start, start + chunk.total_compressed_size)
     path.write_bytes(bytes(raw))
 
 
 def _corrupt_feature_pages(fx: Fixture, tmp_path: Path) -> Path:
     """Two Parquet files, the second with one feature column unreadable but its sensitive columns intact."""
-    import pyarrow.parquet as pq
-
     data = _parts(fx, tmp_path / "d")
     _corrupt_column(data / "b.parquet", "x2")
     assert pq.ParquetFile(data / "b.parquet").read_row_group(0, columns=["sex", "race"]).num_rows == len(fx.frame) - 500

@@ -121,19 +121,11 @@ def _check_address(address: str) -> None:
              "GCS address, e.g. 10.0.0.5:6379, or ray://host:10001), or leave --ray-address out to start Ray here.")
 
 
-@dataclass(frozen=True)
-class RayCluster:
-    """The imported ``ray`` module, and whether ticketaudit started this Ray itself (on this machine)."""
-
-    ray: Any
-    started_here: bool
-
-
 _STARTED_HERE = [False]
 """Whether the Ray this process is connected to is a local one that ticketaudit started."""
 
 
-def start_ray(*, address: str | None, num_workers: int) -> RayCluster:
+def start_ray(*, address: str | None, num_workers: int) -> Any:
     """Import and connect Ray: the user's cluster at ``address``, or a local Ray with ``num_workers`` CPUs."""
     try:
         import ray
@@ -148,7 +140,7 @@ def start_ray(*, address: str | None, num_workers: int) -> RayCluster:
     if address is not None:
         _check_address(address)
     if ray.is_initialized():  # an earlier audit's, or the user's own ray.init() (e.g. in a notebook): use it
-        return RayCluster(ray, started_here=_STARTED_HERE[0])
+        return ray
     try:
         ray.init(address=address, num_cpus=None if address else num_workers, include_dashboard=False,
                  log_to_driver=False, logging_level="ERROR", configure_logging=False)
@@ -156,7 +148,7 @@ def start_ray(*, address: str | None, num_workers: int) -> RayCluster:
         fail(f"could not start or join Ray ({first_line(error)}). Check --ray-address, or leave it "
              "out to start Ray on this machine.")
     _STARTED_HERE[0] = address is None
-    return RayCluster(ray, started_here=_STARTED_HERE[0])
+    return ray
 
 
 def _no_restarts(dataset: Any) -> dict[str, Any]:
@@ -171,17 +163,16 @@ def run_ray(plan: AuditPlan, source: FileSource, items: list[WorkItem], *, split
             progress: Callable[[int], None] | None = None) -> AuditState | None:
     """Audit fragments on Ray workers; states come back in fragment order and merge on the driver."""
     with warnings.catch_warnings():  # Ray's own deprecation notices about its internals are not the user's
-        cluster = start_ray(address=address, num_workers=num_workers)  # Ray's import adds filters: ours go first
+        ray = start_ray(address=address, num_workers=num_workers)  # Ray's import adds filters: ours go first
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
         warnings.filterwarnings("ignore", category=UserWarning, module=r"ray\.")
-        return _run_ray(cluster, plan, source, items, split=split, num_workers=num_workers,
+        return _run_ray(ray, plan, source, items, split=split, num_workers=num_workers,
                         gpus_per_worker=gpus_per_worker, progress=progress)
 
 
-def _run_ray(cluster: RayCluster, plan: AuditPlan, source: FileSource, items: list[WorkItem], *, split: str | None,
+def _run_ray(ray: Any, plan: AuditPlan, source: FileSource, items: list[WorkItem], *, split: str | None,
              num_workers: int, gpus_per_worker: float, progress: Callable[[int], None] | None) -> AuditState | None:
-    ray = cluster.ray
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
     context.enable_progress_bars = False
@@ -195,7 +186,7 @@ def _run_ray(cluster: RayCluster, plan: AuditPlan, source: FileSource, items: li
         # On the Ray started here a crashed worker (out of memory, almost always) fails the audit at once with
         # the message below, instead of restarting into the same crash (Ray then also logs a spurious
         # restart warning, ray-project/ray#57733). On the user's cluster Ray's restarts stay: a lost node is retried.
-        **_no_restarts(dataset) if cluster.started_here else {})
+        **_no_restarts(dataset) if _STARTED_HERE[0] else {})
 
     def states() -> Iterator[AuditState]:
         for row in results.iter_rows():
