@@ -42,10 +42,22 @@ def fail(message: str) -> NoReturn:
     raise InvalidInputError(message)
 
 
+def describe(value: object) -> str:
+    """How a message shows a value of the wrong kind: "a string ('0.02')", not a valid-looking 0.02."""
+    if isinstance(value, str):
+        return f"a string ({value!r})"
+    if isinstance(value, bool):
+        return f"a boolean ({value})"
+    if value is None or isinstance(value, (int, float)):
+        return repr(value)
+    text = repr(value)
+    return f"a {type(value).__name__} ({text[:60]}{'...' if len(text) > 60 else ''})"
+
+
 def check_int(name: str, value: object, *, low: int, high: int) -> int:
     """Return ``value`` as an int within [low, high], or raise a clear error."""
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        fail(MSG_INT_RANGE.format(name=name, low=low, high=high, value=value))
+        fail(MSG_INT_RANGE.format(name=name, low=low, high=high, value=describe(value)))
     return value
 
 
@@ -56,7 +68,7 @@ def check_fraction(
     """Return ``value`` as a float inside the interval, or raise a clear error."""
     interval = f"{'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        fail(MSG_FLOAT_RANGE.format(name=name, interval=interval, value=value))
+        fail(MSG_FLOAT_RANGE.format(name=name, interval=interval, value=describe(value)))
     v = float(value)
     below = v <= low if open_low else v < low
     above = v >= high if open_high else v > high
@@ -65,20 +77,48 @@ def check_fraction(
     return v
 
 
+def show_name(name: object) -> str:
+    """A column name for a message: quoted, and with repr's escapes when it has spaces at its ends or
+    invisible characters, so ' income' cannot pass for 'income'."""
+    text = str(name)
+    return repr(text) if text != text.strip() or not text.isprintable() else f"'{text}'"
+
+
 def check_columns(what: str, columns: Sequence[str], available: Sequence[str]) -> None:
-    """Raise naming the first column that is not in the data."""
+    """Raise naming the first column that is not in the data (and a near miss in spaces or case)."""
     for column in columns:
         if column not in available:
-            shown = ", ".join(map(str, list(available)[:20]))
+            shown = ", ".join(show_name(a) for a in list(available)[:20])
             if len(available) > 20:
                 shown += ", ..."
-            fail(MSG_COLUMN_MISSING.format(what=what, column=column, available=shown))
+            message = MSG_COLUMN_MISSING.format(what=what, column=column, available=shown).replace(
+                f"column '{column}'", f"column {show_name(column)}", 1)
+            near = [a for a in available if str(a).strip().casefold() == str(column).strip().casefold()]
+            if near:
+                message += (f" Did you mean {show_name(near[0])}? Names must match exactly, including spaces "
+                            "and letter case.")
+            fail(message)
 
 
-def as_list(value: str | Sequence[str] | None) -> list[str] | None:
-    """A comma-separated option ("sex,race") or a sequence as a list of names; None stays None."""
+def check_unique(option: str, names: Sequence[str]) -> None:
+    """A list option names each column or choice once."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            fail(f"{option} names {show_name(name)} twice; list each name once.")
+        seen.add(name)
+
+
+def as_list(value: str | Sequence[str] | None, *, option: str = "a list option") -> list[str] | None:
+    """A comma-separated option ("sex,race") or a sequence of strings as a list of names (each once);
+    None stays None."""
     if value is None:
         return None
     if isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    return list(value)
+        names = [v.strip() for v in value.split(",") if v.strip()]
+    elif isinstance(value, Sequence) and all(isinstance(v, str) for v in value):
+        names = list(value)
+    else:
+        fail(f"{option} must be a comma-separated string or a list of strings, got {describe(value)}.")
+    check_unique(option, names)
+    return names

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from . import __version__
-from ._validation import as_list, check_int, fail
+from ._validation import as_list, check_int, describe, fail
 from .analyses.attention import AttentionResult, attention_from_sums
 from .analyses.attention_capture import attention_source
 from .analyses.attributions import AttributionResult, AttributionSettings, attributions_from_sample, sample_sizes
@@ -25,7 +25,7 @@ from .analyses.disagreement import DisagreementResult, disagreement_from_cells
 from .analyses.performance import PerformanceResult, performance_from_cells
 from .analyses.predict import ModelRunner, resolve_device
 from .checks import Check, evaluate_policy, insufficient_check
-from .config import ANALYSES, AuditConfig, Policy
+from .config import ANALYSES, DEVICES, AuditConfig, Policy
 from .data import load_table
 from .engine.rows import open_rows, run_shards
 from .engine.shard import AuditPlan
@@ -149,20 +149,24 @@ def audit(
     workers (joining the cluster at ``ray_address``, else starting Ray here) with the same result as
     ``engine="local"``, which reads Parquet, directories and globs fragment by fragment in this process.
     """
+    _check_arguments(locals())
     policy = policy or Policy()
     if confidence is not None:
         policy = Policy.from_mapping({**policy.to_dict(), "confidence": confidence})
-    requested = None if analyses is None else tuple(as_list(analyses) or ())
+    requested = None if analyses is None else tuple(as_list(analyses, option="--analyses") or ())
     created = None
     if seed is None:
         seed = 0
         created = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
     if requested is not None:
         AuditConfig(analyses=requested)  # validates the names before any work
-    sensitive_columns = as_list(sensitive) or []
+    sensitive_columns = as_list(sensitive, option="--sensitive") or []
+    feature_columns = as_list(features, option="--features")
+    if feature_columns is not None and not feature_columns:
+        fail("--features names no column; list the model's input columns, or leave --features out.")
     attribution_settings = AttributionSettings(
         method=attribution_method, target=attribution_target,  # type: ignore[arg-type]
-        rows=attribution_rows if attribution_rows is not None else 2000, proxies=tuple(as_list(proxies) or ()))
+        rows=attribution_rows if attribution_rows is not None else 2000, proxies=tuple(as_list(proxies, option="--proxies") or ()))
     # With Ray the models run on the workers, which may have GPUs the driver lacks: each worker
     # checks --device itself; the driver's own small steps (probe, Captum on the sample) use the CPU.
     target_device = resolve_device(device) if engine != "ray" else torch.device("cpu")
@@ -188,12 +192,13 @@ def audit(
     step("Loading data", 0, 1)
     if target in sensitive_columns:
         fail(f"the target column '{target}' cannot also be a sensitive column.")
-    rows = open_rows(data, engine=engine, split=split, max_rows=max_rows, sensitive=sensitive_columns,
+    rows = open_rows(data, engine=engine, split=split, max_rows=max_rows, sensitive=sensitive_columns, target=target,
                       in_memory=is_text or prune_settings is not None)
     train_frame = None
     if prune_settings is not None:  # before any model runs: a bad training table fails fast
         assert rows.frame is not None
-        train_frame = load_table(train_data).frame if train_data is not None else None
+        train_frame = (load_table(train_data, text_columns=(*sensitive_columns, target)).frame
+                       if train_data is not None else None)
         check_training_data(prune_settings, frame=rows.frame, train_frame=train_frame)
     if "attributions" in chosen and attribution_rows is not None and attribution_rows > rows.total:
         fail(f"--attribution-rows {attribution_rows} is more than the {rows.total} rows of the data. "
@@ -207,14 +212,14 @@ def audit(
                                        max_length=getattr(dense_model.tokenizer, "model_max_length", None))
         feature_names: tuple[str, ...] = (text,)
     else:
-        probe, feature_names = build_features(rows.probe, target=target, features=as_list(features),
+        probe, feature_names = build_features(rows.probe, target=target, features=feature_columns,
                                               preprocess=dense_model.preprocess)
     n_outputs = ModelRunner(dense_model.module, device=target_device).output_width(probe)
     _, class_names = encode_target(rows.probe, target, n_outputs=n_outputs, labels=dense_model.labels,
                                    require_every_class=False)
     population = rows.population
     plan = AuditPlan(
-        dense_model.module, ticket_model.module, target, as_list(features), dense_model.preprocess, text,
+        dense_model.module, ticket_model.module, target, feature_columns, dense_model.preprocess, text,
         dense_model.tokenizer, dense_model.labels, n_outputs, groups, chosen, n_boot, seed, config.ece_bins,
         batch_size, device, 0 if is_text else int(probe.shape[1]),
         sample_sizes(population, attribution_settings.rows) if "attributions" in chosen else None,
@@ -274,7 +279,7 @@ def audit(
     if prune_settings is not None:
         step("Pruning alternatives at the same sparsity", 0, 1)
         alternative_result = find_alternatives(
-            dense_model, frame=rows.frame, target=target, sensitive=sensitive_columns, features=as_list(features),
+            dense_model, frame=rows.frame, target=target, sensitive=sensitive_columns, features=feature_columns,
             settings=prune_settings, policy=policy, seed=seed, n_boot=n_boot, train_frame=train_frame,
             audited=ticket_model, batch_size=batch_size, explicit_methods=False)
     verdict = "pass" if all(c.passed for c in checks) else "fail"
@@ -290,6 +295,55 @@ def audit(
                        provenance={"dense_source": dense_model.source, "ticket_source": ticket_model.source,
                                    "data_source": rows.source, "batch_size": batch_size, "device": device,
                                    "engine": engine, "workers": num_workers if engine == "ray" else None})
+
+
+_PATH = (str, Path)
+_ARGUMENT_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "dense": ((nn.Module, *_PATH), "an nn.Module or a path (str or pathlib.Path)"),
+    "ticket": ((nn.Module, *_PATH, type(None)), "an nn.Module, a path, or None (with mask=...)"),
+    "mask": ((*_PATH, type(None)), "a path to a mask file, or None"),
+    "data": ((pd.DataFrame, *_PATH), "a pandas DataFrame or a path (str or pathlib.Path)"),
+    "target": ((str,), "a column name (str)"),
+    "sensitive": ((str, list, tuple), "a column name or a list of column names"),
+    "features": ((str, list, tuple, type(None)), "a list of column names, a comma-separated string, or None"),
+    "text": ((str, type(None)), "a column name (str) or None"),
+    "split": ((str, type(None)), "'COL=VALUE' or None"),
+    "policy": ((Policy, type(None)), "a ticketaudit.Policy (for a dict d: ta.Policy.from_mapping(d)) or None"),
+    "seed": ((int, type(None)), "an integer or None"),
+    "n_boot": ((int,), "an integer"),
+    "confidence": ((float, int, type(None)), "a number in (0.5, 1) or None"),
+    "device": ((str,), "'cpu', 'cuda' or 'mps'"),
+    "batch_size": ((int,), "an integer"),
+    "max_rows": ((int, type(None)), "an integer or None"),
+    "analyses": ((str, list, tuple, type(None)), "a list of analysis names, a comma-separated string, or None"),
+    "factory": ((str, type(None)), "'MODULE:FUNC' or None"),
+    "allow_pickle": ((bool,), "True or False"),
+    "alternatives": ((bool, PruneSettings), "True, False or a PruneSettings"),
+    "train_data": ((pd.DataFrame, *_PATH, type(None)), "a DataFrame, a path, or None"),
+    "engine": ((str,), "'local' or 'ray'"),
+    "ray_address": ((str, type(None)), "'host:port' or None"),
+    "num_workers": ((int,), "an integer"),
+    "gpus_per_worker": ((float, int), "a number"),
+}
+
+
+def _check_arguments(arguments: dict[str, Any]) -> None:
+    """The API checks what the CLI checks: types, choices and combinations, before any work."""
+    for name, (types, accepted) in _ARGUMENT_TYPES.items():
+        value = arguments[name]
+        wrong_bool = isinstance(value, bool) and bool not in types
+        if wrong_bool or not isinstance(value, types):
+            fail(f"{name} must be {accepted}; got {describe(value)}.")
+    if arguments["device"] not in DEVICES:
+        hint = " (devices are lower case)" if arguments["device"].lower() in DEVICES else ""
+        fail(f"device must be one of {', '.join(DEVICES)}{hint}; got {arguments['device']!r}.")
+    if arguments["engine"] != "ray" and (arguments["ray_address"] is not None or arguments["gpus_per_worker"]):
+        fail("ray_address (--ray-address) and gpus_per_worker (--gpus-per-worker) belong to engine='ray' "
+             "(--engine ray); add it or drop them.")
+    if not arguments["alternatives"] and arguments["train_data"] is not None:
+        fail("train_data (--train-data) belongs to alternatives (--alternatives); add it or drop train_data.")
+    if arguments["progress"] is not None and not callable(arguments["progress"]):
+        fail(f"progress must be a callable(step, done, total) or None; got {describe(arguments['progress'])}.")
 
 
 def _check_text_model(dense: LoadedModel, *, text: str | None, features: str | Sequence[str] | None) -> bool:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from ._validation import check_fraction, check_int, fail
+from ._validation import check_fraction, check_int, describe, fail
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -24,6 +24,7 @@ ANALYSES = ("metrics", "disagreement", "attention", "attributions", "compression
 layers, attributions a tabular model)."""
 
 Device = Literal["cpu", "cuda", "mps"]
+DEVICES: tuple[str, ...] = ("cpu", "cuda", "mps")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,6 +63,8 @@ class Policy:
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> Policy:
         """Build from a dict, rejecting unknown keys by name."""
+        if not isinstance(values, dict):
+            fail(f"a policy must be a mapping of policy keys to values, got {describe(values)}.")
         known = [f.name for f in fields(cls)]
         for key in values:
             if key not in known:
@@ -109,8 +112,8 @@ class AuditConfig:
         check_int("ece_bins", self.ece_bins, low=2, high=100)
         if self.max_rows is not None:
             check_int("max_rows", self.max_rows, low=1, high=10**12)
-        if self.device not in ("cpu", "cuda", "mps"):
-            fail(f"device must be one of cpu, cuda, mps; got {self.device!r}.")
+        if self.device not in DEVICES:
+            fail(f"device must be one of {', '.join(DEVICES)}; got {self.device!r}.")
         unknown = [a for a in self.analyses if a not in ANALYSES]
         if unknown:
             fail(f"analysis '{unknown[0]}' is unknown. Choose from: {', '.join(ANALYSES)}.")

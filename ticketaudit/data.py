@@ -8,7 +8,9 @@ import gzip
 import hashlib
 import io
 import os
+import stat
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from ._io import sha256_file
-from ._validation import MSG_FILE_MISSING, MSG_UNKNOWN_EXTENSION, check_columns, fail
-from .preprocess import MISSING, column_text
+from ._validation import MSG_FILE_MISSING, MSG_UNKNOWN_EXTENSION, check_columns, check_unique, fail
+from .values import MISSING, group_name, matches, quote_label, value_labels
 
 MAX_VALUES_PER_SENSITIVE_COLUMN = 100
 TABLE_EXTENSIONS = {".csv": ",", ".tsv": "\t", ".parquet": None, ".pq": None}
@@ -45,8 +47,14 @@ def _check_header(header_line: str, *, sep: str, source: str) -> None:
         seen.add(name)
 
 
-def _read_text_table(handle: Any, *, sep: str, source: str, head: bytes) -> pd.DataFrame:
-    """Parse CSV/TSV from a path or buffer; ``head`` (the first bytes) is checked first."""
+def _read_text_table(handle: Any, *, sep: str, source: str, head: bytes,
+                     text_columns: Sequence[str] = ()) -> pd.DataFrame:
+    """Parse CSV/TSV from a path or buffer; ``head`` (the first bytes) is checked first.
+
+    Only an empty cell is missing (``NA``, ``None``, ``null`` ... are values), and ``text_columns``
+    (sensitive, target, split) are read as the text written, so type inference can neither merge
+    ``01234`` with ``1234`` nor differ between the files of one dataset.
+    """
     line = head.splitlines()[0] if head.strip() else b""
     try:
         first_line = line.decode("utf-8-sig")
@@ -58,12 +66,28 @@ def _read_text_table(handle: Any, *, sep: str, source: str, head: bytes) -> pd.D
         fail(f"data '{source}' is empty. Give a table with a header row and at least one row.")
     _check_header(first_line, sep=sep, source=source)
     try:
-        return pd.read_csv(handle, sep=sep, encoding="utf-8", low_memory=False, compression="infer")
+        frame = pd.read_csv(handle, sep=sep, encoding="utf-8", low_memory=False, compression="infer",
+                            keep_default_na=False, na_values=[""], dtype={c: str for c in text_columns})
     except UnicodeDecodeError as error:
         fail(f"data '{source}' is not UTF-8 text (byte {error.start}). Re-save it as UTF-8.")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OSError, EOFError) as error:
         kind = "TSV" if sep == "\t" else "CSV"
         fail(f"data '{source}' could not be parsed as {kind}: {str(error).strip()}.")
+    _check_delimiter(frame, sep=sep, source=source)
+    return frame
+
+
+def _check_delimiter(frame: pd.DataFrame, *, sep: str, source: str) -> None:
+    """A table read as one column whose name holds another delimiter was split on the wrong character."""
+    if frame.shape[1] != 1:
+        return
+    header = str(frame.columns[0])
+    for other, name in ((";", "semicolons"), ("\t", "tabs"), (",", "commas"), ("|", "vertical bars")):
+        if other != sep and other in header:
+            kind = "TSV (tab-separated)" if sep == "\t" else "CSV (comma-separated)"
+            fail(f"data '{source}' was read as {kind} but has a single column {header!r}; its fields seem to be "
+                 f"separated by {name}. Re-save it with {'tabs' if sep == chr(9) else 'commas'} as the delimiter"
+                 f"{', or give it a .tsv extension' if other == chr(9) else ''}.")
 
 
 def _head(path: Path, *, gz: bool) -> bytes:
@@ -77,18 +101,28 @@ def _head(path: Path, *, gz: bool) -> bytes:
         fail(f"data file '{path}' cannot be read{' (not a valid gzip file)' if gz else ''}.")
 
 
-def load_table(source: str | Path | pd.DataFrame, *, split: str | None = None, max_rows: int | None = None) -> Table:
-    """Read CSV/TSV/Parquet (by extension) or ``-`` (CSV on stdin); apply ``COL=VALUE`` and ``max_rows``."""
+def load_table(source: str | Path | pd.DataFrame, *, split: str | None = None, max_rows: int | None = None,
+               text_columns: Sequence[str] = ()) -> Table:
+    """Read CSV/TSV/Parquet (by extension), a FIFO or ``-`` (CSV on stdin); apply ``COL=VALUE`` and
+    ``max_rows``. ``text_columns`` of a CSV/TSV are read as written (see ``_read_text_table``)."""
+    text_columns = [*text_columns, *([split.partition("=")[0]] if split else [])]
     if isinstance(source, pd.DataFrame):
         frame = source.reset_index(drop=True)
         digest = _hash_frame(frame)
         name = "<DataFrame>"
     elif str(source) == "-":
         raw = sys.stdin.buffer.read()
-        frame = _read_text_table(io.BytesIO(raw), sep=",", source="<stdin>", head=raw[:65536])
+        frame = _read_text_table(io.BytesIO(raw), sep=",", source="<stdin>", head=raw[:65536],
+                                 text_columns=text_columns)
         digest, name = hashlib.sha256(raw).hexdigest(), "<stdin>"
+    elif not isinstance(source, (str, Path)):
+        fail(f"data must be a pandas DataFrame or a path (str or pathlib.Path), got {type(source).__name__}.")
+    elif _is_stream(Path(source)):
+        frame, digest, name = _read_stream(Path(source), text_columns=text_columns)
     else:
         path = Path(source)
+        if path.is_dir():
+            fail(f"data '{path}' is a directory; this step needs one table file (.csv, .tsv or .parquet).")
         if not path.is_file():
             fail(MSG_FILE_MISSING.format(what="data file", path=path))
         suffixes = [s.lower() for s in path.suffixes]
@@ -105,7 +139,8 @@ def load_table(source: str | Path | pd.DataFrame, *, split: str | None = None, m
             except Exception as error:  # pyarrow raises many types for corrupt files
                 fail(f"data file '{path}' is not a readable Parquet file ({type(error).__name__}). Re-export it.")
         else:
-            frame = _read_text_table(path, sep=TABLE_EXTENSIONS[ext] or ",", source=str(path), head=_head(path, gz=gz))
+            frame = _read_text_table(path, sep=TABLE_EXTENSIONS[ext] or ",", source=str(path), head=_head(path, gz=gz),
+                                     text_columns=text_columns)
         digest, name = sha256_file(path), str(path)
     frame.columns = [str(c) for c in frame.columns]
     if frame.columns.duplicated().any():
@@ -115,8 +150,7 @@ def load_table(source: str | Path | pd.DataFrame, *, split: str | None = None, m
         if not sep:
             fail(f"--split must look like COL=VALUE, got {split!r}.")
         check_columns("split", [column], list(frame.columns))
-        keep = column_text(frame[column]) == value
-        frame = frame[keep].reset_index(drop=True)
+        frame = frame[matches(frame[column], value)].reset_index(drop=True)
         if frame.empty:
             fail(f"--split {split}: no row has {column} = {value!r}.")
     if max_rows is not None:
@@ -124,6 +158,33 @@ def load_table(source: str | Path | pd.DataFrame, *, split: str | None = None, m
     if frame.empty:
         fail(f"data '{name}' has no rows (a header alone is not enough).")
     return Table(frame, digest, name)
+
+
+def _is_stream(path: Path) -> bool:
+    """A named pipe or character device (``/dev/stdin`` from a pipe, ``<(...)`` in a shell)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+
+
+def _read_stream(path: Path, *, text_columns: Sequence[str]) -> tuple[pd.DataFrame, str, str]:
+    """Read a pipe once into memory: Parquet by its extension or magic bytes, else CSV (TSV by extension)."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except OSError as error:
+        fail(f"data '{path}' is a pipe or device that cannot be read ({error.strerror}).")
+    digest, name = hashlib.sha256(raw).hexdigest(), str(path)
+    if raw.startswith(b"PAR1") or path.suffix.lower() in (".parquet", ".pq"):
+        try:
+            return pd.read_parquet(io.BytesIO(raw)), digest, name
+        except Exception as error:  # pyarrow raises many types for corrupt input
+            fail(f"data '{path}' is not a readable Parquet stream ({type(error).__name__}).")
+    sep = "\t" if path.suffix.lower() == ".tsv" else ","
+    return _read_text_table(io.BytesIO(raw), sep=sep, source=name, head=raw[:65536], text_columns=text_columns), \
+        digest, name
 
 
 def _hash_frame(frame: pd.DataFrame) -> str:
@@ -135,7 +196,8 @@ def _hash_frame(frame: pd.DataFrame) -> str:
 
 @dataclass(frozen=True)
 class Group:
-    """A reported group: its display name, the attribute it belongs to and its strata."""
+    """A reported group: its display name, its family (``attribute``: the column's name, quoted like a
+    group label when it could be misread, or the intersection ``a|b``) and its strata."""
 
     name: str
     attribute: str
@@ -156,7 +218,8 @@ class Groups:
     stratum_of_row: np.ndarray
     groups: tuple[Group, ...]
     strata_values: tuple[tuple[str, ...], ...] = ()
-    """Per stratum, the value of each sensitive column (as ``sensitive_labels`` gives it)."""
+    """Per stratum, the label of each sensitive column's value (``values.value_labels``): the key of the
+    stratum. Names are built from these, never parsed back."""
 
     @property
     def n_strata(self) -> int:
@@ -167,7 +230,10 @@ class Groups:
 
     def stratum_of(self, frame: pd.DataFrame) -> np.ndarray:
         """The stratum of each row of ``frame`` (-1 for a combination of values no stratum has)."""
-        keys = pd.DataFrame({c: sensitive_labels(frame, c) for c in self.attributes})
+        return self.stratum_of_labels(pd.DataFrame({c: sensitive_labels(frame, c) for c in self.attributes}))
+
+    def stratum_of_labels(self, keys: pd.DataFrame) -> np.ndarray:
+        """The stratum of each row of group labels (as ``distinct_strata`` gives them; -1 if unknown)."""
         index = pd.MultiIndex.from_tuples(self.strata_values, names=self.attributes) if len(self.attributes) > 1 \
             else pd.Index([v[0] for v in self.strata_values])
         lookup = keys.set_index(list(self.attributes)).index if len(self.attributes) > 1 \
@@ -176,8 +242,8 @@ class Groups:
 
 
 def sensitive_labels(frame: pd.DataFrame, column: str) -> np.ndarray:
-    """String labels of a sensitive column; missing values become ``<missing>``."""
-    return column_text(frame[column])
+    """Group labels of a sensitive column's values (``values.value_labels``; missing -> ``<missing>``)."""
+    return value_labels(frame[column])
 
 
 def distinct_strata(frame: pd.DataFrame, sensitive: list[str], *, keep_duplicates: bool = False) -> pd.DataFrame:
@@ -193,8 +259,7 @@ def groups_from_strata(strata: pd.DataFrame, sensitive: list[str]) -> Groups:
     intersectional strata, then each column's marginal groups."""
     if not sensitive:
         fail("give at least one sensitive column (--sensitive COL[,COL...]).")
-    if len(set(sensitive)) != len(sensitive):
-        fail("a sensitive column is listed twice in --sensitive.")
+    check_unique("--sensitive", sensitive)
     for column in sensitive:
         distinct = pd.unique(strata[column])
         if len(distinct) < 2:
@@ -205,16 +270,16 @@ def groups_from_strata(strata: pd.DataFrame, sensitive: list[str]) -> Groups:
                  f"{MAX_VALUES_PER_SENSITIVE_COLUMN}); it looks like an identifier or a continuous value. "
                  "Bin it into groups first.")
     strata_frame = strata[sensitive].drop_duplicates().sort_values(sensitive, kind="stable").reset_index(drop=True)
-    strata_names = tuple("|".join(f"{c}={row[c]}" for c in sensitive) for _, row in strata_frame.iterrows())
+    values = tuple(tuple(str(v) for v in row) for row in strata_frame.itertuples(index=False))
+    strata_names = tuple("|".join(group_name(c, v) for c, v in zip(sensitive, row)) for row in values)
     groups: list[Group] = []
     for column in sensitive:
         for value in sorted(pd.unique(strata_frame[column])):
             members = tuple(int(i) for i in np.flatnonzero(strata_frame[column].to_numpy() == value))
-            groups.append(Group(f"{column}={value}", column, members))
+            groups.append(Group(group_name(column, value), quote_label(column), members))
     if len(sensitive) > 1:
-        attribute = "|".join(sensitive)
+        attribute = "|".join(quote_label(c) for c in sensitive)
         groups += [Group(name, attribute, (i,)) for i, name in enumerate(strata_names)]
-    values = tuple(tuple(str(v) for v in row) for row in strata_frame.itertuples(index=False))
     return Groups(tuple(sensitive), strata_names, np.zeros(0, dtype=np.int64), tuple(groups), values)
 
 
@@ -222,7 +287,5 @@ def build_groups(frame: pd.DataFrame, sensitive: list[str]) -> Groups:
     """Intersectional strata of the sensitive columns, then each column's marginal groups."""
     if not sensitive:
         fail("give at least one sensitive column (--sensitive COL[,COL...]).")
-    if len(set(sensitive)) != len(sensitive):
-        fail("a sensitive column is listed twice in --sensitive.")
     groups = groups_from_strata(distinct_strata(frame, sensitive), sensitive)
     return dataclasses.replace(groups, stratum_of_row=groups.stratum_of(frame))

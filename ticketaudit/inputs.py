@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ._validation import check_columns, fail
-from .preprocess import Preprocessor, column_text
+from .preprocess import Preprocessor, category_text, column_text
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def encode_target(frame: pd.DataFrame, target: str, *, n_outputs: int, labels: t
     if labels is not None:
         if len(labels) != n_classes:
             fail(f"the model's config lists {len(labels)} labels but the model outputs {n_classes} classes.")
-        index = {label: i for i, label in enumerate(labels)}
+        index = {category_text(label): i for i, label in enumerate(labels)}
         codes = np.array([index.get(v, -1) for v in text], dtype=np.int64)
         if (codes < 0).any():
             bad = text[np.argmax(codes < 0)]

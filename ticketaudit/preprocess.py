@@ -8,7 +8,10 @@ Format (version 1)::
 
 Numeric columns are standardised ``(x - mean) / std``; one-hot columns expand to one input per
 category (unknown and missing values encode as all zeros, like scikit-learn's
-``OneHotEncoder(handle_unknown="ignore")``). Input order follows ``inputs``.
+``OneHotEncoder(handle_unknown="ignore")``; the audit counts them per column and group, see
+``UnseenCategories``). Values and categories are compared by their canonical text
+(``values.canonical``: ``1.0`` is category ``"1"``; ``<missing>`` is the category of a missing
+value). Input order follows ``inputs``.
 """
 
 from __future__ import annotations
@@ -22,20 +25,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._validation import fail
-
-MISSING = "<missing>"
+from ._validation import fail, show_name
+from .values import MISSING, canonical, canonical_texts
 
 
 def column_text(values: pd.Series, *, missing: str | None = MISSING) -> np.ndarray:
-    """A column's values as text; whole-number floats print without ".0" (1.0 -> "1", as read from
-    a CSV with missing values), and missing values become ``missing`` (or stay missing if None)."""
-    if pd.api.types.is_float_dtype(values):
-        present = values.dropna().to_numpy(dtype=np.float64)
-        if np.all(np.isfinite(present)) and np.all(np.mod(present, 1) == 0):
-            values = values.astype("Int64")
-    text = values.astype("string")
-    return (text.fillna(missing) if missing is not None else text).to_numpy(dtype=object)
+    """A column's values as canonical text (``values.canonical``, decided value by value, so every
+    format and fragment agrees); missing values become ``missing`` (or None)."""
+    texts = canonical_texts(values)
+    if missing is not None:
+        texts[pd.isna(texts)] = missing
+    return texts
+
+
+def category_text(category: str) -> str:
+    """A category of ``preprocess.json`` as compared with values (``<missing>`` stays the missing value's)."""
+    return category if category == MISSING else str(canonical(category))
 
 
 @dataclass(frozen=True)
@@ -79,7 +84,12 @@ class Preprocessor:
                 categories = item.get("categories")
                 if not isinstance(categories, list) or not categories:
                     fail(f"{source}: inputs[{i}] ('{item['column']}') needs a non-empty \"categories\" list.")
-                specs.append(InputSpec(item["column"], "onehot", categories=tuple(map(str, categories))))
+                texts = [category_text(str(c)) for c in categories]
+                if len(set(texts)) != len(texts):
+                    twice = next(t for t in texts if texts.count(t) > 1)
+                    fail(f"{source}: inputs[{i}] ('{item['column']}') lists the category {twice!r} twice (as "
+                         f"written or as the same number, e.g. 1 and 1.0). List each category once.")
+                specs.append(InputSpec(item["column"], "onehot", categories=tuple(texts)))
             else:
                 fail(f"{source}: inputs[{i}] has kind {kind!r}; use \"numeric\" or \"onehot\".")
         return cls(tuple(specs))
@@ -134,10 +144,53 @@ class Preprocessor:
                          f"values (first at row {int(np.argmax(bad))}). Clean or impute them before the audit.")
                 blocks.append(((numeric - spec.mean) / spec.std)[:, None])
             else:
-                text = column_text(values)
-                codes = pd.Categorical(text, categories=list(spec.categories)).codes
+                codes = self._codes(spec, values)
                 onehot = np.zeros((len(frame), len(spec.categories)), dtype=np.float64)
                 known = codes >= 0
                 onehot[np.flatnonzero(known), codes[known]] = 1.0
                 blocks.append(onehot)
         return np.concatenate(blocks, axis=1) if blocks else np.zeros((len(frame), 0))
+
+    @staticmethod
+    def _codes(spec: InputSpec, values: pd.Series) -> np.ndarray:
+        return pd.Categorical(column_text(values), categories=list(spec.categories)).codes
+
+    @property
+    def onehot_columns(self) -> list[str]:
+        return [spec.column for spec in self.inputs if spec.kind == "onehot"]
+
+    def unseen(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Per one-hot column, each row's value the model has no category for (its text, ``<missing>``
+        for a missing one), or None where the value is known: the rows encoded as all zeros."""
+        out: dict[str, np.ndarray] = {}
+        for spec in self.inputs:
+            if spec.kind == "onehot":
+                text = column_text(frame[spec.column])
+                text[self._codes(spec, frame[spec.column]) >= 0] = None
+                out[spec.column] = text
+        return out
+
+
+EXAMPLES_KEPT = 5
+
+
+class UnseenCategories:
+    """Mergeable counts of rows whose one-hot value the model does not know, per column and stratum,
+    with the first few such values (smallest first, so any split and merge order gives the same)."""
+
+    def __init__(self, *, columns: list[str], n_strata: int) -> None:
+        self.columns = columns
+        self.counts = np.zeros((n_strata, len(columns)), dtype=np.int64)
+        self.examples: list[set[str]] = [set() for _ in columns]
+
+    def update(self, unseen: dict[str, np.ndarray], strata: np.ndarray) -> None:
+        for j, column in enumerate(self.columns):
+            rows = pd.notna(unseen[column])
+            if rows.any():
+                self.counts[:, j] += np.bincount(strata[rows], minlength=len(self.counts))
+                self.examples[j] = set(sorted(self.examples[j] | set(unseen[column][rows]))[:EXAMPLES_KEPT])
+
+    def merge(self, other: UnseenCategories) -> UnseenCategories:
+        self.counts += other.counts
+        self.examples = [set(sorted(a | b)[:EXAMPLES_KEPT]) for a, b in zip(self.examples, other.examples)]
+        return self

@@ -19,6 +19,7 @@ from scipy.stats import rankdata
 from .._validation import fail
 from . import stats
 from ..data import Groups
+from ..values import quote_label
 from .base import AnalysisInputs, AnalysisSettings, interval, number
 
 METHODS: dict[str, Any] = {
@@ -316,7 +317,7 @@ def auto_proxy_columns(moments: ProxyMoments, column_of_input: Sequence[str], in
 
 def group_indicators(groups: Groups) -> np.ndarray:
     """(strata, marginal groups) 0/1: one indicator per value of each sensitive column."""
-    marginal = [g for g in groups.groups if g.attribute in groups.attributes]
+    marginal = [g for g in groups.groups if g.attribute in {quote_label(a) for a in groups.attributes}]
     matrix = np.zeros((groups.n_strata, len(marginal)))
     for j, group in enumerate(marginal):
         matrix[list(group.strata), j] = 1.0

@@ -168,13 +168,11 @@ def _metricframe_values(settings: AnalysisSettings, cells: CellTable) -> dict[st
     dense_pred, rest = rest % n_classes, rest // n_classes
     labels, stratum = rest % n_classes, rest // n_classes
     preds = {"dense": dense_pred, "ticket": ticket_pred}
-    strata = np.asarray(groups.strata_names, dtype=object)
     families: dict[str, np.ndarray] = {}
-    for position, attribute in enumerate(groups.attributes):
-        per_stratum = np.array([name.split("|")[position] for name in strata], dtype=object)
-        families[attribute] = per_stratum[stratum]
-    if len(groups.attributes) > 1:
-        families["|".join(groups.attributes)] = strata[stratum]
+    for group in groups.groups:  # each stratum's group in each family, from the groups' own strata
+        family = families.setdefault(group.attribute, np.empty(groups.n_strata, dtype=object))
+        family[list(group.strata)] = group.name
+    families = {attribute: per_stratum[stratum] for attribute, per_stratum in families.items()}
     metrics = sklearn_metrics(n_classes)
     weights = {name: {"sample_weight": weight} for name in metrics}
     out: dict[str, dict[str, dict[str, float]]] = {}
@@ -185,7 +183,7 @@ def _metricframe_values(settings: AnalysisSettings, cells: CellTable) -> dict[st
                                 sensitive_features=pd.Series(cell_groups, name=attribute))
             for name, row in frame.by_group.iterrows():
                 values[str(name)] = {metric: float(row[metric]) for metric in metrics}
-            if attribute == groups.attributes[0]:
+            if "overall" not in values:  # the same in every family: take the first's
                 values["overall"] = {metric: float(frame.overall[metric]) for metric in metrics}
         out[model] = values
     return out

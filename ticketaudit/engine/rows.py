@@ -13,7 +13,7 @@ import pandas as pd
 from .._validation import check_columns, fail
 from ..data import Groups, groups_from_strata, load_table
 from .drivers import WorkItem, plan_work, run_local, run_ray
-from .shard import ROWS_COLUMN, AuditPlan, AuditState, FragmentScan, ShardAuditor, scan_fragment, scan_frame, select_rows
+from .shard import AuditPlan, AuditState, FragmentScan, ShardAuditor, scan_fragment, scan_frame, select_rows
 from .sources import FileSource, is_file_table, open_source, read_fragment
 
 ENGINES = ("local", "ray")
@@ -38,14 +38,16 @@ class AuditRows:
 
 def _groups(scans: list[FragmentScan], sensitive: list[str]) -> tuple[Groups, np.ndarray]:
     strata = pd.concat([scan.strata for scan in scans], ignore_index=True)
+    counts = np.concatenate([scan.counts for scan in scans])
     groups = groups_from_strata(strata, sensitive)
-    population = np.bincount(groups.stratum_of(strata), weights=strata[ROWS_COLUMN], minlength=groups.n_strata)
+    population = np.bincount(groups.stratum_of_labels(strata), weights=counts, minlength=groups.n_strata)
     return groups, population.astype(np.int64)
 
 
 def open_rows(data: pd.DataFrame | str | Path, *, engine: str, split: str | None, max_rows: int | None,
-              sensitive: list[str], in_memory: bool) -> AuditRows:
+              sensitive: list[str], target: str, in_memory: bool) -> AuditRows:
     """Open the audit data for ``engine``; Parquet, directories and globs are read in fragments."""
+    text_columns = (*sensitive, target)
     if engine not in ENGINES:
         fail(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}.")
     if engine == "ray" and (isinstance(data, pd.DataFrame) or str(data) == "-"):
@@ -59,13 +61,13 @@ def open_rows(data: pd.DataFrame | str | Path, *, engine: str, split: str | None
                  "leave --engine ray out.")
         from_files = False
     if not from_files:
-        table = load_table(data, split=split, max_rows=max_rows)
+        table = load_table(data, split=split, max_rows=max_rows, text_columns=text_columns)
         scan = scan_frame(table.frame, sensitive)
         groups, population = _groups([scan], sensitive)
         return AuditRows(len(table.frame), groups, population, table.frame.iloc[:1], table.sha256, table.source,
                          frame=table.frame)
     assert isinstance(data, (str, Path))
-    source = open_source(data)
+    source = open_source(data, text_columns=(*text_columns, *([split.partition("=")[0]] if split else [])))
     check_columns("sensitive", sensitive, list(source.columns))
     if split is not None:
         column, sep, value = split.partition("=")

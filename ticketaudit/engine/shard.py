@@ -26,7 +26,8 @@ from ..analyses.streaming import BootstrapSums
 from ..data import Groups, distinct_strata
 from ..exceptions import InvalidInputError
 from ..inputs import build_features, build_text_inputs, encode_target
-from ..preprocess import Preprocessor, column_text
+from ..preprocess import Preprocessor
+from ..values import matches
 from .sources import FileSource, Fragment, read_fragment
 
 CHUNK_ROWS = 65_536
@@ -178,10 +179,7 @@ def select_rows(frame: pd.DataFrame, *, split: str | None) -> pd.DataFrame:
     if split is None:
         return frame
     column, _, value = split.partition("=")
-    return frame[column_text(frame[column]) == value].reset_index(drop=True)
-
-
-ROWS_COLUMN = "__rows__"
+    return frame[matches(frame[column], value)].reset_index(drop=True)
 
 
 @dataclass(frozen=True)
@@ -190,13 +188,16 @@ class FragmentScan:
 
     rows: int
     strata: pd.DataFrame
-    """One row per distinct combination of sensitive labels, with its count in ``ROWS_COLUMN``."""
+    """One row per distinct combination of sensitive labels (columns named as the sensitive columns)."""
+    counts: np.ndarray
+    """Rows per combination (kept apart from ``strata``, so no column name can collide with it)."""
 
 
 def scan_frame(frame: pd.DataFrame, sensitive: list[str]) -> FragmentScan:
     keys = distinct_strata(frame, sensitive, keep_duplicates=True)
-    counts = keys.groupby(sensitive, sort=False).size().reset_index(name=ROWS_COLUMN)
-    return FragmentScan(len(frame), counts)
+    sizes = keys.groupby(sensitive, sort=False, dropna=False).size()
+    strata = sizes.index.to_frame(index=False)  # columns named as the sensitive columns, whatever they are
+    return FragmentScan(len(frame), strata, sizes.to_numpy(dtype=np.int64))
 
 
 def scan_fragment(source: FileSource, fragment: Fragment, *, sensitive: list[str], split: str | None,

@@ -41,6 +41,8 @@ class FileSource:
     files: tuple[str, ...]
     columns: tuple[str, ...]
     fragments: tuple[Fragment, ...]
+    text_columns: tuple[str, ...] = ()
+    """Columns a CSV/TSV fragment reads as written text (sensitive, target, split): see ``data._read_text_table``."""
 
     def sha256(self) -> str:
         """The file's sha256 for one file; for several, sha256 over (relative name, file sha256) lines,
@@ -85,7 +87,7 @@ def _list_files(source: str) -> list[str]:
     return [source]
 
 
-def open_source(source: str | Path) -> FileSource:
+def open_source(source: str | Path, *, text_columns: tuple[str, ...] = ()) -> FileSource:
     """List, check and fragment the files of ``source``; every problem names the file at fault."""
     files = _list_files(str(source))
     kinds = {_kind(f) for f in files}
@@ -102,7 +104,7 @@ def open_source(source: str | Path) -> FileSource:
         columns, fragments = _parquet_fragments(files)
     else:
         columns, fragments = _text_fragments(files, sep="," if kind == "csv" else "\t")
-    return FileSource(str(source), kind, tuple(files), columns, tuple(fragments))
+    return FileSource(str(source), kind, tuple(files), columns, tuple(fragments), text_columns)
 
 
 def _parquet_fragments(files: list[str]) -> tuple[tuple[str, ...], list[Fragment]]:
@@ -172,7 +174,7 @@ def read_fragment(source: FileSource, fragment: Fragment, *, columns: list[str] 
     else:
         path = Path(fragment.path)
         frame = _read_text_table(path, sep="," if source.kind == "csv" else "\t", source=str(path),
-                                 head=_head(path, gz=False))
+                                 head=_head(path, gz=False), text_columns=source.text_columns)
         if columns is not None:
             frame = frame[columns]
     frame.columns = [str(c) for c in frame.columns]
