@@ -287,5 +287,5 @@ def test_interrupt_leaves_no_partial_file(report_args: list[str], tmp_path: Path
 
     monkeypatch.setattr(render_module, "report_dict", interrupted)
     run = run_cli(report_args)
-    assert run.code == 130 and "no report was written" in run.stderr
+    assert run.code == 130 and "nothing was written" in run.stderr
     assert not list(tmp_path.iterdir())

@@ -337,4 +337,4 @@ def test_dataset_bad_input(fx: Fixture, tmp_path: Path, case: str) -> None:
         _expect_exit_2(_report(fx, tmp_path, "-", "--engine", "ray"), tmp_path, "cannot read a DataFrame or stdin")
     else:
         _expect_exit_2(_report(fx, tmp_path, data, "--num-workers", "0"), tmp_path, "--num-workers")
-        _expect_exit_2(_report(fx, tmp_path, data, "--ray-address", "h:1"), tmp_path, "belong to --engine ray")
+        _expect_exit_2(_report(fx, tmp_path, data, "--ray-address", "h:1"), tmp_path, "belong to engine='ray' (--engine ray)")

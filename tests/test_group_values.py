@@ -170,3 +170,50 @@ def test_separator_in_values_gives_each_row_its_own_group_accuracy(fx, tmp_path)
         assert group.metrics["accuracy"].dense == pytest.approx(correct[rows].mean())
     for sex, rows in frame.groupby("sex").groups.items():
         assert by_name[f"sex={json.dumps(sex) if '|' in sex else sex}"].n == len(rows)
+
+
+def _onehot_bundle(root: Path) -> Path:
+    from ticketaudit.models import MLP
+    from ticketaudit.preprocess import Preprocessor
+    from ticketaudit.tickets.bundle import save_bundle
+
+    spec = {"version": 1, "inputs": [{"column": "x", "kind": "numeric", "mean": 0.0, "std": 1.0},
+                                     {"column": "cat", "kind": "onehot", "categories": ["A", "B", "1"]}]}
+    torch.manual_seed(0)
+    return save_bundle(root / "bundle", MLP(in_features=4, hidden=[4], out_features=2), architecture="mlp",
+                       arguments={"in_features": 4, "hidden": [4], "out_features": 2},
+                       preprocess=Preprocessor.from_dict(spec))
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**16))
+def test_unseen_categories_are_counted_per_group_in_every_format(tmp_path_factory, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = 400
+    pool = np.array(["A", "B", "1", "a", "b ", "C", "NA", None], dtype=object)
+    frame = pd.DataFrame({"x": rng.normal(size=n), "cat": rng.choice(pool, size=n, p=[.3, .3, .2, .05, .05, .04, .03, .03]),
+                          "g": rng.choice(["u", "v|w"], size=n), "y": rng.integers(0, 2, size=n)})
+    root = tmp_path_factory.mktemp("unseen")
+    bundle = _onehot_bundle(root)
+    unknown = ~frame["cat"].isin(["A", "B", "1"])  # the direct computation (missing counts as unknown too)
+    expected_by_group = {f"g={json.dumps(v) if '|' in v else v}": int(unknown[frame["g"] == v].sum())
+                         for v in frame["g"].unique()}
+    for fmt in ("frame", "csv", "parquet", "parquet-dir"):
+        data = write(frame, fmt, tmp_path_factory.mktemp(fmt), rng)
+        result = ta.audit(dense=bundle, ticket=bundle, data=data, target="y", sensitive="g", n_boot=100,
+                          analyses="metrics", max_unseen_share=1.0)
+        (entry,) = result.data["unseen_categories"]
+        assert entry["column"] == "cat" and entry["rows"] == int(unknown.sum()), fmt
+        assert {g["group"]: g["rows"] for g in entry["groups"]} == {k: v for k, v in expected_by_group.items() if v}
+        assert entry["values"] == sorted({MISSING if pd.isna(v) else v for v in frame.loc[unknown, "cat"]})[:5]
+        assert any("no category" in note for note in result.notes)
+
+
+def test_too_many_unseen_categories_are_refused_naming_the_option(tmp_path) -> None:
+    bundle = _onehot_bundle(tmp_path)
+    frame = pd.DataFrame({"x": np.zeros(40), "cat": ["a"] * 10 + ["A"] * 30, "g": ["u", "v"] * 20, "y": [0, 1] * 20})
+    with pytest.raises(ta.InvalidInputError, match=r"10 of 40 rows \(25.0%\).*'cat'.*--max-unseen-share"):
+        ta.audit(dense=bundle, ticket=bundle, data=frame, target="y", sensitive="g", n_boot=100, analyses="metrics")
+    result = ta.audit(dense=bundle, ticket=bundle, data=frame, target="y", sensitive="g", n_boot=100,
+                      analyses="metrics", max_unseen_share=0.3)
+    assert result.data["unseen_categories"][0]["rows"] == 10

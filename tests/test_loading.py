@@ -118,3 +118,37 @@ def test_mask_entropy_and_density(fx: Fixture) -> None:
 
     assert binary_entropy_bits(0.5) == 1.0 and binary_entropy_bits(0.0) == 0.0 and binary_entropy_bits(1.0) == 0.0
     assert abs(sum(fx.mask.density()[n] * fx.mask[n].numel() for n in fx.mask) - fx.mask.kept) < 1e-9
+
+
+def test_ticket_with_reordered_labels_is_refused_naming_both_lists(tmp_path) -> None:
+    from ticketaudit.models import MLP
+    from ticketaudit.tickets.bundle import save_bundle
+
+    torch.manual_seed(0)
+    model = MLP(in_features=4, hidden=[3], out_features=2)
+    arguments = {"in_features": 4, "hidden": [3], "out_features": 2}
+    dense = load_dense(save_bundle(tmp_path / "d", model, architecture="mlp", arguments=arguments, labels=("no", "yes")))
+    swapped = save_bundle(tmp_path / "t", model, architecture="mlp", arguments=arguments, labels=("yes", "no"))
+    with pytest.raises(InvalidInputError, match=r"\['yes', 'no'\].*\['no', 'yes'\].*another order"):
+        load_ticket(swapped, dense=dense)
+    same = save_bundle(tmp_path / "s", model, architecture="mlp", arguments=arguments, labels=("no", "yes"))
+    assert load_ticket(same, dense=dense).labels == ("no", "yes")
+
+
+def test_ticket_with_its_own_preprocess_is_refused_naming_the_input(tmp_path) -> None:
+    from ticketaudit.models import MLP
+    from ticketaudit.preprocess import Preprocessor
+    from ticketaudit.tickets.bundle import save_bundle
+
+    model = MLP(in_features=2, hidden=[3], out_features=2)
+    arguments = {"in_features": 2, "hidden": [3], "out_features": 2}
+    spec = {"version": 1, "inputs": [{"column": "age", "kind": "numeric", "mean": 40.0, "std": 10.0},
+                                     {"column": "x", "kind": "numeric", "mean": 0.0, "std": 1.0}]}
+    other = {"version": 1, "inputs": [{"column": "age", "kind": "numeric", "mean": 0.0, "std": 1.0},
+                                      {"column": "x", "kind": "numeric", "mean": 0.0, "std": 1.0}]}
+    dense = load_dense(save_bundle(tmp_path / "d", model, architecture="mlp", arguments=arguments,
+                                   preprocess=Preprocessor.from_dict(spec)))
+    ticket = save_bundle(tmp_path / "t", model, architecture="mlp", arguments=arguments,
+                         preprocess=Preprocessor.from_dict(other))
+    with pytest.raises(InvalidInputError, match="input 'age' is numeric, mean 40.0"):
+        load_ticket(ticket, dense=dense)

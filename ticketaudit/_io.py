@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
+import shutil
+import signal
+import stat
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import NoReturn
 
 from ._validation import MSG_OUTPUT_DIR, fail
 
@@ -46,29 +52,121 @@ def check_writable(path: Path, *, what: str) -> None:
         fail(MSG_OUTPUT_DIR.format(what=what, path=path, reason=f"directory '{parent}' is not writable"))
 
 
-@contextlib.contextmanager
-def _temp_beside(path: Path) -> Iterator[Path]:
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    os.close(fd)
-    temp = Path(name)
+def check_not_input(outputs: Mapping[str, Path], inputs: Mapping[str, object]) -> None:
+    """No output may be an input, or lie inside an input directory (a bundle, a data folder): checked
+    on resolved paths, so a symlink to the data is caught too."""
+    resolved = {}
+    for option, value in inputs.items():
+        if isinstance(value, (str, Path)) and str(value) not in ("", "-") and os.path.exists(value):
+            resolved[option] = Path(os.path.realpath(value))
+    for out_option, path in outputs.items():
+        target = Path(os.path.realpath(path))
+        for in_option, source in resolved.items():
+            if target == source or (source.is_dir() and source in target.parents):
+                where = "is" if target == source else "is inside"
+                fail(f"{out_option} '{path}' {where} the input given with {in_option} ('{source}'); ticketaudit never "
+                     "writes over its inputs. Choose another output path.")
+
+
+def _is_regular_target(path: Path) -> bool:
+    """Whether ``path`` is (or would be) a regular file: devices and pipes are written through instead."""
     try:
-        yield temp
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return True
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM while files are renamed into place, so a run ends with all of its
+    outputs or none (the signal is delivered right after)."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    can_hold = hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held) if can_hold else None
+    try:
+        yield
     finally:
-        temp.unlink(missing_ok=True)
+        if previous is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+WRITTEN: list[Path] = []
+"""Every output ``write_atomically`` put in place since the CLI cleared this list (so the message
+after an interrupt can be true)."""
+
+
+def _io_error(path: Path, error: OSError) -> NoReturn:
+    reason = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+              errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied"}.get(
+        error.errno or 0, error.strerror or type(error).__name__)
+    fail(f"cannot write '{path}': {reason}. Nothing was written; free space or choose another location.")
 
 
 def write_atomically(outputs: Mapping[Path, bytes]) -> None:
-    """Write every file or none: all go to temp files first, then each is renamed into place."""
-    with contextlib.ExitStack() as stack:
-        temps: dict[Path, Path] = {}
-        for path, payload in outputs.items():
-            temp = stack.enter_context(_temp_beside(path))
-            temp.write_bytes(payload)
-            temps[path] = temp
-        mode = 0o666 & ~_umask()
+    """Write every file or none: each goes to a temp file beside its target (a symlink's target), then
+    all are renamed into place with SIGINT/SIGTERM held; a failed rename restores what was there.
+    Devices and pipes (``/dev/stdout``) are written through after the files."""
+    files = {Path(os.path.realpath(path)): payload for path, payload in outputs.items()
+             if _is_regular_target(Path(path))}
+    streams = {Path(path): payload for path, payload in outputs.items() if not _is_regular_target(Path(path))}
+    temps: dict[Path, Path] = {}
+    target = Path(".")
+    try:
+        for target, payload in files.items():
+            fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            temps[target] = Path(name)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(name, 0o666 & ~_umask())
+        with _signals_deferred():  # a signal held here arrives once WRITTEN tells the truth
+            _replace_all(temps)
+            WRITTEN.extend(path for path in outputs if _is_regular_target(Path(path)))
+    except OSError as error:
+        _io_error(target, error)
+    finally:
+        for temp in temps.values():
+            temp.unlink(missing_ok=True)
+    for target, payload in streams.items():
+        try:
+            with open(target, "wb") as handle:
+                handle.write(payload)
+        except OSError as error:
+            _io_error(target, error)
+        WRITTEN.append(target)
+
+
+def _backup(path: Path) -> Path:
+    """A second name for ``path``'s current file (a hard link, else a copy), to restore it from."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent)
+    os.close(fd)
+    try:
+        os.unlink(name)
+        os.link(path, name)
+    except OSError:  # no hard links on this file system
+        shutil.copy2(path, name)
+    return Path(name)
+
+
+def _replace_all(temps: Mapping[Path, Path]) -> None:
+    """Rename each temp onto its target; on any failure put every earlier target back as it was."""
+    backups: dict[Path, Path | None] = {}
+    try:
         for path, temp in temps.items():
-            os.chmod(temp, mode)
+            backups[path] = _backup(path) if path.exists() else None
             os.replace(temp, path)
+    except OSError:
+        for path, backup in backups.items():
+            if backup is not None:
+                os.replace(backup, path)
+            else:
+                path.unlink(missing_ok=True)
+        raise
+    finally:
+        for backup in backups.values():
+            if backup is not None:
+                backup.unlink(missing_ok=True)
 
 
 def _umask() -> int:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from . import __version__
-from ._validation import as_list, check_int, describe, fail
+from ._validation import as_list, check_fraction, check_int, describe, fail
 from .analyses.attention import AttentionResult, attention_from_sums
 from .analyses.attention_capture import attention_source
 from .analyses.attributions import AttributionResult, AttributionSettings, attributions_from_sample, sample_sizes
@@ -27,9 +27,10 @@ from .analyses.predict import ModelRunner, resolve_device
 from .checks import Check, evaluate_policy, insufficient_check
 from .config import ANALYSES, DEVICES, AuditConfig, Policy
 from .data import load_table
-from .engine.rows import open_rows, run_shards
+from .engine.rows import AuditRows, open_rows, run_shards
 from .engine.shard import AuditPlan
 from .inputs import build_features, build_text_inputs, check_classes, encode_target
+from .preprocess import UnseenCategories
 from .pruning.alternatives import AlternativesResult, PruneSettings, check_training_data, find_alternatives
 from .tickets import LoadedModel, load_dense, load_ticket
 from .tickets.huggingface import is_huggingface_module
@@ -82,14 +83,20 @@ class AuditResult:
             "checks": [c.to_dict() for c in self.checks],
             "policy": self.policy.to_dict(),
             "settings": {"seed": self.config.seed, "n_boot": self.config.n_boot, "max_rows": self.config.max_rows,
-                         "analyses": list(self.config.analyses), "ece_bins": self.config.ece_bins},
+                         "analyses": list(self.config.analyses), "ece_bins": self.config.ece_bins,
+                         "max_unseen_share": self.config.max_unseen_share},
             "models": {"dense": self._model(self.dense), "ticket": self._model(self.ticket)},
             "data": self.data,
             "notes": list(self.notes),
         })
         if self.performance is not None:
             out["performance"] = self.performance.to_dict()
-            out["subgroups"] = [g.to_dict() for g in self.performance.subgroups]
+            unseen = {(g["group"], entry["column"]): g["rows"] for entry in self.data.get("unseen_categories", [])
+                      for g in entry["groups"]}
+            out["subgroups"] = []
+            for group in self.performance.subgroups:
+                rows = {c: n for (name, c), n in unseen.items() if name == group.group}
+                out["subgroups"].append({**group.to_dict(), **({"unseen_category_rows": rows} if rows else {})})
         if self.disagreement is not None:
             out["disagreement"] = self.disagreement.to_dict()
         if self.compression is not None:
@@ -135,6 +142,7 @@ def audit(
     ray_address: str | None = None,
     num_workers: int = 2,
     gpus_per_worker: float = 0.0,
+    max_unseen_share: float = 0.05,
     progress: Progress | None = None,
 ) -> AuditResult:
     """Audit ``ticket`` (or ``dense`` x ``mask``) against ``dense`` on ``data``, per group of ``sensitive``.
@@ -148,6 +156,9 @@ def audit(
     ``engine="ray"`` audits ``data`` (Parquet/CSV files, a directory or a glob) on ``num_workers`` Ray
     workers (joining the cluster at ``ray_address``, else starting Ray here) with the same result as
     ``engine="local"``, which reads Parquet, directories and globs fragment by fragment in this process.
+    Rows whose one-hot value the model has no category for are counted and noted per column and group;
+    more than ``max_unseen_share`` of the rows in any column is refused (the audit would measure inputs
+    the model never saw as "all categories off").
     """
     _check_arguments(locals())
     policy = policy or Policy()
@@ -171,6 +182,7 @@ def audit(
     # checks --device itself; the driver's own small steps (probe, Captum on the sample) use the CPU.
     target_device = resolve_device(device) if engine != "ray" else torch.device("cpu")
     check_int("--num-workers", num_workers, low=1, high=10_000)
+    check_fraction("max_unseen_share (--max-unseen-share)", max_unseen_share, open_low=False, open_high=False)
     if not 0 <= gpus_per_worker <= 64:
         fail(f"--gpus-per-worker must be in [0, 64], got {gpus_per_worker}.")
     step = progress or (lambda *_: None)
@@ -183,7 +195,7 @@ def audit(
     is_text = _check_text_model(dense_model, text=text, features=features)
     chosen = _choose_analyses(requested, dense_model, is_text=is_text)
     config = AuditConfig(seed=seed, n_boot=n_boot, batch_size=batch_size, device=device, max_rows=max_rows,  # type: ignore[arg-type]
-                         analyses=chosen)
+                         analyses=chosen, max_unseen_share=float(max_unseen_share))
     prune_settings = None
     if alternatives:
         if is_text:
@@ -236,9 +248,10 @@ def audit(
     cells = state.cells.table()
     class_counts = np.array([cells.layout.column(cells.sums, f"support:{k}").sum() for k in range(len(class_names))])
     check_classes(class_counts, class_names, target=target)
+    unseen = _unseen_categories(state.unseen, rows, limit=max_unseen_share)
     settings = AnalysisSettings(class_names, groups, policy.confidence, policy.min_group_size, n_boot, seed,
                                 config.ece_bins)
-    notes: list[str] = []
+    notes: list[str] = [_unseen_note(entry) for entry in unseen]
     step("Measuring groups and bootstrapping", 0, 1)
     performance = performance_from_cells(settings, cells)
     disagreement = disagreement_from_cells(settings, cells, state.examples) if "disagreement" in chosen else None
@@ -287,7 +300,7 @@ def audit(
         "rows": int(rows.total), "sha256": rows.sha256, "target": target, "sensitive": sensitive_columns,
         "features": list(feature_names), "classes": list(class_names),
         "class_counts": {name: int(c) for name, c in zip(class_names, class_counts)},
-        "split": split, "groups": [g.name for g in groups.groups],
+        "split": split, "groups": [g.name for g in groups.groups], "unseen_categories": unseen,
     }
     step("Done", 1, 1)
     return AuditResult(verdict, checks, dense_model, ticket_model, data_info, policy, config, performance,
@@ -324,6 +337,7 @@ _ARGUMENT_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "ray_address": ((str, type(None)), "'host:port' or None"),
     "num_workers": ((int,), "an integer"),
     "gpus_per_worker": ((float, int), "a number"),
+    "max_unseen_share": ((float, int), "a share in [0, 1]"),
 }
 
 
@@ -344,6 +358,33 @@ def _check_arguments(arguments: dict[str, Any]) -> None:
         fail("train_data (--train-data) belongs to alternatives (--alternatives); add it or drop train_data.")
     if arguments["progress"] is not None and not callable(arguments["progress"]):
         fail(f"progress must be a callable(step, done, total) or None; got {describe(arguments['progress'])}.")
+
+
+def _unseen_categories(accumulated: UnseenCategories | None, rows: AuditRows, *, limit: float) -> list[dict[str, Any]]:
+    """Where the model met one-hot values it has no category for; more than ``limit`` of a column is refused."""
+    if accumulated is None:
+        return []
+    groups = tuple((g.name, g.strata, int(rows.population[list(g.strata)].sum())) for g in rows.groups.groups)
+    unseen = accumulated.summary(groups, rows.total)
+    for entry in unseen:
+        if entry["share"] > limit:
+            fail(f"{entry['rows']} of {rows.total} rows ({entry['share']:.1%}) have a value of column "
+                 f"'{entry['column']}' that the model has no category for ({_first_values(entry)}); they would be "
+                 f"audited as 'no category' (all zeros). Map the values to the model's categories (check letter case "
+                 f"and spelling against preprocess.json), or raise --max-unseen-share (now {limit:g}) to audit anyway.")
+    return unseen
+
+
+def _first_values(entry: dict[str, Any]) -> str:
+    shown = ", ".join(repr(v) for v in entry["values"])
+    return f"e.g. {shown}" + (", ..." if len(entry["values"]) < entry["rows"] else "")
+
+
+def _unseen_note(entry: dict[str, Any]) -> str:
+    worst = entry["groups"][0]
+    return (f"{entry['rows']} row(s) ({entry['share']:.1%}) have a value of '{entry['column']}' the model has no "
+            f"category for ({_first_values(entry)}); the model saw them as 'no category' (all zeros). Most affected "
+            f"group: {worst['group']} ({worst['share']:.1%} of its rows).")
 
 
 def _check_text_model(dense: LoadedModel, *, text: str | None, features: str | Sequence[str] | None) -> bool:

@@ -9,6 +9,7 @@ import contextlib
 import functools
 import json
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -21,13 +22,13 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import __version__, paths
-from ._io import check_writable, sha256_file
+from ._io import WRITTEN, check_not_input, check_writable, sha256_file
 from .exceptions import InvalidInputError
 
 if TYPE_CHECKING:
     from .audit import AuditResult
 
-EXIT_PASS, EXIT_FAIL, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_PASS, EXIT_FAIL, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 3, 130, 143
 BUG_HINT = ("This is a bug in ticketaudit; please report it with the command line and the message above "
             "(set TICKETAUDIT_DEBUG=1 for a traceback).")
 
@@ -41,16 +42,17 @@ def _guarded(command: Callable[..., int]) -> Callable[..., None]:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> None:
+        WRITTEN.clear()
         try:
-            code = command(*args, **kwargs)
+            with _terminate_as_interrupt():
+                code = command(*args, **kwargs)
         except typer.Exit:
             raise
         except InvalidInputError as error:
             stderr.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_INPUT) from None
-        except KeyboardInterrupt:
-            stderr.print("interrupted: no report was written.")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except KeyboardInterrupt as interrupt:
+            raise typer.Exit(_report_interrupt(interrupt)) from None
         except Exception as error:  # a bug: say so, with enough to report it
             stderr.print(f"[bold red]internal error:[/] {escape(type(error).__name__)}: {escape(str(error))}",
                          highlight=False, soft_wrap=True)
@@ -61,6 +63,36 @@ def _guarded(command: Callable[..., int]) -> Callable[..., None]:
         raise typer.Exit(code)
 
     return wrapper
+
+
+def _report_interrupt(interrupt: KeyboardInterrupt) -> int:
+    """Say truly what an interrupt left behind; the exit code is 130 (Ctrl-C) or 143 (SIGTERM)."""
+    if WRITTEN:  # outputs are put in place together, so this is all of them
+        stderr.print(f"interrupted after the outputs were written: {', '.join(map(str, WRITTEN))}.")
+    else:
+        stderr.print("interrupted: nothing was written.")
+    return EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so every temp file is removed on the way out."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: leave SIGTERM alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
@@ -127,6 +159,7 @@ def report(
     ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster to join (host:port or ray://host:10001) [default: start Ray here].")] = None,
     num_workers: Annotated[int, typer.Option(help="Ray workers, each loading both models once (never changes results).")] = 2,
     gpus_per_worker: Annotated[float, typer.Option(help="GPUs per Ray worker (fractions share a GPU); use with --device cuda.")] = 0.0,
+    max_unseen_share: Annotated[float, typer.Option(help="Refuse when more than this share of rows has a one-hot value the model has no category for (counted and noted either way).")] = 0.05,
     allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow loading pickled modules (runs code!).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
 ) -> int:
@@ -136,13 +169,15 @@ def report(
     from .pruning.alternatives import PruneSettings
     from .report.render import command_line, write_report
 
-    if engine != "ray" and (ray_address is not None or gpus_per_worker):
-        raise InvalidInputError("--ray-address and --gpus-per-worker belong to --engine ray; add it or drop them.")
     if not alternatives and (train_data is not None or recover != "none"):
         raise InvalidInputError("--train-data and --recover belong to --alternatives; add --alternatives or drop them.")
     prune_settings = PruneSettings(recover=recover) if alternatives else False
 
     html_path = out if out is not None else paths.default_report_path()
+    outputs = {"--out": html_path, **({"--json": json_path} if json_path is not None else {})}
+    inputs = {"--dense": dense, "--ticket": ticket, "--mask": mask, "--data": data, "--policy": policy,
+              "--train-data": train_data}
+    check_not_input(outputs, inputs)
     if out is None:
         html_path.parent.mkdir(parents=True, exist_ok=True)
     check_writable(html_path, what="report")
@@ -159,10 +194,10 @@ def report(
                        attribution_method=attribution_method, attribution_target=attribution_target,
                        attribution_rows=attribution_rows, proxies=proxies, alternatives=prune_settings,
                        train_data=train_data, engine=engine, ray_address=ray_address, num_workers=num_workers,
-                       gpus_per_worker=gpus_per_worker, progress=update)  # type: ignore[arg-type]
+                       gpus_per_worker=gpus_per_worker, max_unseen_share=max_unseen_share, progress=update)  # type: ignore[arg-type]
     if policy is not None:
         result.provenance["policy_source"] = f"{policy} — sha256 {sha256_file(policy)}"
-    write_report(result, html_path=html_path, json_path=json_path, command=command_line())
+    write_report(result, html_path=html_path, json_path=json_path, command=command_line(), inputs=inputs)
     _print_summary(result, html_path, json_path)
     return EXIT_PASS if result.passed else EXIT_FAIL
 
@@ -230,6 +265,8 @@ def prune(
     from .report.render import command_line
 
     _check_output_directory(out, first_file="alternatives.json", what="prune output")
+    inputs = {"--dense": dense, "--data": data, "--train-data": train_data, "--policy": policy}
+    check_not_input({"--out": out}, inputs)
     the_policy = Policy.from_toml(policy) if policy is not None else Policy()
     with _progress(quiet) as update:
         update("Finding and comparing candidate tickets", 0, 1)
@@ -238,7 +275,7 @@ def prune(
                       n_boot=n_boot, rounds=rounds, rewind_to=rewind_to, seeds=seeds,
                       sweep=_floats(sweep, option="--sweep"),
                       data_fractions=_floats(data_fractions, option="--data-fractions"), epochs=epochs, factory=factory, allow_pickle=allow_pickle)
-    write_prune(result, out, command=command_line())
+    write_prune(result, out, command=command_line(), inputs=inputs)
     alternatives = result.alternatives
     for candidate in alternatives.candidates:
         print(f"{candidate.name}: accuracy {candidate.accuracy * 100:.1f}%, worst group {candidate.worst_group} "
@@ -281,5 +318,18 @@ def schema() -> int:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app(prog_name="ticketaudit")
+    """Console-script entry point. A signal outside a command (while Typer parses) is reported like one
+    inside it; once the command is done, signals are ignored while the interpreter shuts down, so a
+    finished run keeps its exit code."""
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    code: int | str | None = None
+    try:
+        app(prog_name="ticketaudit")
+    except KeyboardInterrupt as interrupt:
+        code = _report_interrupt(interrupt)
+    except SystemExit as done:
+        code = done.code
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(code)

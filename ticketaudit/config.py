@@ -104,6 +104,8 @@ class AuditConfig:
     max_rows: int | None = None
     analyses: tuple[str, ...] = ("metrics", "disagreement", "attributions", "compression")
     ece_bins: int = 10
+    max_unseen_share: float = 0.05
+    """Most rows (share) of a one-hot column whose value the model has no category for."""
 
     def __post_init__(self) -> None:
         check_int("seed", self.seed, low=0, high=2**32 - 1)

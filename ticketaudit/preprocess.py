@@ -153,7 +153,7 @@ class Preprocessor:
 
     @staticmethod
     def _codes(spec: InputSpec, values: pd.Series) -> np.ndarray:
-        return pd.Categorical(column_text(values), categories=list(spec.categories)).codes
+        return pd.Index(list(spec.categories), dtype=object).get_indexer(column_text(values))  # -1: unseen
 
     @property
     def onehot_columns(self) -> list[str]:
@@ -194,3 +194,18 @@ class UnseenCategories:
         self.counts += other.counts
         self.examples = [set(sorted(a | b)[:EXAMPLES_KEPT]) for a, b in zip(self.examples, other.examples)]
         return self
+
+    def summary(self, groups: tuple[tuple[str, tuple[int, ...], int], ...], total: int) -> list[dict[str, Any]]:
+        """Per column with unseen values: rows, share, the first values, and every group holding any
+        (``groups``: name, strata, rows), highest share first."""
+        out = []
+        for j, column in enumerate(self.columns):
+            rows = int(self.counts[:, j].sum())
+            if not rows:
+                continue
+            per_group = [{"group": name, "rows": int(self.counts[list(strata), j].sum()),
+                          "share": float(self.counts[list(strata), j].sum() / n)} for name, strata, n in groups]
+            per_group = sorted((g for g in per_group if g["rows"]), key=lambda g: (-g["share"], g["group"]))
+            out.append({"column": column, "rows": rows, "share": rows / total, "values": sorted(self.examples[j]),
+                        "groups": per_group})
+        return out

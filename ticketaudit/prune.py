@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import pandas as pd
 from torch import nn
 
 from . import __version__, paths
-from ._io import write_atomically
+from ._io import check_not_input, write_atomically
 from ._validation import as_list, fail
 from .config import Policy
 from .data import load_table
@@ -61,12 +61,12 @@ def prune(*, dense: nn.Module | str | Path, data: pd.DataFrame | str | Path, tar
           sweep: Sequence[float] = (), data_fractions: Sequence[float] = (), epochs: int = 3,
           factory: str | None = None, allow_pickle: bool = False, batch_size: int = 1024) -> PruneResult:
     """Find a ticket with each method at ``sparsity`` and compare them on ``data`` (held out)."""
-    method_list = as_list(methods) or []
+    method_list = as_list(methods, option="--method") or []
     settings = PruneSettings(methods=tuple(method_list), sparsity=sparsity, recover=recover, rounds=rounds,
                              rewind_to=rewind_to, seeds=seeds, sweep=tuple(sweep),
                              data_fractions=tuple(data_fractions), epochs=epochs)
-    sensitive_columns = as_list(sensitive) or []
-    feature_list = as_list(features)
+    sensitive_columns = as_list(sensitive, option="--sensitive") or []
+    feature_list = as_list(features, option="--features")
     loaded = load_dense(dense, factory=factory, allow_pickle=allow_pickle)
     if is_huggingface_module(loaded.module):
         fail("ticketaudit prune works on tabular models (bundles, state_dicts, modules); this is a Hugging Face "
@@ -103,8 +103,10 @@ def candidate_files(result: PruneResult, out: Path) -> dict[Path, bytes]:
     return files
 
 
-def write_prune(result: PruneResult, out: Path, *, command: str | None = None) -> None:
-    """Every candidate's bundle, alternatives.html and alternatives.json, written together (all or none)."""
+def write_prune(result: PruneResult, out: Path, *, command: str | None = None,
+                inputs: Mapping[str, object] | None = None) -> None:
+    """Every candidate's bundle, alternatives.html and alternatives.json, written together (all or none),
+    never over one of ``inputs`` (by option)."""
     from .report.render import render_prune  # the report layer (jinja2) only when writing
 
     files = candidate_files(result, out)
@@ -114,6 +116,7 @@ def write_prune(result: PruneResult, out: Path, *, command: str | None = None) -
     html, payload = render_prune(result, command=command)
     files[out / "alternatives.html"] = html
     files[out / "alternatives.json"] = payload
+    check_not_input({f"--out file '{path.name}'": path for path in files}, inputs or {})
     for directory in {path.parent for path in files}:
         directory.mkdir(parents=True, exist_ok=True)
     write_atomically(files)

@@ -26,7 +26,7 @@ from ..analyses.streaming import BootstrapSums
 from ..data import Groups, distinct_strata
 from ..exceptions import InvalidInputError
 from ..inputs import build_features, build_text_inputs, encode_target
-from ..preprocess import Preprocessor
+from ..preprocess import Preprocessor, UnseenCategories
 from ..values import matches
 from .sources import FileSource, Fragment, read_fragment
 
@@ -67,6 +67,8 @@ class AuditState:
         self.rows = 0
         self.cells = CellAccumulator(n_classes=n_classes, bins=plan.ece_bins)
         self.examples = FlipExamples()
+        onehot = plan.preprocess.onehot_columns if plan.preprocess is not None else []
+        self.unseen = UnseenCategories(columns=onehot, n_strata=n_strata) if onehot else None
         self.sample = self.moments = None
         if "attributions" in plan.analyses and plan.sample_take is not None:
             self.sample = RowSample(take=plan.sample_take, seed=plan.seed, width=plan.width)
@@ -81,6 +83,8 @@ class AuditState:
         self.rows += other.rows
         self.cells.merge(other.cells)
         self.examples.merge(other.examples)
+        if self.unseen is not None and other.unseen is not None:
+            self.unseen.merge(other.unseen)
         if self.sample is not None and other.sample is not None:
             self.sample.merge(other.sample)
         if self.moments is not None and other.moments is not None:
@@ -148,6 +152,8 @@ class ShardAuditor:
             state.cells.update(labels=labels, proba_dense=proba_dense, proba_ticket=proba_ticket, stratum=strata)
             state.examples.update(rows=rows, labels=labels, proba_dense=proba_dense, proba_ticket=proba_ticket,
                                   stratum=strata)
+            if state.unseen is not None and plan.preprocess is not None:
+                state.unseen.update(plan.preprocess.unseen(chunk), strata)
             if state.sample is not None and state.moments is not None:
                 assert isinstance(features, np.ndarray)
                 targets = labels if plan.attribution_target == "label" else np.argmax(proba_dense, 1)

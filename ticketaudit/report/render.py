@@ -7,11 +7,12 @@ import math
 import shlex
 import sys
 from pathlib import Path
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import jinja2
 
-from .._io import write_atomically
+from .._io import check_not_input, write_atomically
 from .._resources import templates_dir
 from . import charts, schema
 
@@ -122,8 +123,15 @@ def render_prune(result: PruneResult, *, command: str | None = None) -> tuple[by
     return html.encode("utf-8"), payload.encode("utf-8")
 
 
+def _audit_inputs(result: AuditResult) -> dict[str, object]:
+    provenance = result.provenance
+    return {"dense": provenance.get("dense_source"), "ticket": provenance.get("ticket_source"),
+            "data": provenance.get("data_source")}
+
+
 def render_html(result: AuditResult, path: str | Path | None = None, *, command: str | None = None) -> str:
-    """The self-contained HTML report; also written (atomically) to ``path`` when given."""
+    """The self-contained HTML report; also written (atomically) to ``path`` when given, which must not be
+    one of the audit's inputs."""
     document = report_dict(result)
     chart_metrics = ["accuracy", "tpr", "fpr"] if document["performance"]["task"] == "binary" else ["accuracy"]
     titles = {"accuracy": "Accuracy", "tpr": "True positive rate", "fpr": "False positive rate"}
@@ -137,6 +145,7 @@ def render_html(result: AuditResult, path: str | Path | None = None, *, command:
         pareto=_pareto(document["alternatives"]) if "alternatives" in document else None,
     )
     if path is not None:
+        check_not_input({"the report path": Path(path)}, _audit_inputs(result))
         write_atomically({Path(path): html.encode("utf-8")})
     return html
 
@@ -147,8 +156,12 @@ def command_line() -> str:
 
 
 def write_report(result: AuditResult, *, html_path: Path | None, json_path: Path | None,
-                 command: str | None = None) -> None:
-    """Render both outputs in memory, then write them together atomically."""
+                 command: str | None = None, inputs: Mapping[str, object] | None = None) -> None:
+    """Render both outputs in memory, then write them together atomically (never over an input:
+    ``inputs`` by option, else the result's own model and data paths)."""
+    paths = {"--out": html_path, "--json": json_path}
+    check_not_input({k: Path(v) for k, v in paths.items() if v is not None},
+                    inputs if inputs is not None else _audit_inputs(result))
     outputs: dict[Path, bytes] = {}
     if html_path is not None:
         outputs[Path(html_path)] = render_html(result, command=command).encode("utf-8")

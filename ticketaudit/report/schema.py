@@ -20,7 +20,15 @@ GROUP = {
     "required": ["group", "n", "positives", "metrics", "insufficient"],
     "properties": {"group": {"type": "string"}, "attribute": {"type": "string"}, "n": {"type": "integer"},
                    "positives": {"type": "integer"}, "insufficient": {"type": "boolean"},
-                   "metrics": {"type": "object", "additionalProperties": METRIC}},
+                   "metrics": {"type": "object", "additionalProperties": METRIC},
+                   "unseen_category_rows": {"type": "object", "additionalProperties": {"type": "integer"}}},
+}
+UNSEEN = {
+    "type": "object",
+    "required": ["column", "rows", "share", "values", "groups"],
+    "properties": {"column": {"type": "string"}, "rows": {"type": "integer", "minimum": 1},
+                   "share": {"type": "number"}, "values": {"type": "array", "items": {"type": "string"}},
+                   "groups": {"type": "array", "items": {"type": "object", "required": ["group", "rows", "share"]}}},
 }
 MODEL = {
     "type": "object",
@@ -79,7 +87,8 @@ SCHEMA: dict[str, Any] = {
                  "properties": {"rows": {"type": "integer", "minimum": 1}, "sha256": {"type": "string"},
                                 "target": {"type": "string"},
                                 "sensitive": {"type": "array", "items": {"type": "string"}},
-                                "groups": {"type": "array", "items": {"type": "string"}}}},
+                                "groups": {"type": "array", "items": {"type": "string"}},
+                                "unseen_categories": {"type": "array", "items": UNSEEN}}},
         "subgroups": {"type": "array", "items": GROUP},
         "disagreement": {"type": "object", "required": ["overall", "groups"]},
         "compression": {"type": "object", "required": ["layers", "density"]},

@@ -27,7 +27,7 @@ from .._io import sha256_path
 from .._validation import MSG_FILE_MISSING, MSG_PICKLE_REFUSED, MSG_UNKNOWN_EXTENSION, fail
 from ..exceptions import UnsafeInputError
 from ..models import build_architecture
-from ..preprocess import Preprocessor
+from ..preprocess import InputSpec, Preprocessor
 from .huggingface import is_huggingface_dir, read_huggingface
 from .mask import Mask, prunable_parameters
 
@@ -298,6 +298,43 @@ def _check_same_architecture(dense: nn.Module, ticket: nn.Module) -> None:
             fail(MSG_ARCH_MISMATCH.format(what="the ticket", detail=f"the ticket has '{key}', which the dense model does not", fix=fix))
 
 
+def _check_same_metadata(dense: LoadedModel, *, labels: tuple[str, ...] | None, preprocess: Preprocessor | None,
+                         source: Path) -> None:
+    """Both models read the same inputs and name their outputs alike, or the audit would compare a
+    model with a reordered copy of itself: a ticket's own metadata that differs is refused, named."""
+    if labels is not None and dense.labels is not None and tuple(labels) != tuple(dense.labels):
+        what = ("the same labels in another order: the ticket's output i would be scored as the dense model's"
+                if sorted(labels) == sorted(dense.labels) else "different labels")
+        fail(f"the ticket '{source}' lists labels {list(labels)} but the dense model '{dense.source}' lists "
+             f"{list(dense.labels)} ({what}). A ticket is a pruned copy of the dense model: save it with the dense "
+             "model's labels in the same order.")
+    if labels is not None and dense.labels is None:
+        fail(f"the ticket '{source}' lists labels {list(labels)} but the dense model '{dense.source}' lists none. "
+             "Give both models the same label list (or neither).")
+    if preprocess is not None and dense.preprocess is not None and preprocess != dense.preprocess:
+        fail(f"the ticket '{source}' has its own preprocess.json, which differs from the dense model's: "
+             f"{_preprocess_difference(dense.preprocess, preprocess)}. Both models must read the table the same way; "
+             "copy the dense model's preprocess.json into the ticket (or remove the ticket's).")
+    if preprocess is not None and dense.preprocess is None:
+        fail(f"the ticket '{source}' has a preprocess.json but the dense model '{dense.source}' has none. "
+             "Give both models the same preprocess.json (or neither).")
+
+
+def _preprocess_difference(dense: Preprocessor, ticket: Preprocessor) -> str:
+    if dense.columns != ticket.columns:
+        return f"columns {dense.columns} (dense) vs {ticket.columns} (ticket)"
+    for a, b in zip(dense.inputs, ticket.inputs):
+        if a != b:
+            return f"input '{a.column}' is {_describe_spec(a)} (dense) vs {_describe_spec(b)} (ticket)"
+    return "they differ"  # pragma: no cover - equal specs and columns mean equal preprocessors
+
+
+def _describe_spec(spec: InputSpec) -> str:
+    if spec.kind == "numeric":
+        return f"numeric, mean {spec.mean}, std {spec.std}"
+    return f"one-hot over {list(spec.categories)}"
+
+
 def _read_mask_file(path: Path, *, model: nn.Module) -> Mask:
     if not path.exists():
         fail(MSG_FILE_MISSING.format(what="mask file", path=path))
@@ -337,14 +374,16 @@ def load_ticket(
     if path.is_dir() and is_huggingface_dir(path):
         hf = read_huggingface(path)
         _check_same_architecture(dense.module, hf.module)
+        _check_same_metadata(dense, labels=hf.labels, preprocess=None, source=path)
         return LoadedModel(hf.module, Mask.from_zeros(hf.module), "huggingface", sha256_path(path), str(path),
-                           hf.labels or dense.labels, tokenizer=hf.tokenizer or dense.tokenizer)
+                           dense.labels, tokenizer=hf.tokenizer or dense.tokenizer)
     if path.is_dir():
         bundle = _read_bundle(path)
         _check_same_architecture(dense.module, bundle.module)
+        _check_same_metadata(dense, labels=bundle.labels, preprocess=bundle.preprocess, source=path)
         the_mask = bundle.mask if bundle.mask is not None else Mask.from_zeros(bundle.module)
         return LoadedModel(bundle.module, the_mask, "bundle", sha256_path(path), str(path),
-                           bundle.labels or dense.labels, bundle.preprocess or dense.preprocess)
+                           dense.labels, dense.preprocess)
     weights = _read_weights(path, allow_pickle=allow_pickle)
     if isinstance(weights, nn.Module):
         module = _private_copy(weights)
