@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import jsonschema
 import numpy as np
 import pytest
 import torch
-from conftest import Fixture
+from conftest import FEATURES, Fixture
 from helpers import run_cli
 from safetensors.torch import save_file
 
@@ -225,6 +226,21 @@ BAD_INPUTS: dict[str, tuple[Case, str]] = {
                                                 "--analyses attention needs a model with attention layers"),
     "entropy-shift tolerance out of range": (lambda a, t, f: _set(a, "--policy", _write(
         t / "p.toml", b"[policy]\nmax_group_entropy_shift = -0.1\n")), "policy.max_group_entropy_shift must be in"),
+    # issue 13: unusual but legal input gets a clear refusal, never exit 3 or a quietly wrong report
+    "unknown device": (lambda a, t, f: _set(a, "--device", "tpu"), "device must be one of cpu, cuda, mps; got 'tpu'"),
+    "device in upper case": (lambda a, t, f: _set(a, "--device", "CPU"), "(devices are lower case)"),
+    "feature listed twice": (lambda a, t, f: _set(a, "--features", "x1,x1,x2,x3"), "--features names 'x1' twice"),
+    "sensitive listed twice": (lambda a, t, f: _set(a, "--sensitive", "sex,sex"), "--sensitive names 'sex' twice"),
+    "analysis listed twice": (lambda a, t, f: _set(a, "--analyses", "metrics,metrics"), "--analyses names 'metrics' twice"),
+    "semicolon-delimited csv": (lambda a, t, f: _set(a, "--data", _write(t / "semi.csv", f.frame.to_csv(
+        index=False, sep=";").encode())), "seem to be separated by semicolons"),
+    "column with a leading space": (lambda a, t, f: _set(a, "--data", _table(t, f, lambda d: d.rename(
+        columns={"y": " y"}))), "target column 'y' is not in the data. Available columns: 'x1', 'x2', 'x3', 'x4', "
+        "'sex', 'race', ' y'. Did you mean ' y'?"),
+    "policy number given as a string": (lambda a, t, f: _set(a, "--policy", _write(
+        t / "p.toml", b'[policy]\nmax_gap_widening = "0.02"\n')), "got a string ('0.02')"),
+    "too many unseen values": (lambda a, t, f: _set(a, "--max-unseen-share", "1.5"), "--max-unseen-share"),
+    "ray flags without ray": (lambda a, t, f: _set(a, "--gpus-per-worker", "1"), "belong to engine='ray'"),
 }
 
 
@@ -243,6 +259,47 @@ def test_bad_input(case: str, report_args: list[str], tmp_path: Path, fx: Fixtur
     assert "Traceback" not in run.stderr + run.stdout
     assert not (tmp_path / "r.html").exists() and not (tmp_path / "r.json").exists()
     assert not [p for p in tmp_path.iterdir() if p.name != "inputs"]
+
+
+def test_sensitive_column_named_like_an_internal_column(report_args: list[str], tmp_path: Path, fx: Fixture) -> None:
+    frame = fx.frame.rename(columns={"sex": "__rows__", "race": "level_0"})
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    run = run_cli(_set(_set(report_args, "--data", str(tmp_path / "d.csv")), "--sensitive", "__rows__,level_0"))
+    assert run.code == 0, run.stderr
+    groups = json.loads((tmp_path / "r.json").read_text())["data"]["groups"]
+    assert "__rows__=F" in groups and "__rows__=M|level_0=C" in groups
+
+
+def test_data_from_a_pipe_is_read_not_called_missing(report_args: list[str], tmp_path: Path, fx: Fixture) -> None:
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(fx.csv.read_bytes()))
+    writer.start()
+    run = run_cli(_set(report_args, "--data", str(fifo)))
+    writer.join()
+    assert run.code == 0, run.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["data"]["rows"] == len(fx.frame)
+
+
+@pytest.mark.parametrize(("argument", "value", "message"), [
+    ("policy", {"max_gap_widening": 0.05}, "policy must be a ticketaudit.Policy (for a dict d: ta.Policy.from_mapping(d))"),
+    ("data", 42, "data must be a pandas DataFrame or a path (str or pathlib.Path); got 42"),
+    ("sensitive", 3, "sensitive must be a column name or a list of column names; got 3"),
+    ("features", ["x1", 2], "--features must be a comma-separated string or a list of strings"),
+    ("seed", "0", "seed must be an integer or None; got a string ('0')"),
+    ("device", "tpu", "device must be one of cpu, cuda, mps"),
+    ("allow_pickle", "yes", "allow_pickle must be True or False"),
+    ("train_data", "x.csv", "train_data (--train-data) belongs to alternatives"),
+])
+def test_api_wrong_arguments_are_invalid_input_errors(fx: Fixture, argument: str, value: object, message: str) -> None:
+    import ticketaudit as ta
+
+    arguments = {"dense": fx.dense_dir, "ticket": fx.ticket_dir, "data": fx.frame, "target": "y",
+                 "sensitive": ["sex", "race"], "features": FEATURES, "n_boot": 100, argument: value}
+    with pytest.raises(ta.InvalidInputError) as raised:
+        ta.audit(**arguments)
+    assert isinstance(raised.value, ValueError)
+    assert message in str(raised.value)
 
 
 def test_read_only_output_directory(report_args: list[str], tmp_path: Path) -> None:

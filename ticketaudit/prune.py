@@ -71,8 +71,9 @@ def prune(*, dense: nn.Module | str | Path, data: pd.DataFrame | str | Path, tar
     if is_huggingface_module(loaded.module):
         fail("ticketaudit prune works on tabular models (bundles, state_dicts, modules); this is a Hugging Face "
              "text model.")
-    table = load_table(data)
-    train_frame = load_table(train_data).frame if train_data is not None else None
+    grouping = (*sensitive_columns, target)
+    table = load_table(data, text_columns=grouping)
+    train_frame = load_table(train_data, text_columns=grouping).frame if train_data is not None else None
     if target in sensitive_columns:
         fail(f"the target column '{target}' cannot also be a sensitive column.")
     alternatives = find_alternatives(
