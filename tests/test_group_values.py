@@ -217,3 +217,39 @@ def test_too_many_unseen_categories_are_refused_naming_the_option(tmp_path) -> N
     result = ta.audit(dense=bundle, ticket=bundle, data=frame, target="y", sensitive="g", n_boot=100,
                       analyses="metrics", max_unseen_share=0.3)
     assert result.data["unseen_categories"][0]["rows"] == 10
+
+
+@settings(max_examples=30, deadline=None)
+@given(names=st.lists(st.sampled_from(["x1", "x2", "x3", "x4", "sex", "race"]), min_size=2, max_size=6),
+       option=st.sampled_from(["--features", "--sensitive", "--proxies", "--analyses"]))
+def test_an_option_naming_a_column_twice_is_refused_naming_it(names: list[str], option: str) -> None:
+    from ticketaudit._validation import as_list
+
+    repeated = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if repeated is None:
+        assert as_list(",".join(names), option=option) == names
+    else:
+        with pytest.raises(ta.InvalidInputError, match=f"{option} names '{repeated}' twice"):
+            as_list(",".join(names), option=option)
+        with pytest.raises(ta.InvalidInputError, match=f"{option} names '{repeated}' twice"):
+            as_list(names, option=option)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(order=st.permutations(["<=50K", ">50K", "unknown"]))
+def test_a_ticket_is_scored_with_its_own_label_order_or_refused(tmp_path_factory, order: list[str]) -> None:
+    from ticketaudit.models import MLP
+    from ticketaudit.tickets import load_dense, load_ticket
+    from ticketaudit.tickets.bundle import save_bundle
+
+    root = tmp_path_factory.mktemp("labels")
+    arguments = {"in_features": 2, "hidden": [3], "out_features": 3}
+    model = MLP(**arguments)
+    dense = load_dense(save_bundle(root / "d", model, architecture="mlp", arguments=arguments,
+                                   labels=("<=50K", ">50K", "unknown")))
+    ticket = save_bundle(root / "t", model, architecture="mlp", arguments=arguments, labels=tuple(order))
+    if tuple(order) == dense.labels:
+        assert load_ticket(ticket, dense=dense).labels == dense.labels
+    else:
+        with pytest.raises(ta.InvalidInputError, match="in another order"):
+            load_ticket(ticket, dense=dense)

@@ -79,15 +79,29 @@ def _is_regular_target(path: Path) -> bool:
 @contextlib.contextmanager
 def _signals_deferred() -> Iterator[None]:
     """Hold SIGINT and SIGTERM while files are renamed into place, so a run ends with all of its
-    outputs or none (the signal is delivered right after)."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    can_hold = hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread()
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held) if can_hold else None
+    outputs or none; a signal that came meanwhile is acted on right after.
+
+    Python runs signal handlers in the main thread whichever thread the OS delivered the signal to
+    (torch's worker threads included), so swapping the handlers defers them reliably; blocking with
+    ``pthread_sigmask`` would only hold them for the calling thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        if previous is not None:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if received:
+            handler = previous[received[0]]
+            if callable(handler):
+                handler(received[0], None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(received[0])
 
 
 WRITTEN: list[Path] = []

@@ -71,7 +71,8 @@ class AuditResult:
 
     def _model(self, loaded: LoadedModel) -> dict[str, Any]:
         return {"parameters": loaded.parameters, "nonzero": loaded.nonzero, "sparsity": loaded.sparsity,
-                "sha256": loaded.sha256, "format": loaded.format}
+                "sha256": loaded.sha256, "format": loaded.format, "same_shape": loaded.same_shape,
+                "nonzero_weights_vs_dense": loaded.nonzero_weights / self.dense.weights}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict; byte-identical for the same inputs and seed (no paths or speed settings)."""
@@ -193,7 +194,7 @@ def audit(
         dense_model = dataclasses.replace(dense_model, tokenizer=tokenizer)
     ticket_model = load_ticket(ticket, dense=dense_model, mask=mask, factory=factory, allow_pickle=allow_pickle)
     is_text = _check_text_model(dense_model, text=text, features=features)
-    chosen = _choose_analyses(requested, dense_model, is_text=is_text)
+    chosen, skipped = _choose_analyses(requested, dense_model, ticket_model, is_text=is_text)
     config = AuditConfig(seed=seed, n_boot=n_boot, batch_size=batch_size, device=device, max_rows=max_rows,  # type: ignore[arg-type]
                          analyses=chosen, max_unseen_share=float(max_unseen_share))
     prune_settings = None
@@ -227,6 +228,11 @@ def audit(
         probe, feature_names = build_features(rows.probe, target=target, features=feature_columns,
                                               preprocess=dense_model.preprocess)
     n_outputs = ModelRunner(dense_model.module, device=target_device).output_width(probe)
+    if not ticket_model.same_shape:
+        ticket_outputs = ModelRunner(ticket_model.module, device=target_device).output_width(probe)
+        if ticket_outputs != n_outputs:
+            fail(f"the ticket outputs {ticket_outputs} value(s) per row but the dense model {n_outputs}; both must "
+                 "score the same classes in the same order.")
     _, class_names = encode_target(rows.probe, target, n_outputs=n_outputs, labels=dense_model.labels,
                                    require_every_class=False)
     population = rows.population
@@ -251,7 +257,7 @@ def audit(
     unseen = _unseen_categories(state.unseen, rows, limit=max_unseen_share)
     settings = AnalysisSettings(class_names, groups, policy.confidence, policy.min_group_size, n_boot, seed,
                                 config.ece_bins)
-    notes: list[str] = [_unseen_note(entry) for entry in unseen]
+    notes: list[str] = [*skipped, *(_unseen_note(entry) for entry in unseen)]
     step("Measuring groups and bootstrapping", 0, 1)
     performance = performance_from_cells(settings, cells)
     disagreement = disagreement_from_cells(settings, cells, state.examples) if "disagreement" in chosen else None
@@ -405,17 +411,32 @@ def _check_text_model(dense: LoadedModel, *, text: str | None, features: str | S
     return True
 
 
-def _choose_analyses(requested: tuple[str, ...] | None, dense: LoadedModel, *, is_text: bool) -> tuple[str, ...]:
-    """The analyses to run: those requested (checked against the model), or every one that applies."""
+def _choose_analyses(requested: tuple[str, ...] | None, dense: LoadedModel, ticket: LoadedModel, *,
+                     is_text: bool) -> tuple[tuple[str, ...], list[str]]:
+    """The analyses to run (those requested, checked against the model, or every one that applies) and a
+    note for each one skipped because the ticket's shapes differ from the dense model's."""
     has_attention = attention_source(dense.module) is not None
     if requested is None:
-        return tuple(a for a in ANALYSES
-                     if (a != "attention" or has_attention) and (a != "attributions" or not is_text))
-    if "attention" in requested and not has_attention:
-        fail(f"--analyses attention needs a model with attention layers (a Hugging Face model, "
-             f"nn.MultiheadAttention, or a module implementing ticketaudit's AttentionAdapter); "
-             f"'{dense.source}' has none. Leave attention out of --analyses.")
-    if "attributions" in requested and is_text:
-        fail("attributions on text models are not available in this version; leave attributions out of --analyses "
-             "(metrics, disagreement, attention and compression run on text).")
-    return requested
+        chosen = tuple(a for a in ANALYSES if (a != "attention" or has_attention) and (a != "attributions" or not is_text))
+    else:
+        if "attention" in requested and not has_attention:
+            fail(f"--analyses attention needs a model with attention layers (a Hugging Face model, "
+                 f"nn.MultiheadAttention, or a module implementing ticketaudit's AttentionAdapter); "
+                 f"'{dense.source}' has none. Leave attention out of --analyses.")
+        if "attributions" in requested and is_text:
+            fail("attributions on text models are not available in this version; leave attributions out of "
+                 "--analyses (metrics, disagreement, attention and compression run on text).")
+        chosen = requested
+    if ticket.same_shape:
+        return chosen, []
+    weight_wise = {"compression": "per-layer mask density and size accounting compare the ticket's weights one by one "
+                                  "with the dense model's",
+                   "attention": "per-head attention comparisons pair each ticket head with the dense model's"}
+    skipped = [f"{name} was skipped: {why}, and this ticket's shapes differ from the dense model's (structured "
+               "pruning or another architecture); the analyses of predictions ran." for name, why in
+               weight_wise.items() if name in chosen]
+    kept = tuple(a for a in chosen if a not in weight_wise)
+    if not kept:
+        fail("the ticket's shapes differ from the dense model's, so only analyses of predictions can run (metrics, "
+             "disagreement, attributions); add one of them to --analyses.")
+    return kept, skipped

@@ -86,7 +86,8 @@ def prune(*, dense: nn.Module | str | Path, data: pd.DataFrame | str | Path, tar
 
 
 def candidate_files(result: PruneResult, out: Path) -> dict[Path, bytes]:
-    """Every candidate with a mask as a bundle (or a mask file when the dense model is not a bundle)."""
+    """Every candidate with a mask as a bundle with its own weights (without config.json when the dense
+    model is not a bundle: ``--ticket DIR`` then builds the dense model's architecture)."""
     files: dict[Path, bytes] = {}
     config = None
     if result.dense.format == "bundle":
@@ -95,12 +96,11 @@ def candidate_files(result: PruneResult, out: Path) -> dict[Path, bytes]:
         if candidate.mask is None or candidate.module is None:
             continue
         directory = out / slug(candidate.name)
-        if config is not None:
-            files.update(bundle_files(directory, candidate.module, architecture=config["architecture"],
-                                      arguments=config.get("arguments", {}), labels=result.dense.labels,
-                                      preprocess=result.dense.preprocess, mask=candidate.mask))
-        else:
-            files.update(bundle_files(directory, None, mask=candidate.mask))
+        # the candidate's own weights, always: a recovered candidate is not the dense model x its mask
+        files.update(bundle_files(directory, candidate.module, mask=candidate.mask,
+                                  architecture=config["architecture"] if config else None,
+                                  arguments=config.get("arguments", {}) if config else None,
+                                  labels=result.dense.labels, preprocess=result.dense.preprocess))
     return files
 
 

@@ -306,6 +306,13 @@ def find_alternatives(dense: LoadedModel, *, frame: pd.DataFrame, target: str, s
     if settings.sparsity is not None:
         sparsity: float | dict[str, float] = settings.sparsity
         overall = settings.sparsity
+    elif audited is not None and not audited.same_shape:
+        sparsity = overall = 1 - audited.nonzero_weights / dense.weights
+        if not 0 < sparsity < 1:
+            fail(f"the audited ticket keeps {audited.nonzero_weights} non-zero weights against the dense model's "
+                 f"{dense.weights}; alternatives at the same sparsity need a ticket smaller than the dense model.")
+        notes.append("The audited ticket has its own, smaller architecture; candidates keep as many non-zero weights "
+                     "of the dense model as it has (overall sparsity {:.1%}).".format(sparsity))
     elif audited is not None:
         sparsity = {n: 1 - d for n, d in audited.mask.density().items()}
         overall = _sparsity_of(audited.mask)
@@ -316,7 +323,8 @@ def find_alternatives(dense: LoadedModel, *, frame: pd.DataFrame, target: str, s
     candidates: list[Candidate] = []
     if audited is not None:
         proba = evaluator.probabilities(audited.module)
-        candidates.append(_summarise(AUDITED, "audited", "-", None, _sparsity_of(audited.mask),
+        audited_sparsity = _sparsity_of(audited.mask) if audited.same_shape else overall
+        candidates.append(_summarise(AUDITED, "audited", "-", None, audited_sparsity,
                                      evaluator.performance(proba), policy, mask=None, module=None))
     for method in methods:
         probabilities = []

@@ -35,7 +35,8 @@ MODEL = {
     "required": ["parameters", "nonzero", "sparsity", "sha256", "format"],
     "properties": {"parameters": {"type": "integer"}, "nonzero": {"type": "integer"},
                    "sparsity": {"type": "number", "minimum": 0, "maximum": 1},
-                   "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}, "format": {"type": "string"}},
+                   "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}, "format": {"type": "string"},
+                   "same_shape": {"type": "boolean"}, "nonzero_weights_vs_dense": {"type": "number", "minimum": 0}},
 }
 CHECK = {
     "type": "object",

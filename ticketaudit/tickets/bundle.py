@@ -18,18 +18,20 @@ from .mask import Mask
 BUNDLE_VERSION = 1
 
 
-def bundle_files(directory: Path, module: nn.Module | None, *, architecture: str | None = None,
+def bundle_files(directory: Path, module: nn.Module, *, architecture: str | None = None,
                  arguments: dict[str, Any] | None = None, labels: tuple[str, ...] | None = None,
                  preprocess: Preprocessor | None = None, mask: Mask | None = None) -> dict[Path, bytes]:
-    """The files of a bundle as {path: bytes}, to be written together (``module=None``: the mask only)."""
+    """The files of a bundle as {path: bytes}, to be written together. Without ``architecture`` (a dense
+    model that is a state_dict or a module) the directory holds the weights and the mask only, and
+    loads with ``--ticket DIR`` over the dense model's architecture."""
     files: dict[Path, bytes] = {}
     if mask is not None:
         files[directory / paths.BUNDLE_MASK] = save({k: v.to(torch.uint8).contiguous() for k, v in mask.items()})
-    if module is None:
-        return files
     weights = mask.apply(module) if mask is not None else module
     files[directory / paths.BUNDLE_WEIGHTS] = save(
         {k: v.detach().to("cpu").contiguous() for k, v in weights.state_dict().items()})
+    if architecture is None:
+        return files
     meta: dict[str, Any] = {"bundle_version": BUNDLE_VERSION}
     if labels is not None:
         meta["labels"] = list(labels)

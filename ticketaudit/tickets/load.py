@@ -38,6 +38,12 @@ MSG_NEEDS_FACTORY = (
     "Pass --factory MODULE:FUNC (a function returning the untrained nn.Module), or save a bundle."
 )
 MSG_ARCH_MISMATCH = "{what} does not match the architecture: {detail}. {fix}"
+MSG_OWN_ARCHITECTURE = (
+    "A ticket given as weights must be a pruned copy of the dense model. A ticket with its own, smaller "
+    "architecture (structured pruning that removed units, a distilled student) can be audited on its "
+    "predictions when it carries that architecture: save it as a bundle (config.json with its own "
+    "arguments, see README 'Bundles'), or pass the nn.Module itself to ta.audit(ticket=...)."
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,6 +59,10 @@ class LoadedModel:
     preprocess: Preprocessor | None = None
     tokenizer: Any = None
     """The Hugging Face tokenizer of a text model (None for tabular models)."""
+    same_shape: bool = True
+    """Whether the ticket has the dense model's parameter names and shapes. A ticket with its own, smaller
+    architecture (structured pruning that removed units, a distilled student) is audited on its
+    predictions; analyses that compare weights one by one with the dense model are skipped."""
 
     @property
     def parameters(self) -> int:
@@ -63,12 +73,19 @@ class LoadedModel:
         return sum(int(torch.count_nonzero(p)) for p in self.module.parameters())
 
     @property
+    def weights(self) -> int:
+        """Values in weight tensors with >= 2 dimensions (biases and norms excluded)."""
+        return sum(w.numel() for w in prunable_parameters(self.module).values())
+
+    @property
+    def nonzero_weights(self) -> int:
+        return sum(int(torch.count_nonzero(w)) for w in prunable_parameters(self.module).values())
+
+    @property
     def sparsity(self) -> float:
         """Share of exact zeros among weight tensors with >= 2 dimensions (contract definition)."""
-        weights = list(prunable_parameters(self.module).values())
-        total = sum(w.numel() for w in weights)
-        zeros = sum(w.numel() - int(torch.count_nonzero(w)) for w in weights)
-        return zeros / total if total else 0.0
+        total = self.weights
+        return (total - self.nonzero_weights) / total if total else 0.0
 
 
 def _hash_module(module: nn.Module) -> str:
@@ -267,7 +284,9 @@ def load_dense(source: ModelSource, *, factory: str | None = None, allow_pickle:
         hf = read_huggingface(path)
         return LoadedModel(hf.module, Mask.ones(hf.module), "huggingface", sha256_path(path), str(path), hf.labels,
                            tokenizer=hf.tokenizer)
-    if path.is_dir():
+    if path.is_dir() and not (path / paths.BUNDLE_CONFIG).is_file() and (path / paths.BUNDLE_WEIGHTS).is_file():
+        path = path / paths.BUNDLE_WEIGHTS  # weights without an architecture: a state_dict (needs --factory)
+    elif path.is_dir():
         bundle = _read_bundle(path)
         return LoadedModel(bundle.module, Mask.ones(bundle.module), "bundle", sha256_path(path), str(path),
                            bundle.labels, bundle.preprocess)
@@ -283,19 +302,32 @@ def load_dense(source: ModelSource, *, factory: str | None = None, allow_pickle:
     return LoadedModel(module, Mask.ones(module), "state_dict", sha256_path(path), str(path))
 
 
-def _check_same_architecture(dense: nn.Module, ticket: nn.Module) -> None:
+def _differences(dense: nn.Module, ticket: nn.Module) -> str | None:
+    """The first difference in parameter names or shapes between two modules (None: the same)."""
     dense_state, ticket_state = dense.state_dict(), ticket.state_dict()
-    fix = "The ticket must be a pruned copy of the dense model."
     for key, tensor in dense_state.items():
         if key not in ticket_state:
-            fail(MSG_ARCH_MISMATCH.format(what="the ticket", detail=f"the dense model has '{key}' but the ticket does not", fix=fix))
+            return f"the dense model has '{key}' but the ticket does not"
         if ticket_state[key].shape != tensor.shape:
-            fail(MSG_ARCH_MISMATCH.format(
-                what="the ticket", detail=f"'{key}' has shape {tuple(ticket_state[key].shape)} in the ticket but "
-                f"{tuple(tensor.shape)} in the dense model", fix=fix))
+            return (f"'{key}' has shape {tuple(ticket_state[key].shape)} in the ticket but {tuple(tensor.shape)} in "
+                    "the dense model")
     for key in ticket_state:
         if key not in dense_state:
-            fail(MSG_ARCH_MISMATCH.format(what="the ticket", detail=f"the ticket has '{key}', which the dense model does not", fix=fix))
+            return f"the ticket has '{key}', which the dense model does not"
+    return None
+
+
+def _check_same_architecture(dense: nn.Module, ticket: nn.Module) -> None:
+    """A ticket given as weights over the dense model's architecture must match it exactly."""
+    difference = _differences(dense, ticket)
+    if difference is not None:
+        fail(MSG_ARCH_MISMATCH.format(what="the ticket", detail=difference, fix=MSG_OWN_ARCHITECTURE))
+
+
+def _same_shape(dense: nn.Module, ticket: nn.Module) -> bool:
+    """Whether a ticket that carries its own architecture (bundle, Hugging Face, module) has the dense
+    model's shapes; when not, it is audited on predictions only."""
+    return _differences(dense, ticket) is None
 
 
 def _check_same_metadata(dense: LoadedModel, *, labels: tuple[str, ...] | None, preprocess: Preprocessor | None,
@@ -335,6 +367,32 @@ def _describe_spec(spec: InputSpec) -> str:
     return f"one-hot over {list(spec.categories)}"
 
 
+MSG_EMPTY_TICKET_DIR = (
+    "'{path}' holds no config.json (a bundle or a Hugging Face model), no model.safetensors and no "
+    "mask.safetensors (what ticketaudit prune saves for a state_dict dense model). Point --ticket at one of those."
+)
+
+
+def _load_weights_directory(path: Path, *, dense: LoadedModel, factory: str | None) -> LoadedModel:
+    """A directory with ``model.safetensors`` (the ticket's own weights, over the dense model's
+    architecture) and/or ``mask.safetensors`` (alone: ticket = dense weights x mask)."""
+    weights_path, mask_path = path / paths.BUNDLE_WEIGHTS, path / paths.BUNDLE_MASK
+    if not weights_path.is_file() and not mask_path.is_file():
+        fail(MSG_EMPTY_TICKET_DIR.format(path=path))
+    module, fmt = dense.module, "mask-directory"
+    if weights_path.is_file():
+        state = _read_weights(weights_path, allow_pickle=False)
+        assert isinstance(state, dict)  # safetensors never yields a module
+        plain, _ = _split_torch_prune(state)
+        module = _load_state(resolve_factory(factory) if factory else dense.module, plain,
+                             what=f"ticket weights '{weights_path}'", fix=MSG_OWN_ARCHITECTURE)
+        _check_same_architecture(dense.module, module)
+        fmt = "weights-directory"
+    the_mask = _read_mask_file(mask_path, model=module) if mask_path.is_file() else Mask.from_zeros(module)
+    return LoadedModel(the_mask.apply(module), the_mask, fmt, sha256_path(path), str(path), dense.labels,
+                       dense.preprocess, dense.tokenizer)
+
+
 def _read_mask_file(path: Path, *, model: nn.Module) -> Mask:
     if not path.exists():
         fail(MSG_FILE_MISSING.format(what="mask file", path=path))
@@ -367,33 +425,31 @@ def load_ticket(
     assert source is not None
     if isinstance(source, nn.Module):
         module = _private_copy(source)
-        _check_same_architecture(dense.module, module)
         return LoadedModel(module, Mask.from_zeros(module), "module", _hash_module(module), "<nn.Module>",
-                           dense.labels, dense.preprocess, dense.tokenizer)
+                           dense.labels, dense.preprocess, dense.tokenizer, _same_shape(dense.module, module))
     path = Path(source)
+    if path.is_dir() and not (path / paths.BUNDLE_CONFIG).is_file():
+        return _load_weights_directory(path, dense=dense, factory=factory)
     if path.is_dir() and is_huggingface_dir(path):
         hf = read_huggingface(path)
-        _check_same_architecture(dense.module, hf.module)
         _check_same_metadata(dense, labels=hf.labels, preprocess=None, source=path)
         return LoadedModel(hf.module, Mask.from_zeros(hf.module), "huggingface", sha256_path(path), str(path),
-                           dense.labels, tokenizer=hf.tokenizer or dense.tokenizer)
+                           dense.labels, tokenizer=hf.tokenizer or dense.tokenizer,
+                           same_shape=_same_shape(dense.module, hf.module))
     if path.is_dir():
         bundle = _read_bundle(path)
-        _check_same_architecture(dense.module, bundle.module)
         _check_same_metadata(dense, labels=bundle.labels, preprocess=bundle.preprocess, source=path)
         the_mask = bundle.mask if bundle.mask is not None else Mask.from_zeros(bundle.module)
         return LoadedModel(bundle.module, the_mask, "bundle", sha256_path(path), str(path),
-                           dense.labels, dense.preprocess)
+                           dense.labels, dense.preprocess, same_shape=_same_shape(dense.module, bundle.module))
     weights = _read_weights(path, allow_pickle=allow_pickle)
     if isinstance(weights, nn.Module):
         module = _private_copy(weights)
-        _check_same_architecture(dense.module, module)
         return LoadedModel(module, Mask.from_zeros(module), "pickled-module", sha256_path(path), str(path),
-                           dense.labels, dense.preprocess, dense.tokenizer)
+                           dense.labels, dense.preprocess, dense.tokenizer, _same_shape(dense.module, module))
     skeleton = resolve_factory(factory) if factory else dense.module
     plain, prune_masks = _split_torch_prune(weights)
-    module = _load_state(skeleton, plain, what=f"ticket weights '{path}'",
-                         fix="The ticket must be a pruned copy of the dense model's state_dict.")
+    module = _load_state(skeleton, plain, what=f"ticket weights '{path}'", fix=MSG_OWN_ARCHITECTURE)
     _check_same_architecture(dense.module, module)
     if prune_masks:
         full = {n: prune_masks.get(n, torch.ones_like(p)) for n, p in prunable_parameters(module).items()}
