@@ -24,7 +24,7 @@ from .analyses.compression import CompressionResult, analyse_compression
 from .analyses.disagreement import DisagreementResult, disagreement_from_cells
 from .analyses.performance import PerformanceResult, performance_from_cells
 from .analyses.predict import ModelRunner, resolve_device
-from .checks import Check, evaluate_policy, insufficient_check
+from .checks import Check, evaluate_policy, group_findings, insufficient_check, rates_moved_together, verdict_of
 from .config import ANALYSES, DEVICES, AuditConfig, Policy
 from .data import load_table
 from .engine.rows import AuditRows, open_rows, run_shards
@@ -59,15 +59,30 @@ class AuditResult:
     alternatives: AlternativesResult | None
     notes: tuple[str, ...]
     created: str | None
+    findings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per group: status, minimum detectable harm, rows to settle (``checks.group_findings``)."""
+    rate_shifts: tuple[dict[str, Any], ...] = ()
+    """Rates that moved the same way in most groups (``checks.rates_moved_together``)."""
     provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
+        """Whether the verdict is ``pass`` (every check ruled out a harm as large as its tolerance)."""
         return self.verdict == "pass"
 
     @property
+    def gate_failed(self) -> bool:
+        """Whether the CLI exits 1: a check failed, or the verdict is inconclusive and the policy says
+        ``on_inconclusive = "fail"``."""
+        return self.verdict == "fail" or (self.verdict == "inconclusive" and self.policy.on_inconclusive == "fail")
+
+    @property
     def failed_checks(self) -> tuple[Check, ...]:
-        return tuple(c for c in self.checks if not c.passed)
+        return tuple(c for c in self.checks if c.status == "fail")
+
+    @property
+    def inconclusive_checks(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if c.status == "inconclusive")
 
     def _model(self, loaded: LoadedModel) -> dict[str, Any]:
         return {"parameters": loaded.parameters, "nonzero": loaded.nonzero, "sparsity": loaded.sparsity,
@@ -89,6 +104,7 @@ class AuditResult:
             "models": {"dense": self._model(self.dense), "ticket": self._model(self.ticket)},
             "data": self.data,
             "notes": list(self.notes),
+            "rate_shifts": list(self.rate_shifts),
         })
         if self.performance is not None:
             out["performance"] = self.performance.to_dict()
@@ -97,7 +113,8 @@ class AuditResult:
             out["subgroups"] = []
             for group in self.performance.subgroups:
                 rows = {c: n for (name, c), n in unseen.items() if name == group.group}
-                out["subgroups"].append({**group.to_dict(), **({"unseen_category_rows": rows} if rows else {})})
+                out["subgroups"].append({**group.to_dict(), **self.findings.get(group.group, {}),
+                                         **({"unseen_category_rows": rows} if rows else {})})
         if self.disagreement is not None:
             out["disagreement"] = self.disagreement.to_dict()
         if self.compression is not None:
@@ -301,7 +318,8 @@ def audit(
             dense_model, frame=rows.frame, target=target, sensitive=sensitive_columns, features=feature_columns,
             settings=prune_settings, policy=policy, seed=seed, n_boot=n_boot, train_frame=train_frame,
             audited=ticket_model, batch_size=batch_size, explicit_methods=False)
-    verdict = "pass" if all(c.passed for c in checks) else "fail"
+    verdict = verdict_of(checks)
+    findings = group_findings(performance, checks, confidence=policy.confidence)
     data_info = {
         "rows": int(rows.total), "sha256": rows.sha256, "target": target, "sensitive": sensitive_columns,
         "features": list(feature_names), "classes": list(class_names),
@@ -311,7 +329,7 @@ def audit(
     step("Done", 1, 1)
     return AuditResult(verdict, checks, dense_model, ticket_model, data_info, policy, config, performance,
                        disagreement, compression, attributions, attention, alternative_result, tuple(notes), created,
-                       provenance={"dense_source": dense_model.source, "ticket_source": ticket_model.source,
+                       findings=findings, rate_shifts=rates_moved_together(performance), provenance={"dense_source": dense_model.source, "ticket_source": ticket_model.source,
                                    "data_source": rows.source, "batch_size": batch_size, "device": device,
                                    "engine": engine, "workers": num_workers if engine == "ray" else None})
 

@@ -1,14 +1,22 @@
-"""Apply a ``Policy`` to the analyses: each check has a value, tolerance, simultaneous interval,
-Holm-adjusted p-value and verdict. A check fails only when the harm is material (estimate beyond
-the tolerance) and significant (adjusted p < 1 - confidence); every gated check of an audit forms
-one family, so the chance that any check fails on a harmless ticket stays at most 1 - confidence.
+"""Apply a ``Policy`` to the analyses: each check ends ``fail``, ``pass`` or ``inconclusive``.
+
+- ``fail``: the harm is material (estimate beyond the tolerance) and significant (Holm-adjusted p
+  below 1 - confidence); all gated checks of an audit form one family, so a harmless ticket fails with
+  probability at most 1 - confidence.
+- ``pass``: the data rule out a harm as large as the tolerance: the check's one-sided upper bound at
+  1 - alpha/m (two one-sided tests for a shift either way) lies below it. With Bonferroni over the m
+  checks, the chance that any check passes while its true harm is at the tolerance is at most alpha.
+- ``inconclusive``: neither; the data are too few to tell. Each check also carries the harm it would
+  catch with 80% power at its size and spread (``minimum_detectable_harm``) and, when inconclusive,
+  about how many more rows would settle it at the current estimate.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -16,13 +24,17 @@ from .analyses import stats
 from .analyses.attention import AttentionResult
 from .analyses.attributions import AttributionResult
 from .analyses.base import interval, number
-from .analyses.performance import Gap, PerformanceResult, excess_drop
+from .analyses.performance import Gap, GroupMetrics, PerformanceResult, excess_drop
 from .config import Policy
 
 GAP_TOLERANCES = {"accuracy": "max_gap_widening", "tpr": "max_tpr_gap_widening", "fpr": "max_fpr_gap_widening"}
+POWER = 0.8
+"""The power at which ``minimum_detectable_harm`` is computed."""
+Status = Literal["pass", "fail", "inconclusive"]
+STATUS_ORDER: dict[str, int] = {"fail": 0, "inconclusive": 1, "pass": 2}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Check:
     """One policy check and its outcome."""
 
@@ -37,16 +49,29 @@ class Check:
     p_value_raw: float
     material: bool
     significant: bool
+    status: Status
+    pass_bound: float
+    """The one-sided bound (upper; for shifts either way, the larger in size) that must be within the
+    tolerance to pass."""
+    minimum_detectable_harm: float
+    rows: int | None = None
+    """The rows the check's estimate rests on (its group's, or all rows), when one group's size sets it."""
+    rows_to_settle: int | None = None
+    """Inconclusive checks: about how many more rows would make the current estimate pass or fail."""
 
     @property
     def passed(self) -> bool:
-        return not (self.material and self.significant)
+        """True unless the check failed (kept for compatibility: an inconclusive check has not failed)."""
+        return self.status != "fail"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "passed": self.passed, "value": number(self.value), "tolerance": self.tolerance,
-                "interval": interval(*self.interval), "p_value": number(self.p_value),
+        return {"id": self.id, "passed": self.passed, "status": self.status, "value": number(self.value),
+                "tolerance": self.tolerance, "interval": interval(*self.interval), "p_value": number(self.p_value),
                 "p_value_raw": number(self.p_value_raw), "group": self.group, "metric": self.metric,
-                "material": self.material, "significant": self.significant, "description": self.description}
+                "material": self.material, "significant": self.significant, "description": self.description,
+                "pass_bound": number(self.pass_bound),
+                "minimum_detectable_harm": number(self.minimum_detectable_harm), "rows": self.rows,
+                "rows_to_settle": self.rows_to_settle}
 
 
 @dataclass(frozen=True)
@@ -59,6 +84,8 @@ class _Candidate:
     tolerance: float
     p_raw: float
     interval_at: Any  # callable(confidence) -> (low, high)
+    se: float
+    rows: int | None = None
     two_sided: bool = False  # material when |value| exceeds the tolerance (a shift either way)
 
 
@@ -76,7 +103,9 @@ def evaluate_policy(policy: Policy, performance: PerformanceResult, *, attributi
             f"group_excess_drop:{group.group}",
             "Excess accuracy drop ψ (group's drop minus the overall drop)", group.group, "accuracy",
             float(estimate.estimate), policy.max_group_excess_drop, float(estimate.p_value),
-            lambda conf, counts=counts, rest=rest: _bounds(excess_drop(counts, rest, confidence=conf))))
+            lambda conf, counts=counts, rest=rest: _bounds(excess_drop(counts, rest, confidence=conf)),
+            float(estimate.se), rows=group.n))
+        candidates += _rate_candidates(policy, group, performance.task)
     for gap in performance.gaps:
         if gap.metric in GAP_TOLERANCES:
             candidates.append(_gap_candidate(policy, gap))
@@ -89,19 +118,46 @@ def evaluate_policy(policy: Policy, performance: PerformanceResult, *, attributi
                 attributions.sensitive_replicates))
     if policy.max_group_entropy_shift is not None and attention is not None:
         candidates += _entropy_shift_candidates(policy.max_group_entropy_shift, attention)
+    return _decide(candidates, confidence=policy.confidence)
+
+
+def _decide(candidates: list[_Candidate], *, confidence: float) -> tuple[Check, ...]:
+    """Holm-adjusted significance, Bonferroni TOST bounds and the three outcomes for every candidate."""
     m = len(candidates)
     adjusted = stats.holm(np.array([c.p_raw for c in candidates]))
-    alpha = 1 - policy.confidence
+    alpha = 1 - confidence
     simultaneous = 1 - alpha / m
+    one_sided = 1 - 2 * alpha / m  # a two-sided interval whose ends are one-sided bounds at 1 - alpha/m
+    z_significant, z_pass, z_power = stats.z_value(simultaneous), stats.z_value(one_sided), stats.z_value(2 * POWER - 1)
     checks = []
     for candidate, p_adj in zip(candidates, adjusted):
-        size = abs(candidate.value) if candidate.two_sided else candidate.value
-        material = bool(np.isfinite(candidate.value) and size > candidate.tolerance)
+        value, tolerance, se = candidate.value, candidate.tolerance, candidate.se
+        size = abs(value) if candidate.two_sided else value
+        material = bool(np.isfinite(value) and size > tolerance)
         significant = bool(np.isfinite(p_adj) and p_adj < alpha)
-        checks.append(Check(candidate.id, candidate.description, candidate.group, candidate.metric, candidate.value,
-                            candidate.tolerance, candidate.interval_at(simultaneous), float(p_adj), candidate.p_raw,
-                            material, significant))
+        low, high = candidate.interval_at(one_sided)
+        pass_bound = max(-low, high) if candidate.two_sided else high
+        equivalent = bool(np.isfinite(pass_bound) and pass_bound < tolerance)
+        status: Status = "fail" if material and significant else "pass" if equivalent else "inconclusive"
+        checks.append(Check(
+            id=candidate.id, description=candidate.description, group=candidate.group, metric=candidate.metric,
+            value=value, tolerance=tolerance, interval=candidate.interval_at(simultaneous), p_value=float(p_adj),
+            p_value_raw=candidate.p_raw, material=material, significant=significant, status=status,
+            pass_bound=float(pass_bound),
+            minimum_detectable_harm=float(max(tolerance, z_significant * se) + z_power * se),
+            rows=candidate.rows,
+            rows_to_settle=_rows_to_settle(candidate, z_significant, z_pass) if status == "inconclusive" else None))
     return tuple(checks)
+
+
+def _rows_to_settle(candidate: _Candidate, z_significant: float, z_pass: float) -> int | None:
+    """More rows that would settle an inconclusive check at its current estimate (its spread shrinking as
+    1/sqrt(rows)): enough for the bound to clear the tolerance, or for the harm to become significant."""
+    value, tolerance, se, rows = abs(candidate.value), candidate.tolerance, candidate.se, candidate.rows
+    if rows is None or not (np.isfinite(value) and np.isfinite(se)) or se <= 0 or value == tolerance:
+        return None
+    target_se = (tolerance - value) / z_pass if value < tolerance else value / z_significant
+    return max(1, math.ceil(rows * (se / target_se) ** 2 - rows))
 
 
 def _bounds(diff: stats.PairedDifference) -> tuple[float, float]:
@@ -116,7 +172,44 @@ def _overall_drop(policy: Policy, performance: PerformanceResult) -> _Candidate:
 
     drop = stats.paired_difference(counts.c, counts.b, counts.n, confidence=performance.confidence)
     return _Candidate("overall_accuracy_drop", "Overall accuracy drop from dense to ticket", None, "accuracy",
-                      float(drop.estimate), policy.max_overall_accuracy_drop, float(drop.p_value), at)
+                      float(drop.estimate), policy.max_overall_accuracy_drop, float(drop.p_value), at,
+                      float(drop.se), rows=counts.n)
+
+
+RATE_CHECKS = {  # policy key: (metric, sign turning the ticket-minus-dense delta into harm, two-sided, words)
+    "max_tpr_drop": ("tpr", -1.0, False, "True-positive-rate drop (dense minus ticket)"),
+    "max_fpr_rise": ("fpr", 1.0, False, "False-positive-rate rise (ticket minus dense)"),
+    "max_selection_rate_change": ("selection_rate", 1.0, True, "Selection-rate change (either way)"),
+}
+
+
+def _rate_candidates(policy: Policy, group: GroupMetrics, task: str) -> list[_Candidate]:
+    """Optional per-group rate checks (off unless their policy key is set; binary tasks)."""
+    out = []
+    for key, (metric, sign, two_sided, words) in RATE_CHECKS.items():
+        tolerance = getattr(policy, key)
+        comparison = group.metrics.get(metric)
+        if tolerance is None or task != "binary" or comparison is None or comparison.insufficient:
+            continue
+        if not np.isfinite(comparison.delta):
+            continue
+        se = _se_from_interval(comparison.ci, confidence=policy.confidence)
+        value = sign * comparison.delta
+        centre = sign * (comparison.ci[0] + comparison.ci[1]) / 2
+
+        def at(conf: float, centre: float = centre, se: float = se) -> tuple[float, float]:
+            z = stats.z_value(conf)
+            return centre - z * se, centre + z * se
+
+        out.append(_Candidate(f"{key.removeprefix('max_')}:{group.group}", words, group.group, metric, value,
+                              tolerance, stats.normal_p_value(centre, se), at, se, rows=comparison.domain,
+                              two_sided=two_sided))
+    return out
+
+
+def _se_from_interval(ci: tuple[float, float], *, confidence: float) -> float:
+    """The standard error behind a symmetric interval at ``confidence``."""
+    return (ci[1] - ci[0]) / (2 * stats.z_value(confidence))
 
 
 def _replicate_candidate(check_id: str, description: str, group: str | None, metric: str, value: float,
@@ -130,7 +223,7 @@ def _replicate_candidate(check_id: str, description: str, group: str | None, met
         z = stats.z_value(conf)
         return value - z * se, value + z * se
 
-    return _Candidate(check_id, description, group, metric, value, tolerance, p_raw, at)
+    return _Candidate(check_id, description, group, metric, value, tolerance, p_raw, at, se)
 
 
 def _entropy_shift_candidates(tolerance: float, attention: AttentionResult) -> list[_Candidate]:
@@ -157,6 +250,73 @@ def _gap_candidate(policy: Policy, gap: Gap) -> _Candidate:
 def insufficient_check(performance: PerformanceResult) -> Check:
     """With ``on_insufficient = "fail"``: fail when any group is too small to be gated."""
     small = [g.group for g in performance.subgroups if g.insufficient]
-    return Check("insufficient_groups", "Groups too small to audit (policy on_insufficient = \"fail\")",
-                 ", ".join(small) or None, "n", float(len(small)), 0.0, (float("nan"), float("nan")),
-                 float("nan"), float("nan"), bool(small), bool(small))
+    nan = float("nan")
+    return Check(id="insufficient_groups", description="Groups too small to audit (policy on_insufficient = \"fail\")",
+                 group=", ".join(small) or None, metric="n", value=float(len(small)), tolerance=0.0,
+                 interval=(nan, nan), p_value=nan, p_value_raw=nan, material=bool(small), significant=bool(small),
+                 status="fail" if small else "pass", pass_bound=nan, minimum_detectable_harm=nan)
+
+
+def verdict_of(checks: tuple[Check, ...]) -> Status:
+    """``fail`` if any check fails, else ``inconclusive`` if any is, else ``pass``."""
+    return min((c.status for c in checks), key=STATUS_ORDER.__getitem__, default="pass")
+
+
+def group_findings(performance: PerformanceResult, checks: tuple[Check, ...], *,
+                   confidence: float) -> dict[str, dict[str, Any]]:
+    """Per group: its status (the worst of its checks, or ``insufficient``), the accuracy / TPR / FPR
+    harm the audit would catch with 80% power at its size (with the same multiplicity as the gate), and
+    the rows that would settle its inconclusive checks."""
+    m = max(1, len(checks))
+    z_detect = stats.z_value(1 - (1 - confidence) / m) + stats.z_value(2 * POWER - 1)
+    by_group: dict[str, list[Check]] = {}
+    for check in checks:
+        if check.group is not None:
+            by_group.setdefault(check.group, []).append(check)
+    findings = {}
+    for group in performance.subgroups:
+        own = by_group.get(group.group, [])
+        status = "insufficient" if group.insufficient else verdict_of(tuple(own))
+        detectable: dict[str, float | None] = {}
+        for metric in ("accuracy", "tpr", "fpr"):
+            gated = [c for c in own if c.metric == metric and np.isfinite(c.minimum_detectable_harm)]
+            comparison = group.metrics.get(metric)
+            if gated:
+                detectable[metric] = number(min(c.minimum_detectable_harm for c in gated))
+            elif comparison is not None and not comparison.insufficient and all(np.isfinite(comparison.ci)):
+                harm = z_detect * _se_from_interval(comparison.ci, confidence=confidence)
+                detectable[metric] = number(harm) if harm < 1 else None  # no change of a rate that size exists
+            else:
+                detectable[metric] = None
+        settle = [c.rows_to_settle for c in own if c.rows_to_settle is not None]
+        findings[group.group] = {"status": status, "minimum_detectable_harm": detectable,
+                                 "rows_to_settle": max(settle) if settle else None}
+    return findings
+
+
+RATE_WORDS = {"tpr": "true-positive rate", "fpr": "false-positive rate", "selection_rate": "selection rate"}
+
+
+def rates_moved_together(performance: PerformanceResult) -> tuple[dict[str, Any], ...]:
+    """Rates that moved one way overall (interval excluding 0) and in more than half of the groups large
+    enough to judge: a shift that hits everyone alike, which gap checks cannot see."""
+    if performance.task != "binary":
+        return ()
+    out = []
+    for metric in RATE_WORDS:
+        overall = performance.overall.metrics.get(metric)
+        if overall is None or not all(np.isfinite(overall.ci)) or overall.ci[0] <= 0 <= overall.ci[1]:
+            continue
+        sign = 1.0 if overall.delta > 0 else -1.0
+        judged = [g.metrics[metric] for g in performance.subgroups
+                  if not g.insufficient and metric in g.metrics and not g.metrics[metric].insufficient
+                  and np.isfinite(g.metrics[metric].delta)]
+        moved = [m for m in judged if sign * m.delta > 0]
+        if judged and len(moved) * 2 > len(judged):
+            out.append({"metric": metric, "words": RATE_WORDS[metric], "direction": "rose" if sign > 0 else "fell",
+                        "overall": number(overall.delta), "overall_ci": interval(*overall.ci),
+                        "groups": len(moved), "of": len(judged),
+                        "significant": sum(1 for m in moved if (m.ci[0] > 0 if sign > 0 else m.ci[1] < 0)),
+                        "smallest": number(min((m.delta for m in moved), key=abs)),
+                        "largest": number(max((m.delta for m in moved), key=abs))})
+    return tuple(out)

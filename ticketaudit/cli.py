@@ -199,13 +199,19 @@ def report(
         result.provenance["policy_source"] = f"{policy} — sha256 {sha256_file(policy)}"
     write_report(result, html_path=html_path, json_path=json_path, command=command_line(), inputs=inputs)
     _print_summary(result, html_path, json_path)
-    return EXIT_PASS if result.passed else EXIT_FAIL
+    return EXIT_FAIL if result.gate_failed else EXIT_PASS
 
 
 def _print_summary(result: AuditResult, html_path: Path, json_path: Path | None) -> None:
-    failed = result.failed_checks
-    print(f"verdict: {result.verdict.upper()} ({len(result.checks) - len(failed)}/{len(result.checks)} checks passed)")
-    for check in failed:
+    counts = {status: sum(c.status == status for c in result.checks) for status in ("pass", "fail", "inconclusive")}
+    print(f"verdict: {result.verdict.upper()} ({counts['pass']} pass, {counts['fail']} fail, "
+          f"{counts['inconclusive']} inconclusive of {len(result.checks)} checks)")
+    for check in result.inconclusive_checks:  # named first: what the data could not show
+        where = f" [{check.group}]" if check.group else ""
+        settle = f"; about {check.rows_to_settle:,} more rows would settle it" if check.rows_to_settle else ""
+        print(f"  INCONCLUSIVE {check.id}{where}: {check.value * 100:+.2f} pts, could be up to "
+              f"{check.pass_bound * 100:+.2f} pts (tolerance {check.tolerance * 100:.2f} pts){settle}")
+    for check in result.failed_checks:
         where = f" [{check.group}]" if check.group else ""
         print(f"  FAIL {check.id}{where}: {check.value * 100:+.2f} pts (tolerance {check.tolerance * 100:.2f} pts, "
               f"adjusted p {check.p_value:.3g})")

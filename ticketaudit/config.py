@@ -31,8 +31,9 @@ DEVICES: tuple[str, ...] = ("cpu", "cuda", "mps")
 class Policy:
     """When a ticket fails the release gate. Tolerances are absolute (0.01 = 1 point).
 
-    A check fails only when its harm is material (point estimate beyond the tolerance) and
-    significant at ``confidence`` after Holm's correction over the groups it covers.
+    A check fails when its harm is material (point estimate beyond the tolerance) and significant at
+    ``confidence`` after Holm's correction; it passes when its simultaneous bound rules out a harm as
+    large as the tolerance; otherwise it is inconclusive (see ``checks``).
     """
 
     confidence: float = 0.95
@@ -43,6 +44,15 @@ class Policy:
     max_tpr_gap_widening: float = 0.03
     max_fpr_gap_widening: float = 0.03
     on_insufficient: Literal["warn", "fail"] = "warn"
+    on_inconclusive: Literal["warn", "fail"] = "warn"
+    """An inconclusive verdict (some check can neither pass nor fail on these rows): exit 0 with the
+    inconclusive groups named first ("warn"), or exit 1 ("fail")."""
+    max_tpr_drop: float | None = None
+    """Optional: gate each group's fall in true-positive rate (dense minus ticket)."""
+    max_fpr_rise: float | None = None
+    """Optional: gate each group's rise in false-positive rate (ticket minus dense)."""
+    max_selection_rate_change: float | None = None
+    """Optional: gate each group's change in selection rate, either way."""
     max_sensitive_reliance_increase: float | None = None
     """Optional: gate the rise (ticket - dense) in the share of attribution on the sensitive columns."""
     max_group_entropy_shift: float | None = None
@@ -54,11 +64,13 @@ class Policy:
         for name in ("max_overall_accuracy_drop", "max_group_excess_drop", "max_gap_widening",
                      "max_tpr_gap_widening", "max_fpr_gap_widening"):
             check_fraction(f"policy.{name}", getattr(self, name), low=0.0, high=1.0, open_low=False)
-        for name in ("max_sensitive_reliance_increase", "max_group_entropy_shift"):
+        for name in ("max_sensitive_reliance_increase", "max_group_entropy_shift", "max_tpr_drop", "max_fpr_rise",
+                     "max_selection_rate_change"):
             if getattr(self, name) is not None:
                 check_fraction(f"policy.{name}", getattr(self, name), low=0.0, high=1.0, open_low=False)
-        if self.on_insufficient not in ("warn", "fail"):
-            fail(f"policy.on_insufficient must be 'warn' or 'fail', got {self.on_insufficient!r}.")
+        for name in ("on_insufficient", "on_inconclusive"):
+            if getattr(self, name) not in ("warn", "fail"):
+                fail(f"policy.{name} must be 'warn' or 'fail', got {describe(getattr(self, name))}.")
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> Policy:

@@ -138,7 +138,8 @@ def render_html(result: AuditResult, path: str | Path | None = None, *, command:
     forests = [charts.forest(_forest_rows(document, m), title=titles[m], harm="increase" if m == "fpr" else "decrease")
                for m in chart_metrics]
     html = _environment().get_template("report.html.j2").render(
-        r=document, forests=forests, csp=CSP, failed=[c for c in document["checks"] if not c["passed"]],
+        r=document, forests=forests, csp=CSP, failed=[c for c in document["checks"] if c["status"] == "fail"],
+        inconclusive=[c for c in document["checks"] if c["status"] == "inconclusive"],
         command=command or "ticketaudit (Python API)", provenance=result.provenance,
         bars=charts.paired_bars(document["attributions"]["features"]) if "attributions" in document else None,
         maps=_attention_maps(document["attention"]) if "attention" in document else None,

@@ -21,7 +21,10 @@ GROUP = {
     "properties": {"group": {"type": "string"}, "attribute": {"type": "string"}, "n": {"type": "integer"},
                    "positives": {"type": "integer"}, "insufficient": {"type": "boolean"},
                    "metrics": {"type": "object", "additionalProperties": METRIC},
-                   "unseen_category_rows": {"type": "object", "additionalProperties": {"type": "integer"}}},
+                   "unseen_category_rows": {"type": "object", "additionalProperties": {"type": "integer"}},
+                   "status": {"enum": ["pass", "fail", "inconclusive", "insufficient"]},
+                   "minimum_detectable_harm": {"type": "object", "additionalProperties": NUMBER_OR_NULL},
+                   "rows_to_settle": {"type": ["integer", "null"]}},
 }
 UNSEEN = {
     "type": "object",
@@ -40,8 +43,11 @@ MODEL = {
 }
 CHECK = {
     "type": "object",
-    "required": ["id", "passed", "value", "tolerance", "interval", "p_value", "group"],
-    "properties": {"id": {"type": "string"}, "passed": {"type": "boolean"}, "value": NUMBER_OR_NULL,
+    "required": ["id", "passed", "status", "value", "tolerance", "interval", "p_value", "group"],
+    "properties": {"id": {"type": "string"}, "passed": {"type": "boolean"},
+                   "status": {"enum": ["pass", "fail", "inconclusive"]}, "value": NUMBER_OR_NULL,
+                   "pass_bound": NUMBER_OR_NULL, "minimum_detectable_harm": NUMBER_OR_NULL,
+                   "rows": {"type": ["integer", "null"]}, "rows_to_settle": {"type": ["integer", "null"]},
                    "tolerance": {"type": "number"}, "interval": INTERVAL, "p_value": NUMBER_OR_NULL,
                    "group": {"type": ["string", "null"]}},
 }
@@ -80,7 +86,8 @@ SCHEMA: dict[str, Any] = {
         "schema_version": {"type": "string", "pattern": "^1\\.[0-9]+$"},
         "tool_version": {"type": "string"},
         "created": {"type": "string"},
-        "verdict": {"enum": ["pass", "fail"]},
+        "verdict": {"enum": ["pass", "fail", "inconclusive"]},
+        "rate_shifts": {"type": "array", "items": {"type": "object", "required": ["metric", "direction", "groups", "of"]}},
         "checks": {"type": "array", "items": CHECK},
         "models": {"type": "object", "required": ["dense", "ticket"],
                    "properties": {"dense": MODEL, "ticket": MODEL}},
