@@ -90,7 +90,9 @@ def test_demo_report_in_headless_chromium(tmp_path: Path) -> None:
     assert outline.tables >= 5 and outline.table_headers >= 5 * outline.tables
     assert outline.svgs >= 1 and outline.svg_roles == outline.svgs == outline.svg_titles
     assert outline.scripts == 0 and outline.external == []  # no JavaScript at all: readable without it
-    assert "PASS" in dump.stdout or "FAIL" in dump.stdout
+    verdict = json.loads(report.with_name("report.json").read_text())["verdict"]
+    assert f'<div class="verdict {verdict}" role="status">' in dump.stdout
+    assert f"<strong>{verdict.upper()}</strong>" in dump.stdout
 
     screenshot = ROOT / "reports" / "demo-report-chromium.png"
     shot = subprocess.run([BROWSER, *FLAGS, f"--user-data-dir={tmp_path / 'profile2'}", "--window-size=1100,4200",
