@@ -82,12 +82,13 @@ def _check_delimiter(frame: pd.DataFrame, *, sep: str, source: str) -> None:
     if frame.shape[1] != 1:
         return
     header = str(frame.columns[0])
+    tsv = sep == "\t"
+    kind, expected = ("TSV (tab-separated)", "tabs") if tsv else ("CSV (comma-separated)", "commas")
     for other, name in ((";", "semicolons"), ("\t", "tabs"), (",", "commas"), ("|", "vertical bars")):
         if other != sep and other in header:
-            kind = "TSV (tab-separated)" if sep == "\t" else "CSV (comma-separated)"
+            rename = ", or give it a .tsv extension" if other == "\t" else ""
             fail(f"data '{source}' was read as {kind} but has a single column {header!r}; its fields seem to be "
-                 f"separated by {name}. Re-save it with {'tabs' if sep == chr(9) else 'commas'} as the delimiter"
-                 f"{', or give it a .tsv extension' if other == chr(9) else ''}.")
+                 f"separated by {name}. Re-save it with {expected} as the delimiter{rename}.")
 
 
 def _head(path: Path, *, gz: bool) -> bytes:

@@ -52,8 +52,9 @@ def canonical(value: object) -> str | None:
     if isinstance(value, (float, np.floating)):
         return None if math.isnan(value) else _number_text(float(value))
     if isinstance(value, decimal.Decimal):
-        return None if value.is_nan() else _number_text(float(value)) if value != value.to_integral_value() \
-            else str(int(value))
+        if value.is_nan():
+            return None
+        return str(int(value)) if value.is_finite() and value == value.to_integral_value() else _number_text(float(value))
     if isinstance(value, bytes):
         value = value.decode("utf-8", errors="backslashreplace")
     if isinstance(value, str):
