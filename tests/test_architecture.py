@@ -30,3 +30,27 @@ def test_no_assert_on_user_input_in_validation() -> None:
     for name in ("_validation.py", "data.py", "inputs.py", "config.py", "cli.py"):
         tree = ast.parse((PACKAGE / name).read_text())
         assert not [n for n in ast.walk(tree) if isinstance(n, ast.Assert)], name
+
+
+def _loaded_after(statement: str) -> set[str]:
+    import subprocess
+    import sys
+
+    code = f"import sys; {statement}; print(' '.join(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return set(done.stdout.split())
+
+
+HEAVY = {"captum", "matplotlib", "scipy.stats", "fairlearn", "sklearn", "ray", "transformers"}
+
+
+def test_the_cli_and_the_package_start_without_torch() -> None:
+    """``ticketaudit --help`` and ``schema`` answer without loading torch or any analysis library."""
+    loaded = _loaded_after("import ticketaudit, ticketaudit.cli")
+    assert not loaded & (HEAVY | {"torch", "pandas"}), sorted(loaded & (HEAVY | {"torch", "pandas"}))
+
+
+def test_an_audit_imports_heavy_libraries_only_when_it_uses_them() -> None:
+    """Captum (which pulls matplotlib), scipy.stats, fairlearn and scikit-learn load on first use."""
+    loaded = _loaded_after("from ticketaudit import audit")
+    assert "torch" in loaded and not loaded & HEAVY, sorted(loaded & HEAVY)

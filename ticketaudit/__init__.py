@@ -1,16 +1,40 @@
-"""ticketaudit: audit a pruned network ("lottery ticket") against its dense model, group by group."""
+"""ticketaudit: audit a pruned network ("lottery ticket") against its dense model, group by group.
+
+The front door loads on first use (PEP 562), so ``ticketaudit --help`` and ``ticketaudit schema``
+answer without importing torch; ``ta.audit`` and the rest import what they need when first touched.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from .audit import AuditResult, audit  # noqa: E402
-from .config import AuditConfig, Policy  # noqa: E402
 from .exceptions import InvalidInputError, SmallGroupWarning, TicketAuditError, UnsafeInputError  # noqa: E402
-from .report.render import render_html, render_json, write_report  # noqa: E402
-from .tickets import Mask, load_dense, load_ticket  # noqa: E402
 
-load_model = load_dense
+_LAZY = {
+    "AuditResult": ".audit", "audit": ".audit", "AuditConfig": ".config", "Policy": ".config",
+    "render_html": ".report.render", "render_json": ".report.render", "write_report": ".report.render",
+    "Mask": ".tickets", "load_dense": ".tickets", "load_ticket": ".tickets",
+}
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from .audit import AuditResult, audit
+    from .config import AuditConfig, Policy
+    from .report.render import render_html, render_json, write_report
+    from .tickets import Mask, load_dense, load_ticket
+
+
+def __getattr__(name: str) -> Any:
+    if name == "load_model":
+        name = "load_dense"
+    if name not in _LAZY:
+        raise AttributeError(f"module 'ticketaudit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "AuditConfig", "AuditResult", "InvalidInputError", "Mask", "Policy", "SmallGroupWarning", "TicketAuditError",

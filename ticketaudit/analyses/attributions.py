@@ -12,9 +12,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from captum.attr import (
-    DeepLift, FeatureAblation, GradientShap, InputXGradient, IntegratedGradients, LayerIntegratedGradients, Saliency)
-from scipy.stats import rankdata
 
 from .._validation import fail
 from . import stats
@@ -22,11 +19,20 @@ from ..data import Groups
 from ..values import quote_label
 from .base import AnalysisInputs, AnalysisSettings, interval, number
 
-METHODS: dict[str, Any] = {
-    "integrated-gradients": IntegratedGradients, "saliency": Saliency, "input-x-gradient": InputXGradient,
-    "deeplift": DeepLift, "gradient-shap": GradientShap, "feature-ablation": FeatureAblation,
-    "layer-integrated-gradients": LayerIntegratedGradients,
+METHODS: dict[str, str] = {
+    "integrated-gradients": "IntegratedGradients", "saliency": "Saliency", "input-x-gradient": "InputXGradient",
+    "deeplift": "DeepLift", "gradient-shap": "GradientShap", "feature-ablation": "FeatureAblation",
+    "layer-integrated-gradients": "LayerIntegratedGradients",
 }
+"""Each method's Captum class, by name: Captum (and the matplotlib it imports) loads only when an
+audit attributes, not with ``import ticketaudit``."""
+
+
+def captum_class(method: str) -> Any:
+    """The Captum class behind an attribution method."""
+    import captum.attr
+
+    return getattr(captum.attr, METHODS[method])
 EMBEDDING_LAYER = "tokenizer"
 """Models with a ``tokenizer`` module whose output is (rows, columns, d) can be explained per column
 token with ``layer-integrated-gradients`` (the package's ft-transformer has one)."""
@@ -244,9 +250,9 @@ def attribute(module: torch.nn.Module, features: np.ndarray, targets: np.ndarray
         if not isinstance(layer, torch.nn.Module):
             fail("layer-integrated-gradients needs a model with a token embedding layer named 'tokenizer' "
                  "(such as the ft-transformer); use integrated-gradients for this model.")
-        explainer = LayerIntegratedGradients(forward, layer)
+        explainer = captum_class("layer-integrated-gradients")(forward, layer)
     else:
-        explainer = METHODS[method](forward) if method != "deeplift" else DeepLift(model)
+        explainer = captum_class(method)(forward if method != "deeplift" else model)
     if method == "deeplift" and single_logit:
         fail("DeepLift needs a model with one output per class; this model has a single logit. Use another method.")
     parts, deltas = [], []
@@ -290,6 +296,8 @@ def _row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _row_spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    from scipy.stats import rankdata
+
     ra, rb = rankdata(a, axis=1), rankdata(b, axis=1)
     ra, rb = ra - ra.mean(1, keepdims=True), rb - rb.mean(1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):

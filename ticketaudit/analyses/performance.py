@@ -11,8 +11,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from fairlearn.metrics import MetricFrame, false_positive_rate, selection_rate, true_positive_rate
-from sklearn.metrics import accuracy_score, precision_score, recall_score
 
 from ..data import Group
 from . import stats
@@ -27,6 +25,9 @@ GAP_METRICS = {2: ("accuracy", "tpr", "fpr", "selection_rate"), "multi": ("accur
 
 def sklearn_metrics(n_classes: int) -> dict[str, Callable[..., float]]:
     """Metric definitions from fairlearn / scikit-learn, keyed by our metric names."""
+    from fairlearn.metrics import false_positive_rate, selection_rate, true_positive_rate  # on use: import cost
+    from sklearn.metrics import accuracy_score, precision_score
+
     if n_classes == 2:
         return {
             "accuracy": accuracy_score,
@@ -42,6 +43,8 @@ def sklearn_metrics(n_classes: int) -> dict[str, Callable[..., float]]:
 
 
 def _class_recall(y_true: np.ndarray, y_pred: np.ndarray, *, label: int, sample_weight: np.ndarray | None = None) -> float:
+    from sklearn.metrics import recall_score
+
     return float(recall_score(y_true, y_pred, labels=[label], average=None, zero_division=np.nan,
                               sample_weight=sample_weight)[0])
 
@@ -156,6 +159,8 @@ def _metricframe_values(settings: AnalysisSettings, cells: CellTable) -> dict[st
     their row counts as ``sample_weight``: the same values as on the rows (counts are exact), at a
     cost independent of the row count.
     """
+    from fairlearn.metrics import MetricFrame
+
     groups = settings.groups
     n_classes = len(settings.class_names)
     parts = cells.decode()
