@@ -123,3 +123,23 @@ def test_bootstrap_p_value_and_interval_agree() -> None:
     low, high = stats.percentile_interval(reps, confidence=0.95)
     assert low > 0 and stats.bootstrap_p_value(reps) < 0.05
     assert stats.bootstrap_p_value(reps - 0.5) > 0.5
+
+
+def test_lazy_replacements_equal_scipy_stats() -> None:
+    """The start-up-light replacements give scipy.stats' numbers: Poisson(1) quantile table, exact and
+    chi-square McNemar, normal quantiles."""
+    from scipy import stats as sps
+
+    from ticketaudit.analyses.stats import mcnemar_p_value, z_value
+    from ticketaudit.analyses.streaming import poisson_table
+
+    assert np.array_equal(poisson_table(), sps.poisson.ppf((np.arange(2**16) + 0.5) / 2**16, 1.0))
+    for b in range(30):
+        for c in range(30):
+            if b + c == 0:
+                continue
+            expected = (sps.binomtest(b, b + c, 0.5).pvalue if b + c < 25
+                        else sps.chi2.sf((abs(b - c) - 1) ** 2 / (b + c), df=1))
+            assert mcnemar_p_value(b, c) == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    for confidence in (0.5, 0.9, 0.95, 0.999, 1 - 1e-6):
+        assert z_value(confidence) == pytest.approx(sps.norm.ppf(0.5 + confidence / 2), rel=1e-12)
