@@ -54,3 +54,16 @@ def test_an_audit_imports_heavy_libraries_only_when_it_uses_them() -> None:
     """Captum (which pulls matplotlib), scipy.stats, fairlearn and scikit-learn load on first use."""
     loaded = _loaded_after("from ticketaudit import audit")
     assert "torch" in loaded and not loaded & HEAVY, sorted(loaded & HEAVY)
+
+
+@pytest.mark.parametrize("first", ["ticketaudit.audit", "ticketaudit.prune", "ticketaudit.demo", "ticketaudit.cli"])
+def test_ta_audit_is_the_function_whatever_was_imported_first(first: str) -> None:
+    """``ticketaudit.audit`` names both a submodule and the function; the package keeps the function."""
+    import subprocess
+    import sys
+
+    code = (f"import importlib; importlib.import_module({first!r}); import ticketaudit as ta, ticketaudit.audit; "
+            "import sys; assert callable(ta.audit) and ta.audit.__module__ == 'ticketaudit.audit', ta.audit; "
+            "assert sys.modules['ticketaudit.audit'].AuditResult is ta.AuditResult")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -7,6 +7,8 @@ answer without importing torch; ``ta.audit`` and the rest import what they need 
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -24,6 +26,20 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .config import AuditConfig, Policy
     from .report.render import render_html, render_json, write_report
     from .tickets import Mask, load_dense, load_ticket
+
+
+class _FrontDoor(types.ModuleType):
+    """The package object. ``ticketaudit.audit`` is a submodule *and* the function it defines; when the
+    import system binds a loaded submodule to its package attribute, the function is bound instead, so
+    ``ta.audit(...)`` works whatever was imported first (the submodule stays in ``sys.modules``)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _LAZY and isinstance(value, types.ModuleType) and hasattr(value, name):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _FrontDoor
 
 
 def __getattr__(name: str) -> Any:
