@@ -120,9 +120,9 @@ def write_atomically(outputs: Mapping[Path, bytes]) -> None:
     """Write every file or none: each goes to a temp file beside its target (a symlink's target), then
     all are renamed into place with SIGINT/SIGTERM held; a failed rename restores what was there.
     Devices and pipes (``/dev/stdout``) are written through after the files."""
-    files = {Path(os.path.realpath(path)): payload for path, payload in outputs.items()
-             if _is_regular_target(Path(path))}
-    streams = {Path(path): payload for path, payload in outputs.items() if not _is_regular_target(Path(path))}
+    regular = {Path(path): _is_regular_target(Path(path)) for path in outputs}
+    files = {Path(os.path.realpath(path)): payload for path, payload in outputs.items() if regular[Path(path)]}
+    streams = {Path(path): payload for path, payload in outputs.items() if not regular[Path(path)]}
     temps: dict[Path, Path] = {}
     target = Path(".")
     try:
@@ -136,7 +136,7 @@ def write_atomically(outputs: Mapping[Path, bytes]) -> None:
             os.chmod(name, 0o666 & ~_umask())
         with _signals_deferred():  # a signal held here arrives once WRITTEN tells the truth
             _replace_all(temps)
-            WRITTEN.extend(path for path in outputs if _is_regular_target(Path(path)))
+            WRITTEN.extend(path for path in regular if regular[path])
     except OSError as error:
         _io_error(target, error)
     finally:

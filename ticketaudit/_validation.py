@@ -22,7 +22,7 @@ MSG_PICKLE_REFUSED = (
     "Save a state_dict instead (torch.save(model.state_dict(), ...) or safetensors), "
     "or pass --allow-pickle if you trust this file."
 )
-MSG_COLUMN_MISSING = "{what} column '{column}' is not in the data. Available columns: {available}."
+MSG_COLUMN_MISSING = "{what} column {column} is not in the data. Available columns: {available}."
 MSG_OUTPUT_DIR = "cannot write {what} '{path}': {reason}. Choose a writable location."
 MSG_FLOAT_RANGE = "{name} must be in {interval}, got {value}."
 MSG_INT_RANGE = "{name} must be an integer in [{low}, {high}], got {value}."
@@ -91,8 +91,7 @@ def check_columns(what: str, columns: Sequence[str], available: Sequence[str]) -
             shown = ", ".join(show_name(a) for a in list(available)[:20])
             if len(available) > 20:
                 shown += ", ..."
-            message = MSG_COLUMN_MISSING.format(what=what, column=column, available=shown).replace(
-                f"column '{column}'", f"column {show_name(column)}", 1)
+            message = MSG_COLUMN_MISSING.format(what=what, column=show_name(column), available=shown)
             near = [a for a in available if str(a).strip().casefold() == str(column).strip().casefold()]
             if near:
                 message += (f" Did you mean {show_name(near[0])}? Names must match exactly, including spaces "

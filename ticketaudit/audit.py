@@ -108,13 +108,13 @@ class AuditResult:
         })
         if self.performance is not None:
             out["performance"] = self.performance.to_dict()
-            unseen = {(g["group"], entry["column"]): g["rows"] for entry in self.data.get("unseen_categories", [])
-                      for g in entry["groups"]}
-            out["subgroups"] = []
-            for group in self.performance.subgroups:
-                rows = {c: n for (name, c), n in unseen.items() if name == group.group}
-                out["subgroups"].append({**group.to_dict(), **self.findings.get(group.group, {}),
-                                         **({"unseen_category_rows": rows} if rows else {})})
+            unseen: dict[str, dict[str, int]] = {}  # group -> {column: rows with a value the model cannot encode}
+            for entry in self.data.get("unseen_categories", []):
+                for g in entry["groups"]:
+                    unseen.setdefault(g["group"], {})[entry["column"]] = g["rows"]
+            out["subgroups"] = [{**group.to_dict(), **self.findings.get(group.group, {}),
+                                 **({"unseen_category_rows": unseen[group.group]} if group.group in unseen else {})}
+                                for group in self.performance.subgroups]
         if self.disagreement is not None:
             out["disagreement"] = self.disagreement.to_dict()
         if self.compression is not None:
@@ -329,7 +329,8 @@ def audit(
     step("Done", 1, 1)
     return AuditResult(verdict, checks, dense_model, ticket_model, data_info, policy, config, performance,
                        disagreement, compression, attributions, attention, alternative_result, tuple(notes), created,
-                       findings=findings, rate_shifts=rates_moved_together(performance), provenance={"dense_source": dense_model.source, "ticket_source": ticket_model.source,
+                       findings=findings, rate_shifts=rates_moved_together(performance),
+                       provenance={"dense_source": dense_model.source, "ticket_source": ticket_model.source,
                                    "data_source": rows.source, "batch_size": batch_size, "device": device,
                                    "engine": engine, "workers": num_workers if engine == "ray" else None})
 

@@ -128,7 +128,7 @@ def _decide(candidates: list[_Candidate], *, confidence: float) -> tuple[Check, 
     alpha = 1 - confidence
     simultaneous = 1 - alpha / m
     one_sided = 1 - 2 * alpha / m  # a two-sided interval whose ends are one-sided bounds at 1 - alpha/m
-    z_significant, z_pass, z_power = stats.z_value(simultaneous), stats.z_value(one_sided), stats.z_value(2 * POWER - 1)
+    z_significant, z_pass = stats.z_value(simultaneous), stats.z_value(one_sided)
     checks = []
     for candidate, p_adj in zip(candidates, adjusted):
         value, tolerance, se = candidate.value, candidate.tolerance, candidate.se
@@ -144,10 +144,16 @@ def _decide(candidates: list[_Candidate], *, confidence: float) -> tuple[Check, 
             value=value, tolerance=tolerance, interval=candidate.interval_at(simultaneous), p_value=float(p_adj),
             p_value_raw=candidate.p_raw, material=material, significant=significant, status=status,
             pass_bound=float(pass_bound),
-            minimum_detectable_harm=float(max(tolerance, z_significant * se) + z_power * se),
+            minimum_detectable_harm=_detectable_harm(se, tolerance=tolerance, z_significant=z_significant),
             rows=candidate.rows,
             rows_to_settle=_rows_to_settle(candidate, z_significant, z_pass) if status == "inconclusive" else None))
     return tuple(checks)
+
+
+def _detectable_harm(se: float, *, tolerance: float, z_significant: float) -> float:
+    """The harm a check fails with ``POWER`` at spread ``se``: it must exceed the tolerance (material)
+    and ``z_significant`` standard errors (significant), then ``z_{POWER}`` more for the power."""
+    return float(max(tolerance, z_significant * se) + stats.z_value(2 * POWER - 1) * se)
 
 
 def _rows_to_settle(candidate: _Candidate, z_significant: float, z_pass: float) -> int | None:
@@ -189,22 +195,24 @@ def _rate_candidates(policy: Policy, group: GroupMetrics, task: str) -> list[_Ca
     for key, (metric, sign, two_sided, words) in RATE_CHECKS.items():
         tolerance = getattr(policy, key)
         comparison = group.metrics.get(metric)
-        if tolerance is None or task != "binary" or comparison is None or comparison.insufficient:
-            continue
-        if not np.isfinite(comparison.delta):
+        if (tolerance is None or task != "binary" or comparison is None or comparison.insufficient
+                or not np.isfinite(comparison.delta)):
             continue
         se = _se_from_interval(comparison.ci, confidence=policy.confidence)
-        value = sign * comparison.delta
         centre = sign * (comparison.ci[0] + comparison.ci[1]) / 2
-
-        def at(conf: float, centre: float = centre, se: float = se) -> tuple[float, float]:
-            z = stats.z_value(conf)
-            return centre - z * se, centre + z * se
-
-        out.append(_Candidate(f"{key.removeprefix('max_')}:{group.group}", words, group.group, metric, value,
-                              tolerance, stats.normal_p_value(centre, se), at, se, rows=comparison.domain,
-                              two_sided=two_sided))
+        out.append(_Candidate(f"{key.removeprefix('max_')}:{group.group}", words, group.group, metric,
+                              sign * comparison.delta, tolerance, stats.normal_p_value(centre, se),
+                              _normal_interval(centre, se), se, rows=comparison.domain, two_sided=two_sided))
     return out
+
+
+def _normal_interval(centre: float, se: float) -> Any:
+    """``interval_at(confidence)`` for a normal estimate: centre +- z * se."""
+    def at(conf: float) -> tuple[float, float]:
+        z = stats.z_value(conf)
+        return centre - z * se, centre + z * se
+
+    return at
 
 
 def _se_from_interval(ci: tuple[float, float], *, confidence: float) -> float:
@@ -217,13 +225,8 @@ def _replicate_candidate(check_id: str, description: str, group: str | None, met
     """A check from bootstrap replicates: standard error with a normal reference, which stays smooth
     at the small per-check levels that multiplicity control asks for."""
     se = stats.bootstrap_se(replicates)
-    p_raw = stats.normal_p_value(value, se)
-
-    def at(conf: float) -> tuple[float, float]:
-        z = stats.z_value(conf)
-        return value - z * se, value + z * se
-
-    return _Candidate(check_id, description, group, metric, value, tolerance, p_raw, at, se)
+    return _Candidate(check_id, description, group, metric, value, tolerance, stats.normal_p_value(value, se),
+                      _normal_interval(value, se), se)
 
 
 def _entropy_shift_candidates(tolerance: float, attention: AttentionResult) -> list[_Candidate]:
@@ -267,8 +270,7 @@ def group_findings(performance: PerformanceResult, checks: tuple[Check, ...], *,
     """Per group: its status (the worst of its checks, or ``insufficient``), the accuracy / TPR / FPR
     harm the audit would catch with 80% power at its size (with the same multiplicity as the gate), and
     the rows that would settle its inconclusive checks."""
-    m = max(1, len(checks))
-    z_detect = stats.z_value(1 - (1 - confidence) / m) + stats.z_value(2 * POWER - 1)
+    z_significant = stats.z_value(1 - (1 - confidence) / max(1, len(checks)))
     by_group: dict[str, list[Check]] = {}
     for check in checks:
         if check.group is not None:
@@ -284,7 +286,8 @@ def group_findings(performance: PerformanceResult, checks: tuple[Check, ...], *,
             if gated:
                 detectable[metric] = number(min(c.minimum_detectable_harm for c in gated))
             elif comparison is not None and not comparison.insufficient and all(np.isfinite(comparison.ci)):
-                harm = z_detect * _se_from_interval(comparison.ci, confidence=confidence)
+                harm = _detectable_harm(_se_from_interval(comparison.ci, confidence=confidence), tolerance=0.0,
+                                        z_significant=z_significant)
                 detectable[metric] = number(harm) if harm < 1 else None  # no change of a rate that size exists
             else:
                 detectable[metric] = None

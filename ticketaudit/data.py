@@ -112,10 +112,7 @@ def load_table(source: str | Path | pd.DataFrame, *, split: str | None = None, m
         digest = _hash_frame(frame)
         name = "<DataFrame>"
     elif str(source) == "-":
-        raw = sys.stdin.buffer.read()
-        frame = _read_text_table(io.BytesIO(raw), sep=",", source="<stdin>", head=raw[:65536],
-                                 text_columns=text_columns)
-        digest, name = hashlib.sha256(raw).hexdigest(), "<stdin>"
+        frame, digest, name = _table_from_bytes(sys.stdin.buffer.read(), name="<stdin>", text_columns=text_columns)
     elif not isinstance(source, (str, Path)):
         fail(f"data must be a pandas DataFrame or a path (str or pathlib.Path), got {type(source).__name__}.")
     elif _is_stream(Path(source)):
@@ -171,19 +168,26 @@ def _is_stream(path: Path) -> bool:
 
 
 def _read_stream(path: Path, *, text_columns: Sequence[str]) -> tuple[pd.DataFrame, str, str]:
-    """Read a pipe once into memory: Parquet by its extension or magic bytes, else CSV (TSV by extension)."""
+    """Read a pipe or device once into memory (see ``_table_from_bytes``)."""
     try:
         with open(path, "rb") as handle:
             raw = handle.read()
     except OSError as error:
         fail(f"data '{path}' is a pipe or device that cannot be read ({error.strerror}).")
-    digest, name = hashlib.sha256(raw).hexdigest(), str(path)
-    if raw.startswith(b"PAR1") or path.suffix.lower() in (".parquet", ".pq"):
+    return _table_from_bytes(raw, name=str(path), suffix=path.suffix.lower(), text_columns=text_columns)
+
+
+def _table_from_bytes(raw: bytes, *, name: str, text_columns: Sequence[str],
+                      suffix: str = "") -> tuple[pd.DataFrame, str, str]:
+    """A table read whole from memory (stdin, a pipe): Parquet by its extension or magic bytes, else CSV
+    (TSV by extension); with the bytes' sha256 and the source's name."""
+    digest = hashlib.sha256(raw).hexdigest()
+    if raw.startswith(b"PAR1") or suffix in (".parquet", ".pq"):
         try:
             return pd.read_parquet(io.BytesIO(raw)), digest, name
         except Exception as error:  # pyarrow raises many types for corrupt input
-            fail(f"data '{path}' is not a readable Parquet stream ({type(error).__name__}).")
-    sep = "\t" if path.suffix.lower() == ".tsv" else ","
+            fail(f"data '{name}' is not a readable Parquet stream ({type(error).__name__}).")
+    sep = "\t" if suffix == ".tsv" else ","
     return _read_text_table(io.BytesIO(raw), sep=sep, source=name, head=raw[:65536], text_columns=text_columns), \
         digest, name
 

@@ -32,10 +32,7 @@ from .values import MISSING, canonical, canonical_texts
 def column_text(values: pd.Series, *, missing: str | None = MISSING) -> np.ndarray:
     """A column's values as canonical text (``values.canonical``, decided value by value, so every
     format and fragment agrees); missing values become ``missing`` (or None)."""
-    texts = canonical_texts(values)
-    if missing is not None:
-        texts[pd.isna(texts)] = missing
-    return texts
+    return canonical_texts(values, missing=missing)
 
 
 def category_text(category: str) -> str:
@@ -144,7 +141,7 @@ class Preprocessor:
                          f"values (first at row {int(np.argmax(bad))}). Clean or impute them before the audit.")
                 blocks.append(((numeric - spec.mean) / spec.std)[:, None])
             else:
-                codes = self._codes(spec, values)
+                codes = self._codes(spec, column_text(values))
                 onehot = np.zeros((len(frame), len(spec.categories)), dtype=np.float64)
                 known = codes >= 0
                 onehot[np.flatnonzero(known), codes[known]] = 1.0
@@ -152,8 +149,9 @@ class Preprocessor:
         return np.concatenate(blocks, axis=1) if blocks else np.zeros((len(frame), 0))
 
     @staticmethod
-    def _codes(spec: InputSpec, values: pd.Series) -> np.ndarray:
-        return pd.Index(list(spec.categories), dtype=object).get_indexer(column_text(values))  # -1: unseen
+    def _codes(spec: InputSpec, texts: np.ndarray) -> np.ndarray:
+        """Each value's category index (-1: unseen), from its ``column_text``."""
+        return pd.Index(list(spec.categories), dtype=object).get_indexer(texts)
 
     @property
     def onehot_columns(self) -> list[str]:
@@ -166,7 +164,7 @@ class Preprocessor:
         for spec in self.inputs:
             if spec.kind == "onehot":
                 text = column_text(frame[spec.column])
-                text[self._codes(spec, frame[spec.column]) >= 0] = None
+                text[self._codes(spec, text) >= 0] = None
                 out[spec.column] = text
         return out
 
@@ -203,9 +201,9 @@ class UnseenCategories:
             rows = int(self.counts[:, j].sum())
             if not rows:
                 continue
-            per_group = [{"group": name, "rows": int(self.counts[list(strata), j].sum()),
-                          "share": float(self.counts[list(strata), j].sum() / n)} for name, strata, n in groups]
-            per_group = sorted((g for g in per_group if g["rows"]), key=lambda g: (-g["share"], g["group"]))
+            in_group = [(name, int(self.counts[list(strata), j].sum()), n) for name, strata, n in groups]
+            per_group = sorted(({"group": name, "rows": k, "share": k / n} for name, k, n in in_group if k),
+                               key=lambda g: (-g["share"], g["group"]))
             out.append({"column": column, "rows": rows, "share": rows / total, "values": sorted(self.examples[j]),
                         "groups": per_group})
         return out

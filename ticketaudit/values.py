@@ -79,9 +79,9 @@ def _per_distinct(values: pd.Series | Iterable[object], convert: object, missing
     return np.array([*table, missing], dtype=object)[codes]  # code -1 (missing) picks the trailing entry
 
 
-def canonical_texts(values: pd.Series | Iterable[object]) -> np.ndarray:
-    """Canonical text per value (None where missing)."""
-    return _per_distinct(values, str, None)
+def canonical_texts(values: pd.Series | Iterable[object], *, missing: str | None = None) -> np.ndarray:
+    """Canonical text per value (``missing`` where missing)."""
+    return _per_distinct(values, str, missing)
 
 
 def quote_label(text: str) -> str:

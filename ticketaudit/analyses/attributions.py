@@ -33,6 +33,8 @@ def captum_class(method: str) -> Any:
     import captum.attr
 
     return getattr(captum.attr, METHODS[method])
+
+
 EMBEDDING_LAYER = "tokenizer"
 """Models with a ``tokenizer`` module whose output is (rows, columns, d) can be explained per column
 token with ``layer-integrated-gradients`` (the package's ft-transformer has one)."""

@@ -383,10 +383,7 @@ def _load_weights_directory(path: Path, *, dense: LoadedModel, factory: str | No
     if weights_path.is_file():
         state = _read_weights(weights_path, allow_pickle=False)
         assert isinstance(state, dict)  # safetensors never yields a module
-        plain, _ = _split_torch_prune(state)
-        module = _load_state(resolve_factory(factory) if factory else dense.module, plain,
-                             what=f"ticket weights '{weights_path}'", fix=MSG_OWN_ARCHITECTURE)
-        _check_same_architecture(dense.module, module)
+        module = _ticket_from_state(state, path=weights_path, dense=dense, factory=factory)[0]
         fmt = "weights-directory"
     the_mask = _read_mask_file(mask_path, model=module) if mask_path.is_file() else Mask.from_zeros(module)
     return LoadedModel(the_mask.apply(module), the_mask, fmt, sha256_path(path), str(path), dense.labels,
@@ -447,18 +444,24 @@ def load_ticket(
         module = _private_copy(weights)
         return LoadedModel(module, Mask.from_zeros(module), "pickled-module", sha256_path(path), str(path),
                            dense.labels, dense.preprocess, dense.tokenizer, _same_shape(dense.module, module))
-    skeleton = resolve_factory(factory) if factory else dense.module
-    plain, prune_masks = _split_torch_prune(weights)
-    module = _load_state(skeleton, plain, what=f"ticket weights '{path}'", fix=MSG_OWN_ARCHITECTURE)
-    _check_same_architecture(dense.module, module)
-    if prune_masks:
-        full = {n: prune_masks.get(n, torch.ones_like(p)) for n, p in prunable_parameters(module).items()}
-        unknown = [n for n in prune_masks if n not in full]
-        if unknown:
-            fail(f"torch-prune mask '{unknown[0]}_mask' is on a tensor with fewer than 2 dimensions; "
-                 "ticketaudit prunes weight matrices only.")
-        the_mask, fmt = Mask(full, model=module), "torch-prune"
-    else:
-        the_mask, fmt = Mask.from_zeros(module), "zeroed-weights"
+    module, the_mask, fmt = _ticket_from_state(weights, path=path, dense=dense, factory=factory)
     return LoadedModel(module, the_mask, fmt, sha256_path(path), str(path), dense.labels, dense.preprocess,
                        dense.tokenizer)
+
+
+def _ticket_from_state(state: dict[str, torch.Tensor], *, path: Path, dense: LoadedModel,
+                       factory: str | None) -> tuple[nn.Module, Mask, str]:
+    """A ticket state_dict over the dense model's architecture (or ``factory``'s): the module, its mask
+    (from ``torch.nn.utils.prune`` pairs, else its exact zeros) and the format's name."""
+    skeleton = resolve_factory(factory) if factory else dense.module
+    plain, prune_masks = _split_torch_prune(state)
+    module = _load_state(skeleton, plain, what=f"ticket weights '{path}'", fix=MSG_OWN_ARCHITECTURE)
+    _check_same_architecture(dense.module, module)
+    if not prune_masks:
+        return module, Mask.from_zeros(module), "zeroed-weights"
+    full = {n: prune_masks.get(n, torch.ones_like(p)) for n, p in prunable_parameters(module).items()}
+    unknown = [n for n in prune_masks if n not in full]
+    if unknown:
+        fail(f"torch-prune mask '{unknown[0]}_mask' is on a tensor with fewer than 2 dimensions; "
+             "ticketaudit prunes weight matrices only.")
+    return module, Mask(full, model=module), "torch-prune"
