@@ -102,6 +102,20 @@ def test_real_subprocess_python_m(report_args: list[str], tmp_path: Path, fx: Fi
     assert done.stdout.startswith("verdict: INCONCLUSIVE")
 
 
+def test_a_reader_that_stops_reading_is_not_a_bug(report_args: list[str], tmp_path: Path) -> None:
+    """``ticketaudit report ... | head -1``: the reader closes the pipe before the summary; the run keeps
+    its exit code and outputs, with no 'internal error'."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    process = subprocess.Popen([sys.executable, "-m", "ticketaudit", *report_args], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=env, cwd=tmp_path)
+    assert process.stdout is not None
+    process.stdout.close()  # gone before the audit prints anything
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err.decode()
+    assert b"internal error" not in err and b"BrokenPipe" not in err, err.decode()
+    assert (tmp_path / "r.json").is_file() and (tmp_path / "r.html").is_file()
+
+
 def test_inconclusive_fails_when_the_policy_says_so(report_args: list[str], tmp_path: Path) -> None:
     policy = tmp_path / "p.toml"
     policy.write_text('[policy]\non_inconclusive = "fail"\n')

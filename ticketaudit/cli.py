@@ -65,6 +65,15 @@ def _guarded(command: Callable[..., int]) -> Callable[..., None]:
     return wrapper
 
 
+def _say(text: str) -> None:
+    """Print a line of the summary to stdout. When the reader has gone (``ticketaudit report ... | head``),
+    the rest goes to /dev/null: the outputs are written and the exit code stands; it is not a bug."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def _report_interrupt(interrupt: KeyboardInterrupt) -> int:
     """Say truly what an interrupt left behind; the exit code is 130 (Ctrl-C) or 143 (SIGTERM)."""
     if WRITTEN:  # outputs are put in place together, so this is all of them
@@ -115,7 +124,7 @@ def _progress(quiet: bool) -> Iterator[object]:
 
 def _version(value: bool) -> None:
     if value:
-        print(f"ticketaudit {__version__}")
+        _say(f"ticketaudit {__version__}")
         raise typer.Exit()
 
 
@@ -204,20 +213,20 @@ def report(
 
 def _print_summary(result: AuditResult, html_path: Path, json_path: Path | None) -> None:
     counts = {status: sum(c.status == status for c in result.checks) for status in ("pass", "fail", "inconclusive")}
-    print(f"verdict: {result.verdict.upper()} ({counts['pass']} pass, {counts['fail']} fail, "
+    _say(f"verdict: {result.verdict.upper()} ({counts['pass']} pass, {counts['fail']} fail, "
           f"{counts['inconclusive']} inconclusive of {len(result.checks)} checks)")
     for check in result.inconclusive_checks:  # named first: what the data could not show
         where = f" [{check.group}]" if check.group else ""
         settle = f"; about {check.rows_to_settle:,} more rows would settle it" if check.rows_to_settle else ""
-        print(f"  INCONCLUSIVE {check.id}{where}: {check.value * 100:+.2f} pts, could be up to "
+        _say(f"  INCONCLUSIVE {check.id}{where}: {check.value * 100:+.2f} pts, could be up to "
               f"{check.pass_bound * 100:+.2f} pts (tolerance {check.tolerance * 100:.2f} pts){settle}")
     for check in result.failed_checks:
         where = f" [{check.group}]" if check.group else ""
-        print(f"  FAIL {check.id}{where}: {check.value * 100:+.2f} pts (tolerance {check.tolerance * 100:.2f} pts, "
+        _say(f"  FAIL {check.id}{where}: {check.value * 100:+.2f} pts (tolerance {check.tolerance * 100:.2f} pts, "
               f"adjusted p {check.p_value:.3g})")
-    print(f"report: {html_path}")
+    _say(f"report: {html_path}")
     if json_path is not None:
-        print(f"json: {json_path}")
+        _say(f"json: {json_path}")
 
 
 def _check_output_directory(out: Path, *, first_file: str, what: str, what_directory: str | None = None) -> None:
@@ -284,11 +293,11 @@ def prune(
     write_prune(result, out, command=command_line(), inputs=inputs)
     alternatives = result.alternatives
     for candidate in alternatives.candidates:
-        print(f"{candidate.name}: accuracy {candidate.accuracy * 100:.1f}%, worst group {candidate.worst_group} "
+        _say(f"{candidate.name}: accuracy {candidate.accuracy * 100:.1f}%, worst group {candidate.worst_group} "
               f"{candidate.worst_group_accuracy.value * 100:.1f}%, gap widening {candidate.gap_widening.value * 100:+.1f} pts, "
               f"{'passes' if candidate.passes else 'fails'} the policy")
-    print(f"recommendation: {alternatives.recommendation}")
-    print(f"report: {out / 'alternatives.html'}")
+    _say(f"recommendation: {alternatives.recommendation}")
+    _say(f"report: {out / 'alternatives.html'}")
     return EXIT_PASS
 
 
@@ -319,7 +328,7 @@ def schema() -> int:
     """Print the JSON Schema of the report."""
     from .report.schema import SCHEMA
 
-    print(json.dumps(SCHEMA, indent=2))
+    _say(json.dumps(SCHEMA, indent=2))
     return EXIT_PASS
 
 
