@@ -289,7 +289,7 @@ TEXT_BAD_INPUTS = {
     "Hugging Face model without --text": (lambda root, a: a[:a.index("--text")] + a[a.index("--text") + 2:],
                                           "name the text column with --text"),
     "attributions on text": (lambda root, a: [*a, "--analyses", "metrics,attributions"],
-                             "attributions on text models are not available"),
+                             "--analyses attributions is not available for text models"),
     "text with --features": (lambda root, a: [*a, "--features", "review"], "cannot be combined"),
 }
 

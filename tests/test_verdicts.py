@@ -7,18 +7,18 @@ import numpy as np
 import pytest
 
 from ticketaudit.analyses import stats
-from ticketaudit.checks import _Candidate, _decide, group_findings, rates_moved_together, verdict_of
+from ticketaudit.checks import Candidate, decide, group_findings, rates_moved_together, verdict_of
 from ticketaudit.config import Policy
 from ticketaudit.simulate import Simulated, gate, outcome_rates, paired_predictions, power_crossing, simulated_performance
 
 
 def _candidate(value: float, se: float, *, tolerance: float = 0.02, rows: int = 1000, two_sided: bool = False,
-               name: str = "c") -> _Candidate:
+               name: str = "c") -> Candidate:
     def at(conf: float) -> tuple[float, float]:
         z = stats.z_value(conf)
         return value - z * se, value + z * se
 
-    return _Candidate(name, "test", "g", "accuracy", value, tolerance, stats.normal_p_value(value, se), at, se,
+    return Candidate(name, "test", "g", "accuracy", value, tolerance, stats.normal_p_value(value, se), at, se,
                       rows=rows, two_sided=two_sided)
 
 
@@ -31,7 +31,7 @@ def _candidate(value: float, se: float, *, tolerance: float = 0.02, rows: int = 
     (0.019, 0.004, "inconclusive"),  # significant (p ~ 2e-6) but not material, and not ruled out
 ])
 def test_each_outcome_follows_its_definition(value: float, se: float, status: str) -> None:
-    (check,) = _decide([_candidate(value, se)], confidence=0.95)
+    (check,) = decide([_candidate(value, se)], confidence=0.95)
     assert check.status == status
     assert check.passed == (status != "fail")
     z_one_sided = stats.z_value(1 - 2 * 0.05)  # m = 1: one-sided bound at 95%
@@ -39,21 +39,21 @@ def test_each_outcome_follows_its_definition(value: float, se: float, status: st
 
 
 def test_bounds_tighten_with_the_number_of_checks() -> None:
-    alone = _decide([_candidate(0.012, 0.004)], confidence=0.95)[0]
-    many = _decide([_candidate(0.012, 0.004, name=str(i)) for i in range(20)], confidence=0.95)[0]
+    alone = decide([_candidate(0.012, 0.004)], confidence=0.95)[0]
+    many = decide([_candidate(0.012, 0.004, name=str(i)) for i in range(20)], confidence=0.95)[0]
     assert alone.status == "pass" and many.status == "inconclusive"  # 1.645 vs 2.81 standard errors
     assert many.pass_bound > alone.pass_bound and many.minimum_detectable_harm >= alone.minimum_detectable_harm
 
 
 def test_a_shift_either_way_passes_only_when_both_ends_are_within() -> None:
-    checks = _decide([_candidate(-0.018, 0.002, two_sided=True), _candidate(0.0, 0.002, two_sided=True, name="d")],
+    checks = decide([_candidate(-0.018, 0.002, two_sided=True), _candidate(0.0, 0.002, two_sided=True, name="d")],
                      confidence=0.95)
     assert [c.status for c in checks] == ["inconclusive", "pass"]
 
 
 def test_verdict_is_the_worst_status() -> None:
     def check(value: float, se: float) -> object:
-        return _decide([_candidate(value, se)], confidence=0.95)[0]
+        return decide([_candidate(value, se)], confidence=0.95)[0]
 
     passing, open_, failing = check(0.0, 0.001), check(0.01, 0.01), check(0.08, 0.005)
     assert verdict_of((passing, passing)) == "pass"
@@ -68,9 +68,9 @@ def test_rows_to_settle_settle_it(value: float) -> None:
     rows, se = 200, 0.02
 
     def status_at(total: int) -> str:
-        return _decide([_candidate(value, se * np.sqrt(rows / total), rows=total)], confidence=0.95)[0].status
+        return decide([_candidate(value, se * np.sqrt(rows / total), rows=total)], confidence=0.95)[0].status
 
-    (check,) = _decide([_candidate(value, se, rows=rows)], confidence=0.95)
+    (check,) = decide([_candidate(value, se, rows=rows)], confidence=0.95)
     assert check.status == "inconclusive" and check.rows_to_settle is not None
     assert status_at(rows + check.rows_to_settle) == ("pass" if value < 0.02 else "fail")
     assert status_at(rows + int(0.8 * check.rows_to_settle)) == "inconclusive"

@@ -19,9 +19,12 @@ _LAZY = {
     "AuditResult": ".audit", "audit": ".audit", "AuditConfig": ".config", "Policy": ".config",
     "render_html": ".report.render", "render_json": ".report.render", "write_report": ".report.render",
     "Mask": ".tickets", "load_dense": ".tickets", "load_ticket": ".tickets",
+    "Analysis": ".analyses.base", "Batch": ".analyses.base", "register_analysis": ".analyses.registry",
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from .analyses.base import Analysis, Batch
+    from .analyses.registry import register_analysis
     from .audit import AuditResult, audit
     from .config import AuditConfig, Policy
     from .report.render import render_html, render_json, write_report
@@ -53,7 +56,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "AuditConfig", "AuditResult", "InvalidInputError", "Mask", "Policy", "SmallGroupWarning", "TicketAuditError",
+    "Analysis", "Batch", "register_analysis", "AuditConfig", "AuditResult", "InvalidInputError", "Mask", "Policy", "SmallGroupWarning", "TicketAuditError",
     "UnsafeInputError", "__version__", "audit", "load_dense", "load_model", "load_ticket", "render_html",
     "render_json", "write_report",
 ]

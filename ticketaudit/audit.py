@@ -1,10 +1,14 @@
-"""Orchestration: load -> predict once -> analyses -> policy checks -> ``AuditResult``."""
+"""Orchestration in phases: options -> load -> plan -> run -> analyse -> gate -> assemble.
+
+No phase knows any analysis or kind of input by name: analyses come from the registry
+(``ticketaudit.analyses.registry``), inputs from the modality (``ticketaudit.modalities``).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,32 +19,29 @@ import torch
 from torch import nn
 
 from . import __version__
-from ._validation import as_list, check_fraction, check_int, describe, fail
-from .analyses.attention import AttentionResult, attention_from_sums
-from .analyses.attention_capture import attention_source
-from .analyses.attributions import AttributionResult, AttributionSettings, attributions_from_sample, sample_sizes
-from .analyses.base import AnalysisSettings
-from .analyses.compression import CompressionResult, analyse_compression
-from .analyses.disagreement import DisagreementResult, disagreement_from_cells
-from .analyses.performance import PerformanceResult, performance_from_cells
+from ._validation import as_list, check_fraction, describe, fail
+from .analyses import registry
+from .analyses.attributions import AttributionSettings
+from .analyses.base import Analysis, AnalysisSettings, AuditContext, FinishContext
 from .analyses.predict import ModelRunner, resolve_device
-from .checks import Check, evaluate_policy, group_findings, insufficient_check, rates_moved_together, verdict_of
-from .config import ANALYSES, DEVICES, AuditConfig, Policy
+from .checks import Check, decide, group_findings, insufficient_check, rates_moved_together, verdict_of
+from .config import AuditConfig, EngineSettings, Policy
 from .data import load_table
 from .engine.rows import AuditRows, open_rows, run_shards
-from .engine.shard import AuditPlan
-from .inputs import build_features, build_text_inputs, check_classes, encode_target
+from .engine.shard import AuditPlan, AuditState
+from .inputs import check_classes, encode_target
+from .modalities import choose_modality
+from .modalities.base import Modality
 from .preprocess import UnseenCategories
 from .pruning.alternatives import AlternativesResult, PruneSettings, check_training_data, find_alternatives
 from .tickets import LoadedModel, load_dense, load_ticket
-from .tickets.huggingface import is_huggingface_module
 
 SCHEMA_VERSION = "1.0"
 Progress = Callable[[str, int, int], None]
 """progress(step description, done, total)"""
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class AuditResult:
     """Everything an audit found; ``to_dict()`` is the versioned JSON of the contract."""
 
@@ -51,11 +52,8 @@ class AuditResult:
     data: dict[str, Any]
     policy: Policy
     config: AuditConfig
-    performance: PerformanceResult | None
-    disagreement: DisagreementResult | None
-    compression: CompressionResult | None
-    attributions: AttributionResult | None
-    attention: AttentionResult | None
+    results: Mapping[str, Any]
+    """Each analysis's result, by name, in report order."""
     alternatives: AlternativesResult | None
     notes: tuple[str, ...]
     created: str | None
@@ -64,6 +62,27 @@ class AuditResult:
     rate_shifts: tuple[dict[str, Any], ...] = ()
     """Rates that moved the same way in most groups (``checks.rates_moved_together``)."""
     provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def performance(self) -> Any:
+        """The ``metrics`` analysis's result (a ``PerformanceResult``)."""
+        return self.results["metrics"]
+
+    @property
+    def disagreement(self) -> Any:
+        return self.results.get("disagreement")
+
+    @property
+    def compression(self) -> Any:
+        return self.results.get("compression")
+
+    @property
+    def attributions(self) -> Any:
+        return self.results.get("attributions")
+
+    @property
+    def attention(self) -> Any:
+        return self.results.get("attention")
 
     @property
     def passed(self) -> bool:
@@ -106,26 +125,62 @@ class AuditResult:
             "notes": list(self.notes),
             "rate_shifts": list(self.rate_shifts),
         })
-        if self.performance is not None:
-            out["performance"] = self.performance.to_dict()
-            unseen: dict[str, dict[str, int]] = {}  # group -> {column: rows with a value the model cannot encode}
-            for entry in self.data.get("unseen_categories", []):
-                for g in entry["groups"]:
-                    unseen.setdefault(g["group"], {})[entry["column"]] = g["rows"]
-            out["subgroups"] = [{**group.to_dict(), **self.findings.get(group.group, {}),
-                                 **({"unseen_category_rows": unseen[group.group]} if group.group in unseen else {})}
-                                for group in self.performance.subgroups]
-        if self.disagreement is not None:
-            out["disagreement"] = self.disagreement.to_dict()
-        if self.compression is not None:
-            out["compression"] = self.compression.to_dict()
-        if self.attributions is not None:
-            out["attributions"] = self.attributions.to_dict()
-        if self.attention is not None:
-            out["attention"] = self.attention.to_dict()
+        for name, result in self.results.items():
+            out.update(registry.get(name).document(result, self))
         if self.alternatives is not None:
             out["alternatives"] = self.alternatives.to_dict()
         return out
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class AuditOptions:
+    """Every option of one audit, checked once (the API checks exactly what the CLI checks)."""
+
+    target: str
+    sensitive: tuple[str, ...]
+    features: list[str] | None
+    text: str | None
+    split: str | None
+    policy: Policy
+    seed: int
+    created: str | None
+    n_boot: int
+    max_rows: int | None
+    requested: tuple[str, ...] | None
+    factory: str | None
+    allow_pickle: bool
+    max_unseen_share: float
+    attribution: AttributionSettings
+    engine: EngineSettings
+    prune: PruneSettings | None
+    train_data: pd.DataFrame | str | Path | None
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class _Loaded:
+    dense: LoadedModel
+    ticket: LoadedModel
+    modality: type[Modality]
+    analyses: tuple[Analysis, ...]
+    notes: tuple[str, ...]
+    """One per analysis skipped because the ticket's shapes differ from the dense model's."""
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class _Analysed:
+    results: dict[str, Any]
+    notes: list[str]
+    unseen: list[dict[str, Any]]
+    class_counts: np.ndarray
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class _Planned:
+    rows: AuditRows
+    context: AuditContext
+    class_names: tuple[str, ...]
+    n_outputs: int
+    train_frame: pd.DataFrame | None
 
 
 def audit(
@@ -167,8 +222,9 @@ def audit(
 
     A given ``seed`` makes the result (and its JSON) byte-identical across runs, batch sizes and
     devices; ``seed=None`` uses seed 0 and records the creation time in the result. ``analyses=None``
-    runs every analysis that applies to the model; ``text`` names the text column of a Hugging Face model
-    (``tokenizer`` gives its tokenizer when ``dense`` is a module rather than a directory).
+    runs every analysis that applies to the model (``ticketaudit.analyses.registry``, plug-ins
+    included); ``text`` names the text column of a Hugging Face model (``tokenizer`` gives its
+    tokenizer when ``dense`` is a module rather than a directory).
     ``alternatives`` (True or ``PruneSettings``) adds fairness-aware pruning alternatives at the ticket's
     per-layer densities, chosen on ``train_data`` or, without it, on a calibration half of ``data``.
     ``engine="ray"`` audits ``data`` (Parquet/CSV files, a directory or a glob) on ``num_workers`` Ray
@@ -178,161 +234,202 @@ def audit(
     more than ``max_unseen_share`` of the rows in any column is refused (the audit would measure inputs
     the model never saw as "all categories off").
     """
-    _check_arguments(locals())
-    policy = policy or Policy()
-    if confidence is not None:
-        policy = Policy.from_mapping({**policy.to_dict(), "confidence": confidence})
-    requested = None if analyses is None else tuple(as_list(analyses, option="--analyses") or ())
-    created = None
-    if seed is None:
-        seed = 0
-        created = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
-    if requested is not None:
-        AuditConfig(analyses=requested)  # validates the names before any work
-    sensitive_columns = as_list(sensitive, option="--sensitive") or []
-    feature_columns = as_list(features, option="--features")
-    if feature_columns is not None and not feature_columns:
-        fail("--features names no column; list the model's input columns, or leave --features out.")
-    attribution_settings = AttributionSettings(
-        method=attribution_method, target=attribution_target,  # type: ignore[arg-type]
-        rows=attribution_rows if attribution_rows is not None else 2000, proxies=tuple(as_list(proxies, option="--proxies") or ()))
-    # With Ray the models run on the workers, which may have GPUs the driver lacks: each worker
-    # checks --device itself; the driver's own small steps (probe, Captum on the sample) use the CPU.
-    target_device = resolve_device(device) if engine != "ray" else torch.device("cpu")
-    check_int("--num-workers", num_workers, low=1, high=10_000)
-    check_fraction("max_unseen_share (--max-unseen-share)", max_unseen_share, open_low=False, open_high=False)
-    if not 0 <= gpus_per_worker <= 64:
-        fail(f"--gpus-per-worker must be in [0, 64], got {gpus_per_worker}.")
+    options = _options(locals())
     step = progress or (lambda *_: None)
-
     step("Loading models", 0, 1)
-    dense_model = load_dense(dense, factory=factory, allow_pickle=allow_pickle)
-    if tokenizer is not None:
-        dense_model = dataclasses.replace(dense_model, tokenizer=tokenizer)
-    ticket_model = load_ticket(ticket, dense=dense_model, mask=mask, factory=factory, allow_pickle=allow_pickle)
-    is_text = _check_text_model(dense_model, text=text, features=features)
-    chosen, skipped = _choose_analyses(requested, dense_model, ticket_model, is_text=is_text)
-    config = AuditConfig(seed=seed, n_boot=n_boot, batch_size=batch_size, device=device, max_rows=max_rows,  # type: ignore[arg-type]
-                         analyses=chosen, max_unseen_share=float(max_unseen_share))
-    prune_settings = None
-    if alternatives:
-        if is_text:
-            fail("--alternatives works on tabular models; this is a text model.")
-        prune_settings = alternatives if isinstance(alternatives, PruneSettings) else PruneSettings()
+    loaded = _load(options, dense=dense, ticket=ticket, mask=mask, tokenizer=tokenizer)
     step("Loading data", 0, 1)
-    if target in sensitive_columns:
-        fail(f"the target column '{target}' cannot also be a sensitive column.")
-    rows = open_rows(data, engine=engine, split=split, max_rows=max_rows, sensitive=sensitive_columns, target=target,
-                      in_memory=is_text or prune_settings is not None)
-    train_frame = None
-    if prune_settings is not None:  # before any model runs: a bad training table fails fast
-        assert rows.frame is not None
-        train_frame = (load_table(train_data, text_columns=(*sensitive_columns, target)).frame
-                       if train_data is not None else None)
-        check_training_data(prune_settings, frame=rows.frame, train_frame=train_frame)
-    if "attributions" in chosen and attribution_rows is not None and attribution_rows > rows.total:
-        fail(f"--attribution-rows {attribution_rows} is more than the {rows.total} rows of the data. "
-             "Ask for fewer rows (or leave it out: 2,000 or all rows, whichever is smaller).")
-    groups = rows.groups
-    if is_text:
-        assert text is not None
-        if text in sensitive_columns or text == target:
-            fail(f"the text column '{text}' cannot also be the target or a sensitive column.")
-        probe: Any = build_text_inputs(rows.probe, column=text, tokenizer=dense_model.tokenizer,
-                                       max_length=getattr(dense_model.tokenizer, "model_max_length", None))
-        feature_names: tuple[str, ...] = (text,)
-    else:
-        probe, feature_names = build_features(rows.probe, target=target, features=feature_columns,
-                                              preprocess=dense_model.preprocess)
-    n_outputs = ModelRunner(dense_model.module, device=target_device).output_width(probe)
-    if not ticket_model.same_shape:
-        ticket_outputs = ModelRunner(ticket_model.module, device=target_device).output_width(probe)
-        if ticket_outputs != n_outputs:
-            fail(f"the ticket outputs {ticket_outputs} value(s) per row but the dense model {n_outputs}; both must "
-                 "score the same classes in the same order.")
-    _, class_names = encode_target(rows.probe, target, n_outputs=n_outputs, labels=dense_model.labels,
-                                   require_every_class=False)
-    population = rows.population
-    plan = AuditPlan(
-        dense_model.module, ticket_model.module, target, feature_columns, dense_model.preprocess, text,
-        dense_model.tokenizer, dense_model.labels, n_outputs, groups, chosen, n_boot, seed, config.ece_bins,
-        batch_size, device, 0 if is_text else int(probe.shape[1]),
-        sample_sizes(population, attribution_settings.rows) if "attributions" in chosen else None,
-        attribution_settings.target)
+    planned = _plan(options, loaded, data=data)
     done = 0
 
     def advance(count: int) -> None:
         nonlocal done
         done += count
-        step("Running both models", done, 2 * rows.total)
+        step("Running both models", done, 2 * planned.rows.total)
 
-    state = run_shards(plan, rows, engine=engine, split=split, ray_address=ray_address, num_workers=num_workers,
-                        gpus_per_worker=gpus_per_worker, progress=advance)
-    cells = state.cells.table()
-    class_counts = np.array([cells.layout.column(cells.sums, f"support:{k}").sum() for k in range(len(class_names))])
-    check_classes(class_counts, class_names, target=target)
-    unseen = _unseen_categories(state.unseen, rows, limit=max_unseen_share)
-    settings = AnalysisSettings(class_names, groups, policy.confidence, policy.min_group_size, n_boot, seed,
-                                config.ece_bins)
-    notes: list[str] = [*skipped, *(_unseen_note(entry) for entry in unseen)]
+    state = _run(options, loaded, planned, progress=advance)
     step("Measuring groups and bootstrapping", 0, 1)
-    performance = performance_from_cells(settings, cells)
-    disagreement = disagreement_from_cells(settings, cells, state.examples) if "disagreement" in chosen else None
-    compression = analyse_compression(ticket_model.mask, ticket_model.module) if "compression" in chosen else None
-    attributions = None
-    if "attributions" in chosen:
-        step("Attributing both models (Captum)", 0, 1)
-        column_of_input = (dense_model.preprocess.column_of_input if dense_model.preprocess is not None
-                           else list(feature_names))
-        assert state.sample is not None and state.moments is not None
-        attributions = attributions_from_sample(
-            settings, state.sample, state.moments, dense=dense_model.module, ticket=ticket_model.module,
-            column_of_input=column_of_input, sensitive=sensitive_columns, settings=attribution_settings,
-            batch_size=batch_size, device=target_device)
-        if not any(c in column_of_input for c in sensitive_columns):
-            notes.append("No sensitive column is a model input, so reliance on sensitive columns is not defined; "
-                         "the attribution section reports proxies instead.")
-    attention = None
-    if "attention" in chosen:
-        found = attention_source(dense_model.module)
-        assert found is not None and state.attention is not None and state.heads_per_layer is not None
-        attention = attention_from_sums(settings, state.attention, ticket=ticket_model.module,
-                                        ticket_mask=ticket_model.mask, source=found[0], recorded_names=found[1],
-                                        heads_per_layer=state.heads_per_layer)
-        if attention.pruned_heads:
-            notes.append(f"The ticket pruned {attention.pruned_heads} attention head(s) entirely; they are reported "
-                         "as pruned, not as entropy 0.")
-    checks = evaluate_policy(policy, performance, attributions=attributions, attention=attention)
-    small = [g.group for g in performance.subgroups if g.insufficient]
-    if small:
-        notes.append(f"{len(small)} group(s) have fewer than {policy.min_group_size} rows and are reported but "
-                     f"not gated: {', '.join(small)}.")
-        if policy.on_insufficient == "fail":
-            checks = (*checks, insufficient_check(performance))
-    if compression is not None and not compression.smaller:
-        notes.append(compression.statement)
+    analysed = _analyse(options, loaded, planned, state, progress=step)
+    checks = _gate(options.policy, loaded.analyses, analysed.results)
     alternative_result = None
-    if prune_settings is not None:
+    if options.prune is not None:
         step("Pruning alternatives at the same sparsity", 0, 1)
+        assert planned.rows.frame is not None
         alternative_result = find_alternatives(
-            dense_model, frame=rows.frame, target=target, sensitive=sensitive_columns, features=feature_columns,
-            settings=prune_settings, policy=policy, seed=seed, n_boot=n_boot, train_frame=train_frame,
-            audited=ticket_model, batch_size=batch_size, explicit_methods=False)
-    verdict = verdict_of(checks)
-    findings = group_findings(performance, checks, confidence=policy.confidence)
-    data_info = {
-        "rows": int(rows.total), "sha256": rows.sha256, "target": target, "sensitive": sensitive_columns,
-        "features": list(feature_names), "classes": list(class_names),
-        "class_counts": {name: int(c) for name, c in zip(class_names, class_counts)},
-        "split": split, "groups": [g.name for g in groups.groups], "unseen_categories": unseen,
-    }
+            loaded.dense, frame=planned.rows.frame, target=options.target, sensitive=list(options.sensitive),
+            features=options.features, settings=options.prune, policy=options.policy, seed=options.seed,
+            n_boot=options.n_boot, train_frame=planned.train_frame, audited=loaded.ticket,
+            batch_size=options.engine.batch_size, explicit_methods=False)
     step("Done", 1, 1)
-    return AuditResult(verdict, checks, dense_model, ticket_model, data_info, policy, config, performance,
-                       disagreement, compression, attributions, attention, alternative_result, tuple(notes), created,
-                       findings=findings, rate_shifts=rates_moved_together(performance),
-                       provenance={"dense_source": dense_model.source, "ticket_source": ticket_model.source,
-                                   "data_source": rows.source, "batch_size": batch_size, "device": device,
-                                   "engine": engine, "workers": num_workers if engine == "ray" else None})
+    return _assemble(options, loaded, planned, analysed, checks, alternatives=alternative_result)
+
+
+def _options(arguments: dict[str, Any]) -> AuditOptions:
+    """Types, choices and combinations of every argument, before any work."""
+    _check_arguments(arguments)
+    policy = arguments["policy"] or Policy()
+    if arguments["confidence"] is not None:
+        policy = Policy.from_mapping({**policy.to_dict(), "confidence": arguments["confidence"]})
+    analyses = arguments["analyses"]
+    requested = None if analyses is None else tuple(as_list(analyses, option="--analyses") or ())
+    seed, created = arguments["seed"], None
+    if seed is None:
+        seed = 0
+        created = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+    AuditConfig(seed=seed, n_boot=arguments["n_boot"], max_rows=arguments["max_rows"],  # checks them before any work
+                analyses=requested if requested is not None else ("metrics",))
+    sensitive = as_list(arguments["sensitive"], option="--sensitive") or []
+    features = as_list(arguments["features"], option="--features")
+    if features is not None and not features:
+        fail("--features names no column; list the model's input columns, or leave --features out.")
+    attribution = AttributionSettings(
+        method=arguments["attribution_method"], target=arguments["attribution_target"],
+        rows=arguments["attribution_rows"], proxies=tuple(as_list(arguments["proxies"], option="--proxies") or ()))
+    engine = EngineSettings(engine=arguments["engine"], device=arguments["device"],
+                            batch_size=arguments["batch_size"], num_workers=arguments["num_workers"],
+                            ray_address=arguments["ray_address"], gpus_per_worker=arguments["gpus_per_worker"])
+    if engine.engine != "ray":  # with Ray each worker checks --device itself (workers may have GPUs the driver lacks)
+        resolve_device(engine.device)
+    check_fraction("max_unseen_share (--max-unseen-share)", arguments["max_unseen_share"], open_low=False,
+                   open_high=False)
+    if arguments["target"] in sensitive:
+        fail(f"the target column '{arguments['target']}' cannot also be a sensitive column.")
+    chosen = arguments["alternatives"]
+    prune = (chosen if isinstance(chosen, PruneSettings) else PruneSettings()) if chosen else None
+    return AuditOptions(
+        target=arguments["target"], sensitive=tuple(sensitive), features=features, text=arguments["text"],
+        split=arguments["split"], policy=policy, seed=seed, created=created, n_boot=arguments["n_boot"],
+        max_rows=arguments["max_rows"], requested=requested, factory=arguments["factory"],
+        allow_pickle=arguments["allow_pickle"], max_unseen_share=float(arguments["max_unseen_share"]),
+        attribution=attribution, engine=engine, prune=prune, train_data=arguments["train_data"])
+
+
+def _load(options: AuditOptions, *, dense: Any, ticket: Any, mask: Any, tokenizer: Any) -> _Loaded:
+    """Both models, the modality they and the options call for, and the analyses to run on them."""
+    dense_model = load_dense(dense, factory=options.factory, allow_pickle=options.allow_pickle)
+    if tokenizer is not None:
+        dense_model = dataclasses.replace(dense_model, tokenizer=tokenizer)
+    ticket_model = load_ticket(ticket, dense=dense_model, mask=mask, factory=options.factory,
+                               allow_pickle=options.allow_pickle)
+    modality = choose_modality(dense_model, target=options.target, sensitive=options.sensitive,
+                               features=options.features, text=options.text)
+    if options.prune is not None and not modality.prunable:
+        fail(f"--alternatives works on tabular models; this is a {modality.name} model.")
+    analyses, skipped = _choose_analyses(options.requested, dense_model, ticket_model, modality)
+    return _Loaded(dense=dense_model, ticket=ticket_model, modality=modality, analyses=analyses, notes=tuple(skipped))
+
+
+def _plan(options: AuditOptions, loaded: _Loaded, *, data: Any) -> _Planned:
+    """Open the rows (first pass: groups and their sizes), fix the model inputs and the classes, and let
+    every analysis plan its part before any model runs."""
+    rows = open_rows(data, engine=options.engine.engine, split=options.split, max_rows=options.max_rows,
+                     sensitive=list(options.sensitive), target=options.target,
+                     in_memory=loaded.modality.in_memory or options.prune is not None)
+    train_frame = None
+    if options.prune is not None:  # before any model runs: a bad training table fails fast
+        assert rows.frame is not None
+        train_frame = (load_table(options.train_data, text_columns=(*options.sensitive, options.target)).frame
+                       if options.train_data is not None else None)
+        check_training_data(options.prune, frame=rows.frame, train_frame=train_frame)
+    modality = loaded.modality.build(loaded.dense, probe=rows.probe, target=options.target,
+                                     features=options.features, text=options.text)
+    n_outputs = _output_width(loaded, modality.inputs(rows.probe), device=options.engine)
+    _, class_names = encode_target(rows.probe, options.target, n_outputs=n_outputs, labels=loaded.dense.labels,
+                                   require_every_class=False)
+    context = AuditContext(
+        dense=loaded.dense, ticket=loaded.ticket, modality=modality, groups=rows.groups, population=rows.population,
+        probe=rows.probe, total_rows=rows.total, sensitive=options.sensitive, target=options.target, seed=options.seed,
+        n_boot=options.n_boot, batch_size=options.engine.batch_size,
+        device=_driver_device(options.engine), attribution=options.attribution)
+    return _Planned(rows=rows, context=context, class_names=class_names, n_outputs=n_outputs, train_frame=train_frame)
+
+
+def _driver_device(engine: EngineSettings) -> torch.device:
+    """Where the driver's own steps run: ``--device``; with Ray, whose workers may have GPUs the driver
+    lacks, the CPU (the probe, and Captum on the merged sample)."""
+    return resolve_device(engine.device) if engine.engine != "ray" else torch.device("cpu")
+
+
+def _output_width(loaded: _Loaded, probe: Any, *, device: EngineSettings) -> int:
+    """Values per row of the dense model's output; the ticket must score the same classes."""
+    where = _driver_device(device)
+    n_outputs = ModelRunner(loaded.dense.module, device=where).output_width(probe)
+    if not loaded.ticket.same_shape:
+        ticket_outputs = ModelRunner(loaded.ticket.module, device=where).output_width(probe)
+        if ticket_outputs != n_outputs:
+            fail(f"the ticket outputs {ticket_outputs} value(s) per row but the dense model {n_outputs}; both must "
+                 "score the same classes in the same order.")
+    return n_outputs
+
+
+def _run(options: AuditOptions, loaded: _Loaded, planned: _Planned, *,
+         progress: Callable[[int], None]) -> AuditState:
+    """Every row through both models into each analysis's merged accumulator, on the chosen engine."""
+    context, engine = planned.context, options.engine
+    plan = AuditPlan(
+        dense=loaded.dense.module, ticket=loaded.ticket.module, modality=context.modality, target=options.target,
+        labels=loaded.dense.labels, n_outputs=planned.n_outputs, groups=context.groups, analyses=loaded.analyses,
+        planned=tuple(analysis.plan(context) for analysis in loaded.analyses), n_boot=options.n_boot,
+        seed=options.seed, ece_bins=AuditConfig().ece_bins, batch_size=engine.batch_size, device=engine.device)
+    return run_shards(plan, planned.rows, engine=engine.engine, split=options.split, ray_address=engine.ray_address,
+                      num_workers=engine.num_workers, gpus_per_worker=engine.gpus_per_worker, progress=progress)
+
+
+def _analyse(options: AuditOptions, loaded: _Loaded, planned: _Planned, state: AuditState, *,
+             progress: Progress) -> _Analysed:
+    """Each analysis's result from the merged state, in registry order, and the notes for the report."""
+    cells = state.cells.table()
+    class_names = planned.class_names
+    class_counts = np.array([cells.layout.column(cells.sums, f"support:{k}").sum() for k in range(len(class_names))])
+    check_classes(class_counts, class_names, target=options.target)
+    unseen = _unseen_categories(state.unseen, planned.rows, limit=options.max_unseen_share)
+    policy = options.policy
+    settings = AnalysisSettings(class_names, planned.rows.groups, policy.confidence, policy.min_group_size,
+                                options.n_boot, options.seed, AuditConfig().ece_bins)
+    finish = FinishContext(audit=planned.context, settings=settings, cells=cells, results={})
+    notes: list[str] = [*loaded.notes, *(_unseen_note(entry) for entry in unseen)]
+    for analysis in loaded.analyses:
+        progress(f"Analysing: {analysis.summary}", 0, 1)
+        result = analysis.finish(state.parts.get(analysis.name), finish)
+        finish.results[analysis.name] = result
+        notes += analysis.notes(result, finish)
+    return _Analysed(results=finish.results, notes=notes, unseen=unseen, class_counts=class_counts)
+
+
+def _gate(policy: Policy, analyses: tuple[Analysis, ...], results: dict[str, Any]) -> tuple[Check, ...]:
+    """Every analysis's policy checks, decided together (Holm and Bonferroni over all of them)."""
+    candidates = [c for analysis in analyses for c in analysis.candidates(results[analysis.name], policy)]
+    checks = decide(candidates, confidence=policy.confidence)
+    performance = results["metrics"]
+    if policy.on_insufficient == "fail" and any(g.insufficient for g in performance.subgroups):
+        checks = (*checks, insufficient_check(performance))
+    return checks
+
+
+def _assemble(options: AuditOptions, loaded: _Loaded, planned: _Planned, analysed: _Analysed,
+              checks: tuple[Check, ...], *, alternatives: AlternativesResult | None) -> AuditResult:
+    """The result: verdict, checks, each analysis's result, the data summary and the provenance."""
+    rows, policy, engine = planned.rows, options.policy, options.engine
+    performance = analysed.results["metrics"]
+    data_info = {
+        "rows": int(rows.total), "sha256": rows.sha256, "target": options.target,
+        "sensitive": list(options.sensitive), "features": list(planned.context.modality.feature_names),
+        "classes": list(planned.class_names),
+        "class_counts": {name: int(c) for name, c in zip(planned.class_names, analysed.class_counts)},
+        "split": options.split, "groups": [g.name for g in rows.groups.groups],
+        "unseen_categories": analysed.unseen,
+    }
+    config = AuditConfig(seed=options.seed, n_boot=options.n_boot, batch_size=engine.batch_size,
+                         device=engine.device, max_rows=options.max_rows,  # type: ignore[arg-type]
+                         analyses=tuple(a.name for a in loaded.analyses), max_unseen_share=options.max_unseen_share)
+    return AuditResult(
+        verdict=verdict_of(checks), checks=checks, dense=loaded.dense, ticket=loaded.ticket, data=data_info,
+        policy=policy, config=config, results=analysed.results, alternatives=alternatives, notes=tuple(analysed.notes),
+        created=options.created, findings=group_findings(performance, checks, confidence=policy.confidence),
+        rate_shifts=rates_moved_together(performance),
+        provenance={"dense_source": loaded.dense.source, "ticket_source": loaded.ticket.source,
+                    "data_source": rows.source, "batch_size": engine.batch_size, "device": engine.device,
+                    "engine": engine.engine, "workers": engine.num_workers if engine.engine == "ray" else None})
 
 
 _PATH = (str, Path)
@@ -367,18 +464,12 @@ _ARGUMENT_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
 
 
 def _check_arguments(arguments: dict[str, Any]) -> None:
-    """The API checks what the CLI checks: types, choices and combinations, before any work."""
+    """The API checks what the CLI checks: the type of every argument, then the combinations."""
     for name, (types, accepted) in _ARGUMENT_TYPES.items():
         value = arguments[name]
         wrong_bool = isinstance(value, bool) and bool not in types
         if wrong_bool or not isinstance(value, types):
             fail(f"{name} must be {accepted}; got {describe(value)}.")
-    if arguments["device"] not in DEVICES:
-        hint = " (devices are lower case)" if arguments["device"].lower() in DEVICES else ""
-        fail(f"device must be one of {', '.join(DEVICES)}{hint}; got {arguments['device']!r}.")
-    if arguments["engine"] != "ray" and (arguments["ray_address"] is not None or arguments["gpus_per_worker"]):
-        fail("ray_address (--ray-address) and gpus_per_worker (--gpus-per-worker) belong to engine='ray' "
-             "(--engine ray); add it or drop them.")
     if not arguments["alternatives"] and arguments["train_data"] is not None:
         fail("train_data (--train-data) belongs to alternatives (--alternatives); add it or drop train_data.")
     if arguments["progress"] is not None and not callable(arguments["progress"]):
@@ -412,50 +503,29 @@ def _unseen_note(entry: dict[str, Any]) -> str:
             f"group: {worst['group']} ({worst['share']:.1%} of its rows).")
 
 
-def _check_text_model(dense: LoadedModel, *, text: str | None, features: str | Sequence[str] | None) -> bool:
-    """Whether the audit reads a text column, after checking that model and options agree."""
-    is_hf = is_huggingface_module(dense.module)
-    if text is None:
-        if is_hf:
-            fail(f"'{dense.source}' is a Hugging Face text model: name the text column with --text COL.")
-        return False
-    if not is_hf:
-        fail(f"--text needs a Hugging Face model directory (config.json, model.safetensors and tokenizer files); "
-             f"'{dense.source}' is a tabular model. Leave --text out.")
-    if dense.tokenizer is None:
-        fail(f"'{dense.source}' has no tokenizer files (tokenizer.json or vocab.txt and tokenizer_config.json). "
-             "Save them beside the model with tokenizer.save_pretrained(directory).")
-    if features is not None:
-        fail("--features and --text cannot be combined: a text model reads only the text column.")
-    return True
-
-
-def _choose_analyses(requested: tuple[str, ...] | None, dense: LoadedModel, ticket: LoadedModel, *,
-                     is_text: bool) -> tuple[tuple[str, ...], list[str]]:
-    """The analyses to run (those requested, checked against the model, or every one that applies) and a
-    note for each one skipped because the ticket's shapes differ from the dense model's."""
-    has_attention = attention_source(dense.module) is not None
-    if requested is None:
-        chosen = tuple(a for a in ANALYSES if (a != "attention" or has_attention) and (a != "attributions" or not is_text))
-    else:
-        if "attention" in requested and not has_attention:
-            fail(f"--analyses attention needs a model with attention layers (a Hugging Face model, "
-                 f"nn.MultiheadAttention, or a module implementing ticketaudit's AttentionAdapter); "
-                 f"'{dense.source}' has none. Leave attention out of --analyses.")
-        if "attributions" in requested and is_text:
-            fail("attributions on text models are not available in this version; leave attributions out of "
-                 "--analyses (metrics, disagreement, attention and compression run on text).")
-        chosen = requested
+def _choose_analyses(requested: tuple[str, ...] | None, dense: LoadedModel, ticket: LoadedModel,
+                     modality: type[Modality]) -> tuple[tuple[Analysis, ...], list[str]]:
+    """The analyses to run (those requested, checked against the models, or every default one that
+    applies; required ones always) and a note for each skipped because the ticket's shapes differ."""
+    chosen = []
+    for analysis in registry.analyses():
+        asked = requested is not None and analysis.name in requested
+        if not (analysis.required or asked or (requested is None and analysis.default)):
+            continue
+        why_not = analysis.unavailable(dense=dense, ticket=ticket, modality=modality)
+        if why_not is not None:
+            if asked:
+                fail(f"--analyses {analysis.name} {why_not}. Leave {analysis.name} out of --analyses.")
+            continue
+        chosen.append(analysis)
     if ticket.same_shape:
-        return chosen, []
-    weight_wise = {"compression": "per-layer mask density and size accounting compare the ticket's weights one by one "
-                                  "with the dense model's",
-                   "attention": "per-head attention comparisons pair each ticket head with the dense model's"}
-    skipped = [f"{name} was skipped: {why}, and this ticket's shapes differ from the dense model's (structured "
-               "pruning or another architecture); the analyses of predictions ran." for name, why in
-               weight_wise.items() if name in chosen]
-    kept = tuple(a for a in chosen if a not in weight_wise)
-    if not kept:
-        fail("the ticket's shapes differ from the dense model's, so only analyses of predictions can run (metrics, "
-             "disagreement, attributions); add one of them to --analyses.")
+        return tuple(chosen), []
+    skipped = [f"{a.name} was skipped: {a.weight_wise}, and this ticket's shapes differ from the dense model's "
+               "(structured pruning or another architecture); the analyses of predictions ran."
+               for a in chosen if a.weight_wise]
+    kept = tuple(a for a in chosen if not a.weight_wise)
+    if requested is not None and not [a for a in kept if a.name in requested]:
+        fail("the ticket's shapes differ from the dense model's, so only analyses of predictions can run ("
+             + ", ".join(a.name for a in registry.analyses() if not a.weight_wise)
+             + "); add one of them to --analyses.")
     return kept, skipped

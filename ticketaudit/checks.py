@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -21,8 +20,6 @@ from typing import Any, Literal
 import numpy as np
 
 from .analyses import stats
-from .analyses.attention import AttentionResult
-from .analyses.attributions import AttributionResult
 from .analyses.base import interval, number
 from .analyses.performance import Gap, GroupMetrics, PerformanceResult, excess_drop
 from .config import Policy
@@ -75,7 +72,9 @@ class Check:
 
 
 @dataclass(frozen=True)
-class _Candidate:
+class Candidate:
+    """A check before the family's decision: estimate, tolerance, raw p-value, interval at any confidence."""
+
     id: str
     description: str
     group: str | None
@@ -89,9 +88,15 @@ class _Candidate:
     two_sided: bool = False  # material when |value| exceeds the tolerance (a shift either way)
 
 
-def evaluate_policy(policy: Policy, performance: PerformanceResult, *, attributions: AttributionResult | None = None,
-                    attention: AttentionResult | None = None) -> tuple[Check, ...]:
-    """All gated checks of the policy, with Holm's correction across them."""
+def evaluate_policy(policy: Policy, performance: PerformanceResult, *,
+                    extra: list[Candidate] | tuple[Candidate, ...] = ()) -> tuple[Check, ...]:
+    """All gated checks: the performance checks of the policy and ``extra`` ones (other analyses'),
+    decided together with Holm's correction across them."""
+    return decide([*performance_candidates(policy, performance), *extra], confidence=policy.confidence)
+
+
+def performance_candidates(policy: Policy, performance: PerformanceResult) -> list[Candidate]:
+    """The overall drop, each group's excess drop and optional rate checks, and the gap widenings."""
     candidates = [_overall_drop(policy, performance)]
     for group in performance.subgroups:
         if group.insufficient or group.complement_counts is None or group.complement_counts.n == 0:
@@ -99,7 +104,7 @@ def evaluate_policy(policy: Policy, performance: PerformanceResult, *, attributi
         estimate = group.excess_drop
         assert estimate is not None
         counts, rest = group.accuracy_counts, group.complement_counts
-        candidates.append(_Candidate(
+        candidates.append(Candidate(
             f"group_excess_drop:{group.group}",
             "Excess accuracy drop ψ (group's drop minus the overall drop)", group.group, "accuracy",
             float(estimate.estimate), policy.max_group_excess_drop, float(estimate.p_value),
@@ -109,19 +114,10 @@ def evaluate_policy(policy: Policy, performance: PerformanceResult, *, attributi
     for gap in performance.gaps:
         if gap.metric in GAP_TOLERANCES:
             candidates.append(_gap_candidate(policy, gap))
-    if policy.max_sensitive_reliance_increase is not None and attributions is not None:
-        share = attributions.overall.sensitive_share
-        if np.isfinite(share.delta):
-            candidates.append(_replicate_candidate(
-                "sensitive_reliance_increase", "Rise in the share of attribution on the sensitive columns", None,
-                "attribution_share", share.delta, policy.max_sensitive_reliance_increase,
-                attributions.sensitive_replicates))
-    if policy.max_group_entropy_shift is not None and attention is not None:
-        candidates += _entropy_shift_candidates(policy.max_group_entropy_shift, attention)
-    return _decide(candidates, confidence=policy.confidence)
+    return candidates
 
 
-def _decide(candidates: list[_Candidate], *, confidence: float) -> tuple[Check, ...]:
+def decide(candidates: list[Candidate], *, confidence: float) -> tuple[Check, ...]:
     """Holm-adjusted significance, Bonferroni TOST bounds and the three outcomes for every candidate."""
     m = len(candidates)
     adjusted = stats.holm(np.array([c.p_raw for c in candidates]))
@@ -156,7 +152,7 @@ def _detectable_harm(se: float, *, tolerance: float, z_significant: float) -> fl
     return float(max(tolerance, z_significant * se) + stats.z_value(2 * POWER - 1) * se)
 
 
-def _rows_to_settle(candidate: _Candidate, z_significant: float, z_pass: float) -> int | None:
+def _rows_to_settle(candidate: Candidate, z_significant: float, z_pass: float) -> int | None:
     """More rows that would settle an inconclusive check at its current estimate (its spread shrinking as
     1/sqrt(rows)): enough for the bound to clear the tolerance, or for the harm to become significant."""
     value, tolerance, se, rows = abs(candidate.value), candidate.tolerance, candidate.se, candidate.rows
@@ -170,14 +166,14 @@ def _bounds(diff: stats.PairedDifference) -> tuple[float, float]:
     return float(diff.low), float(diff.high)
 
 
-def _overall_drop(policy: Policy, performance: PerformanceResult) -> _Candidate:
+def _overall_drop(policy: Policy, performance: PerformanceResult) -> Candidate:
     counts = performance.overall.accuracy_counts
 
     def at(conf: float) -> tuple[float, float]:
         return _bounds(stats.paired_difference(counts.c, counts.b, counts.n, confidence=conf))
 
     drop = stats.paired_difference(counts.c, counts.b, counts.n, confidence=performance.confidence)
-    return _Candidate("overall_accuracy_drop", "Overall accuracy drop from dense to ticket", None, "accuracy",
+    return Candidate("overall_accuracy_drop", "Overall accuracy drop from dense to ticket", None, "accuracy",
                       float(drop.estimate), policy.max_overall_accuracy_drop, float(drop.p_value), at,
                       float(drop.se), rows=counts.n)
 
@@ -189,7 +185,7 @@ RATE_CHECKS = {  # policy key: (metric, sign turning the ticket-minus-dense delt
 }
 
 
-def _rate_candidates(policy: Policy, group: GroupMetrics, task: str) -> list[_Candidate]:
+def _rate_candidates(policy: Policy, group: GroupMetrics, task: str) -> list[Candidate]:
     """Optional per-group rate checks (off unless their policy key is set; binary tasks)."""
     out = []
     for key, (metric, sign, two_sided, words) in RATE_CHECKS.items():
@@ -200,7 +196,7 @@ def _rate_candidates(policy: Policy, group: GroupMetrics, task: str) -> list[_Ca
             continue
         se = _se_from_interval(comparison.ci, confidence=policy.confidence)
         centre = sign * (comparison.ci[0] + comparison.ci[1]) / 2
-        out.append(_Candidate(f"{key.removeprefix('max_')}:{group.group}", words, group.group, metric,
+        out.append(Candidate(f"{key.removeprefix('max_')}:{group.group}", words, group.group, metric,
                               sign * comparison.delta, tolerance, stats.normal_p_value(centre, se),
                               _normal_interval(centre, se), se, rows=comparison.domain, two_sided=two_sided))
     return out
@@ -220,32 +216,18 @@ def _se_from_interval(ci: tuple[float, float], *, confidence: float) -> float:
     return (ci[1] - ci[0]) / (2 * stats.z_value(confidence))
 
 
-def _replicate_candidate(check_id: str, description: str, group: str | None, metric: str, value: float,
-                         tolerance: float, replicates: np.ndarray) -> _Candidate:
+def replicate_candidate(check_id: str, description: str, group: str | None, metric: str, value: float,
+                         tolerance: float, replicates: np.ndarray) -> Candidate:
     """A check from bootstrap replicates: standard error with a normal reference, which stays smooth
     at the small per-check levels that multiplicity control asks for."""
     se = stats.bootstrap_se(replicates)
-    return _Candidate(check_id, description, group, metric, value, tolerance, stats.normal_p_value(value, se),
+    return Candidate(check_id, description, group, metric, value, tolerance, stats.normal_p_value(value, se),
                       _normal_interval(value, se), se)
 
 
-def _entropy_shift_candidates(tolerance: float, attention: AttentionResult) -> list[_Candidate]:
-    """Per group: its change in attention entropy minus the rest's (head-averaged), either direction."""
-    candidates = []
-    for group in attention.groups:
-        if group.insufficient or not np.isfinite(group.interaction.value):
-            continue
-        candidate = _replicate_candidate(
-            f"group_entropy_shift:{group.group}", "Attention-entropy change of the group minus the rest's",
-            group.group, "attention_entropy", group.interaction.value, tolerance,
-            attention.interaction_replicates[group.group])
-        candidates.append(dataclasses.replace(candidate, two_sided=True))
-    return candidates
-
-
-def _gap_candidate(policy: Policy, gap: Gap) -> _Candidate:
+def _gap_candidate(policy: Policy, gap: Gap) -> Candidate:
     label = {"accuracy": "Accuracy", "tpr": "True-positive-rate", "fpr": "False-positive-rate"}[gap.metric]
-    return _replicate_candidate(f"{gap.metric}_gap_widening:{gap.attribute}", f"{label} gap widening (max − min over groups)",
+    return replicate_candidate(f"{gap.metric}_gap_widening:{gap.attribute}", f"{label} gap widening (max − min over groups)",
                                 gap.attribute, gap.metric, gap.widening, getattr(policy, GAP_TOLERANCES[gap.metric]),
                                 gap.replicates)
 

@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import __version__, paths
 from ._io import WRITTEN, check_not_input, check_writable, sha256_file
+from .choices import ATTRIBUTION_METHODS, DEVICES, ENGINES, PRUNING_METHODS, RECOVERIES, listed
 from .exceptions import InvalidInputError
 
 if TYPE_CHECKING:
@@ -35,6 +36,16 @@ BUG_HINT = ("This is a bug in ticketaudit; please report it with the command lin
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Audit a pruned network (lottery ticket) against its dense model, group by group.")
 stderr = Console(stderr=True)
+
+
+def _analyses_help() -> str:
+    """``--analyses`` help from the registry (built-ins and installed plug-ins)."""
+    from .analyses import registry
+
+    try:
+        return registry.help_line()
+    except InvalidInputError as error:  # a broken plug-in: the audit itself will say so, as exit 2
+        return f"Comma-separated analysis names ({error})"
 
 
 def _guarded(command: Callable[..., int]) -> Callable[..., None]:
@@ -153,18 +164,18 @@ def report(
     seed: Annotated[Optional[int], typer.Option(help="Random seed; given, the JSON is byte-identical across runs.")] = None,
     n_boot: Annotated[int, typer.Option(help="Bootstrap replicates.")] = 1000,
     confidence: Annotated[Optional[float], typer.Option(help="Confidence level (overrides the policy's).")] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda or mps (never changes results).")] = "cpu",
+    device: Annotated[str, typer.Option(help=f"{listed(DEVICES)} (never changes results).")] = "cpu",
     batch_size: Annotated[int, typer.Option(help="Rows per forward pass (never changes results).")] = 1024,
     max_rows: Annotated[Optional[int], typer.Option(help="Audit only the first N rows.")] = None,
-    analyses: Annotated[Optional[str], typer.Option(help="Comma-separated: metrics,disagreement,attention,attributions,compression [default: all that apply to the model].")] = None,
-    attribution_method: Annotated[str, typer.Option(help="integrated-gradients, saliency, input-x-gradient, deeplift, gradient-shap, feature-ablation, or layer-integrated-gradients (column tokens of an ft-transformer).")] = "integrated-gradients",
+    analyses: Annotated[Optional[str], typer.Option(help=_analyses_help())] = None,
+    attribution_method: Annotated[str, typer.Option(help=f"{listed(ATTRIBUTION_METHODS)} (layer-integrated-gradients: column tokens of an ft-transformer).")] = "integrated-gradients",
     attribution_target: Annotated[str, typer.Option(help="label (default) or predicted (the dense model's prediction), for both models.")] = "label",
     attribution_rows: Annotated[Optional[int], typer.Option(help="Rows to attribute, drawn stratified by group [default: 2000 or all].")] = None,
     proxies: Annotated[Optional[str], typer.Option(help="Columns to treat as proxies of the sensitive ones, comma-separated.")] = None,
     alternatives: Annotated[bool, typer.Option("--alternatives", help="Add fairness-aware pruning alternatives at the ticket's per-layer densities.")] = False,
     train_data: Annotated[Optional[str], typer.Option(help="Training table for --alternatives (masks, fine-tuning); without it the audit data is split by group.")] = None,
-    recover: Annotated[str, typer.Option(help="Recovery for --alternatives: none, finetune, group-reweighted, constrained, distill (needs --train-data).")] = "none",
-    engine: Annotated[str, typer.Option(help="local (this process) or ray (Ray workers; same results). Needs ticketaudit[ray].")] = "local",
+    recover: Annotated[str, typer.Option(help=f"Recovery for --alternatives: {listed(RECOVERIES)} (all but none need --train-data).")] = "none",
+    engine: Annotated[str, typer.Option(help=f"{listed(ENGINES)}: this process, or Ray workers with the same results (needs ticketaudit\\[ray]).")] = "local",
     ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster to join (host:port or ray://host:10001) [default: start Ray here].")] = None,
     num_workers: Annotated[int, typer.Option(help="Ray workers, each loading both models once (never changes results).")] = 2,
     gpus_per_worker: Annotated[float, typer.Option(help="GPUs per Ray worker (fractions share a GPU); use with --device cuda.")] = 0.0,
@@ -256,8 +267,8 @@ def prune(
     target: Annotated[str, typer.Option(help="Label column.")],
     sensitive: Annotated[str, typer.Option(help="Sensitive column(s), comma-separated.")],
     sparsity: Annotated[float, typer.Option(help="Share of prunable weights to remove, in (0, 1).")],
-    method: Annotated[str, typer.Option(help="Comma-separated: global-magnitude, layerwise-magnitude, group-balanced, worst-group, structured, or all.")] = "all",
-    recover: Annotated[str, typer.Option(help="none, finetune, group-reweighted, constrained, distill (needs --train-data).")] = "none",
+    method: Annotated[str, typer.Option(help=f"Comma-separated: {listed(PRUNING_METHODS, last='and')}, or all.")] = "all",
+    recover: Annotated[str, typer.Option(help=f"{listed(RECOVERIES)} (all but none need --train-data).")] = "none",
     train_data: Annotated[Optional[str], typer.Option(help="Training table (masks and fine-tuning); without it --data is split by group.")] = None,
     features: Annotated[Optional[str], typer.Option(help="Feature columns in model-input order (models without preprocess.json).")] = None,
     factory: Annotated[Optional[str], typer.Option(help="MODULE:FUNC building the nn.Module for plain state_dicts.")] = None,
@@ -326,9 +337,9 @@ def demo(
 @_guarded
 def schema() -> int:
     """Print the JSON Schema of the report."""
-    from .report.schema import SCHEMA
+    from .report.schema import report_schema
 
-    _say(json.dumps(SCHEMA, indent=2))
+    _say(json.dumps(report_schema(), indent=2))
     return EXIT_PASS
 
 

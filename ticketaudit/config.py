@@ -19,12 +19,17 @@ MSG_POLICY_UNKNOWN_KEY = "policy key '{key}' is unknown. Known keys: {known}."
 MSG_POLICY_TOML = "policy file '{path}' is not valid TOML: {error}. Fix the syntax (see README, 'Policy')."
 MSG_POLICY_TABLE = "policy file '{path}' has no [policy] table. Put the settings under a '[policy]' header."
 
-ANALYSES = ("metrics", "disagreement", "attention", "attributions", "compression")
-"""Every analysis; by default an audit runs those that apply to the model (attention needs attention
-layers, attributions a tabular model)."""
+def __getattr__(name: str) -> object:
+    """``ANALYSES`` (kept for compatibility): the names of every registered analysis, in report order."""
+    if name == "ANALYSES":
+        from .analyses import registry
+
+        return registry.names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 Device = Literal["cpu", "cuda", "mps"]
-DEVICES: tuple[str, ...] = ("cpu", "cuda", "mps")
+from .choices import DEVICES, ENGINES  # noqa: E402  (re-exported: declared once there)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,7 +119,8 @@ class AuditConfig:
     batch_size: int = 1024
     device: Device = "cpu"
     max_rows: int | None = None
-    analyses: tuple[str, ...] = ("metrics", "disagreement", "attributions", "compression")
+    analyses: tuple[str, ...] = ("metrics",)
+    """The analyses that ran (``metrics`` always does); names from ``ticketaudit.analyses.registry``."""
     ece_bins: int = 10
     max_unseen_share: float = 0.05
     """Most rows (share) of a one-hot column whose value the model has no category for."""
@@ -128,8 +134,35 @@ class AuditConfig:
             check_int("max_rows", self.max_rows, low=1, high=10**12)
         if self.device not in DEVICES:
             fail(f"device must be one of {', '.join(DEVICES)}; got {self.device!r}.")
-        unknown = [a for a in self.analyses if a not in ANALYSES]
-        if unknown:
-            fail(f"analysis '{unknown[0]}' is unknown. Choose from: {', '.join(ANALYSES)}.")
+        from .analyses import registry
+
+        for name in self.analyses:
+            registry.get(name)
         if not self.analyses:
-            fail("choose at least one analysis: " + ", ".join(ANALYSES) + ".")
+            fail("choose at least one analysis: " + ", ".join(registry.names()) + ".")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineSettings:
+    """Where and how fast the rows run; none of these can change a result."""
+
+    engine: str = "local"
+    device: str = "cpu"
+    batch_size: int = 1024
+    num_workers: int = 2
+    ray_address: str | None = None
+    gpus_per_worker: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            fail(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}.")
+        if self.device not in DEVICES:
+            hint = " (devices are lower case)" if str(self.device).lower() in DEVICES else ""
+            fail(f"device must be one of {', '.join(DEVICES)}{hint}; got {self.device!r}.")
+        check_int("batch_size", self.batch_size, low=1, high=10_000_000)
+        check_int("--num-workers", self.num_workers, low=1, high=10_000)
+        if not 0 <= self.gpus_per_worker <= 64:
+            fail(f"--gpus-per-worker must be in [0, 64], got {self.gpus_per_worker}.")
+        if self.engine != "ray" and (self.ray_address is not None or self.gpus_per_worker):
+            fail("ray_address (--ray-address) and gpus_per_worker (--gpus-per-worker) belong to engine='ray' "
+                 "(--engine ray); add it or drop them.")

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._validation import fail, show_name
+from ._validation import fail
 from .values import MISSING, canonical, canonical_texts
 
 

@@ -14,16 +14,13 @@ import numpy as np
 import torch
 
 from .._validation import fail
+from ..choices import ATTRIBUTION_METHODS, ATTRIBUTION_TARGETS
 from . import stats
 from ..data import Groups
 from ..values import quote_label
 from .base import AnalysisInputs, AnalysisSettings, interval, number
 
-METHODS: dict[str, str] = {
-    "integrated-gradients": "IntegratedGradients", "saliency": "Saliency", "input-x-gradient": "InputXGradient",
-    "deeplift": "DeepLift", "gradient-shap": "GradientShap", "feature-ablation": "FeatureAblation",
-    "layer-integrated-gradients": "LayerIntegratedGradients",
-}
+METHODS = ATTRIBUTION_METHODS
 """Each method's Captum class, by name: Captum (and the matplotlib it imports) loads only when an
 audit attributes, not with ``import ticketaudit``."""
 
@@ -42,6 +39,7 @@ Target = Literal["label", "predicted"]
 AUTO_PROXIES = 3
 PROXY_MIN_CORRELATION = 0.1
 MAX_DISAGREEMENTS = 10
+DEFAULT_ROWS = 2000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,7 +48,8 @@ class AttributionSettings:
 
     method: str = "integrated-gradients"
     target: Target = "label"
-    rows: int = 2000
+    rows: int | None = None
+    """Rows to attribute (a stratified sample); None: ``DEFAULT_ROWS`` or every row, whichever is fewer."""
     steps: int = 50
     top_k: int = 5
     proxies: tuple[str, ...] = ()
@@ -58,12 +57,16 @@ class AttributionSettings:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             fail(f"attribution method '{self.method}' is unknown. Choose from: {', '.join(METHODS)}.")
-        if self.target not in ("label", "predicted"):
+        if self.target not in ATTRIBUTION_TARGETS:
             fail(f"--attribution-target must be 'label' or 'predicted', got {self.target!r}.")
-        if isinstance(self.rows, bool) or not isinstance(self.rows, int) or self.rows < 10:
+        if self.rows is not None and (isinstance(self.rows, bool) or not isinstance(self.rows, int) or self.rows < 10):
             fail(f"--attribution-rows must be an integer >= 10, got {self.rows!r}.")
         if not 1 <= self.steps <= 10_000:
             fail(f"attribution steps must be in [1, 10000], got {self.steps}.")
+
+    @property
+    def sample_rows(self) -> int:
+        return DEFAULT_ROWS if self.rows is None else self.rows
 
 
 @dataclass(frozen=True)
@@ -348,7 +351,7 @@ def analyse_attributions(inputs: AnalysisInputs, *, dense: torch.nn.Module, tick
     check_proxies(settings, column_of_input)
     groups = inputs.groups
     population = np.bincount(groups.stratum_of_row, minlength=groups.n_strata)
-    sample = RowSample(take=sample_sizes(population, settings.rows), seed=inputs.seed, width=features.shape[1])
+    sample = RowSample(take=sample_sizes(population, settings.sample_rows), seed=inputs.seed, width=features.shape[1])
     targets = inputs.labels if settings.target == "label" else inputs.predictions.pred_dense
     sample.update(rows=np.arange(len(features)), strata=groups.stratum_of_row, features=features, targets=targets)
     moments = ProxyMoments(n_strata=groups.n_strata, width=features.shape[1])

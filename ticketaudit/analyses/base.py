@@ -1,15 +1,41 @@
-"""Shared pieces of analysis results: JSON-safe conversion and the inputs every analysis reads."""
+"""The one shape every analysis has (``Analysis``), what it reads (``Batch``, ``Worker``, contexts),
+and shared pieces of results: JSON-safe numbers and the settings every analysis needs.
+
+An analysis declares itself once (name, help line, JSON-schema fragment, template partial) and
+implements up to four steps, each optional but ``finish``:
+
+- ``accumulator(worker, planned)`` on every worker: a mergeable state that ``update``s from each
+  batch of rows (both models' probabilities, the model inputs, the raw rows) and ``merge``s with
+  the state of the next fragment, in fragment order — so results never depend on the engine;
+- ``finish(state, context)`` on the driver: a frozen result with ``to_dict()``;
+- ``candidates(result, policy)``: the policy checks it contributes (decided with every other check);
+- ``notes(result, context)``: plain-words notes for the report.
+
+This module stays light (no torch, pandas or analysis library): the CLI's help and ``ticketaudit schema``
+read the registry without running anything.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
-from ..data import Groups
-from .predict import Predictions
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+
+    from ..checks import Candidate
+    from ..config import Policy
+    from ..data import Groups
+    from ..modalities.base import Modality
+    from ..tickets.load import LoadedModel
+    from .attributions import AttributionSettings
+    from .cells import CellTable
+    from .predict import ModelRunner, Predictions
 
 
 def number(value: Any) -> float | None:
@@ -48,3 +74,141 @@ class AnalysisInputs(AnalysisSettings):
     @property
     def settings(self) -> AnalysisSettings:
         return self
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Batch:
+    """Some rows of the audit data as every accumulator sees them (ids ascending, fixed by the data)."""
+
+    rows: np.ndarray
+    """Global row ids: the same whichever engine, worker or batch size read them."""
+    frame: pd.DataFrame
+    """The raw rows (every column of the table, as read)."""
+    inputs: Any
+    """The model inputs the modality built from ``frame`` (a float array, or tokens)."""
+    labels: np.ndarray
+    strata: np.ndarray
+    """Each row's stratum: its combination of sensitive values (``Groups``)."""
+    proba_dense: np.ndarray
+    proba_ticket: np.ndarray
+
+
+@dataclass(eq=False, kw_only=True)
+class Worker:
+    """One worker's view of the audit: both models on its device and a cache for what an analysis
+    builds once per worker (hooks, recorders); accumulators must not keep it (they travel between processes)."""
+
+    dense: ModelRunner
+    ticket: ModelRunner
+    device: torch.device
+    batch_size: int
+    n_boot: int
+    seed: int
+    n_strata: int
+    n_classes: int
+    modality: Modality
+    cache: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class AuditContext:
+    """What the driver knows before the rows run: both models, the modality, the groups and the options."""
+
+    dense: LoadedModel
+    ticket: LoadedModel
+    modality: Modality
+    groups: Groups
+    population: np.ndarray
+    """Rows per stratum."""
+    probe: pd.DataFrame
+    """The first audit row, every column (to check the columns an analysis reads before any model runs)."""
+    total_rows: int
+    sensitive: tuple[str, ...]
+    target: str
+    seed: int
+    n_boot: int
+    batch_size: int
+    device: torch.device
+    attribution: AttributionSettings
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class FinishContext:
+    """What ``finish`` reads on the driver: the audit, the statistical settings and the merged cells."""
+
+    audit: AuditContext
+    settings: AnalysisSettings
+    cells: CellTable
+    """Per-stratum counts of label x dense x ticket prediction (and calibration sums), merged."""
+    results: dict[str, Any]
+    """Results of the analyses finished before this one (in registry order)."""
+
+
+class Accumulator(Protocol):
+    """A mergeable per-shard state: ``update`` from each batch, ``merge`` the next fragment's state."""
+
+    def update(self, batch: Batch) -> None: ...
+
+    def merge(self, other: Any) -> Any: ...
+
+
+class Result(Protocol):
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class Analysis:
+    """Base of every analysis, built-in or plug-in; subclass it and set the class attributes.
+
+    ``name`` is what ``--analyses`` takes and the key of the analysis's section in the JSON report;
+    ``template`` is its HTML partial (a file name under ticketaudit's templates, or a ``Path`` to a
+    plug-in's own file) rendered with ``r`` (the whole JSON document) and ``section`` (its part).
+    """
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    """One line for ``--help`` and error messages."""
+    order: ClassVar[int] = 100
+    """Its place in the report (lower first)."""
+    default: ClassVar[bool] = True
+    """Runs when ``--analyses`` is left out and it applies to the models."""
+    required: ClassVar[bool] = False
+    """Runs in every audit (the gate needs it)."""
+    weight_wise: ClassVar[str | None] = None
+    """Why it compares weights one by one (so it is skipped on a ticket of other shapes), if it does."""
+    template: ClassVar[str | Path | None] = None
+    schema: ClassVar[dict[str, Any]] = {"type": "object"}
+    """The JSON-schema fragment of its section (the report schema includes it under ``name``)."""
+
+    def unavailable(self, *, dense: LoadedModel, ticket: LoadedModel, modality: Modality) -> str | None:
+        """Why it cannot run on these models, as words that follow "--analyses NAME" (e.g. "needs a model with
+        attention layers"); None: it can. ``modality`` is the modality's class."""
+        return None
+
+    def plan(self, context: AuditContext) -> Any:
+        """Driver-side preparation before the rows run (e.g. how many rows to sample per stratum);
+        given to every worker's ``accumulator``, so it must pickle."""
+        return None
+
+    def accumulator(self, worker: Worker, planned: Any) -> Accumulator | None:
+        """A fresh, empty state for one fragment (None: the analysis reads only the merged cells)."""
+        return None
+
+    def finish(self, state: Any, context: FinishContext) -> Result:
+        """The result from the merged state of every row."""
+        raise NotImplementedError(f"analysis {self.name!r} does not implement finish()")
+
+    def candidates(self, result: Any, policy: Policy) -> list[Candidate]:
+        """The policy checks it contributes (decided together with every other analysis's)."""
+        return []
+
+    def notes(self, result: Any, context: FinishContext) -> list[str]:
+        """Plain-words notes about its result for the report."""
+        return []
+
+    def schema_properties(self) -> dict[str, Any]:
+        """Its entries of the report schema's top-level properties (by default ``{name: schema}``)."""
+        return {self.name: self.schema}
+
+    def document(self, result: Any, audit: Any) -> dict[str, Any]:
+        """Its top-level entries of the JSON report (by default ``{name: result.to_dict()}``)."""
+        return {self.name: result.to_dict()}

@@ -16,17 +16,14 @@ import pandas as pd
 from torch import nn
 
 from .._validation import fail
-from ..analyses.attention import ATTENTION_STREAM, AttentionStream
-from ..analyses.attention_capture import AttentionRecorder
-from ..analyses.attributions import ProxyMoments, RowSample
+from ..analyses.base import Analysis, Batch, Worker
 from ..analyses.cells import CellAccumulator
-from ..analyses.disagreement import FlipExamples
-from ..analyses.predict import Features, ModelRunner, resolve_device
-from ..analyses.streaming import BootstrapSums
+from ..analyses.predict import ModelRunner, resolve_device
 from ..data import Groups, distinct_strata
 from ..exceptions import InvalidInputError
-from ..inputs import build_features, build_text_inputs, encode_target
-from ..preprocess import Preprocessor, UnseenCategories
+from ..inputs import encode_target
+from ..modalities.base import Modality
+from ..preprocess import UnseenCategories
 from ..values import matches
 from .sources import FileSource, Fragment, read_fragment
 
@@ -34,66 +31,61 @@ CHUNK_ROWS = 65_536
 """Rows turned into model inputs at a time (memory bound per worker; fixed, so results never depend on it)."""
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class AuditPlan:
-    """Everything a worker needs to audit any fragment: both models, how to read inputs, the groups."""
+    """Everything a worker needs to audit any fragment: both models, the modality, the groups, and each
+    analysis with what the driver planned for it."""
 
     dense: nn.Module
     ticket: nn.Module
+    modality: Modality
     target: str
-    features: list[str] | None
-    preprocess: Preprocessor | None
-    text: str | None
-    tokenizer: Any
     labels: tuple[str, ...] | None
     n_outputs: int
     groups: Groups
-    analyses: tuple[str, ...]
+    analyses: tuple[Analysis, ...]
+    planned: tuple[Any, ...]
+    """``analysis.plan(...)`` of each analysis, in the same order."""
     n_boot: int
     seed: int
     ece_bins: int
     batch_size: int
     device: str
-    width: int
-    sample_take: np.ndarray | None
-    attribution_target: str
 
 
 class AuditState:
-    """Every analysis's accumulator for some rows; ``merge`` adds another shard's."""
+    """Every analysis's accumulator for some rows; ``merge`` adds the next shard's."""
 
-    def __init__(self, plan: AuditPlan, *, n_classes: int, heads_per_layer: list[int] | None) -> None:
-        n_strata = plan.groups.n_strata
+    def __init__(self, plan: AuditPlan, worker: Worker) -> None:
         self.rows = 0
-        self.cells = CellAccumulator(n_classes=n_classes, bins=plan.ece_bins)
-        self.examples = FlipExamples()
-        onehot = plan.preprocess.onehot_columns if plan.preprocess is not None else []
-        self.unseen = UnseenCategories(columns=onehot, n_strata=n_strata) if onehot else None
-        self.sample = self.moments = None
-        if "attributions" in plan.analyses and plan.sample_take is not None:
-            self.sample = RowSample(take=plan.sample_take, seed=plan.seed, width=plan.width)
-            self.moments = ProxyMoments(n_strata=n_strata, width=plan.width)
-        self.attention = None
-        self.heads_per_layer = heads_per_layer
-        if heads_per_layer is not None:
-            self.attention = BootstrapSums(n_strata=n_strata, width=3 * sum(heads_per_layer), n_boot=plan.n_boot,
-                                           seed=plan.seed, stream=ATTENTION_STREAM)
+        self.cells = CellAccumulator(n_classes=worker.n_classes, bins=plan.ece_bins)
+        onehot = plan.modality.onehot_columns
+        self.unseen = UnseenCategories(columns=onehot, n_strata=plan.groups.n_strata) if onehot else None
+        self.parts: dict[str, Any] = {analysis.name: analysis.accumulator(worker, planned)
+                                      for analysis, planned in zip(plan.analyses, plan.planned)}
+
+    def update(self, batch: Batch) -> None:
+        self.rows += len(batch.rows)
+        self.cells.update(labels=batch.labels, proba_dense=batch.proba_dense, proba_ticket=batch.proba_ticket,
+                          stratum=batch.strata)
+        for part in self.parts.values():
+            if part is not None:
+                part.update(batch)
+
+    def close(self) -> None:
+        """The end of a fragment: accumulators flush what they buffer before the state travels."""
+        for part in self.parts.values():
+            if part is not None and hasattr(part, "close"):
+                part.close()
 
     def merge(self, other: AuditState) -> AuditState:
         self.rows += other.rows
         self.cells.merge(other.cells)
-        self.examples.merge(other.examples)
         if self.unseen is not None and other.unseen is not None:
             self.unseen.merge(other.unseen)
-        if self.sample is not None and other.sample is not None:
-            self.sample.merge(other.sample)
-        if self.moments is not None and other.moments is not None:
-            self.moments.merge(other.moments)
-        if other.attention is not None:
-            if self.attention is None:  # this shard had no rows, so no attention layout yet
-                self.attention, self.heads_per_layer = other.attention, other.heads_per_layer
-            else:
-                self.attention.merge(other.attention)
+        for name, part in self.parts.items():
+            if part is not None:
+                self.parts[name] = part.merge(other.parts[name])
         return self
 
 
@@ -105,32 +97,18 @@ class ShardAuditor:
         device = resolve_device(plan.device)
         self.dense = ModelRunner(plan.dense, device=device)
         self.ticket = ModelRunner(plan.ticket, device=device)
-        self.recorders = None
-        if "attention" in plan.analyses:
-            self.recorders = (AttentionRecorder(self.dense.module, device=device),
-                              AttentionRecorder(self.ticket.module, device=device))
-        self.heads_per_layer: list[int] | None = None
-
-    def new_state(self) -> AuditState:
-        n_classes = 2 if self.plan.n_outputs == 1 else self.plan.n_outputs
-        return AuditState(self.plan, n_classes=n_classes, heads_per_layer=self.heads_per_layer)
-
-    def model_inputs(self, frame: pd.DataFrame) -> Features:
-        plan = self.plan
-        if plan.text is not None:
-            return build_text_inputs(frame, column=plan.text, tokenizer=plan.tokenizer,
-                                     max_length=getattr(plan.tokenizer, "model_max_length", None))
-        return build_features(frame, target=plan.target, features=plan.features, preprocess=plan.preprocess)[0]
+        self.worker = Worker(dense=self.dense, ticket=self.ticket, device=device, batch_size=plan.batch_size,
+                             n_boot=plan.n_boot, seed=plan.seed, n_strata=plan.groups.n_strata,
+                             n_classes=2 if plan.n_outputs == 1 else plan.n_outputs, modality=plan.modality)
 
     def audit_frame(self, frame: pd.DataFrame, *, first_row: int,
                     progress: Callable[[int], None] | None = None) -> AuditState:
         """The state of ``frame``'s rows, whose ids are ``first_row``, ``first_row + 1``, ..."""
         plan = self.plan
-        streams: AttentionStream | None = None
-        state: AuditState | None = None
+        state = AuditState(plan, self.worker)
         for start in range(0, len(frame), CHUNK_ROWS):
             chunk = frame.iloc[start:start + CHUNK_ROWS]
-            features = self.model_inputs(chunk)
+            inputs = plan.modality.inputs(chunk)
             labels, _ = encode_target(chunk, plan.target, n_outputs=plan.n_outputs, labels=plan.labels,
                                       require_every_class=False)
             strata = plan.groups.stratum_of(chunk)
@@ -138,33 +116,13 @@ class ShardAuditor:
                 fail("a row has a combination of sensitive values the first pass did not see; the data changed "
                      "while it was read. Audit a stable copy.")
             rows = np.arange(first_row + start, first_row + start + len(chunk))
-            if self.recorders is not None and streams is None:
-                streams = AttentionStream(*self.recorders, probe=features, n_strata=plan.groups.n_strata,
-                                          n_boot=plan.n_boot, seed=plan.seed, batch_size=plan.batch_size)
-                self.heads_per_layer = streams.heads_per_layer
-            if state is None:
-                state = self.new_state()
-                if streams is not None:
-                    state.attention = streams.sums
-            proba_dense = self.dense.probabilities(features, batch_size=plan.batch_size, progress=progress)
-            proba_ticket = self.ticket.probabilities(features, batch_size=plan.batch_size, progress=progress)
-            state.rows += len(chunk)
-            state.cells.update(labels=labels, proba_dense=proba_dense, proba_ticket=proba_ticket, stratum=strata)
-            state.examples.update(rows=rows, labels=labels, proba_dense=proba_dense, proba_ticket=proba_ticket,
-                                  stratum=strata)
-            if state.unseen is not None and plan.preprocess is not None:
-                state.unseen.update(plan.preprocess.unseen(chunk), strata)
-            if state.sample is not None and state.moments is not None:
-                assert isinstance(features, np.ndarray)
-                targets = labels if plan.attribution_target == "label" else np.argmax(proba_dense, 1)
-                state.sample.update(rows=rows, strata=strata, features=features, targets=targets)
-                state.moments.update(features, strata)
-            if streams is not None:
-                streams.update(features, strata, rows)
-        if state is None:
-            state = self.new_state()
-        if state.attention is not None:
-            state.attention.finish()
+            proba_dense = self.dense.probabilities(inputs, batch_size=plan.batch_size, progress=progress)
+            proba_ticket = self.ticket.probabilities(inputs, batch_size=plan.batch_size, progress=progress)
+            if state.unseen is not None:
+                state.unseen.update(plan.modality.unseen(chunk), strata)
+            state.update(Batch(rows=rows, frame=chunk, inputs=inputs, labels=labels, strata=strata,
+                               proba_dense=proba_dense, proba_ticket=proba_ticket))
+        state.close()
         return state
 
     def audit_fragment(self, source: FileSource, fragment: Fragment, *, first_row: int, limit: int,

@@ -25,7 +25,7 @@ from ..config import AuditConfig, Policy
 from ..data import build_groups
 from ..inputs import build_features, encode_target
 from ..tickets.load import LoadedModel
-from ..tickets.mask import Mask, prunable_parameters
+from ..tickets.mask import Mask
 from .methods import METHODS, Calibration, check_methods, choose_mask, linear_chain
 from .recover import RECOVERY, RecoverySettings, recover
 

@@ -17,9 +17,10 @@ import torch
 from torch import nn
 
 from .._validation import fail
+from ..choices import PRUNING_METHODS
 from ..tickets.mask import Mask, prunable_parameters
 
-METHODS = ("global-magnitude", "layerwise-magnitude", "group-balanced", "worst-group", "structured")
+METHODS = PRUNING_METHODS
 SALIENCY_BATCH = 256
 """Rows per vectorised per-row gradient computation (memory, not results)."""
 MICRO_BATCH = 8

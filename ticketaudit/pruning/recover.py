@@ -13,11 +13,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..choices import RECOVERIES
 from ..tickets.mask import Mask
 from .imp import TrainSettings, train
 from .methods import Calibration
 
-RECOVERY = ("none", "finetune", "group-reweighted", "constrained", "distill")
+RECOVERY = RECOVERIES
 
 
 @dataclass(frozen=True, kw_only=True)

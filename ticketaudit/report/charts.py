@@ -146,3 +146,37 @@ def pareto(candidates: list[dict[str, Any]], *, dense_accuracy: float | None) ->
             "ticks_x": [{"x": x(t), "label": f"{t * 100:.1f}%"} for t in ticks_x],
             "ticks_y": [{"y": y(t), "label": f"{t * 100:+.1f}"} for t in ticks_y],
             "legend_x": left + plot_w + 20}
+
+
+FOREST_TITLES = {"accuracy": "Accuracy", "tpr": "True positive rate", "fpr": "False positive rate"}
+
+
+def _forest_rows(document: dict[str, Any], metric: str) -> list[dict[str, Any]]:
+    rows = []
+    for group in document["subgroups"]:
+        m = group["metrics"].get(metric)
+        if m is None:
+            continue
+        rows.append({"label": group["group"], "delta": m["delta"], "low": m["ci"][0], "high": m["ci"][1],
+                     "insufficient": group["insufficient"] or m["insufficient"]})
+    overall = document["performance"]["overall"]["metrics"].get(metric)
+    if overall is not None:
+        rows.insert(0, {"label": "overall", "delta": overall["delta"], "low": overall["ci"][0],
+                        "high": overall["ci"][1], "insufficient": False})
+    return rows
+
+
+def forests(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """Forest plots of the paired change per group: accuracy, and TPR and FPR for binary tasks."""
+    metrics = ["accuracy", "tpr", "fpr"] if document["performance"]["task"] == "binary" else ["accuracy"]
+    return [forest(_forest_rows(document, m), title=FOREST_TITLES[m], harm="increase" if m == "fpr" else "decrease")
+            for m in metrics]
+
+
+def attention_maps(attention: dict[str, Any]) -> dict[str, Any]:
+    """Heat maps of entropy per layer x head: dense, ticket and their difference."""
+    heads = attention["heads"]
+    unpruned = [{**h, "pruned": False} for h in heads]  # the dense model has every head
+    return {"dense": heatmap(unpruned, "dense", title="Attention entropy, dense model", diverging=False),
+            "ticket": heatmap(heads, "ticket", title="Attention entropy, ticket", diverging=False),
+            "delta": heatmap(heads, "delta", title="Change in attention entropy (ticket − dense)", diverging=True)}

@@ -77,40 +77,37 @@ def _num(value: Any, digits: int = 3, *, sign: bool = False, general: bool = Fal
     return f"{value * scale:{'+' if sign else ''}.{digits}{'g' if general else 'f'}}"
 
 
+def _plugin_template(name: str) -> str | None:
+    """Templates of plug-in analyses, loaded as ``analysis:NAME`` from the file the analysis names."""
+    if not name.startswith("analysis:"):
+        return None
+    from ..analyses import registry
+
+    template = registry.get(name.removeprefix("analysis:")).template
+    return Path(template).read_text(encoding="utf-8") if template is not None else None
+
+
 def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir())), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                             keep_trailing_newline=True)
+    loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(templates_dir())), jinja2.FunctionLoader(_plugin_template)])
+    env = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
+                             lstrip_blocks=True, keep_trailing_newline=True)
     env.filters.update(pct=_pct, pts=_pts, interval_pts=_interval_pts, pvalue=_pvalue, num=_num)
+    env.globals["charts"] = charts
     return env
 
 
-def _forest_rows(document: dict[str, Any], metric: str) -> list[dict[str, Any]]:
-    rows = []
-    for group in document["subgroups"]:
-        m = group["metrics"].get(metric)
-        if m is None:
-            continue
-        rows.append({"label": group["group"], "delta": m["delta"], "low": m["ci"][0], "high": m["ci"][1],
-                     "insufficient": group["insufficient"] or m["insufficient"]})
-    overall = document["performance"]["overall"]["metrics"].get(metric)
-    if overall is not None:
-        rows.insert(0, {"label": "overall", "delta": overall["delta"], "low": overall["ci"][0],
-                        "high": overall["ci"][1], "insufficient": False})
-    return rows
+def _sections(document: dict[str, Any]) -> list[dict[str, str]]:
+    """The report sections of the analyses that ran, in registry order: each its own template."""
+    from ..analyses import registry
 
-
-def _attention_maps(attention: dict[str, Any]) -> dict[str, Any]:
-    heads = attention["heads"]
-    unpruned = [{**h, "pruned": False} for h in heads]  # the dense model has every head
-    return {"dense": charts.heatmap(unpruned, "dense", title="Attention entropy, dense model", diverging=False),
-            "ticket": charts.heatmap(heads, "ticket", title="Attention entropy, ticket", diverging=False),
-            "delta": charts.heatmap(heads, "delta", title="Change in attention entropy (ticket − dense)",
-                                    diverging=True)}
-
-
-def _pareto(alternatives: dict[str, Any]) -> dict[str, Any]:
-    return charts.pareto(alternatives["candidates"], dense_accuracy=alternatives["dense_accuracy"])
+    ran = set(document["settings"]["analyses"])
+    sections = []
+    for analysis in registry.analyses():
+        if analysis.name in ran and analysis.template is not None:
+            builtin = isinstance(analysis.template, str)
+            sections.append({"name": analysis.name,
+                             "template": analysis.template if builtin else f"analysis:{analysis.name}"})
+    return sections
 
 
 def render_prune(result: PruneResult, *, command: str | None = None) -> tuple[bytes, bytes]:
@@ -118,7 +115,7 @@ def render_prune(result: PruneResult, *, command: str | None = None) -> tuple[by
     document = _rounded(result.to_dict())
     schema.validate_prune(document)
     html = _environment().get_template("alternatives.html.j2").render(
-        r=document, csp=CSP, pareto=_pareto(document["alternatives"]), command=command or "ticketaudit (Python API)")
+        r=document, csp=CSP, command=command or "ticketaudit (Python API)")
     payload = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     return html.encode("utf-8"), payload.encode("utf-8")
 
@@ -133,18 +130,11 @@ def render_html(result: AuditResult, path: str | Path | None = None, *, command:
     """The self-contained HTML report; also written (atomically) to ``path`` when given, which must not be
     one of the audit's inputs."""
     document = report_dict(result)
-    chart_metrics = ["accuracy", "tpr", "fpr"] if document["performance"]["task"] == "binary" else ["accuracy"]
-    titles = {"accuracy": "Accuracy", "tpr": "True positive rate", "fpr": "False positive rate"}
-    forests = [charts.forest(_forest_rows(document, m), title=titles[m], harm="increase" if m == "fpr" else "decrease")
-               for m in chart_metrics]
     html = _environment().get_template("report.html.j2").render(
-        r=document, forests=forests, csp=CSP, failed=[c for c in document["checks"] if c["status"] == "fail"],
+        r=document, sections=_sections(document), csp=CSP,
+        failed=[c for c in document["checks"] if c["status"] == "fail"],
         inconclusive=[c for c in document["checks"] if c["status"] == "inconclusive"],
-        command=command or "ticketaudit (Python API)", provenance=result.provenance,
-        bars=charts.paired_bars(document["attributions"]["features"]) if "attributions" in document else None,
-        maps=_attention_maps(document["attention"]) if "attention" in document else None,
-        pareto=_pareto(document["alternatives"]) if "alternatives" in document else None,
-    )
+        command=command or "ticketaudit (Python API)", provenance=result.provenance)
     if path is not None:
         check_not_input({"the report path": Path(path)}, _audit_inputs(result))
         write_atomically({Path(path): html.encode("utf-8")})

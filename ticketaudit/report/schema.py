@@ -8,24 +8,6 @@ import jsonschema
 
 NUMBER_OR_NULL = {"type": ["number", "null"]}
 INTERVAL = {"type": "array", "items": NUMBER_OR_NULL, "minItems": 2, "maxItems": 2}
-METRIC = {
-    "type": "object",
-    "required": ["dense", "ticket", "delta", "ci"],
-    "properties": {"dense": NUMBER_OR_NULL, "ticket": NUMBER_OR_NULL, "delta": NUMBER_OR_NULL, "ci": INTERVAL,
-                   "ci_method": {"type": "string"}, "p_value": NUMBER_OR_NULL, "dense_ci": INTERVAL,
-                   "ticket_ci": INTERVAL, "domain": {"type": "integer"}, "insufficient": {"type": "boolean"}},
-}
-GROUP = {
-    "type": "object",
-    "required": ["group", "n", "positives", "metrics", "insufficient"],
-    "properties": {"group": {"type": "string"}, "attribute": {"type": "string"}, "n": {"type": "integer"},
-                   "positives": {"type": "integer"}, "insufficient": {"type": "boolean"},
-                   "metrics": {"type": "object", "additionalProperties": METRIC},
-                   "unseen_category_rows": {"type": "object", "additionalProperties": {"type": "integer"}},
-                   "status": {"enum": ["pass", "fail", "inconclusive", "insufficient"]},
-                   "minimum_detectable_harm": {"type": "object", "additionalProperties": NUMBER_OR_NULL},
-                   "rows_to_settle": {"type": ["integer", "null"]}},
-}
 UNSEEN = {
     "type": "object",
     "required": ["column", "rows", "share", "values", "groups"],
@@ -76,37 +58,39 @@ PRUNE_SCHEMA: dict[str, Any] = {
     "properties": {"schema_version": {"type": "string"}, "alternatives": ALTERNATIVES},
 }
 
-SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "$id": "https://ticketaudit.invalid/schema/report-1.0.json",
-    "title": "ticketaudit report",
-    "type": "object",
-    "required": ["schema_version", "tool_version", "verdict", "checks", "models", "data", "subgroups"],
-    "properties": {
-        "schema_version": {"type": "string", "pattern": "^1\\.[0-9]+$"},
-        "tool_version": {"type": "string"},
-        "created": {"type": "string"},
-        "verdict": {"enum": ["pass", "fail", "inconclusive"]},
-        "rate_shifts": {"type": "array", "items": {"type": "object", "required": ["metric", "direction", "groups", "of"]}},
-        "checks": {"type": "array", "items": CHECK},
-        "models": {"type": "object", "required": ["dense", "ticket"],
-                   "properties": {"dense": MODEL, "ticket": MODEL}},
-        "data": {"type": "object", "required": ["rows", "sha256", "target", "sensitive", "groups"],
-                 "properties": {"rows": {"type": "integer", "minimum": 1}, "sha256": {"type": "string"},
-                                "target": {"type": "string"},
-                                "sensitive": {"type": "array", "items": {"type": "string"}},
-                                "groups": {"type": "array", "items": {"type": "string"}},
-                                "unseen_categories": {"type": "array", "items": UNSEEN}}},
-        "subgroups": {"type": "array", "items": GROUP},
-        "disagreement": {"type": "object", "required": ["overall", "groups"]},
-        "compression": {"type": "object", "required": ["layers", "density"]},
-        "attention": {"type": "object", "required": ["source", "rows", "layers", "heads", "summary", "overall",
-                                                     "groups"]},
-        "alternatives": ALTERNATIVES,
-        "attributions": {"type": "object", "required": ["method", "target", "sample_rows", "features", "overall",
-                                                        "groups"]},
-    },
+_CORE_PROPERTIES: dict[str, Any] = {
+    "schema_version": {"type": "string", "pattern": "^1\\.[0-9]+$"},
+    "tool_version": {"type": "string"},
+    "created": {"type": "string"},
+    "verdict": {"enum": ["pass", "fail", "inconclusive"]},
+    "rate_shifts": {"type": "array", "items": {"type": "object", "required": ["metric", "direction", "groups", "of"]}},
+    "checks": {"type": "array", "items": CHECK},
+    "models": {"type": "object", "required": ["dense", "ticket"], "properties": {"dense": MODEL, "ticket": MODEL}},
+    "data": {"type": "object", "required": ["rows", "sha256", "target", "sensitive", "groups"],
+             "properties": {"rows": {"type": "integer", "minimum": 1}, "sha256": {"type": "string"},
+                            "target": {"type": "string"},
+                            "sensitive": {"type": "array", "items": {"type": "string"}},
+                            "groups": {"type": "array", "items": {"type": "string"}},
+                            "unseen_categories": {"type": "array", "items": UNSEEN}}},
+    "alternatives": ALTERNATIVES,
 }
+
+
+def report_schema() -> dict[str, Any]:
+    """The report's JSON Schema: the core keys and every registered analysis's section."""
+    from ..analyses import registry
+
+    properties = dict(_CORE_PROPERTIES)
+    for analysis in registry.analyses():
+        properties.update(analysis.schema_properties())
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://ticketaudit.invalid/schema/report-1.0.json",
+        "title": "ticketaudit report",
+        "type": "object",
+        "required": ["schema_version", "tool_version", "verdict", "checks", "models", "data", "subgroups"],
+        "properties": properties,
+    }
 
 
 def validate_prune(document: dict[str, Any]) -> None:
@@ -116,4 +100,4 @@ def validate_prune(document: dict[str, Any]) -> None:
 
 def validate(document: dict[str, Any]) -> None:
     """Raise ``jsonschema.ValidationError`` when a report does not match the schema (a bug)."""
-    jsonschema.validate(document, SCHEMA, cls=jsonschema.Draft202012Validator)
+    jsonschema.validate(document, report_schema(), cls=jsonschema.Draft202012Validator)

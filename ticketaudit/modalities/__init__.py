@@ -1,0 +1,45 @@
+"""Inputs as modalities: the audit asks the modality, never the kind of input, how rows become inputs.
+
+``choose_modality`` is the one place that decides which modality a model and its options call for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from .._validation import fail
+from .base import Modality
+
+if TYPE_CHECKING:
+    from ..tickets.load import LoadedModel
+
+__all__ = ["Modality", "choose_modality"]
+
+
+def choose_modality(dense: LoadedModel, *, target: str, sensitive: Sequence[str], features: list[str] | None,
+                    text: str | None) -> type[Modality]:
+    """The modality ``dense`` and the options call for, after checking that they agree (before any
+    row is read: the modality decides how the rows are read)."""
+    from ..tickets.huggingface import is_huggingface_module
+
+    is_hf = is_huggingface_module(dense.module)
+    if text is None:
+        if is_hf:
+            fail(f"'{dense.source}' is a Hugging Face text model: name the text column with --text COL.")
+        from .tabular import TabularModality
+
+        return TabularModality
+    if not is_hf:
+        fail(f"--text needs a Hugging Face model directory (config.json, model.safetensors and tokenizer files); "
+             f"'{dense.source}' is a tabular model. Leave --text out.")
+    if dense.tokenizer is None:
+        fail(f"'{dense.source}' has no tokenizer files (tokenizer.json or vocab.txt and tokenizer_config.json). "
+             "Save them beside the model with tokenizer.save_pretrained(directory).")
+    if features is not None:
+        fail("--features and --text cannot be combined: a text model reads only the text column.")
+    if text in sensitive or text == target:
+        fail(f"the text column '{text}' cannot also be the target or a sensitive column.")
+    from .text import TextModality
+
+    return TextModality

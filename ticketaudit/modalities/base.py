@@ -1,0 +1,60 @@
+"""What a kind of input owns: how table rows become model inputs, and which units explanations use."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from ..tickets.load import LoadedModel
+
+
+class Modality:
+    """How rows of the audit table become one model's inputs (tabular columns, text, later images).
+
+    Instances travel to every worker with the audit plan, so they must pickle.
+    """
+
+    name: ClassVar[str] = ""
+    prunable: ClassVar[bool] = False
+    """Whether ``ticketaudit prune`` and ``--alternatives`` can prune models of this kind."""
+    attributable: ClassVar[bool] = False
+    """Whether the attribution analysis can explain models of this kind."""
+    in_memory: ClassVar[bool] = False
+    """Whether the audit needs every row in one process (inputs padded to one length for the whole table)."""
+
+    @classmethod
+    def build(cls, dense: LoadedModel, *, probe: pd.DataFrame, target: str, features: list[str] | None,
+              text: str | None) -> Modality:
+        """The modality of ``dense`` with the options, checked on the first row ``probe``."""
+        raise NotImplementedError
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """The input units reported in the JSON (columns; the text column)."""
+        raise NotImplementedError
+
+    @property
+    def width(self) -> int:
+        """Values per row of a numeric input matrix (0 when inputs are not one matrix)."""
+        return 0
+
+    @property
+    def column_of_input(self) -> list[str]:
+        """For each model input, the human unit (raw column) it belongs to; attributions sum over it."""
+        return list(self.feature_names)
+
+    def inputs(self, frame: pd.DataFrame) -> Any:
+        """The model inputs of ``frame``'s rows."""
+        raise NotImplementedError
+
+    @property
+    def onehot_columns(self) -> list[str]:
+        """Raw columns encoded one category per input (values outside the categories are counted)."""
+        return []
+
+    def unseen(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Per one-hot column, each row's value the model has no category for (None where it has one)."""
+        raise NotImplementedError
