@@ -52,14 +52,32 @@ def main() -> None:
     groups = build_groups(frame, ["sex", "race"])
     predictions = predict_both(ModelRunner(dense.module, device=torch.device("cpu")),
                                ModelRunner(ticket.module, device=torch.device("cpu")), features, batch_size=4096)
-    inputs = AnalysisInputs(("<=50K", ">50K"), groups, 0.95, 30, 1000, 0, 10, labels=labels, predictions=predictions)
+    inputs = AnalysisInputs(
+        class_names=("<=50K", ">50K"),
+        groups=groups,
+        confidence=0.95,
+        min_group_size=30,
+        n_boot=1000,
+        seed=0,
+        ece_bins=10,
+        labels=labels,
+        predictions=predictions,
+    )
     settings = AttributionSettings(rows=args.rows, steps=args.steps)
     device = torch.device("cpu")
 
     def ours() -> None:
-        analyse_attributions(inputs, dense=dense.module, ticket=ticket.module, features=features,
-                             column_of_input=dense.preprocess.column_of_input, sensitive=["sex", "race"],
-                             settings=settings, batch_size=args.batch_size, device=device)
+        analyse_attributions(
+            inputs,
+            dense=dense.module,
+            ticket=ticket.module,
+            features=features,
+            column_of_input=dense.preprocess.column_of_input,
+            sensitive=["sex", "race"],
+            settings=settings,
+            batch_size=args.batch_size,
+            device=device,
+        )
 
     rows = stratified_sample(groups.stratum_of_row, groups.n_strata, rows=args.rows, seed=0)
     x = torch.as_tensor(features[rows], dtype=torch.float32)
@@ -71,10 +89,15 @@ def main() -> None:
             for module in (dense.module, ticket.module):
                 explainer = IntegratedGradients(copy.deepcopy(module).to(dtype))
                 for start in range(0, len(x), args.batch_size):
-                    batch = x[start:start + args.batch_size].to(dtype)
-                    explainer.attribute(batch, baselines=torch.zeros_like(batch[:1]),
-                                        target=target[start:start + args.batch_size], n_steps=args.steps,
-                                        internal_batch_size=args.batch_size, return_convergence_delta=True)
+                    batch = x[start : start + args.batch_size].to(dtype)
+                    explainer.attribute(
+                        batch,
+                        baselines=torch.zeros_like(batch[:1]),
+                        target=target[start : start + args.batch_size],
+                        n_steps=args.steps,
+                        internal_batch_size=args.batch_size,
+                        return_convergence_delta=True,
+                    )
 
     ours_seconds = best_of(args.repeats, ours)
     direct32 = best_of(args.repeats, lambda: direct(torch.float32))
@@ -88,9 +111,17 @@ def main() -> None:
     for n in (500, args.rows):
         small = AttributionSettings(rows=n, steps=args.steps)
         tracemalloc.start()
-        analyse_attributions(inputs, dense=dense.module, ticket=ticket.module, features=features,
-                             column_of_input=dense.preprocess.column_of_input, sensitive=["sex", "race"],
-                             settings=small, batch_size=args.batch_size, device=device)
+        analyse_attributions(
+            inputs,
+            dense=dense.module,
+            ticket=ticket.module,
+            features=features,
+            column_of_input=dense.preprocess.column_of_input,
+            sensitive=["sex", "race"],
+            settings=small,
+            batch_size=args.batch_size,
+            device=device,
+        )
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         print(f"peak traced memory, {n} rows: {peak / 2**20:.1f} MiB")

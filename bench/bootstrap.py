@@ -82,12 +82,27 @@ def main() -> None:
                             n_boot=args.fairlearn_boot, ci_quantiles=[0.025, 0.975], random_state=0)
 
     groups = build_groups(frame, ["sex", "race"])
-    inputs = AnalysisInputs(("<=50K", ">50K"), groups, 0.95, 30, args.ours_boot, 0, 10, labels=labels,
-                            predictions=predictions)
+    inputs = AnalysisInputs(
+        class_names=("<=50K", ">50K"),
+        groups=groups,
+        confidence=0.95,
+        min_group_size=30,
+        n_boot=args.ours_boot,
+        seed=0,
+        ece_bins=10,
+        labels=labels,
+        predictions=predictions,
+    )
 
     def ours_run() -> None:
-        cells = build_cells(labels=labels, proba_dense=predictions.proba_dense, proba_ticket=predictions.proba_ticket,
-                            stratum=groups.stratum_of_row, n_strata=groups.n_strata, bins=10)
+        cells = build_cells(
+            labels=labels,
+            proba_dense=predictions.proba_dense,
+            proba_ticket=predictions.proba_ticket,
+            stratum=groups.stratum_of_row,
+            n_strata=groups.n_strata,
+            bins=10,
+        )
         _bootstrap_metrics(inputs, cells, _membership(groups.groups, groups.n_strata))
 
     fair_seconds, ours_seconds = seconds(fairlearn_run), seconds(ours_run)
@@ -95,10 +110,14 @@ def main() -> None:
     fair_per = fair_seconds / args.fairlearn_boot
     ours_per = ours_seconds / args.ours_boot
     print(f"rows: {len(frame)}, groups: sex x race ({groups.n_strata} intersections), metrics: 4, models: 2")
-    print(f"fairlearn MetricFrame(n_boot={args.fairlearn_boot}) x 2 models: {fair_seconds:.2f} s, "
-          f"{fair_per * 1000:.1f} ms per replicate, peak traced memory {fair_peak / 2**20:.1f} MiB")
-    print(f"ticketaudit bootstrap (n_boot={args.ours_boot}, both models, {len(groups.groups) + 1} groups): "
-          f"{ours_seconds:.2f} s, {ours_per * 1000:.3f} ms per replicate, peak traced memory {ours_peak / 2**20:.1f} MiB")
+    print(
+        f"fairlearn MetricFrame(n_boot={args.fairlearn_boot}) x 2 models: {fair_seconds:.2f} s, "
+        f"{fair_per * 1000:.1f} ms per replicate, peak traced memory {fair_peak / 2**20:.1f} MiB"
+    )
+    print(
+        f"ticketaudit bootstrap (n_boot={args.ours_boot}, both models, {len(groups.groups) + 1} groups): "
+        f"{ours_seconds:.2f} s, {ours_per * 1000:.3f} ms per replicate, peak traced memory {ours_peak / 2**20:.1f} MiB"
+    )
     print(f"speed ratio (fairlearn / ticketaudit, per replicate): {fair_per / ours_per:.0f}x (target >= 50x)")
 
 

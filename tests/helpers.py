@@ -39,5 +39,14 @@ def synthetic_inputs(labels: np.ndarray, dense: np.ndarray, ticket: np.ndarray, 
                      n_classes: int = 2) -> AnalysisInputs:
     groups = build_groups(pd.DataFrame(sensitive), list(sensitive))
     predictions = Predictions(one_hot_proba(dense, n_classes), one_hot_proba(ticket, n_classes))
-    return AnalysisInputs(tuple(str(i) for i in range(n_classes)), groups, confidence, min_group_size, n_boot, seed, 10,
-                          labels=labels, predictions=predictions)
+    return AnalysisInputs(
+        class_names=tuple(str(i) for i in range(n_classes)),
+        groups=groups,
+        confidence=confidence,
+        min_group_size=min_group_size,
+        n_boot=n_boot,
+        seed=seed,
+        ece_bins=10,
+        labels=labels,
+        predictions=predictions,
+    )

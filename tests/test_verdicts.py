@@ -18,18 +18,32 @@ def _candidate(value: float, se: float, *, tolerance: float = 0.02, rows: int = 
         z = stats.z_value(conf)
         return value - z * se, value + z * se
 
-    return Candidate(name, "test", "g", "accuracy", value, tolerance, stats.normal_p_value(value, se), at, se,
-                      rows=rows, two_sided=two_sided)
+    return Candidate(
+        id=name,
+        description="test",
+        group="g",
+        metric="accuracy",
+        value=value,
+        tolerance=tolerance,
+        p_raw=stats.normal_p_value(value, se),
+        interval_at=at,
+        se=se,
+        rows=rows,
+        two_sided=two_sided,
+    )
 
 
-@pytest.mark.parametrize(("value", "se", "status"), [
-    (0.0, 0.002, "pass"),          # bound 0 + 1.645 * 0.002 << 0.02
-    (0.015, 0.001, "pass"),        # close to the tolerance but tightly measured
-    (0.01, 0.01, "inconclusive"),  # could be up to ~2.6 pts
-    (0.05, 0.005, "fail"),         # material and significant
-    (0.03, 0.02, "inconclusive"),  # material but not significant
-    (0.019, 0.004, "inconclusive"),  # significant (p ~ 2e-6) but not material, and not ruled out
-])
+@pytest.mark.parametrize(
+    ("value", "se", "status"),
+    [
+        (0.0, 0.002, "pass"),  # bound 0 + 1.645 * 0.002 << 0.02
+        (0.015, 0.001, "pass"),  # close to the tolerance but tightly measured
+        (0.01, 0.01, "inconclusive"),  # could be up to ~2.6 pts
+        (0.05, 0.005, "fail"),  # material and significant
+        (0.03, 0.02, "inconclusive"),  # material but not significant
+        (0.019, 0.004, "inconclusive"),  # significant (p ~ 2e-6) but not material, and not ruled out
+    ],
+)
 def test_each_outcome_follows_its_definition(value: float, se: float, status: str) -> None:
     (check,) = decide([_candidate(value, se)], confidence=0.95)
     assert check.status == status
@@ -46,8 +60,9 @@ def test_bounds_tighten_with_the_number_of_checks() -> None:
 
 
 def test_a_shift_either_way_passes_only_when_both_ends_are_within() -> None:
-    checks = decide([_candidate(-0.018, 0.002, two_sided=True), _candidate(0.0, 0.002, two_sided=True, name="d")],
-                     confidence=0.95)
+    checks = decide(
+        [_candidate(-0.018, 0.002, two_sided=True), _candidate(0.0, 0.002, two_sided=True, name="d")], confidence=0.95
+    )
     assert [c.status for c in checks] == ["inconclusive", "pass"]
 
 
@@ -85,7 +100,10 @@ def test_a_small_group_is_inconclusive_not_a_silent_pass() -> None:
     findings = group_findings(simulated_performance(simulated, policy=Policy()), checks, confidence=0.95)
     assert findings["group=small"]["status"] == "inconclusive"
     assert findings["group=small"]["rows_to_settle"] == small.rows_to_settle
-    assert findings["group=big"]["minimum_detectable_harm"]["accuracy"] < findings["group=small"]["minimum_detectable_harm"]["accuracy"]
+    assert (
+        findings["group=big"]["minimum_detectable_harm"]["accuracy"]
+        < findings["group=small"]["minimum_detectable_harm"]["accuracy"]
+    )
 
 
 def _tpr_drop_everywhere(rng: np.random.Generator, share: float) -> Simulated:
@@ -113,10 +131,17 @@ def test_tpr_drop_in_every_group_is_said_and_gated_when_asked() -> None:
 
 def test_harmless_ticket_with_tpr_gate_does_not_fail() -> None:
     rng = np.random.default_rng(2)
-    fails = sum(any(c.status == "fail" for c in gate(paired_predictions(rng, sizes={"a": 1500, "b": 1500}),
-                                                     policy=Policy(max_tpr_drop=0.03, max_fpr_rise=0.03,
-                                                                   max_selection_rate_change=0.03), seed=i))
-                for i in range(30))
+    fails = sum(
+        any(
+            c.status == "fail"
+            for c in gate(
+                paired_predictions(rng, sizes={"a": 1500, "b": 1500}),
+                policy=Policy(max_tpr_drop=0.03, max_fpr_rise=0.03, max_selection_rate_change=0.03),
+                seed=i,
+            )
+        )
+        for i in range(30)
+    )
     assert fails <= 3
 
 
@@ -127,14 +152,17 @@ def test_simulated_outcomes_quick() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("sizes", "psi", "key", "low", "high"), [
-    ({"a": 500, "b": 2500}, {"a": 0.02}, "check_pass", 0.0, 0.05),     # the equivalence test's size
-    ({"a": 2000, "b": 4000}, {"a": 0.02}, "check_pass", 0.0, 0.05),
-    ({"a": 2000, "b": 2000}, {}, "check_pass", 0.80, 1.0),             # harm 0, 2,000 rows per group
-    ({"a": 2000, "b": 2000}, {}, "any_fail", 0.0, 0.05),               # false fail
-    ({"a": 500, "b": 2500}, {"a": 0.05}, "check_fail", 0.90, 1.0),     # power, 5 pts in 500 rows
-    ({"a": 2000, "b": 18000}, {"a": 0.03}, "check_fail", 0.90, 1.0),   # power, 3 pts in 2,000 rows
-])
+@pytest.mark.parametrize(
+    ("sizes", "psi", "key", "low", "high"),
+    [
+        ({"a": 500, "b": 2500}, {"a": 0.02}, "check_pass", 0.0, 0.05),  # the equivalence test's size
+        ({"a": 2000, "b": 4000}, {"a": 0.02}, "check_pass", 0.0, 0.05),
+        ({"a": 2000, "b": 2000}, {}, "check_pass", 0.80, 1.0),  # harm 0, 2,000 rows per group
+        ({"a": 2000, "b": 2000}, {}, "any_fail", 0.0, 0.05),  # false fail
+        ({"a": 500, "b": 2500}, {"a": 0.05}, "check_fail", 0.90, 1.0),  # power, 5 pts in 500 rows
+        ({"a": 2000, "b": 18000}, {"a": 0.03}, "check_fail", 0.90, 1.0),  # power, 3 pts in 2,000 rows
+    ],
+)
 def test_simulated_outcome_rates_meet_their_targets(sizes, psi, key: str, low: float, high: float) -> None:
     runs = 300
     rate = outcome_rates(sizes, psi, group="a", runs=runs, seed=21)[key]
@@ -145,6 +173,7 @@ def test_simulated_outcome_rates_meet_their_targets(sizes, psi, key: str, low: f
 @pytest.mark.slow
 @pytest.mark.parametrize("sizes", [{"a": 500, "b": 2500}, {"a": 2000, "b": 18000}])
 def test_minimum_detectable_harm_matches_simulated_power(sizes) -> None:
-    crossing, reported = power_crossing(sizes, group="a", grid=np.round(np.arange(0.02, 0.0601, 0.005), 3),
-                                        runs=150, seed=5)
+    crossing, reported = power_crossing(
+        sizes, group="a", grid=np.round(np.arange(0.02, 0.0601, 0.005), 3), runs=150, seed=5
+    )
     assert np.isfinite(crossing) and abs(crossing - reported) <= 0.02, (crossing, reported)

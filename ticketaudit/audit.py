@@ -384,8 +384,15 @@ def _analyse(options: AuditOptions, loaded: _Loaded, planned: _Planned, state: A
     check_classes(class_counts, class_names, target=options.target)
     unseen = _unseen_categories(state.unseen, planned.rows, limit=options.max_unseen_share)
     policy = options.policy
-    settings = AnalysisSettings(class_names, planned.rows.groups, policy.confidence, policy.min_group_size,
-                                options.n_boot, options.seed, AuditConfig().ece_bins)
+    settings = AnalysisSettings(
+        class_names=class_names,
+        groups=planned.rows.groups,
+        confidence=policy.confidence,
+        min_group_size=policy.min_group_size,
+        n_boot=options.n_boot,
+        seed=options.seed,
+        ece_bins=AuditConfig().ece_bins,
+    )
     finish = FinishContext(audit=planned.context, settings=settings, cells=cells, results={})
     notes: list[str] = [*loaded.notes, *(_unseen_note(entry) for entry in unseen)]
     for analysis in loaded.analyses:
@@ -406,30 +413,63 @@ def _gate(policy: Policy, analyses: tuple[Analysis, ...], results: dict[str, Any
     return checks
 
 
-def _assemble(options: AuditOptions, loaded: _Loaded, planned: _Planned, analysed: _Analysed,
-              checks: tuple[Check, ...], *, alternatives: AlternativesResult | None) -> AuditResult:
+def _assemble(
+    options: AuditOptions,
+    loaded: _Loaded,
+    planned: _Planned,
+    analysed: _Analysed,
+    checks: tuple[Check, ...],
+    *,
+    alternatives: AlternativesResult | None,
+) -> AuditResult:
     """The result: verdict, checks, each analysis's result, the data summary and the provenance."""
     rows, policy, engine = planned.rows, options.policy, options.engine
     performance = analysed.results["metrics"]
     data_info = {
-        "rows": int(rows.total), "sha256": rows.sha256, "target": options.target,
-        "sensitive": list(options.sensitive), "features": list(planned.context.modality.feature_names),
+        "rows": int(rows.total),
+        "sha256": rows.sha256,
+        "target": options.target,
+        "sensitive": list(options.sensitive),
+        "features": list(planned.context.modality.feature_names),
         "classes": list(planned.class_names),
         "class_counts": {name: int(c) for name, c in zip(planned.class_names, analysed.class_counts)},
-        "split": options.split, "groups": [g.name for g in rows.groups.groups],
+        "split": options.split,
+        "groups": [g.name for g in rows.groups.groups],
         "unseen_categories": analysed.unseen,
     }
-    config = AuditConfig(seed=options.seed, n_boot=options.n_boot, batch_size=engine.batch_size,
-                         device=engine.device, max_rows=options.max_rows,  # type: ignore[arg-type]
-                         analyses=tuple(a.name for a in loaded.analyses), max_unseen_share=options.max_unseen_share)
+    config = AuditConfig(
+        seed=options.seed,
+        n_boot=options.n_boot,
+        batch_size=engine.batch_size,
+        device=engine.device,
+        max_rows=options.max_rows,  # type: ignore[arg-type]
+        analyses=tuple(a.name for a in loaded.analyses),
+        max_unseen_share=options.max_unseen_share,
+    )
     return AuditResult(
-        verdict=verdict_of(checks), checks=checks, dense=loaded.dense, ticket=loaded.ticket, data=data_info,
-        policy=policy, config=config, results=analysed.results, alternatives=alternatives, notes=tuple(analysed.notes),
-        created=options.created, findings=group_findings(performance, checks, confidence=policy.confidence),
+        verdict=verdict_of(checks),
+        checks=checks,
+        dense=loaded.dense,
+        ticket=loaded.ticket,
+        data=data_info,
+        policy=policy,
+        config=config,
+        results=analysed.results,
+        alternatives=alternatives,
+        notes=tuple(analysed.notes),
+        created=options.created,
+        findings=group_findings(performance, checks, confidence=policy.confidence),
         rate_shifts=rates_moved_together(performance),
-        provenance={"dense_source": loaded.dense.source, "ticket_source": loaded.ticket.source,
-                    "data_source": rows.source, "batch_size": engine.batch_size, "device": engine.device,
-                    "engine": engine.engine, "workers": engine.num_workers if engine.engine == "ray" else None})
+        provenance={
+            "dense_source": loaded.dense.source,
+            "ticket_source": loaded.ticket.source,
+            "data_source": rows.source,
+            "batch_size": engine.batch_size,
+            "device": engine.device,
+            "engine": engine.engine,
+            "workers": engine.num_workers if engine.engine == "ray" else None,
+        },
+    )
 
 
 _PATH = (str, Path)
@@ -484,10 +524,12 @@ def _unseen_categories(accumulated: UnseenCategories | None, rows: AuditRows, *,
     unseen = accumulated.summary(groups, rows.total)
     for entry in unseen:
         if entry["share"] > limit:
-            fail(f"{entry['rows']} of {rows.total} rows ({entry['share']:.1%}) have a value of column "
-                 f"'{entry['column']}' that the model has no category for ({_first_values(entry)}); they would be "
-                 f"audited as 'no category' (all zeros). Map the values to the model's categories (check letter case "
-                 f"and spelling against preprocess.json), or raise --max-unseen-share (now {limit:g}) to audit anyway.")
+            fail(
+                f"{entry['rows']} of {rows.total} rows ({entry['share']:.1%}) have a value of column "
+                f"'{entry['column']}' that the model has no category for ({_first_values(entry)}); they would be "
+                f"audited as 'no category' (all zeros). Map the values to the model's categories (check letter case "
+                f"and spelling against preprocess.json), or raise --max-unseen-share (now {limit:g}) to audit anyway."
+            )
     return unseen
 
 
@@ -498,13 +540,16 @@ def _first_values(entry: dict[str, Any]) -> str:
 
 def _unseen_note(entry: dict[str, Any]) -> str:
     worst = entry["groups"][0]
-    return (f"{entry['rows']} row(s) ({entry['share']:.1%}) have a value of '{entry['column']}' the model has no "
-            f"category for ({_first_values(entry)}); the model saw them as 'no category' (all zeros). Most affected "
-            f"group: {worst['group']} ({worst['share']:.1%} of its rows).")
+    return (
+        f"{entry['rows']} row(s) ({entry['share']:.1%}) have a value of '{entry['column']}' the model has no "
+        f"category for ({_first_values(entry)}); the model saw them as 'no category' (all zeros). Most affected "
+        f"group: {worst['group']} ({worst['share']:.1%} of its rows)."
+    )
 
 
-def _choose_analyses(requested: tuple[str, ...] | None, dense: LoadedModel, ticket: LoadedModel,
-                     modality: type[Modality]) -> tuple[tuple[Analysis, ...], list[str]]:
+def _choose_analyses(
+    requested: tuple[str, ...] | None, dense: LoadedModel, ticket: LoadedModel, modality: type[Modality]
+) -> tuple[tuple[Analysis, ...], list[str]]:
     """The analyses to run (those requested, checked against the models, or every default one that
     applies; required ones always) and a note for each skipped because the ticket's shapes differ."""
     chosen = []
@@ -520,12 +565,17 @@ def _choose_analyses(requested: tuple[str, ...] | None, dense: LoadedModel, tick
         chosen.append(analysis)
     if ticket.same_shape:
         return tuple(chosen), []
-    skipped = [f"{a.name} was skipped: {a.weight_wise}, and this ticket's shapes differ from the dense model's "
-               "(structured pruning or another architecture); the analyses of predictions ran."
-               for a in chosen if a.weight_wise]
+    skipped = [
+        f"{a.name} was skipped: {a.weight_wise}, and this ticket's shapes differ from the dense model's "
+        "(structured pruning or another architecture); the analyses of predictions ran."
+        for a in chosen
+        if a.weight_wise
+    ]
     kept = tuple(a for a in chosen if not a.weight_wise)
     if requested is not None and not [a for a in kept if a.name in requested]:
-        fail("the ticket's shapes differ from the dense model's, so only analyses of predictions can run ("
-             + ", ".join(a.name for a in registry.analyses() if not a.weight_wise)
-             + "); add one of them to --analyses.")
+        fail(
+            "the ticket's shapes differ from the dense model's, so only analyses of predictions can run ("
+            + ", ".join(a.name for a in registry.analyses() if not a.weight_wise)
+            + "); add one of them to --analyses."
+        )
     return kept, skipped

@@ -71,7 +71,7 @@ class Check:
                 "rows_to_settle": self.rows_to_settle}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Candidate:
     """A check before the family's decision: estimate, tolerance, raw p-value, interval at any confidence."""
 
@@ -104,12 +104,20 @@ def performance_candidates(policy: Policy, performance: PerformanceResult) -> li
         estimate = group.excess_drop
         assert estimate is not None
         counts, rest = group.accuracy_counts, group.complement_counts
-        candidates.append(Candidate(
-            f"group_excess_drop:{group.group}",
-            "Excess accuracy drop ψ (group's drop minus the overall drop)", group.group, "accuracy",
-            float(estimate.estimate), policy.max_group_excess_drop, float(estimate.p_value),
-            lambda conf, counts=counts, rest=rest: _bounds(excess_drop(counts, rest, confidence=conf)),
-            float(estimate.se), rows=group.n))
+        candidates.append(
+            Candidate(
+                id=f"group_excess_drop:{group.group}",
+                description="Excess accuracy drop ψ (group's drop minus the overall drop)",
+                group=group.group,
+                metric="accuracy",
+                value=float(estimate.estimate),
+                tolerance=policy.max_group_excess_drop,
+                p_raw=float(estimate.p_value),
+                interval_at=lambda conf, counts=counts, rest=rest: _bounds(excess_drop(counts, rest, confidence=conf)),
+                se=float(estimate.se),
+                rows=group.n,
+            )
+        )
         candidates += _rate_candidates(policy, group, performance.task)
     for gap in performance.gaps:
         if gap.metric in GAP_TOLERANCES:
@@ -135,14 +143,26 @@ def decide(candidates: list[Candidate], *, confidence: float) -> tuple[Check, ..
         pass_bound = max(-low, high) if candidate.two_sided else high
         equivalent = bool(np.isfinite(pass_bound) and pass_bound < tolerance)
         status: Status = "fail" if material and significant else "pass" if equivalent else "inconclusive"
-        checks.append(Check(
-            id=candidate.id, description=candidate.description, group=candidate.group, metric=candidate.metric,
-            value=value, tolerance=tolerance, interval=candidate.interval_at(simultaneous), p_value=float(p_adj),
-            p_value_raw=candidate.p_raw, material=material, significant=significant, status=status,
-            pass_bound=float(pass_bound),
-            minimum_detectable_harm=_detectable_harm(se, tolerance=tolerance, z_significant=z_significant),
-            rows=candidate.rows,
-            rows_to_settle=_rows_to_settle(candidate, z_significant, z_pass) if status == "inconclusive" else None))
+        checks.append(
+            Check(
+                id=candidate.id,
+                description=candidate.description,
+                group=candidate.group,
+                metric=candidate.metric,
+                value=value,
+                tolerance=tolerance,
+                interval=candidate.interval_at(simultaneous),
+                p_value=float(p_adj),
+                p_value_raw=candidate.p_raw,
+                material=material,
+                significant=significant,
+                status=status,
+                pass_bound=float(pass_bound),
+                minimum_detectable_harm=_detectable_harm(se, tolerance=tolerance, z_significant=z_significant),
+                rows=candidate.rows,
+                rows_to_settle=_rows_to_settle(candidate, z_significant, z_pass) if status == "inconclusive" else None,
+            )
+        )
     return tuple(checks)
 
 
@@ -173,9 +193,18 @@ def _overall_drop(policy: Policy, performance: PerformanceResult) -> Candidate:
         return _bounds(stats.paired_difference(counts.c, counts.b, counts.n, confidence=conf))
 
     drop = stats.paired_difference(counts.c, counts.b, counts.n, confidence=performance.confidence)
-    return Candidate("overall_accuracy_drop", "Overall accuracy drop from dense to ticket", None, "accuracy",
-                      float(drop.estimate), policy.max_overall_accuracy_drop, float(drop.p_value), at,
-                      float(drop.se), rows=counts.n)
+    return Candidate(
+        id="overall_accuracy_drop",
+        description="Overall accuracy drop from dense to ticket",
+        group=None,
+        metric="accuracy",
+        value=float(drop.estimate),
+        tolerance=policy.max_overall_accuracy_drop,
+        p_raw=float(drop.p_value),
+        interval_at=at,
+        se=float(drop.se),
+        rows=counts.n,
+    )
 
 
 RATE_CHECKS = {  # policy key: (metric, sign turning the ticket-minus-dense delta into harm, two-sided, words)
@@ -191,19 +220,37 @@ def _rate_candidates(policy: Policy, group: GroupMetrics, task: str) -> list[Can
     for key, (metric, sign, two_sided, words) in RATE_CHECKS.items():
         tolerance = getattr(policy, key)
         comparison = group.metrics.get(metric)
-        if (tolerance is None or task != "binary" or comparison is None or comparison.insufficient
-                or not np.isfinite(comparison.delta)):
+        if (
+            tolerance is None
+            or task != "binary"
+            or comparison is None
+            or comparison.insufficient
+            or not np.isfinite(comparison.delta)
+        ):
             continue
         se = _se_from_interval(comparison.ci, confidence=policy.confidence)
         centre = sign * (comparison.ci[0] + comparison.ci[1]) / 2
-        out.append(Candidate(f"{key.removeprefix('max_')}:{group.group}", words, group.group, metric,
-                              sign * comparison.delta, tolerance, stats.normal_p_value(centre, se),
-                              _normal_interval(centre, se), se, rows=comparison.domain, two_sided=two_sided))
+        out.append(
+            Candidate(
+                id=f"{key.removeprefix('max_')}:{group.group}",
+                description=words,
+                group=group.group,
+                metric=metric,
+                value=sign * comparison.delta,
+                tolerance=tolerance,
+                p_raw=stats.normal_p_value(centre, se),
+                interval_at=_normal_interval(centre, se),
+                se=se,
+                rows=comparison.domain,
+                two_sided=two_sided,
+            )
+        )
     return out
 
 
 def _normal_interval(centre: float, se: float) -> Any:
     """``interval_at(confidence)`` for a normal estimate: centre +- z * se."""
+
     def at(conf: float) -> tuple[float, float]:
         z = stats.z_value(conf)
         return centre - z * se, centre + z * se
@@ -216,30 +263,64 @@ def _se_from_interval(ci: tuple[float, float], *, confidence: float) -> float:
     return (ci[1] - ci[0]) / (2 * stats.z_value(confidence))
 
 
-def replicate_candidate(check_id: str, description: str, group: str | None, metric: str, value: float,
-                         tolerance: float, replicates: np.ndarray) -> Candidate:
+def replicate_candidate(
+    check_id: str,
+    description: str,
+    group: str | None,
+    metric: str,
+    value: float,
+    tolerance: float,
+    replicates: np.ndarray,
+) -> Candidate:
     """A check from bootstrap replicates: standard error with a normal reference, which stays smooth
     at the small per-check levels that multiplicity control asks for."""
     se = stats.bootstrap_se(replicates)
-    return Candidate(check_id, description, group, metric, value, tolerance, stats.normal_p_value(value, se),
-                      _normal_interval(value, se), se)
+    return Candidate(
+        id=check_id,
+        description=description,
+        group=group,
+        metric=metric,
+        value=value,
+        tolerance=tolerance,
+        p_raw=stats.normal_p_value(value, se),
+        interval_at=_normal_interval(value, se),
+        se=se,
+    )
 
 
 def _gap_candidate(policy: Policy, gap: Gap) -> Candidate:
     label = {"accuracy": "Accuracy", "tpr": "True-positive-rate", "fpr": "False-positive-rate"}[gap.metric]
-    return replicate_candidate(f"{gap.metric}_gap_widening:{gap.attribute}", f"{label} gap widening (max − min over groups)",
-                                gap.attribute, gap.metric, gap.widening, getattr(policy, GAP_TOLERANCES[gap.metric]),
-                                gap.replicates)
+    return replicate_candidate(
+        f"{gap.metric}_gap_widening:{gap.attribute}",
+        f"{label} gap widening (max − min over groups)",
+        gap.attribute,
+        gap.metric,
+        gap.widening,
+        getattr(policy, GAP_TOLERANCES[gap.metric]),
+        gap.replicates,
+    )
 
 
 def insufficient_check(performance: PerformanceResult) -> Check:
     """With ``on_insufficient = "fail"``: fail when any group is too small to be gated."""
     small = [g.group for g in performance.subgroups if g.insufficient]
     nan = float("nan")
-    return Check(id="insufficient_groups", description="Groups too small to audit (policy on_insufficient = \"fail\")",
-                 group=", ".join(small) or None, metric="n", value=float(len(small)), tolerance=0.0,
-                 interval=(nan, nan), p_value=nan, p_value_raw=nan, material=bool(small), significant=bool(small),
-                 status="fail" if small else "pass", pass_bound=nan, minimum_detectable_harm=nan)
+    return Check(
+        id="insufficient_groups",
+        description='Groups too small to audit (policy on_insufficient = "fail")',
+        group=", ".join(small) or None,
+        metric="n",
+        value=float(len(small)),
+        tolerance=0.0,
+        interval=(nan, nan),
+        p_value=nan,
+        p_value_raw=nan,
+        material=bool(small),
+        significant=bool(small),
+        status="fail" if small else "pass",
+        pass_bound=nan,
+        minimum_detectable_harm=nan,
+    )
 
 
 def verdict_of(checks: tuple[Check, ...]) -> Status:
@@ -247,8 +328,9 @@ def verdict_of(checks: tuple[Check, ...]) -> Status:
     return min((c.status for c in checks), key=STATUS_ORDER.__getitem__, default="pass")
 
 
-def group_findings(performance: PerformanceResult, checks: tuple[Check, ...], *,
-                   confidence: float) -> dict[str, dict[str, Any]]:
+def group_findings(
+    performance: PerformanceResult, checks: tuple[Check, ...], *, confidence: float
+) -> dict[str, dict[str, Any]]:
     """Per group: its status (the worst of its checks, or ``insufficient``), the accuracy / TPR / FPR
     harm the audit would catch with 80% power at its size (with the same multiplicity as the gate), and
     the rows that would settle its inconclusive checks."""
@@ -268,14 +350,18 @@ def group_findings(performance: PerformanceResult, checks: tuple[Check, ...], *,
             if gated:
                 detectable[metric] = number(min(c.minimum_detectable_harm for c in gated))
             elif comparison is not None and not comparison.insufficient and all(np.isfinite(comparison.ci)):
-                harm = _detectable_harm(_se_from_interval(comparison.ci, confidence=confidence), tolerance=0.0,
-                                        z_significant=z_significant)
+                harm = _detectable_harm(
+                    _se_from_interval(comparison.ci, confidence=confidence), tolerance=0.0, z_significant=z_significant
+                )
                 detectable[metric] = number(harm) if harm < 1 else None  # no change of a rate that size exists
             else:
                 detectable[metric] = None
         settle = [c.rows_to_settle for c in own if c.rows_to_settle is not None]
-        findings[group.group] = {"status": status, "minimum_detectable_harm": detectable,
-                                 "rows_to_settle": max(settle) if settle else None}
+        findings[group.group] = {
+            "status": status,
+            "minimum_detectable_harm": detectable,
+            "rows_to_settle": max(settle) if settle else None,
+        }
     return findings
 
 
@@ -293,15 +379,28 @@ def rates_moved_together(performance: PerformanceResult) -> tuple[dict[str, Any]
         if overall is None or not all(np.isfinite(overall.ci)) or overall.ci[0] <= 0 <= overall.ci[1]:
             continue
         sign = 1.0 if overall.delta > 0 else -1.0
-        judged = [g.metrics[metric] for g in performance.subgroups
-                  if not g.insufficient and metric in g.metrics and not g.metrics[metric].insufficient
-                  and np.isfinite(g.metrics[metric].delta)]
+        judged = [
+            g.metrics[metric]
+            for g in performance.subgroups
+            if not g.insufficient
+            and metric in g.metrics
+            and not g.metrics[metric].insufficient
+            and np.isfinite(g.metrics[metric].delta)
+        ]
         moved = [m for m in judged if sign * m.delta > 0]
         if judged and len(moved) * 2 > len(judged):
-            out.append({"metric": metric, "words": RATE_WORDS[metric], "direction": "rose" if sign > 0 else "fell",
-                        "overall": number(overall.delta), "overall_ci": interval(*overall.ci),
-                        "groups": len(moved), "of": len(judged),
-                        "significant": sum(1 for m in moved if (m.ci[0] > 0 if sign > 0 else m.ci[1] < 0)),
-                        "smallest": number(min((m.delta for m in moved), key=abs)),
-                        "largest": number(max((m.delta for m in moved), key=abs))})
+            out.append(
+                {
+                    "metric": metric,
+                    "words": RATE_WORDS[metric],
+                    "direction": "rose" if sign > 0 else "fell",
+                    "overall": number(overall.delta),
+                    "overall_ci": interval(*overall.ci),
+                    "groups": len(moved),
+                    "of": len(judged),
+                    "significant": sum(1 for m in moved if (m.ci[0] > 0 if sign > 0 else m.ci[1] < 0)),
+                    "smallest": number(min((m.delta for m in moved), key=abs)),
+                    "largest": number(max((m.delta for m in moved), key=abs)),
+                }
+            )
     return tuple(out)

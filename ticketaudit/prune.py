@@ -26,7 +26,7 @@ from .tickets.huggingface import is_huggingface_module
 SCHEMA_VERSION = "1.0"
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
 class PruneResult:
     """The alternatives found for a dense model; ``to_dict()`` is the JSON ``ticketaudit prune`` writes."""
 
@@ -82,7 +82,9 @@ def prune(*, dense: nn.Module | str | Path, data: pd.DataFrame | str | Path, tar
         batch_size=batch_size, explicit_methods=method_list != ["all"])
     data_info = {"rows": int(len(table.frame)), "sha256": table.sha256, "target": target,
                  "sensitive": sensitive_columns, "train_rows": None if train_frame is None else int(len(train_frame))}
-    return PruneResult(alternatives, loaded, settings, data_info, seed, policy or Policy())
+    return PruneResult(
+        alternatives=alternatives, dense=loaded, settings=settings, data=data_info, seed=seed, policy=policy or Policy()
+    )
 
 
 def candidate_files(result: PruneResult, out: Path) -> dict[Path, bytes]:
@@ -97,15 +99,23 @@ def candidate_files(result: PruneResult, out: Path) -> dict[Path, bytes]:
             continue
         directory = out / slug(candidate.name)
         # the candidate's own weights, always: a recovered candidate is not the dense model x its mask
-        files.update(bundle_files(directory, candidate.module, mask=candidate.mask,
-                                  architecture=config["architecture"] if config else None,
-                                  arguments=config.get("arguments", {}) if config else None,
-                                  labels=result.dense.labels, preprocess=result.dense.preprocess))
+        files.update(
+            bundle_files(
+                directory,
+                candidate.module,
+                mask=candidate.mask,
+                architecture=config["architecture"] if config else None,
+                arguments=config.get("arguments", {}) if config else None,
+                labels=result.dense.labels,
+                preprocess=result.dense.preprocess,
+            )
+        )
     return files
 
 
-def write_prune(result: PruneResult, out: Path, *, command: str | None = None,
-                inputs: Mapping[str, object] | None = None) -> None:
+def write_prune(
+    result: PruneResult, out: Path, *, command: str | None = None, inputs: Mapping[str, object] | None = None
+) -> None:
     """Every candidate's bundle, alternatives.html and alternatives.json, written together (all or none),
     never over one of ``inputs`` (by option)."""
     from .report.render import render_prune  # the report layer (jinja2) only when writing

@@ -63,9 +63,17 @@ def simulated_performance(simulated: Simulated, *, policy: Policy, n_boot: int =
                           seed: int = 0) -> PerformanceResult:
     """The performance analysis of a simulation (counts-based point estimates: fast and equal)."""
     groups = build_groups(pd.DataFrame({"group": simulated.group}), ["group"])
-    inputs = AnalysisInputs(("0", "1"), groups, policy.confidence, policy.min_group_size, n_boot, seed, 10,
-                            labels=simulated.labels,
-                            predictions=Predictions(one_hot(simulated.dense), one_hot(simulated.ticket)))
+    inputs = AnalysisInputs(
+        class_names=("0", "1"),
+        groups=groups,
+        confidence=policy.confidence,
+        min_group_size=policy.min_group_size,
+        n_boot=n_boot,
+        seed=seed,
+        ece_bins=10,
+        labels=simulated.labels,
+        predictions=Predictions(one_hot(simulated.dense), one_hot(simulated.ticket)),
+    )
     return analyse_performance(inputs, point_estimates="counts")
 
 
@@ -74,8 +82,15 @@ def gate(simulated: Simulated, *, policy: Policy, n_boot: int = 200, seed: int =
     return evaluate_policy(policy, simulated_performance(simulated, policy=policy, n_boot=n_boot, seed=seed))
 
 
-def outcome_rates(sizes: Mapping[str, int], excess_drop: Mapping[str, float], *, group: str, runs: int,
-                  seed: int, policy: Policy | None = None) -> dict[str, float]:
+def outcome_rates(
+    sizes: Mapping[str, int],
+    excess_drop: Mapping[str, float],
+    *,
+    group: str,
+    runs: int,
+    seed: int,
+    policy: Policy | None = None,
+) -> dict[str, float]:
     """Over ``runs`` simulations: how often ``group``'s excess-drop check passes and fails, how often the
     whole verdict passes and any check fails, and the mean minimum detectable harm it reported."""
     policy = policy or Policy()
@@ -93,8 +108,9 @@ def outcome_rates(sizes: Mapping[str, int], excess_drop: Mapping[str, float], *,
     return {**{k: v / runs for k, v in counts.items()}, "minimum_detectable_harm": float(np.mean(detectable))}
 
 
-def power_crossing(sizes: Mapping[str, int], *, group: str, grid: np.ndarray, runs: int, seed: int,
-                   power: float = 0.8) -> tuple[float, float]:
+def power_crossing(
+    sizes: Mapping[str, int], *, group: str, grid: np.ndarray, runs: int, seed: int, power: float = 0.8
+) -> tuple[float, float]:
     """(the excess drop at which ``group``'s check fails in ``power`` of simulations, the mean minimum
     detectable harm the audit reported there), both interpolated linearly on ``grid``; NaN if the
     grid does not bracket the crossing."""
@@ -105,5 +121,7 @@ def power_crossing(sizes: Mapping[str, int], *, group: str, grid: np.ndarray, ru
     if fails[above] < power or above == 0:
         return float("nan"), float("nan")
     t = (power - fails[above - 1]) / (fails[above] - fails[above - 1])
-    return (float(grid[above - 1] + t * (grid[above] - grid[above - 1])),
-            float(reported[above - 1] + t * (reported[above] - reported[above - 1])))
+    return (
+        float(grid[above - 1] + t * (grid[above] - grid[above - 1])),
+        float(reported[above - 1] + t * (reported[above] - reported[above - 1])),
+    )

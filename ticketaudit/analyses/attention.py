@@ -22,7 +22,7 @@ from .._validation import fail
 from ..tickets.mask import Mask
 from . import stats
 from .attention_capture import AttentionRecorder, LayerAttention
-from .base import AnalysisInputs, AnalysisSettings, interval, number
+from .base import AnalysisInputs, AnalysisSettings, Estimate, interval, number
 from .predict import Features
 from .streaming import BootstrapSums
 
@@ -94,22 +94,7 @@ def compare_layer(dense: LayerAttention, ticket: LayerAttention) -> tuple[torch.
     return _compare(dense, ticket, torch.float32)
 
 
-@dataclass(frozen=True)
-class Estimate:
-    """A mean with its bootstrap interval (and, for differences, a p-value for 'no change')."""
-
-    value: float
-    ci: tuple[float, float]
-    p_value: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"value": number(self.value), "ci": interval(*self.ci)}
-        if self.p_value is not None:
-            out["p_value"] = number(self.p_value)
-        return out
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class HeadComparison:
     """One layer x head: entropy of both models, the paired change, and JS divergence between them."""
 
@@ -131,7 +116,7 @@ class HeadComparison:
                 "p_value": number(self.delta.p_value), "js": number(self.js), "significant": self.significant}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GroupAttention:
     """A group's head-averaged entropy in both models, its change, and the change relative to the rest."""
 
@@ -154,7 +139,7 @@ class GroupAttention:
                           for d, t, x, lo, hi in self.heads]}
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class AttentionResult:
     """Everything the attention section shows; ``interaction_replicates`` feeds the optional policy check."""
 
@@ -312,11 +297,11 @@ def summarise_attention(sums: BootstrapSums, inputs: AnalysisSettings, *, source
         heads = tuple((float(d), float(t), float(t - d), float(lo), float(hi))
                       for d, t, lo, hi in zip(dense_h[keep], ticket_h[keep], low, high))
         result = GroupAttention(
-            name, attribute, int(n), n < inputs.min_group_size,
-            _estimate(pair[0], pair_boot[:, 0], confidence, test=False),
-            _estimate(pair[1], pair_boot[:, 1], confidence, test=False),
-            _estimate(delta, delta_boot, confidence, test=True),
-            _estimate(inter, inter_boot, confidence, test=True), heads)
+            group=name, attribute=attribute, n=int(n), insufficient=n < inputs.min_group_size,
+            dense=_estimate(pair[0], pair_boot[:, 0], confidence, test=False),
+            ticket=_estimate(pair[1], pair_boot[:, 1], confidence, test=False),
+            delta=_estimate(delta, delta_boot, confidence, test=True),
+            interaction=_estimate(inter, inter_boot, confidence, test=True), heads=heads)
         return result, inter_boot
 
     overall, _ = group_summary("overall", "", all_strata)
@@ -347,35 +332,88 @@ def summarise_attention(sums: BootstrapSums, inputs: AnalysisSettings, *, source
             significant = ""
             if keep[col] and adjusted[col] < alpha:
                 significant = "fell" if deltas[col] < 0 else "rose"
-            heads.append(HeadComparison(layer, head, not keep[col], float(dense_h[col]), float(ticket_h[col]),
-                                        Estimate(float(deltas[col]), (float(lows[col]), float(highs[col])), float(adjusted[col])),
-                                        float(js_h[col]), significant))
+            heads.append(
+                HeadComparison(
+                    layer=layer,
+                    head=head,
+                    pruned=not keep[col],
+                    dense=float(dense_h[col]),
+                    ticket=float(ticket_h[col]),
+                    delta=Estimate(float(deltas[col]), (float(lows[col]), float(highs[col])), float(adjusted[col])),
+                    js=float(js_h[col]),
+                    significant=significant,
+                )
+            )
         index += count
     return AttentionResult(
-        source, tuple(layer_names), tuple(heads_per_layer), int(n), tuple(heads), overall, tuple(layer_js),
-        sum(h.significant == "fell" for h in heads), sum(h.significant == "rose" for h in heads), tuple(groups),
-        confidence, replicates)
+        source=source,
+        layer_names=tuple(layer_names),
+        heads_per_layer=tuple(heads_per_layer),
+        rows=int(n),
+        heads=tuple(heads),
+        overall=overall,
+        layer_js=tuple(layer_js),
+        fell=sum(h.significant == "fell" for h in heads),
+        rose=sum(h.significant == "rose" for h in heads),
+        groups=tuple(groups),
+        confidence=confidence,
+        interaction_replicates=replicates,
+    )
 
 
-def analyse_attention(inputs: AnalysisInputs, *, dense: nn.Module, ticket: nn.Module, ticket_mask: Mask,
-                      features: Features, device: torch.device, batch_size: int,
-                      progress: Callable[[int], None] | None = None) -> AttentionResult:
+def analyse_attention(
+    inputs: AnalysisInputs,
+    *,
+    dense: nn.Module,
+    ticket: nn.Module,
+    ticket_mask: Mask,
+    features: Features,
+    device: torch.device,
+    batch_size: int,
+    progress: Callable[[int], None] | None = None,
+) -> AttentionResult:
     """Stream both models' attention over ``features`` and compare them per layer x head x group."""
     dense_recorder = AttentionRecorder(dense, device=device)
     ticket_recorder = AttentionRecorder(ticket, device=device)
     sums, heads_per_layer = stream_attention(
-        dense_recorder, ticket_recorder, features, strata=inputs.groups.stratum_of_row,
-        n_strata=inputs.groups.n_strata, n_boot=inputs.n_boot, seed=inputs.seed, batch_size=batch_size,
-        progress=progress)
-    return attention_from_sums(inputs.settings, sums, ticket=ticket, ticket_mask=ticket_mask, source=dense_recorder.kind,
-                               recorded_names=dense_recorder.layer_names, heads_per_layer=heads_per_layer)
+        dense_recorder,
+        ticket_recorder,
+        features,
+        strata=inputs.groups.stratum_of_row,
+        n_strata=inputs.groups.n_strata,
+        n_boot=inputs.n_boot,
+        seed=inputs.seed,
+        batch_size=batch_size,
+        progress=progress,
+    )
+    return attention_from_sums(
+        inputs.settings,
+        sums,
+        ticket=ticket,
+        ticket_mask=ticket_mask,
+        source=dense_recorder.kind,
+        recorded_names=dense_recorder.layer_names,
+        heads_per_layer=heads_per_layer,
+    )
 
 
-def attention_from_sums(settings: AnalysisSettings, sums: BootstrapSums, *, ticket: nn.Module, ticket_mask: Mask,
-                        source: str, recorded_names: list[str], heads_per_layer: list[int]) -> AttentionResult:
+def attention_from_sums(
+    settings: AnalysisSettings,
+    sums: BootstrapSums,
+    *,
+    ticket: nn.Module,
+    ticket_mask: Mask,
+    source: str,
+    recorded_names: list[str],
+    heads_per_layer: list[int],
+) -> AttentionResult:
     """``analyse_attention`` from merged sums: what chunked and sharded audits use."""
-    names = recorded_names if len(recorded_names) == len(heads_per_layer) else [
-        f"layer {i}" for i in range(len(heads_per_layer))]
+    names = (
+        recorded_names
+        if len(recorded_names) == len(heads_per_layer)
+        else [f"layer {i}" for i in range(len(heads_per_layer))]
+    )
     pruned = pruned_heads(ticket, ticket_mask, source=source, layer_names=names, heads_per_layer=heads_per_layer)
-    return summarise_attention(sums, settings, source=source, layer_names=names, heads_per_layer=heads_per_layer,
-                               pruned=pruned)
+    return summarise_attention(
+        sums, settings, source=source, layer_names=names, heads_per_layer=heads_per_layer, pruned=pruned
+    )

@@ -83,7 +83,7 @@ class Comparison:
                 "ci": interval(*self.ci)}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GroupAttribution:
     """Agreement of the two models' explanations within one group (or overall)."""
 
@@ -107,7 +107,7 @@ class GroupAttribution:
                 "sensitive_share": self.sensitive_share.to_dict(), "proxy_share": self.proxy_share.to_dict()}
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class AttributionResult:
     """What each model relies on, per raw feature and per group."""
 
@@ -441,9 +441,18 @@ def attributions_from_sample(inputs: AnalysisSettings, sample: RowSample, moment
         sensitive_share, sensitive_reps = comparison("sensitive_dense", "sensitive_ticket", member)
         proxy_share, _ = comparison("proxy_dense", "proxy_ticket", member)
         return GroupAttribution(
-            name, int(member.sum()), cosine, tuple(map(float, stats.percentile_interval(cos_reps, confidence=confidence))),
-            spearman, tuple(map(float, stats.percentile_interval(sp_reps, confidence=confidence))), jaccard,
-            top_d, top_t, sensitive_share, proxy_share), sensitive_reps
+            group=name,
+            rows=int(member.sum()),
+            cosine=cosine,
+            cosine_ci=tuple(map(float, stats.percentile_interval(cos_reps, confidence=confidence))),
+            spearman=spearman,
+            spearman_ci=tuple(map(float, stats.percentile_interval(sp_reps, confidence=confidence))),
+            top_k_jaccard=jaccard,
+            top_dense=top_d,
+            top_ticket=top_t,
+            sensitive_share=sensitive_share,
+            proxy_share=proxy_share,
+        ), sensitive_reps
 
     everyone = np.ones(len(rows), dtype=bool)
     overall, sensitive_reps = summarise("overall", everyone)
@@ -452,18 +461,45 @@ def attributions_from_sample(inputs: AnalysisSettings, sample: RowSample, moment
     for j, column in enumerate(columns):
         d_mean, d_reps = mean_and_reps(magnitude["dense"][:, j], everyone)
         t_mean, t_reps = mean_and_reps(magnitude["ticket"][:, j], everyone)
-        feature_rows.append((column, Comparison(d_mean, t_mean, t_mean - d_mean, tuple(map(
-            float, stats.percentile_interval(t_reps - d_reps, confidence=confidence))))))
+        feature_rows.append(
+            (
+                column,
+                Comparison(
+                    d_mean,
+                    t_mean,
+                    t_mean - d_mean,
+                    tuple(map(float, stats.percentile_interval(t_reps - d_reps, confidence=confidence))),
+                ),
+            )
+        )
     feature_rows.sort(key=lambda item: (-max(item[1].dense, item[1].ticket), item[0]))
     disagreements = []
     order = np.lexsort((rows, np.nan_to_num(per_row["cosine"], nan=2.0)))
     for i in order[:MAX_DISAGREEMENTS]:
-        disagreements.append({"row": int(rows[i]), "group": groups.strata_names[sample_strata[i]],
-                              "cosine": number(round(float(per_row["cosine"][i]), 6)),
-                              "top_dense": list(top(magnitude["dense"][i])[:3]),
-                              "top_ticket": list(top(magnitude["ticket"][i])[:3])})
+        disagreements.append(
+            {
+                "row": int(rows[i]),
+                "group": groups.strata_names[sample_strata[i]],
+                "cosine": number(round(float(per_row["cosine"][i]), 6)),
+                "top_dense": list(top(magnitude["dense"][i])[:3]),
+                "top_ticket": list(top(magnitude["ticket"][i])[:3]),
+            }
+        )
     return AttributionResult(
-        settings.method, settings.target, "zeros" if settings.method != "gradient-shap"
-        else "20 rows of the sample", settings.steps, settings.top_k, len(rows), int(population.sum()), tuple(sensitive),
-        settings.proxies, auto, convergence or None, tuple(feature_rows), overall, group_results,
-        tuple(disagreements), sensitive_reps)
+        method=settings.method,
+        target=settings.target,
+        baseline="zeros" if settings.method != "gradient-shap" else "20 rows of the sample",
+        steps=settings.steps,
+        top_k=settings.top_k,
+        sample_rows=len(rows),
+        population_rows=int(population.sum()),
+        sensitive=tuple(sensitive),
+        proxies=settings.proxies,
+        auto_proxies=auto,
+        convergence_delta=convergence or None,
+        features=tuple(feature_rows),
+        overall=overall,
+        groups=group_results,
+        disagreements=tuple(disagreements),
+        sensitive_replicates=sensitive_reps,
+    )

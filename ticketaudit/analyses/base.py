@@ -50,7 +50,22 @@ def interval(low: Any, high: Any) -> list[float | None]:
     return [number(low), number(high)]
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True)
+class Estimate:
+    """One estimated quantity: its value, its interval and, for a change, the p-value of 'no change'."""
+
+    value: float
+    ci: tuple[float, float]
+    p_value: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"value": number(self.value), "ci": interval(*self.ci)}
+        if self.p_value is not None:
+            out["p_value"] = number(self.p_value)
+        return out
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
 class AnalysisSettings:
     """What every analysis needs besides the rows: classes, groups and the statistical settings."""
 

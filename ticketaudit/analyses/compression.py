@@ -11,7 +11,7 @@ from ..tickets.mask import Mask, binary_entropy_bits, prunable_parameters
 from .base import number
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LayerCompression:
     name: str
     shape: tuple[int, ...]
@@ -67,10 +67,21 @@ def analyse_compression(mask: Mask, model: torch.nn.Module) -> CompressionResult
         kept = int(tensor.sum())
         density = kept / total
         entropy = binary_entropy_bits(density)
-        layers.append(LayerCompression(name, tuple(tensor.shape), total, kept, density, entropy,
-                                       float(total * bits), float(kept * bits + total * entropy)))
+        layers.append(
+            LayerCompression(
+                name=name,
+                shape=tuple(tensor.shape),
+                parameters=total,
+                kept=kept,
+                density=density,
+                mask_entropy_bits=entropy,
+                dense_bits=float(total * bits),
+                ticket_bits=float(kept * bits + total * entropy),
+            )
+        )
     dense_bits = sum(layer.dense_bits for layer in layers)
     ticket_bits = sum(layer.ticket_bits for layer in layers)
     total = sum(layer.parameters for layer in layers)
-    return CompressionResult(tuple(layers), bits, sum(layer.kept for layer in layers) / total if total else 1.0,
-                             dense_bits, ticket_bits)
+    return CompressionResult(
+        tuple(layers), bits, sum(layer.kept for layer in layers) / total if total else 1.0, dense_bits, ticket_bits
+    )

@@ -15,7 +15,7 @@ from .cells import CellTable, build_cells
 MAX_EXAMPLES = 10
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FlipRate:
     group: str
     attribute: str
@@ -114,7 +114,16 @@ def disagreement_from_cells(settings: AnalysisSettings, cells: CellTable, exampl
         low, high = stats.wilson_interval(k, n, confidence=settings.confidence)
         r = k / n
         over = r / overall_rate if overall_rate > 0 else float("nan")
-        return FlipRate(name, attribute, n, k, r, (float(low), float(high)), over, n < settings.min_group_size)
+        return FlipRate(
+            group=name,
+            attribute=attribute,
+            n=n,
+            flips=k,
+            rate=r,
+            ci=(float(low), float(high)),
+            over_representation=over,
+            insufficient=n < settings.min_group_size,
+        )
 
     overall = rate("overall", "overall", list(range(groups.n_strata)))
     per_group = tuple(rate(g.name, g.attribute, list(g.strata)) for g in groups.groups)
@@ -122,5 +131,6 @@ def disagreement_from_cells(settings: AnalysisSettings, cells: CellTable, exampl
     correct = {m: float((cells.counts * flipped * (parts[m] == parts["label"])).sum()) for m in ("dense", "ticket")}
     dense_acc = correct["dense"] / n_flips if n_flips else float("nan")
     ticket_acc = correct["ticket"] / n_flips if n_flips else float("nan")
-    return DisagreementResult(overall, per_group, dense_acc, ticket_acc,
-                              examples.to_dicts(settings.class_names, groups.strata_names))
+    return DisagreementResult(
+        overall, per_group, dense_acc, ticket_acc, examples.to_dicts(settings.class_names, groups.strata_names)
+    )

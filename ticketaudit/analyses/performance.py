@@ -49,7 +49,7 @@ def _class_recall(y_true: np.ndarray, y_pred: np.ndarray, *, label: int, sample_
                               sample_weight=sample_weight)[0])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MetricComparison:
     """One metric of one group: both models, the paired delta (ticket - dense) and its interval."""
 
@@ -80,7 +80,7 @@ class PairedCounts:
     n: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GroupMetrics:
     """Everything measured on one group (or on all rows, for ``overall``)."""
 
@@ -110,7 +110,7 @@ class GroupMetrics:
         return out
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class Gap:
     """max - min of a metric over an attribute's sufficient groups, for both models."""
 
@@ -134,7 +134,7 @@ class Gap:
                 "ticket_extremes": {"max": self.ticket_extremes[0], "min": self.ticket_extremes[1]}}
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class PerformanceResult:
     """Per-group comparison of both models with intervals; ``overall`` is the whole data."""
 
@@ -274,8 +274,18 @@ def performance_from_cells(inputs: AnalysisSettings, cells: CellTable, *,
         insufficient = domain < (inputs.min_group_size if metric in ("accuracy", "ece", "selection_rate") else MIN_RATE_DOMAIN)
         if np.isnan(dense_v) or np.isnan(ticket_v):
             ci, p = (float("nan"), float("nan")), float("nan")
-        return MetricComparison(dense_v, ticket_v, ticket_v - dense_v, ci, method, p, dense_ci, ticket_ci,
-                                domain, bool(insufficient))
+        return MetricComparison(
+            dense=dense_v,
+            ticket=ticket_v,
+            delta=ticket_v - dense_v,
+            ci=ci,
+            ci_method=method,
+            p_value=p,
+            dense_ci=dense_ci,
+            ticket_ci=ticket_ci,
+            domain=domain,
+            insufficient=bool(insufficient),
+        )
 
     metric_names = list(sklearn_metrics(n_classes)) + ["ece"]
     if n_classes > 2:
@@ -283,23 +293,50 @@ def performance_from_cells(inputs: AnalysisSettings, cells: CellTable, *,
     results = []
     for g in range(len(names)):
         row = observed[g]
-        acc = PairedCounts(int(layout.column(row, "paired:accuracy:b")), int(layout.column(row, "paired:accuracy:c")),
-                           int(layout.column(row, "n")))
-        metrics = {m: comparison(g, m) if m != "macro_recall" else _macro(g, observed_metrics, boot, row, layout, confidence)
-                   for m in metric_names}
+        acc = PairedCounts(
+            int(layout.column(row, "paired:accuracy:b")),
+            int(layout.column(row, "paired:accuracy:c")),
+            int(layout.column(row, "n")),
+        )
+        metrics = {
+            m: comparison(g, m) if m != "macro_recall" else _macro(g, observed_metrics, boot, row, layout, confidence)
+            for m in metric_names
+        }
         complement = excess = None
         if names[g] != "overall":
             rest = total - row
-            complement = PairedCounts(int(layout.column(rest, "paired:accuracy:b")),
-                                      int(layout.column(rest, "paired:accuracy:c")), int(layout.column(rest, "n")))
+            complement = PairedCounts(
+                int(layout.column(rest, "paired:accuracy:b")),
+                int(layout.column(rest, "paired:accuracy:c")),
+                int(layout.column(rest, "n")),
+            )
             excess = excess_drop(acc, complement, confidence=confidence)
         positives = int(layout.column(row, "support:1")) if n_classes == 2 else int(layout.column(row, "n"))
-        results.append(GroupMetrics(names[g], attributes[g], acc.n, positives, acc.n < inputs.min_group_size,
-                                    metrics, acc, complement, excess, stats.mcnemar_p_value(acc.b, acc.c)))
+        results.append(
+            GroupMetrics(
+                group=names[g],
+                attribute=attributes[g],
+                n=acc.n,
+                positives=positives,
+                insufficient=acc.n < inputs.min_group_size,
+                metrics=metrics,
+                accuracy_counts=acc,
+                complement_counts=complement,
+                excess_drop=excess,
+                mcnemar_p=stats.mcnemar_p_value(acc.b, acc.c),
+            )
+        )
     overall = results.pop()
     gaps = _gaps(results, boot, inputs, n_classes)
-    return PerformanceResult("binary" if n_classes == 2 else "multiclass", inputs.class_names, confidence,
-                             inputs.n_boot, overall, tuple(results), gaps)
+    return PerformanceResult(
+        task="binary" if n_classes == 2 else "multiclass",
+        classes=inputs.class_names,
+        confidence=confidence,
+        n_boot=inputs.n_boot,
+        overall=overall,
+        subgroups=tuple(results),
+        gaps=gaps,
+    )
 
 
 def _defined(frame_value: float | None, counts_value: float) -> float:
@@ -326,16 +363,33 @@ def _precision_domain(row: np.ndarray, layout: Any) -> float:
     return float(min(layout.column(row, "dense:pred:1"), layout.column(row, "ticket:pred:1")))
 
 
-def _macro(g: int, observed: dict[str, dict[str, np.ndarray]], boot: dict[str, dict[str, np.ndarray]],
-           row: np.ndarray, layout: Any, confidence: float) -> MetricComparison:
+def _macro(
+    g: int,
+    observed: dict[str, dict[str, np.ndarray]],
+    boot: dict[str, dict[str, np.ndarray]],
+    row: np.ndarray,
+    layout: Any,
+    confidence: float,
+) -> MetricComparison:
     dense_v, ticket_v = float(observed["dense"]["macro_recall"][g]), float(observed["ticket"]["macro_recall"][g])
     delta_boot = boot["ticket"]["macro_recall"][:, g] - boot["dense"]["macro_recall"][:, g]
     ci = tuple(map(float, stats.percentile_interval(delta_boot, confidence=confidence)))
     return MetricComparison(
-        dense_v, ticket_v, ticket_v - dense_v, ci, "bootstrap-percentile", float(stats.bootstrap_p_value(delta_boot)),
-        tuple(map(float, stats.percentile_interval(boot["dense"]["macro_recall"][:, g], confidence=confidence))),
-        tuple(map(float, stats.percentile_interval(boot["ticket"]["macro_recall"][:, g], confidence=confidence))),
-        int(layout.column(row, "n")), False)
+        dense=dense_v,
+        ticket=ticket_v,
+        delta=ticket_v - dense_v,
+        ci=ci,
+        ci_method="bootstrap-percentile",
+        p_value=float(stats.bootstrap_p_value(delta_boot)),
+        dense_ci=tuple(
+            map(float, stats.percentile_interval(boot["dense"]["macro_recall"][:, g], confidence=confidence))
+        ),
+        ticket_ci=tuple(
+            map(float, stats.percentile_interval(boot["ticket"]["macro_recall"][:, g], confidence=confidence))
+        ),
+        domain=int(layout.column(row, "n")),
+        insufficient=False,
+    )
 
 
 def excess_drop(group: PairedCounts, complement: PairedCounts, *, confidence: float) -> stats.PairedDifference:
@@ -357,16 +411,23 @@ def _spread(replicates: np.ndarray) -> np.ndarray:
         return np.nanmax(replicates, 1) - np.nanmin(replicates, 1)
 
 
-def _gaps(results: list[GroupMetrics], boot: dict[str, dict[str, np.ndarray]], inputs: AnalysisSettings,
-          n_classes: int) -> tuple[Gap, ...]:
+def _gaps(
+    results: list[GroupMetrics], boot: dict[str, dict[str, np.ndarray]], inputs: AnalysisSettings, n_classes: int
+) -> tuple[Gap, ...]:
     gaps = []
     metrics = GAP_METRICS[2] if n_classes == 2 else GAP_METRICS["multi"]
     attributes = list(dict.fromkeys(r.attribute for r in results))
     for attribute in attributes:
         for metric in metrics:
-            members = [i for i, r in enumerate(results) if r.attribute == attribute and not r.insufficient
-                       and not r.metrics[metric].insufficient and not np.isnan(r.metrics[metric].dense)
-                       and not np.isnan(r.metrics[metric].ticket)]
+            members = [
+                i
+                for i, r in enumerate(results)
+                if r.attribute == attribute
+                and not r.insufficient
+                and not r.metrics[metric].insufficient
+                and not np.isnan(r.metrics[metric].dense)
+                and not np.isnan(r.metrics[metric].ticket)
+            ]
             if len(members) < 2:
                 continue
             dense_values = np.array([results[i].metrics[metric].dense for i in members])
@@ -378,8 +439,19 @@ def _gaps(results: list[GroupMetrics], boot: dict[str, dict[str, np.ndarray]], i
             reps = _spread(ticket_reps) - _spread(dense_reps)
             low, high = stats.percentile_interval(reps, confidence=inputs.confidence)
             names = tuple(results[i].group for i in members)
-            gaps.append(Gap(attribute, metric, names, float(d_gap), float(t_gap), float(t_gap - d_gap),
-                            (float(low), float(high)), float(stats.bootstrap_p_value(reps)),
-                            (names[int(np.argmax(dense_values))], names[int(np.argmin(dense_values))]),
-                            (names[int(np.argmax(ticket_values))], names[int(np.argmin(ticket_values))]), reps))
+            gaps.append(
+                Gap(
+                    attribute=attribute,
+                    metric=metric,
+                    groups=names,
+                    dense=float(d_gap),
+                    ticket=float(t_gap),
+                    widening=float(t_gap - d_gap),
+                    ci=(float(low), float(high)),
+                    p_value=float(stats.bootstrap_p_value(reps)),
+                    dense_extremes=(names[int(np.argmax(dense_values))], names[int(np.argmin(dense_values))]),
+                    ticket_extremes=(names[int(np.argmax(ticket_values))], names[int(np.argmin(ticket_values))]),
+                    replicates=reps,
+                )
+            )
     return tuple(gaps)

@@ -32,7 +32,7 @@ def wilson_interval(k: np.ndarray | float, n: np.ndarray | float, *, confidence:
     return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PairedDifference:
     """Estimate, interval and two-sided p-value of a paired difference of proportions."""
 
@@ -58,12 +58,19 @@ def paired_difference(b: np.ndarray, c: np.ndarray, n: np.ndarray, *, confidence
         centre = p_c - p_b
         se = np.sqrt((p_b + p_c - centre**2) / (n + 2))
         p_value = 2 * special.ndtr(-np.abs(centre) / se)
-    return PairedDifference(estimate, centre, se, np.clip(centre - z * se, -1, 1), np.clip(centre + z * se, -1, 1),
-                            p_value)
+    return PairedDifference(
+        estimate=estimate,
+        centre=centre,
+        se=se,
+        low=np.clip(centre - z * se, -1, 1),
+        high=np.clip(centre + z * se, -1, 1),
+        p_value=p_value,
+    )
 
 
-def difference_of_differences(first: PairedDifference, second: PairedDifference, *, scale: np.ndarray,
-                              confidence: float) -> PairedDifference:
+def difference_of_differences(
+    first: PairedDifference, second: PairedDifference, *, scale: np.ndarray, confidence: float
+) -> PairedDifference:
     """``scale * (first - second)`` for two independent paired differences (MOVER with Wald parts)."""
     z = z_value(confidence)
     estimate = scale * (first.estimate - second.estimate)
@@ -71,7 +78,9 @@ def difference_of_differences(first: PairedDifference, second: PairedDifference,
     se = scale * np.sqrt(first.se**2 + second.se**2)
     with np.errstate(invalid="ignore", divide="ignore"):
         p_value = 2 * special.ndtr(-np.abs(centre) / se)
-    return PairedDifference(estimate, centre, se, centre - z * se, centre + z * se, p_value)
+    return PairedDifference(
+        estimate=estimate, centre=centre, se=se, low=centre - z * se, high=centre + z * se, p_value=p_value
+    )
 
 
 def mcnemar_p_value(b: int, c: int) -> float:
@@ -146,8 +155,9 @@ def percentile_interval(replicates: np.ndarray, *, confidence: float, axis: int 
     return np.where(all_nan, np.nan, low), np.where(all_nan, np.nan, high)
 
 
-def stratified_multinomial(counts: np.ndarray, stratum_of_cell: np.ndarray, *, n_strata: int, n_boot: int,
-                           seed: int, chunk: int = 128) -> Iterator[np.ndarray]:
+def stratified_multinomial(
+    counts: np.ndarray, stratum_of_cell: np.ndarray, *, n_strata: int, n_boot: int, seed: int, chunk: int = 128
+) -> Iterator[np.ndarray]:
     """Yield (replicates, cells) resampled counts, ``chunk`` replicates at a time.
 
     Within each stratum the cells are drawn multinomially with the stratum's size: the same

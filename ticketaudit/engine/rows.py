@@ -18,7 +18,7 @@ from .sources import FileSource, is_file_table, open_source, read_fragment
 
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class AuditRows:
     """The audit rows (a frame in memory, or files and their work items) and what the first pass found."""
 
@@ -61,8 +61,15 @@ def open_rows(data: pd.DataFrame | str | Path, *, engine: str, split: str | None
         table = load_table(data, split=split, max_rows=max_rows, text_columns=text_columns)
         scan = scan_frame(table.frame, sensitive)
         groups, population = _groups([scan], sensitive)
-        return AuditRows(len(table.frame), groups, population, table.frame.iloc[:1], table.sha256, table.source,
-                         frame=table.frame)
+        return AuditRows(
+            total=len(table.frame),
+            groups=groups,
+            population=population,
+            probe=table.frame.iloc[:1],
+            sha256=table.sha256,
+            source=table.source,
+            frame=table.frame,
+        )
     assert isinstance(data, (str, Path))
     source = open_source(data, text_columns=(*text_columns, *([split.partition("=")[0]] if split else [])))
     check_columns("sensitive", sensitive, list(source.columns))
@@ -74,29 +81,60 @@ def open_rows(data: pd.DataFrame | str | Path, *, engine: str, split: str | None
     scans = [scan_fragment(source, fragment, sensitive=sensitive, split=split) for fragment in source.fragments]
     items = plan_work(source.fragments, [scan.rows for scan in scans], max_rows=max_rows)
     if not items:
-        fail(f"--split {split}: no row has {split.replace('=', ' = ', 1)}." if split and sum(s.rows for s in scans) == 0
-             else f"data '{source.name}' has no rows (a header alone is not enough).")
+        fail(
+            f"--split {split}: no row has {split.replace('=', ' = ', 1)}."
+            if split and sum(s.rows for s in scans) == 0
+            else f"data '{source.name}' has no rows (a header alone is not enough)."
+        )
     kept = []
     for item in items:
         scan = scans[item.fragment.index]
-        kept.append(scan if item.limit == scan.rows else scan_fragment(
-            source, item.fragment, sensitive=sensitive, split=split, limit=item.limit))
+        kept.append(
+            scan
+            if item.limit == scan.rows
+            else scan_fragment(source, item.fragment, sensitive=sensitive, split=split, limit=item.limit)
+        )
     groups, population = _groups(kept, sensitive)
     probe = select_rows(read_fragment(source, items[0].fragment), split=split).iloc[:1]
-    return AuditRows(sum(item.limit for item in items), groups, population, probe, source.sha256(), source.name,
-                     files=source, items=tuple(items))
+    return AuditRows(
+        total=sum(item.limit for item in items),
+        groups=groups,
+        population=population,
+        probe=probe,
+        sha256=source.sha256(),
+        source=source.name,
+        files=source,
+        items=tuple(items),
+    )
 
 
-def run_shards(plan: AuditPlan, rows: AuditRows, *, engine: str, split: str | None, ray_address: str | None,
-               num_workers: int, gpus_per_worker: float, progress: Callable[[int], None] | None = None) -> AuditState:
+def run_shards(
+    plan: AuditPlan,
+    rows: AuditRows,
+    *,
+    engine: str,
+    split: str | None,
+    ray_address: str | None,
+    num_workers: int,
+    gpus_per_worker: float,
+    progress: Callable[[int], None] | None = None,
+) -> AuditState:
     """Every row through both models into merged accumulators: in this process or on Ray workers."""
     if rows.frame is not None:
         return ShardAuditor(plan).audit_frame(rows.frame, first_row=0, progress=progress)
     assert rows.files is not None
     items = list(rows.items)
     if engine == "ray":
-        state = run_ray(plan, rows.files, items, split=split, address=ray_address, num_workers=num_workers,
-                        gpus_per_worker=gpus_per_worker, progress=progress)
+        state = run_ray(
+            plan,
+            rows.files,
+            items,
+            split=split,
+            address=ray_address,
+            num_workers=num_workers,
+            gpus_per_worker=gpus_per_worker,
+            progress=progress,
+        )
     else:
         state = run_local(plan, rows.files, items, split=split, progress=progress)
     assert state is not None

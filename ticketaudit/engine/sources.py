@@ -32,7 +32,7 @@ class Fragment:
     row_group: int | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FileSource:
     """The files of an audit table, checked to share one schema, and their fragments."""
 
@@ -104,7 +104,14 @@ def open_source(source: str | Path, *, text_columns: tuple[str, ...] = ()) -> Fi
         columns, fragments = _parquet_fragments(files)
     else:
         columns, fragments = _text_fragments(files, sep="," if kind == "csv" else "\t")
-    return FileSource(str(source), kind, tuple(files), columns, tuple(fragments), text_columns)
+    return FileSource(
+        name=str(source),
+        kind=kind,
+        files=tuple(files),
+        columns=columns,
+        fragments=tuple(fragments),
+        text_columns=text_columns,
+    )
 
 
 def _parquet_fragments(files: list[str]) -> tuple[tuple[str, ...], list[Fragment]]:
@@ -117,14 +124,18 @@ def _parquet_fragments(files: list[str]) -> tuple[tuple[str, ...], list[Fragment
             metadata = pq.ParquetFile(f).metadata
             schema = metadata.schema.to_arrow_schema()
         except Exception as error:  # pyarrow raises many types for corrupt files
-            fail(f"data file '{f}' is not a readable Parquet file ({type(error).__name__}). Re-export it or "
-                 "remove it from the dataset.")
+            fail(
+                f"data file '{f}' is not a readable Parquet file ({type(error).__name__}). Re-export it or "
+                "remove it from the dataset."
+            )
         schema = schema.remove_metadata()
         if first_schema is None:
             first_schema, first_file = schema, f
         elif not schema.equals(first_schema):
-            fail(f"Parquet files '{first_file}' and '{f}' have different schemas ({_schema_difference(first_schema, schema)}). "
-                 "Write every file of the dataset with the same columns and types.")
+            fail(
+                f"Parquet files '{first_file}' and '{f}' have different schemas ({_schema_difference(first_schema, schema)}). "
+                "Write every file of the dataset with the same columns and types."
+            )
         fragments += [Fragment(len(fragments) + i, f, i) for i in range(metadata.num_row_groups)]
     assert first_schema is not None
     columns = tuple(first_schema.names)
@@ -138,8 +149,14 @@ def _schema_difference(first: object, second: object) -> str:
     b = {field.name: str(field.type) for field in second}  # type: ignore[attr-defined]
     missing, extra = [c for c in a if c not in b], [c for c in b if c not in a]
     if missing or extra:
-        return "; ".join(part for part in (f"missing {', '.join(missing)}" if missing else "",
-                                          f"extra {', '.join(extra)}" if extra else "") if part)
+        return "; ".join(
+            part
+            for part in (
+                f"missing {', '.join(missing)}" if missing else "",
+                f"extra {', '.join(extra)}" if extra else "",
+            )
+            if part
+        )
     changed = [f"{c}: {a[c]} vs {b[c]}" for c in a if a[c] != b[c]]
     return ", ".join(changed) if changed else "column order differs"
 
@@ -153,8 +170,10 @@ def _text_fragments(files: list[str], *, sep: str) -> tuple[tuple[str, ...], lis
         if header is None:
             header, first_file = columns, f
         elif columns != header:
-            fail(f"files '{first_file}' and '{f}' have different header rows. Write every file of the dataset "
-                 "with the same columns.")
+            fail(
+                f"files '{first_file}' and '{f}' have different header rows. Write every file of the dataset "
+                "with the same columns."
+            )
     assert header is not None
     return header, [Fragment(i, f, None) for i, f in enumerate(files)]
 
@@ -168,13 +187,20 @@ def read_fragment(source: FileSource, fragment: Fragment, *, columns: list[str] 
             table = pq.ParquetFile(fragment.path).read_row_group(fragment.row_group or 0, columns=columns)
             frame = table.to_pandas()
         except Exception as error:  # pyarrow raises many types for corrupt pages
-            fail(f"data file '{fragment.path}' is corrupt: row group {fragment.row_group} cannot be read "
-                 f"({type(error).__name__}: {first_line(error, 200)}). "
-                 "Re-export it or remove it from the dataset.")
+            fail(
+                f"data file '{fragment.path}' is corrupt: row group {fragment.row_group} cannot be read "
+                f"({type(error).__name__}: {first_line(error, 200)}). "
+                "Re-export it or remove it from the dataset."
+            )
     else:
         path = Path(fragment.path)
-        frame = _read_text_table(path, sep="," if source.kind == "csv" else "\t", source=str(path),
-                                 head=_head(path, gz=False), text_columns=source.text_columns)
+        frame = _read_text_table(
+            path,
+            sep="," if source.kind == "csv" else "\t",
+            source=str(path),
+            head=_head(path, gz=False),
+            text_columns=source.text_columns,
+        )
         if columns is not None:
             frame = frame[columns]
     frame.columns = [str(c) for c in frame.columns]

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .._validation import check_int, fail
-from ..analyses.base import AnalysisInputs, interval, number
+from ..analyses.base import AnalysisInputs, Estimate, interval, number
 from ..analyses.performance import PerformanceResult, analyse_performance
 from ..analyses.predict import ModelRunner, Predictions
 from ..checks import evaluate_policy
@@ -72,16 +72,7 @@ class PruneSettings:
                 fail(f"--data-fractions values must be shares of the training rows in (0, 1], got {value}.")
 
 
-@dataclass(frozen=True)
-class Estimate:
-    value: float
-    ci: tuple[float, float]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"value": number(self.value), "ci": interval(*self.ci)}
-
-
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class Candidate:
     """One candidate ticket, measured against the dense model on the evaluation rows."""
 
@@ -130,7 +121,7 @@ class SweepPoint:
                                self.group_drop.items()}}
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class AlternativesResult:
     """Candidates compared on the same evaluation rows, the sweep, and the recommendation."""
 
@@ -198,21 +189,47 @@ def _summarise(name: str, method: str, recover_name: str, seed: int | None, spar
     checks = evaluate_policy(policy, performance)
     w = worst.metrics["accuracy"]
     return Candidate(
-        name, method, recover_name, seed, sparsity, float(overall.ticket),
-        Estimate(float(overall.delta), tuple(map(float, overall.ci))), worst.group,  # type: ignore[arg-type]
-        Estimate(float(w.ticket), tuple(map(float, w.ticket_ci))),  # type: ignore[arg-type]
-        Estimate(float(widest.widening), widest.ci) if widest is not None else Estimate(float("nan"), (np.nan, np.nan)),
-        (largest[0], Estimate(float(largest[1].estimate), (float(largest[1].low), float(largest[1].high))))
-        if largest is not None else None,
-        {g.group: float(g.metrics["accuracy"].ticket) for g in performance.subgroups},
-        all(c.passed for c in checks), tuple(c.id for c in checks if not c.passed), None, mask, module)
+        name=name,
+        method=method,
+        recover=recover_name,
+        seed=seed,
+        sparsity=sparsity,
+        accuracy=float(overall.ticket),
+        accuracy_delta=Estimate(float(overall.delta), tuple(map(float, overall.ci))),
+        worst_group=worst.group,  # type: ignore[arg-type]
+        worst_group_accuracy=Estimate(float(w.ticket), tuple(map(float, w.ticket_ci))),  # type: ignore[arg-type]
+        gap_widening=Estimate(float(widest.widening), widest.ci)
+        if widest is not None
+        else Estimate(float("nan"), (np.nan, np.nan)),
+        max_excess_drop=(
+            largest[0],
+            Estimate(float(largest[1].estimate), (float(largest[1].low), float(largest[1].high))),
+        )
+        if largest is not None
+        else None,
+        group_accuracy={g.group: float(g.metrics["accuracy"].ticket) for g in performance.subgroups},
+        passes=all(c.passed for c in checks),
+        failed_checks=tuple(c.id for c in checks if not c.passed),
+        saved_to=None,
+        mask=mask,
+        module=module,
+    )
 
 
 class _Evaluator:
     """Runs the dense model once on the evaluation rows; measures any candidate against it."""
 
-    def __init__(self, dense: ModelRunner, rows: _Rows, *, sensitive: list[str], policy: Policy, n_boot: int,
-                 seed: int, batch_size: int) -> None:
+    def __init__(
+        self,
+        dense: ModelRunner,
+        rows: _Rows,
+        *,
+        sensitive: list[str],
+        policy: Policy,
+        n_boot: int,
+        seed: int,
+        batch_size: int,
+    ) -> None:
         self.rows, self.policy, self.batch_size = rows, policy, batch_size
         self.device = dense.device
         self.dense_proba = dense.probabilities(rows.features, batch_size=batch_size)
@@ -223,9 +240,17 @@ class _Evaluator:
         return ModelRunner(module, device=self.device).probabilities(self.rows.features, batch_size=self.batch_size)
 
     def performance(self, proba: np.ndarray) -> PerformanceResult:
-        inputs = AnalysisInputs(self.rows.class_names, self.groups, self.policy.confidence,
-                                self.policy.min_group_size, self.n_boot, self.seed, AuditConfig().ece_bins,
-                                labels=self.rows.labels, predictions=Predictions(self.dense_proba, proba))
+        inputs = AnalysisInputs(
+            class_names=self.rows.class_names,
+            groups=self.groups,
+            confidence=self.policy.confidence,
+            min_group_size=self.policy.min_group_size,
+            n_boot=self.n_boot,
+            seed=self.seed,
+            ece_bins=AuditConfig().ece_bins,
+            labels=self.rows.labels,
+            predictions=Predictions(self.dense_proba, proba),
+        )
         return analyse_performance(inputs)
 
 
@@ -240,18 +265,33 @@ def _schedule(target: float | dict[str, float], rounds: int, r: int) -> float | 
     return 1 - (1 - target) ** (r / rounds)
 
 
-def find_ticket(method: str, dense: nn.Module, *, sparsity: float | dict[str, float], calibration: Calibration,
-                settings: PruneSettings, seed: int, min_group_rows: int) -> tuple[nn.Module, Mask]:
+def find_ticket(
+    method: str,
+    dense: nn.Module,
+    *,
+    sparsity: float | dict[str, float],
+    calibration: Calibration,
+    settings: PruneSettings,
+    seed: int,
+    min_group_rows: int,
+) -> tuple[nn.Module, Mask]:
     """``settings.rounds`` rounds of: choose the mask, rewind (to the dense weights, or not), recover."""
     mask: Mask | None = None
     current = dense
     recovery = RecoverySettings(epochs=settings.epochs, seed=seed)
     for r in range(1, settings.rounds + 1):
-        mask = choose_mask(method, current, sparsity=_schedule(sparsity, settings.rounds, r), calibration=calibration,
-                           min_group_rows=min_group_rows, previous=mask if method != "structured" else None)
+        mask = choose_mask(
+            method,
+            current,
+            sparsity=_schedule(sparsity, settings.rounds, r),
+            calibration=calibration,
+            min_group_rows=min_group_rows,
+            previous=mask if method != "structured" else None,
+        )
         start = dense if settings.rewind_to == "dense" else current
-        current = recover(mask.apply(start), mask, dense=dense, data=calibration, method=settings.recover,
-                          settings=recovery)
+        current = recover(
+            mask.apply(start), mask, dense=dense, data=calibration, method=settings.recover, settings=recovery
+        )
     assert mask is not None
     return mask.apply(current), mask
 
@@ -259,19 +299,35 @@ def find_ticket(method: str, dense: nn.Module, *, sparsity: float | dict[str, fl
 def check_training_data(settings: PruneSettings, *, frame: pd.DataFrame, train_frame: pd.DataFrame | None) -> None:
     """Recovery needs training data, and training data must have the audit data's columns."""
     if settings.recover != "none" and train_frame is None:
-        fail(f"--recover {settings.recover} fine-tunes, which needs training data: pass --train-data TABLE "
-             "(rows not used to compare the candidates), or use --recover none for mask-only methods.")
+        fail(
+            f"--recover {settings.recover} fine-tunes, which needs training data: pass --train-data TABLE "
+            "(rows not used to compare the candidates), or use --recover none for mask-only methods."
+        )
     if train_frame is not None:
         missing = [c for c in list(frame.columns) if c not in train_frame.columns]
         if missing:
-            fail(f"the training data has different columns from the audit data: '{missing[0]}' is missing. "
-                 "Give training data with the same columns.")
+            fail(
+                f"the training data has different columns from the audit data: '{missing[0]}' is missing. "
+                "Give training data with the same columns."
+            )
 
 
-def find_alternatives(dense: LoadedModel, *, frame: pd.DataFrame, target: str, sensitive: list[str],
-                      features: list[str] | None, settings: PruneSettings, policy: Policy, seed: int, n_boot: int,
-                      train_frame: pd.DataFrame | None = None, audited: LoadedModel | None = None,
-                      batch_size: int = 1024, explicit_methods: bool = True) -> AlternativesResult:
+def find_alternatives(
+    dense: LoadedModel,
+    *,
+    frame: pd.DataFrame,
+    target: str,
+    sensitive: list[str],
+    features: list[str] | None,
+    settings: PruneSettings,
+    policy: Policy,
+    seed: int,
+    n_boot: int,
+    train_frame: pd.DataFrame | None = None,
+    audited: LoadedModel | None = None,
+    batch_size: int = 1024,
+    explicit_methods: bool = True,
+) -> AlternativesResult:
     """Every method's candidate(s) and the audited ticket, compared on the same evaluation rows."""
     notes: list[str] = []
     check_training_data(settings, frame=frame, train_frame=train_frame)
@@ -280,72 +336,127 @@ def find_alternatives(dense: LoadedModel, *, frame: pd.DataFrame, target: str, s
         split = "training data chose masks and fine-tuned; the audit data compares the candidates"
     else:
         calibration_frame, evaluation_frame = split_by_group(frame, sensitive, seed=seed)
-        split = ("no training data given: the audit data was split by group into a calibration half (masks, "
-                 "fine-tuning) and an evaluation half (this comparison)")
+        split = (
+            "no training data given: the audit data was split by group into a calibration half (masks, "
+            "fine-tuning) and an evaluation half (this comparison)"
+        )
     methods = list(settings.methods)
     if "structured" in methods and not linear_chain(dense.module):
         if explicit_methods and list(settings.methods) != list(METHODS):
-            fail("structured pruning needs a model whose weight matrices form a chain of nn.Linear layers (an "
-                 "MLP); this model has none. Choose an unstructured --method.")
+            fail(
+                "structured pruning needs a model whose weight matrices form a chain of nn.Linear layers (an "
+                "MLP); this model has none. Choose an unstructured --method."
+            )
         methods.remove("structured")
         notes.append("structured pruning was skipped: the model's weights do not form a chain of nn.Linear layers.")
     dense_runner = ModelRunner(dense.module, device=torch.device("cpu"))
     n_outputs = dense_runner.output_width(
-        build_features(evaluation_frame.iloc[:1], target=target, features=features, preprocess=dense.preprocess)[0])
+        build_features(evaluation_frame.iloc[:1], target=target, features=features, preprocess=dense.preprocess)[0]
+    )
     if n_outputs < 2:
-        fail("pruning alternatives need a model with one logit per class (2 or more outputs); this model has a "
-             "single output (a sigmoid head). Audit it without --alternatives, or prune a model with a softmax head.")
+        fail(
+            "pruning alternatives need a model with one logit per class (2 or more outputs); this model has a "
+            "single output (a sigmoid head). Audit it without --alternatives, or prune a model with a softmax head."
+        )
     evaluation = _rows(evaluation_frame, dense=dense, target=target, features=features, n_outputs=n_outputs)
     calibration_rows = _rows(calibration_frame, dense=dense, target=target, features=features, n_outputs=n_outputs)
     calibration_groups = build_groups(calibration_frame, sensitive)
-    calibration = Calibration(torch.tensor(calibration_rows.features, dtype=torch.float32),
-                              torch.tensor(calibration_rows.labels), calibration_groups.stratum_of_row,
-                              calibration_groups.strata_names)
-    evaluator = _Evaluator(dense_runner, evaluation, sensitive=sensitive, policy=policy, n_boot=n_boot, seed=seed,
-                           batch_size=batch_size)
+    calibration = Calibration(
+        torch.tensor(calibration_rows.features, dtype=torch.float32),
+        torch.tensor(calibration_rows.labels),
+        calibration_groups.stratum_of_row,
+        calibration_groups.strata_names,
+    )
+    evaluator = _Evaluator(
+        dense_runner, evaluation, sensitive=sensitive, policy=policy, n_boot=n_boot, seed=seed, batch_size=batch_size
+    )
     if settings.sparsity is not None:
         sparsity: float | dict[str, float] = settings.sparsity
         overall = settings.sparsity
     elif audited is not None and not audited.same_shape:
         sparsity = overall = 1 - audited.nonzero_weights / dense.weights
         if not 0 < sparsity < 1:
-            fail(f"the audited ticket keeps {audited.nonzero_weights} non-zero weights against the dense model's "
-                 f"{dense.weights}; alternatives at the same sparsity need a ticket smaller than the dense model.")
-        notes.append("The audited ticket has its own, smaller architecture; candidates keep as many non-zero weights "
-                     "of the dense model as it has (overall sparsity {:.1%}).".format(sparsity))
+            fail(
+                f"the audited ticket keeps {audited.nonzero_weights} non-zero weights against the dense model's "
+                f"{dense.weights}; alternatives at the same sparsity need a ticket smaller than the dense model."
+            )
+        notes.append(
+            "The audited ticket has its own, smaller architecture; candidates keep as many non-zero weights "
+            "of the dense model as it has (overall sparsity {:.1%}).".format(sparsity)
+        )
     elif audited is not None:
         sparsity = {n: 1 - d for n, d in audited.mask.density().items()}
         overall = _sparsity_of(audited.mask)
-        notes.append("Candidates match the audited ticket's density layer by layer (so global and layer-wise "
-                     "magnitude coincide); structured pruning matches its overall sparsity.")
+        notes.append(
+            "Candidates match the audited ticket's density layer by layer (so global and layer-wise "
+            "magnitude coincide); structured pruning matches its overall sparsity."
+        )
     else:
         fail("give --sparsity (the share of weights to prune, in (0, 1)).")
     candidates: list[Candidate] = []
     if audited is not None:
         proba = evaluator.probabilities(audited.module)
         audited_sparsity = _sparsity_of(audited.mask) if audited.same_shape else overall
-        candidates.append(_summarise(AUDITED, "audited", "-", None, audited_sparsity,
-                                     evaluator.performance(proba), policy, mask=None, module=None))
+        candidates.append(
+            _summarise(
+                AUDITED,
+                "audited",
+                "-",
+                None,
+                audited_sparsity,
+                evaluator.performance(proba),
+                policy,
+                mask=None,
+                module=None,
+            )
+        )
     for method in methods:
         probabilities = []
         for s in range(settings.seeds):
             rows = calibration if s == 0 else _resampled(calibration, seed=seed + s)
             method_sparsity = overall if method == "structured" else sparsity  # whole neurons: one overall share
-            module, mask = find_ticket(method, dense.module, sparsity=method_sparsity, calibration=rows,
-                                       settings=settings,
-                                       seed=seed + s, min_group_rows=policy.min_group_size)
+            module, mask = find_ticket(
+                method,
+                dense.module,
+                sparsity=method_sparsity,
+                calibration=rows,
+                settings=settings,
+                seed=seed + s,
+                min_group_rows=policy.min_group_size,
+            )
             proba = evaluator.probabilities(module)
             probabilities.append(proba)
             name = method if settings.seeds == 1 else f"{method} #{s + 1}"
             if settings.recover != "none":
                 name += f" + {settings.recover}"
-            candidates.append(_summarise(name, method, settings.recover, seed + s, _sparsity_of(mask),
-                                         evaluator.performance(proba), policy, mask=mask, module=module))
+            candidates.append(
+                _summarise(
+                    name,
+                    method,
+                    settings.recover,
+                    seed + s,
+                    _sparsity_of(mask),
+                    evaluator.performance(proba),
+                    policy,
+                    mask=mask,
+                    module=module,
+                )
+            )
         if settings.seeds > 1:
             mean = np.mean(probabilities, axis=0)
-            candidates.append(_summarise(f"{method} ensemble of {settings.seeds}", method, settings.recover, None,
-                                         float(np.mean([c.sparsity for c in candidates[-settings.seeds:]])),
-                                         evaluator.performance(mean), policy, mask=None, module=None))
+            candidates.append(
+                _summarise(
+                    f"{method} ensemble of {settings.seeds}",
+                    method,
+                    settings.recover,
+                    None,
+                    float(np.mean([c.sparsity for c in candidates[-settings.seeds :]])),
+                    evaluator.performance(mean),
+                    policy,
+                    mask=None,
+                    module=None,
+                )
+            )
     sweep = _sweep(methods, dense.module, calibration, evaluator, settings, seed=seed, min_rows=policy.min_group_size)
     tolerance = policy.max_overall_accuracy_drop
     by_fraction = {}
@@ -355,9 +466,20 @@ def find_alternatives(dense: LoadedModel, *, frame: pd.DataFrame, target: str, s
         by_fraction[f"{fraction:g}"] = critical_sparsity(points, tolerance)
     dense_accuracy = float(np.mean(evaluator.dense_proba.argmax(1) == evaluation.labels))
     text, best = recommend(candidates, policy)
-    return AlternativesResult(split, len(calibration_frame), len(evaluation_frame), dense_accuracy, tuple(candidates),
-                              tuple(sweep), critical_sparsity(sweep, tolerance), by_fraction, text, best, tolerance,
-                              tuple(notes))
+    return AlternativesResult(
+        split=split,
+        calibration_rows=len(calibration_frame),
+        evaluation_rows=len(evaluation_frame),
+        dense_accuracy=dense_accuracy,
+        candidates=tuple(candidates),
+        sweep=tuple(sweep),
+        critical=critical_sparsity(sweep, tolerance),
+        critical_by_fraction=by_fraction,
+        recommendation=text,
+        recommended=best,
+        tolerance=tolerance,
+        notes=tuple(notes),
+    )
 
 
 def _subset(calibration: Calibration, fraction: float, *, seed: int) -> Calibration:
@@ -366,27 +488,44 @@ def _subset(calibration: Calibration, fraction: float, *, seed: int) -> Calibrat
     keep = np.zeros(len(calibration.groups), dtype=bool)
     for group in np.unique(calibration.groups):
         rows = rng.permutation(np.flatnonzero(calibration.groups == group))
-        keep[rows[:max(1, int(round(fraction * len(rows))))]] = True
+        keep[rows[: max(1, int(round(fraction * len(rows))))]] = True
     index = torch.as_tensor(np.flatnonzero(keep))
-    return Calibration(calibration.features[index], calibration.labels[index], calibration.groups[keep],
-                       calibration.group_names)
+    return Calibration(
+        calibration.features[index], calibration.labels[index], calibration.groups[keep], calibration.group_names
+    )
 
 
 def _resampled(calibration: Calibration, *, seed: int) -> Calibration:
     """A bootstrap resample of the calibration rows (another seed of a mask-finding method)."""
     rows = np.random.default_rng(seed).integers(0, len(calibration.labels), size=len(calibration.labels))
     index = torch.as_tensor(rows)
-    return Calibration(calibration.features[index], calibration.labels[index], calibration.groups[rows],
-                       calibration.group_names)
+    return Calibration(
+        calibration.features[index], calibration.labels[index], calibration.groups[rows], calibration.group_names
+    )
 
 
-def _sweep(methods: Sequence[str], dense: nn.Module, calibration: Calibration, evaluator: _Evaluator,
-           settings: PruneSettings, *, seed: int, min_rows: int) -> list[SweepPoint]:
+def _sweep(
+    methods: Sequence[str],
+    dense: nn.Module,
+    calibration: Calibration,
+    evaluator: _Evaluator,
+    settings: PruneSettings,
+    *,
+    seed: int,
+    min_rows: int,
+) -> list[SweepPoint]:
     points = []
     for method in methods:
         for sparsity in settings.sweep:
-            module, _ = find_ticket(method, dense, sparsity=sparsity, calibration=calibration, settings=settings,
-                                    seed=seed, min_group_rows=min_rows)
+            module, _ = find_ticket(
+                method,
+                dense,
+                sparsity=sparsity,
+                calibration=calibration,
+                settings=settings,
+                seed=seed,
+                min_group_rows=min_rows,
+            )
             performance = evaluator.performance(evaluator.probabilities(module))
             drops = {}
             for group in (performance.overall, *performance.subgroups):
@@ -423,21 +562,31 @@ def recommend(candidates: Sequence[Candidate], policy: Policy) -> tuple[str, str
     audited = next((c for c in candidates if c.name == AUDITED), None)
     passing = [c for c in candidates if c.passes and (c.mask is not None or c.name == AUDITED)]  # shippable
     if not passing:
-        least = min(candidates, key=lambda c: (c.gap_widening.value if np.isfinite(c.gap_widening.value) else 9, c.name))
-        return (f"No candidate passes the policy on the evaluation rows. The smallest accuracy-gap widening is "
-                f"{least.name}'s ({least.gap_widening.value * 100:+.1f} pts, overall accuracy "
-                f"{least.accuracy * 100:.1f}%); consider a lower sparsity, more --rounds, or another --recover."), None
+        least = min(
+            candidates, key=lambda c: (c.gap_widening.value if np.isfinite(c.gap_widening.value) else 9, c.name)
+        )
+        return (
+            f"No candidate passes the policy on the evaluation rows. The smallest accuracy-gap widening is "
+            f"{least.name}'s ({least.gap_widening.value * 100:+.1f} pts, overall accuracy "
+            f"{least.accuracy * 100:.1f}%); consider a lower sparsity, more --rounds, or another --recover."
+        ), None
     best = max(passing, key=lambda c: (c.accuracy, -c.gap_widening.value, c.name))
     if best.name == AUDITED:
-        return ("Keep the audited ticket: it passes the policy and no alternative at the same sparsity is more "
-                "accurate on the evaluation rows."), best.name
+        return (
+            "Keep the audited ticket: it passes the policy and no alternative at the same sparsity is more "
+            "accurate on the evaluation rows."
+        ), best.name
     cost = ""
     if audited is not None:
-        cost = (f" Against the audited ticket: accuracy {(best.accuracy - audited.accuracy) * 100:+.1f} pts, "
-                f"gap widening {best.gap_widening.value * 100:+.1f} instead of {audited.gap_widening.value * 100:+.1f} pts"
-                f"{'' if audited.passes else ' (the audited ticket fails the policy)'}.")
+        cost = (
+            f" Against the audited ticket: accuracy {(best.accuracy - audited.accuracy) * 100:+.1f} pts, "
+            f"gap widening {best.gap_widening.value * 100:+.1f} instead of {audited.gap_widening.value * 100:+.1f} pts"
+            f"{'' if audited.passes else ' (the audited ticket fails the policy)'}."
+        )
         if audited.passes and abs(best.accuracy - audited.accuracy) < 0.005:
             cost += " The difference is within half a point: keeping the audited ticket is equally defensible."
-    return (f"Ship {best.name}: it passes the policy with overall accuracy {best.accuracy * 100:.1f}% at sparsity "
-            f"{best.sparsity * 100:.1f}%, worst group {best.worst_group} at {best.worst_group_accuracy.value * 100:.1f}%."
-            + cost), best.name
+    return (
+        f"Ship {best.name}: it passes the policy with overall accuracy {best.accuracy * 100:.1f}% at sparsity "
+        f"{best.sparsity * 100:.1f}%, worst group {best.worst_group} at {best.worst_group_accuracy.value * 100:.1f}%."
+        + cost
+    ), best.name

@@ -46,7 +46,7 @@ MSG_OWN_ARCHITECTURE = (
 )
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class LoadedModel:
     """A private, eval-mode copy of a model with its mask and provenance."""
 
@@ -278,28 +278,51 @@ def load_dense(source: ModelSource, *, factory: str | None = None, allow_pickle:
     """Load the dense (unpruned) model from a module, bundle directory or weights file."""
     if isinstance(source, nn.Module):
         module = _private_copy(source)
-        return LoadedModel(module, Mask.ones(module), "module", _hash_module(module), "<nn.Module>")
+        return LoadedModel(module=module, mask=Mask.ones(module), format="module", sha256=_hash_module(module),
+                           source="<nn.Module>")
     path = Path(source)
     if path.is_dir() and is_huggingface_dir(path):
         hf = read_huggingface(path)
-        return LoadedModel(hf.module, Mask.ones(hf.module), "huggingface", sha256_path(path), str(path), hf.labels,
-                           tokenizer=hf.tokenizer)
+        return LoadedModel(
+            module=hf.module,
+            mask=Mask.ones(hf.module),
+            format="huggingface",
+            sha256=sha256_path(path),
+            source=str(path),
+            labels=hf.labels,
+            tokenizer=hf.tokenizer,
+        )
     if path.is_dir() and not (path / paths.BUNDLE_CONFIG).is_file() and (path / paths.BUNDLE_WEIGHTS).is_file():
         path = path / paths.BUNDLE_WEIGHTS  # weights without an architecture: a state_dict (needs --factory)
     elif path.is_dir():
         bundle = _read_bundle(path)
-        return LoadedModel(bundle.module, Mask.ones(bundle.module), "bundle", sha256_path(path), str(path),
-                           bundle.labels, bundle.preprocess)
+        return LoadedModel(
+            module=bundle.module,
+            mask=Mask.ones(bundle.module),
+            format="bundle",
+            sha256=sha256_path(path),
+            source=str(path),
+            labels=bundle.labels,
+            preprocess=bundle.preprocess,
+        )
     weights = _read_weights(path, allow_pickle=allow_pickle)
     if isinstance(weights, nn.Module):
         module = _private_copy(weights)
-        return LoadedModel(module, Mask.ones(module), "pickled-module", sha256_path(path), str(path))
+        return LoadedModel(
+            module=module, mask=Mask.ones(module), format="pickled-module", sha256=sha256_path(path), source=str(path)
+        )
     if factory is None:
         fail(MSG_NEEDS_FACTORY.format(path=path))
     plain, _ = _split_torch_prune(weights)
-    module = _load_state(resolve_factory(factory), plain, what=f"dense weights '{path}'",
-                         fix=f"Check that --factory {factory} builds the architecture the weights were saved from.")
-    return LoadedModel(module, Mask.ones(module), "state_dict", sha256_path(path), str(path))
+    module = _load_state(
+        resolve_factory(factory),
+        plain,
+        what=f"dense weights '{path}'",
+        fix=f"Check that --factory {factory} builds the architecture the weights were saved from.",
+    )
+    return LoadedModel(
+        module=module, mask=Mask.ones(module), format="state_dict", sha256=sha256_path(path), source=str(path)
+    )
 
 
 def _differences(dense: nn.Module, ticket: nn.Module) -> str | None:
@@ -309,8 +332,10 @@ def _differences(dense: nn.Module, ticket: nn.Module) -> str | None:
         if key not in ticket_state:
             return f"the dense model has '{key}' but the ticket does not"
         if ticket_state[key].shape != tensor.shape:
-            return (f"'{key}' has shape {tuple(ticket_state[key].shape)} in the ticket but {tuple(tensor.shape)} in "
-                    "the dense model")
+            return (
+                f"'{key}' has shape {tuple(ticket_state[key].shape)} in the ticket but {tuple(tensor.shape)} in "
+                "the dense model"
+            )
     for key in ticket_state:
         if key not in dense_state:
             return f"the ticket has '{key}', which the dense model does not"
@@ -330,26 +355,38 @@ def _same_shape(dense: nn.Module, ticket: nn.Module) -> bool:
     return _differences(dense, ticket) is None
 
 
-def _check_same_metadata(dense: LoadedModel, *, labels: tuple[str, ...] | None, preprocess: Preprocessor | None,
-                         source: Path) -> None:
+def _check_same_metadata(
+    dense: LoadedModel, *, labels: tuple[str, ...] | None, preprocess: Preprocessor | None, source: Path
+) -> None:
     """Both models read the same inputs and name their outputs alike, or the audit would compare a
     model with a reordered copy of itself: a ticket's own metadata that differs is refused, named."""
     if labels is not None and dense.labels is not None and tuple(labels) != tuple(dense.labels):
-        what = ("the same labels in another order: the ticket's output i would be scored as the dense model's"
-                if sorted(labels) == sorted(dense.labels) else "different labels")
-        fail(f"the ticket '{source}' lists labels {list(labels)} but the dense model '{dense.source}' lists "
-             f"{list(dense.labels)} ({what}). A ticket is a pruned copy of the dense model: save it with the dense "
-             "model's labels in the same order.")
+        what = (
+            "the same labels in another order: the ticket's output i would be scored as the dense model's"
+            if sorted(labels) == sorted(dense.labels)
+            else "different labels"
+        )
+        fail(
+            f"the ticket '{source}' lists labels {list(labels)} but the dense model '{dense.source}' lists "
+            f"{list(dense.labels)} ({what}). A ticket is a pruned copy of the dense model: save it with the dense "
+            "model's labels in the same order."
+        )
     if labels is not None and dense.labels is None:
-        fail(f"the ticket '{source}' lists labels {list(labels)} but the dense model '{dense.source}' lists none. "
-             "Give both models the same label list (or neither).")
+        fail(
+            f"the ticket '{source}' lists labels {list(labels)} but the dense model '{dense.source}' lists none. "
+            "Give both models the same label list (or neither)."
+        )
     if preprocess is not None and dense.preprocess is not None and preprocess != dense.preprocess:
-        fail(f"the ticket '{source}' has its own preprocess.json, which differs from the dense model's: "
-             f"{_preprocess_difference(dense.preprocess, preprocess)}. Both models must read the table the same way; "
-             "copy the dense model's preprocess.json into the ticket (or remove the ticket's).")
+        fail(
+            f"the ticket '{source}' has its own preprocess.json, which differs from the dense model's: "
+            f"{_preprocess_difference(dense.preprocess, preprocess)}. Both models must read the table the same way; "
+            "copy the dense model's preprocess.json into the ticket (or remove the ticket's)."
+        )
     if preprocess is not None and dense.preprocess is None:
-        fail(f"the ticket '{source}' has a preprocess.json but the dense model '{dense.source}' has none. "
-             "Give both models the same preprocess.json (or neither).")
+        fail(
+            f"the ticket '{source}' has a preprocess.json but the dense model '{dense.source}' has none. "
+            "Give both models the same preprocess.json (or neither)."
+        )
 
 
 def _preprocess_difference(dense: Preprocessor, ticket: Preprocessor) -> str:
@@ -386,16 +423,27 @@ def _load_weights_directory(path: Path, *, dense: LoadedModel, factory: str | No
         module = _ticket_from_state(state, path=weights_path, dense=dense, factory=factory)[0]
         fmt = "weights-directory"
     the_mask = _read_mask_file(mask_path, model=module) if mask_path.is_file() else Mask.from_zeros(module)
-    return LoadedModel(the_mask.apply(module), the_mask, fmt, sha256_path(path), str(path), dense.labels,
-                       dense.preprocess, dense.tokenizer)
+    return LoadedModel(
+        module=the_mask.apply(module),
+        mask=the_mask,
+        format=fmt,
+        sha256=sha256_path(path),
+        source=str(path),
+        labels=dense.labels,
+        preprocess=dense.preprocess,
+        tokenizer=dense.tokenizer,
+    )
 
 
 def _read_mask_file(path: Path, *, model: nn.Module) -> Mask:
     if not path.exists():
         fail(MSG_FILE_MISSING.format(what="mask file", path=path))
     if path.suffix.lower() not in (".safetensors", ".pt", ".pth"):
-        fail(MSG_UNKNOWN_EXTENSION.format(what="mask file", path=path, ext=path.suffix or "(none)",
-                                          allowed=".safetensors, .pt, .pth"))
+        fail(
+            MSG_UNKNOWN_EXTENSION.format(
+                what="mask file", path=path, ext=path.suffix or "(none)", allowed=".safetensors, .pt, .pth"
+            )
+        )
     tensors = _read_weights(path, allow_pickle=False)
     assert isinstance(tensors, dict)
     return Mask(tensors, model=model)
@@ -417,40 +465,90 @@ def load_ticket(
     if mask is not None:
         mask_path = Path(mask)
         the_mask = _read_mask_file(mask_path, model=dense.module)
-        return LoadedModel(the_mask.apply(dense.module), the_mask, "mask-file", sha256_path(mask_path), str(mask_path),
-                           dense.labels, dense.preprocess, dense.tokenizer)
+        return LoadedModel(
+            module=the_mask.apply(dense.module),
+            mask=the_mask,
+            format="mask-file",
+            sha256=sha256_path(mask_path),
+            source=str(mask_path),
+            labels=dense.labels,
+            preprocess=dense.preprocess,
+            tokenizer=dense.tokenizer,
+        )
     assert source is not None
     if isinstance(source, nn.Module):
         module = _private_copy(source)
-        return LoadedModel(module, Mask.from_zeros(module), "module", _hash_module(module), "<nn.Module>",
-                           dense.labels, dense.preprocess, dense.tokenizer, _same_shape(dense.module, module))
+        return LoadedModel(
+            module=module,
+            mask=Mask.from_zeros(module),
+            format="module",
+            sha256=_hash_module(module),
+            source="<nn.Module>",
+            labels=dense.labels,
+            preprocess=dense.preprocess,
+            tokenizer=dense.tokenizer,
+            same_shape=_same_shape(dense.module, module),
+        )
     path = Path(source)
     if path.is_dir() and not (path / paths.BUNDLE_CONFIG).is_file():
         return _load_weights_directory(path, dense=dense, factory=factory)
     if path.is_dir() and is_huggingface_dir(path):
         hf = read_huggingface(path)
         _check_same_metadata(dense, labels=hf.labels, preprocess=None, source=path)
-        return LoadedModel(hf.module, Mask.from_zeros(hf.module), "huggingface", sha256_path(path), str(path),
-                           dense.labels, tokenizer=hf.tokenizer or dense.tokenizer,
-                           same_shape=_same_shape(dense.module, hf.module))
+        return LoadedModel(
+            module=hf.module,
+            mask=Mask.from_zeros(hf.module),
+            format="huggingface",
+            sha256=sha256_path(path),
+            source=str(path),
+            labels=dense.labels,
+            tokenizer=hf.tokenizer or dense.tokenizer,
+            same_shape=_same_shape(dense.module, hf.module),
+        )
     if path.is_dir():
         bundle = _read_bundle(path)
         _check_same_metadata(dense, labels=bundle.labels, preprocess=bundle.preprocess, source=path)
         the_mask = bundle.mask if bundle.mask is not None else Mask.from_zeros(bundle.module)
-        return LoadedModel(bundle.module, the_mask, "bundle", sha256_path(path), str(path),
-                           dense.labels, dense.preprocess, same_shape=_same_shape(dense.module, bundle.module))
+        return LoadedModel(
+            module=bundle.module,
+            mask=the_mask,
+            format="bundle",
+            sha256=sha256_path(path),
+            source=str(path),
+            labels=dense.labels,
+            preprocess=dense.preprocess,
+            same_shape=_same_shape(dense.module, bundle.module),
+        )
     weights = _read_weights(path, allow_pickle=allow_pickle)
     if isinstance(weights, nn.Module):
         module = _private_copy(weights)
-        return LoadedModel(module, Mask.from_zeros(module), "pickled-module", sha256_path(path), str(path),
-                           dense.labels, dense.preprocess, dense.tokenizer, _same_shape(dense.module, module))
+        return LoadedModel(
+            module=module,
+            mask=Mask.from_zeros(module),
+            format="pickled-module",
+            sha256=sha256_path(path),
+            source=str(path),
+            labels=dense.labels,
+            preprocess=dense.preprocess,
+            tokenizer=dense.tokenizer,
+            same_shape=_same_shape(dense.module, module),
+        )
     module, the_mask, fmt = _ticket_from_state(weights, path=path, dense=dense, factory=factory)
-    return LoadedModel(module, the_mask, fmt, sha256_path(path), str(path), dense.labels, dense.preprocess,
-                       dense.tokenizer)
+    return LoadedModel(
+        module=module,
+        mask=the_mask,
+        format=fmt,
+        sha256=sha256_path(path),
+        source=str(path),
+        labels=dense.labels,
+        preprocess=dense.preprocess,
+        tokenizer=dense.tokenizer,
+    )
 
 
-def _ticket_from_state(state: dict[str, torch.Tensor], *, path: Path, dense: LoadedModel,
-                       factory: str | None) -> tuple[nn.Module, Mask, str]:
+def _ticket_from_state(
+    state: dict[str, torch.Tensor], *, path: Path, dense: LoadedModel, factory: str | None
+) -> tuple[nn.Module, Mask, str]:
     """A ticket state_dict over the dense model's architecture (or ``factory``'s): the module, its mask
     (from ``torch.nn.utils.prune`` pairs, else its exact zeros) and the format's name."""
     skeleton = resolve_factory(factory) if factory else dense.module
@@ -462,6 +560,8 @@ def _ticket_from_state(state: dict[str, torch.Tensor], *, path: Path, dense: Loa
     full = {n: prune_masks.get(n, torch.ones_like(p)) for n, p in prunable_parameters(module).items()}
     unknown = [n for n in prune_masks if n not in full]
     if unknown:
-        fail(f"torch-prune mask '{unknown[0]}_mask' is on a tensor with fewer than 2 dimensions; "
-             "ticketaudit prunes weight matrices only.")
+        fail(
+            f"torch-prune mask '{unknown[0]}_mask' is on a tensor with fewer than 2 dimensions; "
+            "ticketaudit prunes weight matrices only."
+        )
     return module, Mask(full, model=module), "torch-prune"
