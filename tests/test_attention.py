@@ -244,7 +244,8 @@ def test_hugging_face_text_pair_through_the_cli(text_pair: Path) -> None:
     assert document["models"]["dense"]["format"] == "huggingface"
     assert attention["source"] == "huggingface" and len(attention["layers"]) == 2
     assert len(attention["heads"]) == 4 and attention["rows"] == 240
-    assert document["settings"]["analyses"] == ["metrics", "disagreement", "attention", "compression"]
+    assert document["settings"]["analyses"] == ["metrics", "disagreement", "attention", "attributions", "compression"]
+    assert document["attributions"]["unit"] == "word" and document["attributions"]["sample_rows"] == 240
     assert {g["group"] for g in attention["groups"]} == {"group=a", "group=b", "group=c"}
     html = (text_pair / "r.html").read_text()
     assert "Attention entropy, dense model" in html and "Change in attention entropy" in html
@@ -288,8 +289,11 @@ TEXT_BAD_INPUTS = {
     "empty strings": (lambda root, a: _replace(a, "--data", str(root / "empty.csv")), "1 empty strings"),
     "Hugging Face model without --text": (lambda root, a: a[:a.index("--text")] + a[a.index("--text") + 2:],
                                           "name the text column with --text"),
-    "attributions on text": (lambda root, a: [*a, "--analyses", "metrics,attributions"],
-                             "--analyses attributions is not available for text models"),
+    "feature ablation on text": (lambda root, a: [*a, "--attribution-method", "feature-ablation"],
+                                 "--attribution-method feature-ablation cannot explain text models"),
+    "proxies on text": (lambda root, a: [*a, "--proxies", "review"], "Use --identity-terms FILE"),
+    "identity terms file missing": (lambda root, a: [*a, "--identity-terms", str(root / "nope.txt")],
+                                    "--identity-terms file"),
     "text with --features": (lambda root, a: [*a, "--features", "review"], "cannot be combined"),
 }
 

@@ -16,10 +16,10 @@ WORDS = ("the a movie film plot acting music story good bad great awful fine dul
 def _tokenizer(directory: Path):  # noqa: ANN202 - transformers type
     from transformers import BertTokenizerFast
 
-    vocab = directory / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab), model_max_length=32)
-    vocab.unlink()
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    # The vocabulary as a mapping: transformers 5 ignores vocab_file here (every word would become [UNK]).
+    tokenizer = BertTokenizerFast(vocab={t: i for i, t in enumerate(tokens)}, model_max_length=32)
+    assert tokenizer.vocab_size == len(tokens)
     return tokenizer
 
 

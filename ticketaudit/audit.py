@@ -21,13 +21,13 @@ from torch import nn
 from . import __version__
 from ._validation import as_list, check_fraction, describe, fail
 from .analyses import registry
-from .analyses.attributions import AttributionSettings
+from .analyses.attributions import AttributionSettings, read_identity_terms
 from .analyses.base import Analysis, AnalysisSettings, AuditContext, FinishContext
 from .analyses.predict import ModelRunner, resolve_device
 from .checks import Check, decide, group_findings, insufficient_check, rates_moved_together, verdict_of
 from .config import AuditConfig, EngineSettings, Policy
 from .data import load_table
-from .engine.rows import AuditRows, open_rows, run_shards
+from .engine.rows import AuditRows, column_chunks, open_rows, run_shards
 from .engine.shard import AuditPlan, AuditState
 from .inputs import check_classes, encode_target
 from .modalities import choose_modality
@@ -209,6 +209,8 @@ def audit(
     attribution_target: str = "label",
     attribution_rows: int | None = None,
     proxies: str | Sequence[str] | None = None,
+    identity_terms: str | Path | Sequence[str] | None = None,
+    attribution_budget: float = 120.0,
     alternatives: bool | PruneSettings = False,
     train_data: pd.DataFrame | str | Path | None = None,
     engine: str = "local",
@@ -233,6 +235,9 @@ def audit(
     Rows whose one-hot value the model has no category for are counted and noted per column and group;
     more than ``max_unseen_share`` of the rows in any column is refused (the audit would measure inputs
     the model never saw as "all categories off").
+    On text models attributions are summed to words; ``identity_terms`` (a file with one term per line,
+    or a list) adds words that name a group to those built from the sensitive values, and without
+    ``attribution_rows`` the sample is sized to finish in about ``attribution_budget`` seconds on 2 cores.
     """
     options = _options(locals())
     step = progress or (lambda *_: None)
@@ -284,7 +289,8 @@ def _options(arguments: dict[str, Any]) -> AuditOptions:
         fail("--features names no column; list the model's input columns, or leave --features out.")
     attribution = AttributionSettings(
         method=arguments["attribution_method"], target=arguments["attribution_target"],
-        rows=arguments["attribution_rows"], proxies=tuple(as_list(arguments["proxies"], option="--proxies") or ()))
+        rows=arguments["attribution_rows"], proxies=tuple(as_list(arguments["proxies"], option="--proxies") or ()),
+        identity_terms=read_identity_terms(arguments["identity_terms"]), budget_seconds=arguments["attribution_budget"])
     engine = EngineSettings(engine=arguments["engine"], device=arguments["device"],
                             batch_size=arguments["batch_size"], num_workers=arguments["num_workers"],
                             ray_address=arguments["ray_address"], gpus_per_worker=arguments["gpus_per_worker"])
@@ -333,6 +339,7 @@ def _plan(options: AuditOptions, loaded: _Loaded, *, data: Any) -> _Planned:
         check_training_data(options.prune, frame=rows.frame, train_frame=train_frame)
     modality = loaded.modality.build(loaded.dense, probe=rows.probe, target=options.target,
                                      features=options.features, text=options.text)
+    modality = modality.prepare(lambda column: column_chunks(rows, column, split=options.split))
     n_outputs = _output_width(loaded, modality.inputs(rows.probe), device=options.engine)
     _, class_names = encode_target(rows.probe, options.target, n_outputs=n_outputs, labels=loaded.dense.labels,
                                    require_every_class=False)
@@ -393,7 +400,8 @@ def _analyse(options: AuditOptions, loaded: _Loaded, planned: _Planned, state: A
         seed=options.seed,
         ece_bins=AuditConfig().ece_bins,
     )
-    finish = FinishContext(audit=planned.context, settings=settings, cells=cells, results={})
+    finish = FinishContext(audit=planned.context, settings=settings, cells=cells, results={},
+                           say=lambda text: progress(text, 0, 1))
     notes: list[str] = [*loaded.notes, *(_unseen_note(entry) for entry in unseen)]
     for analysis in loaded.analyses:
         progress(f"Analysing: {analysis.summary}", 0, 1)
@@ -493,6 +501,8 @@ _ARGUMENT_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "analyses": ((str, list, tuple, type(None)), "a list of analysis names, a comma-separated string, or None"),
     "factory": ((str, type(None)), "'MODULE:FUNC' or None"),
     "allow_pickle": ((bool,), "True or False"),
+    "identity_terms": ((*_PATH, list, tuple, type(None)), "a path to a file of terms, a list of words, or None"),
+    "attribution_budget": ((float, int), "a number of seconds"),
     "alternatives": ((bool, PruneSettings), "True, False or a PruneSettings"),
     "train_data": ((pd.DataFrame, *_PATH, type(None)), "a DataFrame, a path, or None"),
     "engine": ((str,), "'local' or 'ray'"),

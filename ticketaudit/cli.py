@@ -172,6 +172,8 @@ def report(
     attribution_target: Annotated[str, typer.Option(help="label (default) or predicted (the dense model's prediction), for both models.")] = "label",
     attribution_rows: Annotated[Optional[int], typer.Option(help="Rows to attribute, drawn stratified by group [default: 2000 or all].")] = None,
     proxies: Annotated[Optional[str], typer.Option(help="Columns to treat as proxies of the sensitive ones, comma-separated.")] = None,
+    identity_terms: Annotated[Optional[Path], typer.Option(help="Text models: a file of words that name a group (one per line), besides the sensitive values' own words.")] = None,
+    attribution_budget: Annotated[float, typer.Option(help="Text models without --attribution-rows: attribute as many rows as fit in about this many seconds on 2 CPU cores.")] = 120.0,
     alternatives: Annotated[bool, typer.Option("--alternatives", help="Add fairness-aware pruning alternatives at the ticket's per-layer densities.")] = False,
     train_data: Annotated[Optional[str], typer.Option(help="Training table for --alternatives (masks, fine-tuning); without it the audit data is split by group.")] = None,
     recover: Annotated[str, typer.Option(help=f"Recovery for --alternatives: {listed(RECOVERIES)} (all but none need --train-data).")] = "none",
@@ -196,7 +198,7 @@ def report(
     html_path = out if out is not None else paths.default_report_path()
     outputs = {"--out": html_path, **({"--json": json_path} if json_path is not None else {})}
     inputs = {"--dense": dense, "--ticket": ticket, "--mask": mask, "--data": data, "--policy": policy,
-              "--train-data": train_data}
+              "--train-data": train_data, "--identity-terms": identity_terms}
     check_not_input(outputs, inputs)
     if out is None:
         html_path.parent.mkdir(parents=True, exist_ok=True)
@@ -212,7 +214,8 @@ def report(
                        confidence=confidence, device=device, batch_size=batch_size, max_rows=max_rows,
                        analyses=analyses, factory=factory, allow_pickle=allow_pickle,
                        attribution_method=attribution_method, attribution_target=attribution_target,
-                       attribution_rows=attribution_rows, proxies=proxies, alternatives=prune_settings,
+                       attribution_rows=attribution_rows, proxies=proxies, identity_terms=identity_terms,
+                       attribution_budget=attribution_budget, alternatives=prune_settings,
                        train_data=train_data, engine=engine, ray_address=ray_address, num_workers=num_workers,
                        gpus_per_worker=gpus_per_worker, max_unseen_share=max_unseen_share, progress=update)  # type: ignore[arg-type]
     if policy is not None:

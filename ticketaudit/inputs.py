@@ -116,8 +116,15 @@ class TokenInputs:
         return self.input_ids.shape  # type: ignore[return-value]
 
 
-def build_text_inputs(frame: pd.DataFrame, *, column: str, tokenizer: object, max_length: int | None) -> TokenInputs:
-    """Tokenise ``column`` with the model's tokenizer; padding is masked out by ``attention_mask``."""
+def text_limit(max_length: int | None) -> int:
+    """Tokens per row kept: the tokenizer's ``model_max_length`` when it is a real limit, else 512."""
+    return max_length if max_length and max_length < 100_000 else 512
+
+
+def build_text_inputs(frame: pd.DataFrame, *, column: str, tokenizer: object, max_length: int | None,
+                      pad_to: int | None = None) -> TokenInputs:
+    """Tokenise ``column`` with the model's tokenizer; padding (to the longest row, or to ``pad_to`` tokens)
+    is masked out by ``attention_mask``."""
     check_columns("text", [column], list(frame.columns))
     values = frame[column]
     missing = values.isna()
@@ -129,10 +136,11 @@ def build_text_inputs(frame: pd.DataFrame, *, column: str, tokenizer: object, ma
     if empty.any():
         fail(f"text column '{column}' has {int(empty.sum())} empty strings (first at row {int(np.argmax(empty))}). "
              "Drop those rows or give them text; an empty input has no attention to measure.")
-    limit = max_length if max_length and max_length < 100_000 else 512
+    limit = text_limit(max_length)
     try:
-        encoded = tokenizer(list(text), padding="longest", truncation=True, max_length=limit,  # type: ignore[operator]
-                            return_attention_mask=True)
+        padding = {"padding": "max_length", "max_length": pad_to} if pad_to else {"padding": "longest",
+                                                                                  "max_length": limit}
+        encoded = tokenizer(list(text), truncation=True, return_attention_mask=True, **padding)  # type: ignore[operator]
     except (ValueError, TypeError) as error:
         fail(f"the model's tokenizer cannot tokenise column '{column}': {error}.")
     ids = np.asarray(encoded["input_ids"], dtype=np.int64)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from pathlib import Path
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -53,6 +54,10 @@ class AttributionSettings:
     steps: int = 50
     top_k: int = 5
     proxies: tuple[str, ...] = ()
+    identity_terms: tuple[str, ...] = ()
+    """Words naming a group (text models), besides those built from the sensitive values."""
+    budget_seconds: float = 120.0
+    """Text models: without ``rows``, attribute as many rows as fit in about this many seconds on 2 CPU cores."""
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -61,6 +66,9 @@ class AttributionSettings:
             fail(f"--attribution-target must be 'label' or 'predicted', got {self.target!r}.")
         if self.rows is not None and (isinstance(self.rows, bool) or not isinstance(self.rows, int) or self.rows < 10):
             fail(f"--attribution-rows must be an integer >= 10, got {self.rows!r}.")
+        if isinstance(self.budget_seconds, bool) or not isinstance(self.budget_seconds, (int, float)) or not (
+                1 <= self.budget_seconds <= 86_400):
+            fail(f"--attribution-budget must be a number of seconds in [1, 86400], got {self.budget_seconds!r}.")
         if not 1 <= self.steps <= 10_000:
             fail(f"attribution steps must be in [1, 10000], got {self.steps}.")
 
@@ -127,6 +135,8 @@ class AttributionResult:
     groups: tuple[GroupAttribution, ...]
     disagreements: tuple[dict[str, Any], ...]
     sensitive_replicates: np.ndarray = field(repr=False)
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Entries of the modality's own (text: the identity terms, highlighted rows, words that changed most)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "target": self.target, "baseline": self.baseline, "steps": self.steps,
@@ -137,7 +147,26 @@ class AttributionResult:
                 else {k: number(v) for k, v in self.convergence_delta.items()},
                 "features": [{"feature": name, **c.to_dict()} for name, c in self.features],
                 "overall": self.overall.to_dict(), "groups": [g.to_dict() for g in self.groups],
-                "disagreements": list(self.disagreements)}
+                "disagreements": list(self.disagreements), **self.extra}
+
+
+def read_identity_terms(value: str | Path | Sequence[str] | None) -> tuple[str, ...]:
+    """Identity terms from a UTF-8 file (one per line; ``#`` starts a comment) or a list of words."""
+    if value is None:
+        return ()
+    if isinstance(value, (str, Path)):
+        path = Path(value)
+        if not path.is_file():
+            fail(f"--identity-terms file '{path}' does not exist. Give a text file with one term per line.")
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError:
+            fail(f"--identity-terms file '{path}' is not UTF-8 text. Save it as UTF-8, one term per line.")
+        value = [line.split("#", 1)[0] for line in lines]
+    terms = tuple(dict.fromkeys(str(t).strip().lower() for t in value if str(t).strip()))
+    if not terms:
+        fail("--identity-terms gives no term; list the words that name your groups, one per line.")
+    return terms
 
 
 def sample_sizes(population: np.ndarray, rows: int) -> np.ndarray:
@@ -401,11 +430,27 @@ def attributions_from_sample(inputs: AnalysisSettings, sample: RowSample, moment
         "proxy_dense": _share(magnitude["dense"], proxy_cols),
         "proxy_ticket": _share(magnitude["ticket"], proxy_cols),
     }
-    sample_strata = sample.strata
+    baseline = "zeros" if settings.method != "gradient-shap" else "20 rows of the sample"
+    return summarise_attributions(
+        inputs, rows=rows, strata=sample.strata, population=moments.count, columns=columns, raw=raw,
+        per_row=per_row, settings=settings, sensitive=tuple(sensitive), auto_proxies=auto,
+        convergence=convergence or None, baseline=baseline)
+
+
+def summarise_attributions(inputs: AnalysisSettings, *, rows: np.ndarray, strata: np.ndarray, population: np.ndarray,
+                           columns: Sequence[str], raw: dict[str, np.ndarray], per_row: dict[str, np.ndarray],
+                           settings: AttributionSettings, sensitive: tuple[str, ...], auto_proxies: tuple[str, ...],
+                           convergence: dict[str, float] | None, baseline: str,
+                           extra: dict[str, Any] | None = None) -> AttributionResult:
+    """Overall and per-group agreement, reliance shares and unit importance from per-row attributions
+    over ``columns`` (raw columns, or the words of text rows): design-weighted means of the stratified
+    sample with stratified bootstrap intervals."""
+    groups = inputs.groups
+    magnitude = {m: np.abs(v) for m, v in raw.items()}
+    sample_strata = strata
     weights = np.concatenate(list(stats.stratified_multinomial(
         np.ones(len(rows)), sample_strata, n_strata=groups.n_strata, n_boot=inputs.n_boot, seed=inputs.seed)))
     confidence = inputs.confidence
-    population = moments.count
     sampled = np.bincount(sample_strata, minlength=groups.n_strata)
     design = population[sample_strata] / sampled[sample_strata]  # small strata were over-sampled
 
@@ -488,18 +533,19 @@ def attributions_from_sample(inputs: AnalysisSettings, sample: RowSample, moment
     return AttributionResult(
         method=settings.method,
         target=settings.target,
-        baseline="zeros" if settings.method != "gradient-shap" else "20 rows of the sample",
+        baseline=baseline,
         steps=settings.steps,
         top_k=settings.top_k,
         sample_rows=len(rows),
         population_rows=int(population.sum()),
         sensitive=tuple(sensitive),
         proxies=settings.proxies,
-        auto_proxies=auto,
-        convergence_delta=convergence or None,
+        auto_proxies=auto_proxies,
+        convergence_delta=convergence,
         features=tuple(feature_rows),
         overall=overall,
         groups=group_results,
         disagreements=tuple(disagreements),
         sensitive_replicates=sensitive_reps,
+        extra=extra or {},
     )

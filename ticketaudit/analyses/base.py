@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
@@ -157,6 +158,8 @@ class FinishContext:
     """Per-stratum counts of label x dense x ticket prediction (and calibration sums), merged."""
     results: dict[str, Any]
     """Results of the analyses finished before this one (in registry order)."""
+    say: Callable[[str], None] = field(default=lambda _: None)
+    """Tell the user what a long step is about to do (shown as progress; never in the report)."""
 
 
 class Accumulator(Protocol):

@@ -6,6 +6,7 @@ many workers there are.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import pickle
@@ -19,6 +20,7 @@ import numpy as np
 
 from .._validation import fail, first_line
 from ..exceptions import InvalidInputError
+from ..tickets.huggingface import rebuilt
 from .shard import AuditPlan, AuditState, ShardAuditor
 from .sources import FileSource, Fragment
 
@@ -83,7 +85,8 @@ class _FragmentWorker:
         as one message (raised in the constructor, Ray would report a dead actor, or restart it into the error)."""
         if self._auditor is None:
             try:
-                self._auditor = ShardAuditor(self.plan)
+                plan = dataclasses.replace(self.plan, dense=rebuilt(self.plan.dense), ticket=rebuilt(self.plan.ticket))
+                self._auditor = ShardAuditor(plan)
             except InvalidInputError as error:
                 hint = " Ray gives a worker a GPU only with --gpus-per-worker (e.g. 1)." if self.plan.device == "cuda" else ""
                 raise InvalidInputError(f"on a Ray worker: {error}{hint}") from None

@@ -3,7 +3,7 @@ pass over them (row count, groups, group sizes) that every driver needs before t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +54,7 @@ def open_rows(data: pd.DataFrame | str | Path, *, engine: str, split: str | None
     if from_files and in_memory:
         single = isinstance(data, (str, Path)) and Path(data).is_file()
         if engine == "ray" or not single:
-            fail("text models and --alternatives need the audit table in one process: give a single data file and "
+            fail("--alternatives needs the audit table in one process: give a single data file and "
                  "leave --engine ray out.")
         from_files = False
     if not from_files:
@@ -106,6 +106,20 @@ def open_rows(data: pd.DataFrame | str | Path, *, engine: str, split: str | None
         files=source,
         items=tuple(items),
     )
+
+
+def column_chunks(rows: AuditRows, column: str, *, split: str | None) -> Iterator[pd.Series]:
+    """The values of ``column`` for every audited row, a fragment (or the whole table) at a time."""
+    if rows.frame is not None:
+        check_columns("text", [column], list(rows.frame.columns))
+        yield rows.frame[column]
+        return
+    assert rows.files is not None
+    check_columns("text", [column], list(rows.files.columns))
+    columns = list(dict.fromkeys([column, *([split.partition("=")[0]] if split else [])]))
+    for item in rows.items:
+        frame = select_rows(read_fragment(rows.files, item.fragment, columns=columns), split=split)
+        yield frame[column].iloc[:item.limit]
 
 
 def run_shards(

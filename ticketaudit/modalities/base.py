@@ -22,6 +22,8 @@ class Modality:
     """Whether ``ticketaudit prune`` and ``--alternatives`` can prune models of this kind."""
     attributable: ClassVar[bool] = False
     """Whether the attribution analysis can explain models of this kind."""
+    attribution_unit: ClassVar[str] = ""
+    """The human unit attributions are summed to and reported in ("column", "word")."""
     in_memory: ClassVar[bool] = False
     """Whether the audit needs every row in one process (inputs padded to one length for the whole table)."""
 
@@ -30,6 +32,11 @@ class Modality:
               text: str | None) -> Modality:
         """The modality of ``dense`` with the options, checked on the first row ``probe``."""
         raise NotImplementedError
+
+    def prepare(self, values: Any) -> Modality:
+        """The modality settled on every row before any model runs (``values(column)`` yields that column's
+        values of every audited row, chunk by chunk): what every worker must share. Default: itself."""
+        return self
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -49,6 +56,15 @@ class Modality:
     def inputs(self, frame: pd.DataFrame) -> Any:
         """The model inputs of ``frame``'s rows."""
         raise NotImplementedError
+
+    @property
+    def attribution_width(self) -> int:
+        """Values per row that the attribution sample keeps (``attribution_values``)."""
+        return self.width
+
+    def attribution_values(self, frame: pd.DataFrame, inputs: Any) -> np.ndarray:
+        """What the attribution sample keeps of each row: the model inputs, or what rebuilds them."""
+        return inputs
 
     @property
     def onehot_columns(self) -> list[str]:

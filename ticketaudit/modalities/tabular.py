@@ -23,6 +23,7 @@ class TabularModality(Modality):
     name: ClassVar[str] = "tabular"
     prunable: ClassVar[bool] = True
     attributable: ClassVar[bool] = True
+    attribution_unit: ClassVar[str] = "column"
     target: str
     features: list[str] | None
     preprocess: Preprocessor | None

@@ -92,6 +92,17 @@ def is_huggingface_module(module: nn.Module) -> bool:
     return config is not None and hasattr(config, "model_type") and hasattr(config, "output_attentions")
 
 
+def rebuilt(module: nn.Module) -> nn.Module:
+    """A Hugging Face model rebuilt from its config and weights (other modules as they are). A model
+    unpickled in another process (a Ray worker) has lost the hooks transformers installs when it builds a
+    model, and returns no attention probabilities; building it again restores them."""
+    if not is_huggingface_module(module):
+        return module
+    fresh = type(module)(module.config)
+    fresh.load_state_dict(module.state_dict())
+    return fresh.to(next(module.parameters()).dtype).eval()
+
+
 def is_causal(module: nn.Module) -> bool:
     """Whether each query may attend only to earlier keys (decoder-style self-attention)."""
     config = module.config  # type: ignore[union-attr]

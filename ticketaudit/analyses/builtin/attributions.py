@@ -11,6 +11,12 @@ import numpy as np
 from ..._validation import fail
 from ..base import Analysis, AuditContext, Batch, FinishContext, Worker
 
+TEXT_METHODS = ("integrated-gradients", "layer-integrated-gradients", "input-x-gradient", "saliency")
+"""Methods that explain text through the token-embedding layer (Captum's layer variants)."""
+TEXT_BATCH = 16
+"""Rows per attribution batch on text, fixed (not --batch-size): float32 attributions vary in their last bits
+with the batch, and speed settings never change an answer."""
+
 
 @dataclass(frozen=True)
 class _Planned:
@@ -18,32 +24,45 @@ class _Planned:
     """Rows to sample per stratum."""
     target: str
     width: int
+    proxies: bool
+    """Whether to keep input moments (proxy columns are found among numeric model inputs)."""
 
 
 class _Sample:
     """The stratified row sample and the input moments (for proxy columns), over batches and shards."""
 
-    def __init__(self, planned: _Planned, *, seed: int, n_strata: int) -> None:
+    def __init__(self, planned: _Planned, *, seed: int, n_strata: int, modality: Any) -> None:
         from ..attributions import ProxyMoments, RowSample
 
-        self.target = planned.target
+        self.target, self.modality = planned.target, modality
         self.sample = RowSample(take=planned.take, seed=seed, width=planned.width)
-        self.moments = ProxyMoments(n_strata=n_strata, width=planned.width)
+        self.moments = ProxyMoments(n_strata=n_strata, width=planned.width) if planned.proxies else None
+        self.population = np.zeros(n_strata, dtype=np.int64)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "modality": None}
 
     def update(self, batch: Batch) -> None:
+        assert self.modality is not None
         targets = batch.labels if self.target == "label" else np.argmax(batch.proba_dense, 1)
-        self.sample.update(rows=batch.rows, strata=batch.strata, features=batch.inputs, targets=targets)
-        self.moments.update(batch.inputs, batch.strata)
+        values = self.modality.attribution_values(batch.frame, batch.inputs)
+        self.sample.update(rows=batch.rows, strata=batch.strata, features=values, targets=targets)
+        self.population += np.bincount(batch.strata, minlength=len(self.population))
+        if self.moments is not None:
+            self.moments.update(batch.inputs, batch.strata)
 
     def merge(self, other: _Sample) -> _Sample:
         self.sample.merge(other.sample)
-        self.moments.merge(other.moments)
+        self.population += other.population
+        if self.moments is not None and other.moments is not None:
+            self.moments.merge(other.moments)
         return self
 
 
 class Attributions(Analysis):
     name = "attributions"
-    summary = "Captum attributions of both models: agreement and reliance on sensitive and proxy columns"
+    summary = ("Captum attributions of both models: agreement, and reliance on sensitive columns and proxies "
+               "(tabular) or identity terms (text)")
     order = 40
     template = "_attributions.html.j2"
     schema = {"type": "object", "required": ["method", "target", "sample_rows", "features", "overall", "groups"]}
@@ -51,8 +70,7 @@ class Attributions(Analysis):
     def unavailable(self, *, dense: Any, ticket: Any, modality: Any) -> str | None:
         if modality.attributable:
             return None
-        return (f"is not available for {modality.name} models in this version (metrics, disagreement, attention and "
-                "compression run on them)")
+        return f"is not available for {modality.name} models"
 
     def plan(self, context: AuditContext) -> _Planned:
         from ..attributions import check_proxies, sample_sizes
@@ -61,23 +79,57 @@ class Attributions(Analysis):
         if settings.rows is not None and settings.rows > context.total_rows:
             fail(f"--attribution-rows {settings.rows} is more than the {context.total_rows} rows of the data. "
                  "Ask for fewer rows (or leave it out: 2,000 or all rows, whichever is smaller).")
-        check_proxies(settings, context.modality.column_of_input)
-        return _Planned(sample_sizes(context.population, settings.sample_rows), settings.target,
-                        context.modality.width)
+        modality = context.modality
+        if modality.attribution_unit == "column":
+            check_proxies(settings, modality.column_of_input)
+        elif settings.method not in TEXT_METHODS:
+            fail(f"--attribution-method {settings.method} cannot explain text models; choose one of "
+                 f"{', '.join(TEXT_METHODS)} (they attribute the token-embedding layer).")
+        elif settings.proxies:
+            fail("--proxies names model input columns; a text model reads one text column. Use --identity-terms FILE "
+                 "for the words that name a group.")
+        return _Planned(sample_sizes(context.population, settings.sample_rows), settings.target, modality.attribution_width,
+                        proxies=modality.attribution_unit == "column")
 
     def accumulator(self, worker: Worker, planned: _Planned) -> _Sample:
-        return _Sample(planned, seed=worker.seed, n_strata=worker.n_strata)
+        return _Sample(planned, seed=worker.seed, n_strata=worker.n_strata, modality=worker.modality)
 
     def finish(self, state: _Sample, context: FinishContext) -> Any:
+        audit = context.audit
+        if audit.modality.attribution_unit == "word":
+            return self._words(state, context)
         from ..attributions import attributions_from_sample
 
-        audit = context.audit
         return attributions_from_sample(
             context.settings, state.sample, state.moments, dense=audit.dense.module, ticket=audit.ticket.module,
             column_of_input=audit.modality.column_of_input, sensitive=list(audit.sensitive), settings=audit.attribution,
             batch_size=audit.batch_size, device=audit.device)
 
+    def _words(self, state: _Sample, context: FinishContext) -> Any:
+        """Text: LayerIG (or another gradient method) on both models' token embeddings, summed to words."""
+        from ..text_attributions import estimate_seconds, text_attributions_from_sample, within_budget
+
+        audit = context.audit
+        sample = state.sample
+        if audit.attribution.rows is None:  # the stratified sample, cut to what fits in the time budget
+            sample = within_budget(sample, state.population, dense=audit.dense.module, modality=audit.modality,
+                                   settings=audit.attribution, seed=audit.seed)
+        rows = len(sample.rows)
+        seconds = estimate_seconds(audit.dense.module, audit.ticket.module, sample, modality=audit.modality,
+                                   settings=audit.attribution, device=audit.device)
+        context.say(f"Attributing {rows} rows on both models ({audit.attribution.method}, {audit.attribution.steps} "
+                    f"steps): about {seconds / 60:.1f} min here")
+        return text_attributions_from_sample(
+            context.settings, sample, population=state.population, dense=audit.dense.module,
+            ticket=audit.ticket.module, tokenizer=audit.modality.tokenizer, max_length=audit.modality.max_length,
+            settings=audit.attribution, batch_size=TEXT_BATCH, device=audit.device)
+
     def notes(self, result: Any, context: FinishContext) -> list[str]:
+        if result.extra.get("unit") == "word":
+            found = result.extra["identity_terms_found"]
+            return [] if found else [
+                "No identity term occurs in the attributed rows, so the share of attribution on identity terms is not "
+                "defined; give the words that name your groups with --identity-terms FILE."]
         if any(c in context.audit.modality.column_of_input for c in context.audit.sensitive):
             return []
         return ["No sensitive column is a model input, so reliance on sensitive columns is not defined; the "

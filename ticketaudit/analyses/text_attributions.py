@@ -1,0 +1,362 @@
+"""Attributions on text: LayerIntegratedGradients on each model's token-embedding layer, token
+attributions summed to words, and the share of attribution on identity terms.
+
+Words become the units of the tabular comparison: each sampled row is a vector over the sample's
+word vocabulary (lower-cased), so cosine, top-k overlap, per-word importance and the identity-term
+share (the text counterpart of the sensitive-column share) are computed by the same summary as
+columns; Spearman is taken over each row's own words only.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._validation import fail
+from .attributions import captum_class
+
+WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
+"""A word for matching identity terms: letters and digits (apostrophes inside)."""
+STEP_BATCH = 256
+"""Interpolation steps x rows per Captum call (memory, not results: the batch of rows is fixed)."""
+NOMINAL_TOKENS = 64
+TEXT_BUDGET_SECONDS = 120.0
+"""The default ``--attribution-budget``."""
+MIN_BUDGET_ROWS = 50
+"""The fewest rows the time budget leaves to attribute (fewer cannot say anything per group)."""
+COST_PER_SECOND = 4.3e10
+"""Weights x tokens x steps per second that LayerIG reaches on 2 CPU cores (bench/text_attributions.py:
+0.51 rows/s of 26 tokens, both models, on a MiniLM-size BERT); with the model's size and the sample's
+token counts it turns ``--attribution-budget`` into a row count without timing anything, so the sample
+(and the JSON) never depends on the machine's speed."""
+
+
+def words_of(value: str) -> list[str]:
+    """The lower-cased words of ``value`` (for lexicons and for matching)."""
+    return [w.lower() for w in WORD.findall(value)]
+
+
+def default_lexicon(values: dict[str, Sequence[str]]) -> tuple[str, ...]:
+    """Identity terms from the sensitive columns' values: each value's words (``Asian-Pac-Islander`` ->
+    asian, pac, islander), without ``<missing>``, numbers and single letters."""
+    terms: set[str] = set()
+    for labels in values.values():
+        for label in labels:
+            terms |= {w for w in words_of(str(label)) if len(w) > 1 and not w.isdigit() and w != "missing"}
+    return tuple(sorted(terms))
+
+
+def budget_rows(module: torch.nn.Module, *, steps: int, budget_seconds: float, population: int, floor: int,
+                tokens: float = NOMINAL_TOKENS) -> int:
+    """Rows of ``tokens`` tokens that both models attribute in about ``budget_seconds`` on 2 CPU cores,
+    from the model's size (not a timer: the sample never depends on the machine's speed)."""
+    embeddings = module.get_input_embeddings() if hasattr(module, "get_input_embeddings") else None
+    skip = {id(p) for p in embeddings.parameters()} if isinstance(embeddings, torch.nn.Module) else set()
+    weights = sum(p.numel() for p in module.parameters() if id(p) not in skip)
+    per_row = 2 * 3 * steps * max(tokens, 1.0) * max(weights, 1)  # both models, forward + backward
+    return int(min(population, max(floor, budget_seconds * COST_PER_SECOND // per_row)))
+
+
+def within_budget(sample: Any, population: np.ndarray, *, dense: torch.nn.Module, modality: Any, settings: Any,
+                  seed: int) -> Any:
+    """The stratified sample cut to the rows that fit ``settings.budget_seconds``: the same rule on every
+    stratum (an equal floor share, the rest by size) keeping each stratum's smallest row keys, so the cut
+    sample is the one a smaller sample size would have drawn."""
+    from .attributions import RowSample, sample_sizes
+
+    texts = [str(t) for t in sample.features[:, 0]]
+    if not texts:
+        return sample
+    lengths = [len(ids) for ids in modality.tokenizer(texts, truncation=True, max_length=modality.max_length or 512)[
+        "input_ids"]]
+    rows = budget_rows(dense, steps=settings.steps, budget_seconds=settings.budget_seconds, population=len(texts),
+                       floor=MIN_BUDGET_ROWS, tokens=float(np.mean(lengths)))
+    take = np.minimum(sample_sizes(population, rows), np.bincount(sample.strata, minlength=len(population)))
+    cut = RowSample(take=take, seed=seed, width=sample.features.shape[1])
+    cut.update(rows=sample.rows, strata=sample.strata, features=sample.features, targets=sample.targets)
+    return cut
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class WordAttributions:
+    """Both models' attributions per word of every sampled row, on one word vocabulary."""
+
+    vocabulary: tuple[str, ...]
+    dense: np.ndarray
+    """(rows, words): the sum of each word's token attributions (0 where the row lacks the word)."""
+    ticket: np.ndarray
+    present: np.ndarray
+    """(rows, words): whether the row has the word."""
+    segments: tuple[tuple[tuple[str, int], ...], ...]
+    """Per row: its text as (piece, word index or -1) pieces, for highlighting."""
+    convergence: dict[str, float]
+    """Integrated Gradients' largest convergence delta per model (empty for the other methods)."""
+
+
+def _forward(model: torch.nn.Module) -> Any:
+    def forward(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        return torch.cat([-logits, logits], dim=1) if logits.shape[1] == 1 else logits
+
+    return forward
+
+
+def _explainer(model: torch.nn.Module, method: str) -> Any:
+    """Captum's layer variant of ``method`` on the model's token-embedding layer."""
+    import captum.attr
+
+    layer = model.get_input_embeddings()
+    if method in ("integrated-gradients", "layer-integrated-gradients"):
+        return captum_class("layer-integrated-gradients")(_forward(model), layer)
+    return captum.attr.LayerGradientXActivation(_forward(model), layer, multiply_by_inputs=method == "input-x-gradient")
+
+
+def _attribute(module: torch.nn.Module, ids: np.ndarray, mask: np.ndarray, baseline: np.ndarray, targets: np.ndarray,
+               *, method: str, steps: int, batch_size: int, device: torch.device) -> tuple[np.ndarray, float | None]:
+    """(rows, tokens) attributions on the token-embedding layer, summed over the embedding dimension;
+    Integrated Gradients' largest convergence delta (None for the other methods)."""
+    model = copy.deepcopy(module).to(device).eval()
+    explainer = _explainer(model, method)
+    integrated = method in ("integrated-gradients", "layer-integrated-gradients")
+    parts, delta_max = [], 0.0
+    for start in range(0, len(ids), batch_size):
+        rows = slice(start, start + batch_size)
+        x = torch.as_tensor(ids[rows], device=device)
+        target = torch.as_tensor(targets[rows], device=device)
+        forward_args = (torch.as_tensor(mask[rows], device=device),)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if integrated:
+                out, delta = explainer.attribute(
+                    x, baselines=torch.as_tensor(baseline[rows], device=device), target=target,
+                    additional_forward_args=forward_args, n_steps=steps,
+                    internal_batch_size=max(1, STEP_BATCH // len(x)) * len(x), return_convergence_delta=True)
+                delta_max = max(delta_max, float(delta.detach().abs().max()))
+            else:
+                out = explainer.attribute(x, target=target, additional_forward_args=forward_args)
+        parts.append(out.detach().sum(-1).to("cpu", torch.float64).numpy())
+    return np.concatenate(parts), (delta_max if integrated else None)
+
+
+def estimate_seconds(dense: torch.nn.Module, ticket: torch.nn.Module, sample: Any, *, modality: Any, settings: Any,
+                     device: torch.device) -> float:
+    """Seconds both models will take on the whole sample, from a timed probe on its first two rows
+    (said to the user before the long step; the sample itself never depends on the timing)."""
+    import time
+
+    texts = [str(t) for t in sample.features[:3, 0]]
+    if not texts:
+        return 0.0
+    def timed(count: int) -> float:
+        started = time.perf_counter()
+        attribute_words(dense, ticket, texts[:count], sample.targets[:count], tokenizer=modality.tokenizer,
+                        max_length=modality.max_length, method=settings.method, steps=settings.steps, batch_size=1,
+                        device=device)
+        return time.perf_counter() - started
+
+    one = timed(1)  # set-up (copying the models, Captum) and one row
+    per_row = max(timed(len(texts)) - one, one / 10) / max(1, len(texts) - 1) if len(texts) > 1 else one
+    return one + per_row * (len(sample.rows) - 1)
+
+
+def _encode(tokenizer: Any, texts: list[str], *, max_length: int | None) -> Any:
+    if not getattr(tokenizer, "is_fast", False):
+        fail("attributions on text need a fast tokenizer (tokenizer.json) to map tokens back to words; save the "
+             "model's tokenizer with tokenizer.save_pretrained(directory) from a fast tokenizer, or leave attributions "
+             "out of --analyses.")
+    limit = max_length if max_length and max_length < 100_000 else 512
+    return tokenizer(texts, padding="longest", truncation=True, max_length=limit, return_attention_mask=True,
+                     return_offsets_mapping=True, return_special_tokens_mask=True)
+
+
+def attribute_words(dense: torch.nn.Module, ticket: torch.nn.Module, texts: list[str], targets: np.ndarray, *,
+                    tokenizer: Any, max_length: int | None, method: str, steps: int, batch_size: int,
+                    device: torch.device) -> WordAttributions:
+    """Both models' word attributions on ``texts`` for ``targets`` (same rows, target, steps and baseline:
+    every non-special token replaced by the padding token)."""
+    encoded = _encode(tokenizer, texts, max_length=max_length)
+    ids = np.asarray(encoded["input_ids"], dtype=np.int64)
+    mask = np.asarray(encoded["attention_mask"], dtype=np.int64)
+    special = np.asarray(encoded["special_tokens_mask"], dtype=bool)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.unk_token_id or 0)
+    baseline = np.where(special, ids, pad)
+    token_attr, convergence = {}, {}
+    for name, module in (("dense", dense), ("ticket", ticket)):
+        token_attr[name], delta = _attribute(module, ids, mask, baseline, targets, method=method, steps=steps,
+                                             batch_size=batch_size, device=device)
+        if delta is not None:
+            convergence[name] = delta
+    index: dict[str, int] = {}
+    row_words: list[dict[int, tuple[int, int]]] = []  # per row: word id -> (start, end) in its text
+    for i, text in enumerate(texts):
+        spans: dict[int, tuple[int, int]] = {}
+        for t, word in enumerate(encoded.word_ids(i)):
+            if word is None or special[i, t] or not mask[i, t]:
+                continue
+            start, end = encoded["offset_mapping"][i][t]
+            low, high = spans.get(word, (start, end))
+            spans[word] = (min(low, start), max(high, end))
+        row_words.append(spans)
+        for start, end in spans.values():
+            index.setdefault(text[start:end].lower(), len(index))
+    vocabulary = tuple(sorted(index))
+    position = {w: j for j, w in enumerate(vocabulary)}
+    shape = (len(texts), len(vocabulary))
+    matrices = {name: np.zeros(shape) for name in token_attr}
+    present = np.zeros(shape, dtype=bool)
+    segments = []
+    for i, text in enumerate(texts):
+        word_of_token = encoded.word_ids(i)
+        pieces, cursor = [], 0
+        for word, (start, end) in sorted(row_words[i].items(), key=lambda item: item[1]):
+            j = position[text[start:end].lower()]
+            tokens = [t for t, w in enumerate(word_of_token) if w == word and not special[i, t] and mask[i, t]]
+            for name in matrices:
+                matrices[name][i, j] += token_attr[name][i, tokens].sum()
+            present[i, j] = True
+            if start > cursor:
+                pieces.append((text[cursor:start], -1))
+            pieces.append((text[start:end], j))
+            cursor = end
+        if cursor < len(text):
+            pieces.append((text[cursor:], -1))
+        segments.append(tuple(pieces))
+    return WordAttributions(vocabulary=vocabulary, dense=matrices["dense"], ticket=matrices["ticket"], present=present,
+                            segments=tuple(segments), convergence=convergence)
+
+
+def identity_columns(vocabulary: Sequence[str], terms: Sequence[str]) -> list[int]:
+    """Vocabulary entries that are, or consist of, identity terms (``women's`` matches ``women``)."""
+    lexicon = {t.lower() for t in terms}
+
+    def possessive(word: str) -> str:
+        return re.sub(r"['’]s$", "", word)
+
+    def names_a_group(word: str) -> bool:
+        parts = [possessive(w) for w in words_of(word)]
+        return word in lexicon or possessive(word) in lexicon or bool(parts) and all(p in lexicon for p in parts)
+
+    return [j for j, word in enumerate(vocabulary) if names_a_group(word)]
+
+
+def row_spearman_present(a: np.ndarray, b: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """Spearman correlation of each row's attributions over its own words (NaN below 3 words)."""
+    from scipy.stats import spearmanr
+
+    out = np.full(len(a), np.nan)
+    for i in range(len(a)):
+        keep = present[i]
+        if keep.sum() >= 3 and np.ptp(a[i, keep]) > 0 and np.ptp(b[i, keep]) > 0:
+            out[i] = float(spearmanr(a[i, keep], b[i, keep]).statistic)
+    return out
+
+
+MAX_WORDS = 50
+"""Words listed with their importance (the most important first); every word counts in the comparisons."""
+MAX_HIGHLIGHTED = 5
+"""Rows shown as highlighted text in the report (those whose explanations differ most)."""
+CHANGED_WORDS = 5
+MIN_WORD_ROWS = 3
+"""A word's change in a group is reported once it appears in this many of the group's sampled rows."""
+
+
+def text_attributions_from_sample(inputs: Any, sample: Any, *, population: np.ndarray, dense: torch.nn.Module,
+                                  ticket: torch.nn.Module, tokenizer: Any, max_length: int | None, settings: Any,
+                                  batch_size: int, device: torch.device) -> Any:
+    """Attribute both models on the sampled texts and compare them word by word (see the module doc)."""
+    from .attributions import _row_cosine, _share, summarise_attributions
+
+    texts = [str(t) for t in sample.features[:, 0]]
+    words = attribute_words(dense, ticket, texts, sample.targets, tokenizer=tokenizer, max_length=max_length,
+                            method=settings.method, steps=settings.steps, batch_size=batch_size, device=device)
+    terms = tuple(sorted({*default_lexicon(_column_values(inputs.groups)), *(t.lower() for t in settings.identity_terms)}))
+    identity = identity_columns(words.vocabulary, terms)
+    raw = {"dense": words.dense, "ticket": words.ticket}
+    nan = np.full(len(texts), np.nan)
+    per_row = {
+        "cosine": _row_cosine(raw["dense"], raw["ticket"]),
+        "spearman": row_spearman_present(raw["dense"], raw["ticket"], words.present),
+        "sensitive_dense": _share(np.abs(raw["dense"]), identity),
+        "sensitive_ticket": _share(np.abs(raw["ticket"]), identity),
+        "proxy_dense": nan, "proxy_ticket": nan,
+    }
+    design = _design(sample.strata, population)
+    extra = {
+        "unit": "word",
+        "identity_terms": list(terms),
+        "identity_terms_found": [words.vocabulary[j] for j in identity],
+        "highlighted": _highlighted(words, per_row["cosine"], sample.rows, sample.strata, inputs.groups),
+        "changed_words": _changed_words(words, sample.strata, design, inputs.groups),
+    }
+    result = summarise_attributions(
+        inputs, rows=sample.rows, strata=sample.strata, population=population, columns=words.vocabulary, raw=raw,
+        per_row=per_row, settings=settings, sensitive=(), auto_proxies=(), convergence=words.convergence or None,
+        baseline="every word replaced by the padding token", extra={**extra, "words_total": len(words.vocabulary)})
+    return dataclasses.replace(result, features=result.features[:MAX_WORDS])
+
+
+def _column_values(groups: Any) -> dict[str, list[str]]:
+    """Each sensitive column's value labels, from the strata keys."""
+    values: dict[str, list[str]] = {a: [] for a in groups.attributes}
+    for key in groups.strata_values:
+        for attribute, label in zip(groups.attributes, key):
+            values[attribute].append(label)
+    return values
+
+
+def _sig(value: Any) -> float:
+    """Six significant digits: the report's precision, whatever the scale of the model's logits."""
+    return float(f"{float(value):.6g}")
+
+
+def _design(strata: np.ndarray, population: np.ndarray) -> np.ndarray:
+    sampled = np.bincount(strata, minlength=len(population))
+    return population[strata] / sampled[strata]
+
+
+def _highlighted(words: WordAttributions, cosine: np.ndarray, rows: np.ndarray, strata: np.ndarray,
+                 groups: Any) -> list[dict[str, Any]]:
+    """The rows whose explanations differ most (lowest cosine), as text pieces with each word's attributions."""
+    out = []
+    for i in np.lexsort((rows, np.nan_to_num(cosine, nan=2.0)))[:MAX_HIGHLIGHTED]:
+        scale = float(max(np.abs(words.dense[i]).max(initial=0), np.abs(words.ticket[i]).max(initial=0)))
+        pieces = [{"text": text, **({"dense": _sig(words.dense[i, j]),
+                                     "ticket": _sig(words.ticket[i, j])} if j >= 0 else {})}
+                  for text, j in words.segments[i]]
+        out.append({"row": int(rows[i]), "group": groups.strata_names[strata[i]],
+                    "cosine": None if not np.isfinite(cosine[i]) else round(float(cosine[i]), 6),
+                    "scale": _sig(scale), "pieces": pieces})
+    return out
+
+
+def _changed_words(words: WordAttributions, strata: np.ndarray, design: np.ndarray,
+                   groups: Any) -> list[dict[str, Any]]:
+    """Per group: the words whose mean attribution (ticket - dense, over the group's rows that have them,
+    design-weighted) changed most."""
+    delta = words.ticket - words.dense
+    out = []
+    everyone = ("overall", tuple(range(len(groups.strata_names))))
+    for name, group_strata in (everyone, *((g.name, g.strata) for g in groups.groups)):
+        member = np.isin(strata, group_strata)
+        present = words.present & member[:, None]
+        counts = present.sum(0)
+        weight = present * design[:, None]
+        mass = weight.sum(0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = {model: (matrix * weight).sum(0) / mass for model, matrix in
+                    (("dense", words.dense), ("ticket", words.ticket), ("delta", delta))}
+        eligible = np.flatnonzero(counts >= MIN_WORD_ROWS)
+        order = eligible[np.lexsort((eligible, -np.abs(mean["delta"][eligible])))][:CHANGED_WORDS]
+        out.append({"group": name, "words": [
+            {"word": words.vocabulary[j], "rows": int(counts[j]), "dense": _sig(mean["dense"][j]),
+             "ticket": _sig(mean["ticket"][j]), "delta": _sig(mean["delta"][j])}
+            for j in order]})
+    return out
