@@ -46,3 +46,22 @@ def test_html_is_self_contained_and_accessible(tmp_path) -> None:
     assert headings[0] == 1 and all(b - a <= 1 for a, b in zip(headings, headings[1:]))
     assert html.count("<svg") == html.count("<title id=") and 'role="img"' in html
     assert html.count("<th") > 10
+
+
+def test_the_report_renders_from_its_json_document_alone(fx, tmp_path) -> None:
+    """Rendering reads the JSON document (plus provenance), not Python result objects: a saved report.json
+    renders to the same HTML, and a document that breaks the schema is refused."""
+    import json
+
+    from conftest import FEATURES
+
+    result = ta.audit(dense=fx.dense, ticket=fx.ticket, data=fx.frame, target="y", sensitive=["sex", "race"],
+                      features=FEATURES, n_boot=200, attribution_rows=100)
+    saved = json.loads(ta.render_json(result))
+    assert ta.render_html(saved, provenance=result.provenance) == ta.render_html(result)
+    assert "Importance per column" in ta.render_html(saved)
+    import jsonschema
+    import pytest
+
+    with pytest.raises(jsonschema.ValidationError):
+        ta.render_html({**saved, "verdict": "maybe"})

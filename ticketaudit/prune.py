@@ -124,7 +124,7 @@ def write_prune(
     saved = {c.name: str(out / slug(c.name)) for c in result.alternatives.candidates if c.mask is not None}
     candidates = tuple(dataclasses.replace(c, saved_to=saved.get(c.name)) for c in result.alternatives.candidates)
     result = dataclasses.replace(result, alternatives=dataclasses.replace(result.alternatives, candidates=candidates))
-    html, payload = render_prune(result, command=command)
+    html, payload = render_prune(result.to_dict(), command=command)
     files[out / "alternatives.html"] = html
     files[out / "alternatives.json"] = payload
     check_not_input({f"--out file '{path.name}'": path for path in files}, inputs or {})

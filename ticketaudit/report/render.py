@@ -18,7 +18,6 @@ from . import charts, schema
 
 if TYPE_CHECKING:
     from ..audit import AuditResult
-    from ..prune import PruneResult
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 
@@ -110,9 +109,9 @@ def _sections(document: dict[str, Any]) -> list[dict[str, str]]:
     return sections
 
 
-def render_prune(result: PruneResult, *, command: str | None = None) -> tuple[bytes, bytes]:
-    """(HTML, JSON) of a ``ticketaudit prune`` run; the JSON is validated against its schema."""
-    document = _rounded(result.to_dict())
+def render_prune(document: dict[str, Any], *, command: str | None = None) -> tuple[bytes, bytes]:
+    """(HTML, JSON) of a ``ticketaudit prune`` run from its JSON document, validated against its schema."""
+    document = _rounded(document)
     schema.validate_prune(document)
     html = _environment().get_template("alternatives.html.j2").render(
         r=document, csp=CSP, command=command or "ticketaudit (Python API)")
@@ -120,23 +119,31 @@ def render_prune(result: PruneResult, *, command: str | None = None) -> tuple[by
     return html.encode("utf-8"), payload.encode("utf-8")
 
 
-def _audit_inputs(result: AuditResult) -> dict[str, object]:
-    provenance = result.provenance
+def _audit_inputs(provenance: Mapping[str, Any]) -> dict[str, object]:
     return {"dense": provenance.get("dense_source"), "ticket": provenance.get("ticket_source"),
             "data": provenance.get("data_source")}
 
 
-def render_html(result: AuditResult, path: str | Path | None = None, *, command: str | None = None) -> str:
-    """The self-contained HTML report; also written (atomically) to ``path`` when given, which must not be
-    one of the audit's inputs."""
-    document = report_dict(result)
+def render_html(result: AuditResult | Mapping[str, Any], path: str | Path | None = None, *,
+                command: str | None = None, provenance: Mapping[str, Any] | None = None) -> str:
+    """The self-contained HTML report of an ``AuditResult`` or of its JSON document (a saved
+    ``report.json``, loaded); also written (atomically) to ``path`` when given, which must not be one
+    of the audit's inputs. The report is rendered from the JSON document alone, plus ``provenance``
+    (paths, speed settings: the result's own by default), which the JSON leaves out."""
+    if isinstance(result, Mapping):
+        document = _rounded(dict(result))
+        schema.validate(document)
+        provenance = dict(provenance or {})
+    else:
+        document = report_dict(result)
+        provenance = dict(provenance if provenance is not None else result.provenance)
     html = _environment().get_template("report.html.j2").render(
         r=document, sections=_sections(document), csp=CSP,
         failed=[c for c in document["checks"] if c["status"] == "fail"],
         inconclusive=[c for c in document["checks"] if c["status"] == "inconclusive"],
-        command=command or "ticketaudit (Python API)", provenance=result.provenance)
+        command=command or "ticketaudit (Python API)", provenance=provenance)
     if path is not None:
-        check_not_input({"the report path": Path(path)}, _audit_inputs(result))
+        check_not_input({"the report path": Path(path)}, _audit_inputs(provenance))
         write_atomically({Path(path): html.encode("utf-8")})
     return html
 
@@ -152,7 +159,7 @@ def write_report(result: AuditResult, *, html_path: Path | None, json_path: Path
     ``inputs`` by option, else the result's own model and data paths)."""
     paths = {"--out": html_path, "--json": json_path}
     check_not_input({k: Path(v) for k, v in paths.items() if v is not None},
-                    inputs if inputs is not None else _audit_inputs(result))
+                    inputs if inputs is not None else _audit_inputs(result.provenance))
     outputs: dict[Path, bytes] = {}
     if html_path is not None:
         outputs[Path(html_path)] = render_html(result, command=command).encode("utf-8")
