@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ..._validation import fail
 from ..base import Analysis, AuditContext, Batch, FinishContext, Worker
+
+if TYPE_CHECKING:
+    import numpy as np
 
 TEXT_METHODS = ("integrated-gradients", "layer-integrated-gradients", "input-x-gradient", "saliency")
 """Methods that explain text through the token-embedding layer (Captum's layer variants)."""
@@ -32,6 +33,8 @@ class _Sample:
     """The stratified row sample and the input moments (for proxy columns), over batches and shards."""
 
     def __init__(self, planned: _Planned, *, seed: int, n_strata: int, modality: Any) -> None:
+        import numpy as np
+
         from ..attributions import ProxyMoments, RowSample
 
         self.target, self.modality = planned.target, modality
@@ -43,6 +46,8 @@ class _Sample:
         return {**self.__dict__, "modality": None}
 
     def update(self, batch: Batch) -> None:
+        import numpy as np
+
         assert self.modality is not None
         targets = batch.labels if self.target == "label" else np.argmax(batch.proba_dense, 1)
         values = self.modality.attribution_values(batch.frame, batch.inputs)
