@@ -274,43 +274,31 @@ def _read_bundle(directory: Path) -> _Bundle:
     return _Bundle(module, mask, tuple(map(str, labels)) if labels else None, preprocess)
 
 
+def _dense(module: nn.Module, **found: Any) -> LoadedModel:
+    """A loaded dense model: every weight kept (an all-ones mask)."""
+    return LoadedModel(module=module, mask=Mask.ones(module), **found)
+
+
 def load_dense(source: ModelSource, *, factory: str | None = None, allow_pickle: bool = False) -> LoadedModel:
     """Load the dense (unpruned) model from a module, bundle directory or weights file."""
     if isinstance(source, nn.Module):
         module = _private_copy(source)
-        return LoadedModel(module=module, mask=Mask.ones(module), format="module", sha256=_hash_module(module),
-                           source="<nn.Module>")
+        return _dense(module, format="module", sha256=_hash_module(module), source="<nn.Module>")
     path = Path(source)
     if path.is_dir() and is_huggingface_dir(path):
         hf = read_huggingface(path)
-        return LoadedModel(
-            module=hf.module,
-            mask=Mask.ones(hf.module),
-            format="huggingface",
-            sha256=sha256_path(path),
-            source=str(path),
-            labels=hf.labels,
-            tokenizer=hf.tokenizer,
-        )
+        return _dense(hf.module, format="huggingface", sha256=sha256_path(path), source=str(path), labels=hf.labels,
+                      tokenizer=hf.tokenizer)
     if path.is_dir() and not (path / paths.BUNDLE_CONFIG).is_file() and (path / paths.BUNDLE_WEIGHTS).is_file():
         path = path / paths.BUNDLE_WEIGHTS  # weights without an architecture: a state_dict (needs --factory)
     elif path.is_dir():
         bundle = _read_bundle(path)
-        return LoadedModel(
-            module=bundle.module,
-            mask=Mask.ones(bundle.module),
-            format="bundle",
-            sha256=sha256_path(path),
-            source=str(path),
-            labels=bundle.labels,
-            preprocess=bundle.preprocess,
-        )
+        return _dense(bundle.module, format="bundle", sha256=sha256_path(path), source=str(path),
+                      labels=bundle.labels, preprocess=bundle.preprocess)
     weights = _read_weights(path, allow_pickle=allow_pickle)
     if isinstance(weights, nn.Module):
         module = _private_copy(weights)
-        return LoadedModel(
-            module=module, mask=Mask.ones(module), format="pickled-module", sha256=sha256_path(path), source=str(path)
-        )
+        return _dense(module, format="pickled-module", sha256=sha256_path(path), source=str(path))
     if factory is None:
         fail(MSG_NEEDS_FACTORY.format(path=path))
     plain, _ = _split_torch_prune(weights)
@@ -320,9 +308,7 @@ def load_dense(source: ModelSource, *, factory: str | None = None, allow_pickle:
         what=f"dense weights '{path}'",
         fix=f"Check that --factory {factory} builds the architecture the weights were saved from.",
     )
-    return LoadedModel(
-        module=module, mask=Mask.ones(module), format="state_dict", sha256=sha256_path(path), source=str(path)
-    )
+    return _dense(module, format="state_dict", sha256=sha256_path(path), source=str(path))
 
 
 def _differences(dense: nn.Module, ticket: nn.Module) -> str | None:
