@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 import torch
 
-from ticketaudit.analyses.text_attributions import TEXT_BUDGET_SECONDS, attribute_words, budget_rows
+from ticketaudit.analyses.text_attributions import STEP_TOKENS, TEXT_BUDGET_SECONDS, attribute_words, budget_rows
 from _timing import best_of
 
 VOCAB = ("the a movie film plot acting music story good bad great awful fine dull long short funny sad loved hated "
@@ -62,7 +62,7 @@ def captum_directly(models: tuple[torch.nn.Module, ...], tokenizer: object, text
             explainer.attribute(encoded["input_ids"][rows], baselines=baseline[rows],
                                 target=torch.as_tensor(targets[rows]), n_steps=steps,
                                 additional_forward_args=(encoded["attention_mask"][rows],),
-                                internal_batch_size=max(1, 256 // len(targets[rows])) * len(targets[rows]))
+                                internal_batch_size=max(1, STEP_TOKENS // encoded["input_ids"].shape[1]))
 
 
 def main() -> None:

@@ -44,6 +44,7 @@ class CompressionResult:
 
     @property
     def statement(self) -> str:
+        """The finding in words, kept in the JSON for scripts that read it (the report writes its own)."""
         ratio = self.ticket_bits / self.dense_bits if self.dense_bits else float("nan")
         if self.smaller:
             return (f"The ticket keeps {self.density:.1%} of its prunable weights and, with an entropy-coded "

@@ -25,8 +25,10 @@ from .attributions import captum_class
 
 WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
 """A word for matching identity terms: letters and digits (apostrophes inside)."""
-STEP_BATCH = 256
-"""Interpolation steps x rows per Captum call (memory, not results: the batch of rows is fixed)."""
+STEP_TOKENS = 4096
+"""Tokens (interpolation steps x rows x sequence length) per forward-and-backward pass: bounds memory on
+long texts and large models (about 4 GB of activations for a BERT-base at 512 tokens). Fixed by the
+sample's padded length, never by a speed setting, so it never changes an answer between runs."""
 NOMINAL_TOKENS = 64
 TEXT_BUDGET_SECONDS = 120.0
 """The default ``--attribution-budget``."""
@@ -138,7 +140,7 @@ def _attribute(module: torch.nn.Module, ids: np.ndarray, mask: np.ndarray, basel
                 out, delta = explainer.attribute(
                     x, baselines=torch.as_tensor(baseline[rows], device=device), target=target,
                     additional_forward_args=forward_args, n_steps=steps,
-                    internal_batch_size=max(1, STEP_BATCH // len(x)) * len(x), return_convergence_delta=True)
+                    internal_batch_size=max(1, STEP_TOKENS // ids.shape[1]), return_convergence_delta=True)
                 delta_max = max(delta_max, float(delta.detach().abs().max()))
             else:
                 out = explainer.attribute(x, target=target, additional_forward_args=forward_args)
