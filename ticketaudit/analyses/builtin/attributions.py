@@ -33,14 +33,11 @@ class _Sample:
     """The stratified row sample and the input moments (for proxy columns), over batches and shards."""
 
     def __init__(self, planned: _Planned, *, seed: int, n_strata: int, modality: Any) -> None:
-        import numpy as np
-
         from ..attributions import ProxyMoments, RowSample
 
         self.target, self.modality = planned.target, modality
         self.sample = RowSample(take=planned.take, seed=seed, width=planned.width)
         self.moments = ProxyMoments(n_strata=n_strata, width=planned.width) if planned.proxies else None
-        self.population = np.zeros(n_strata, dtype=np.int64)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "modality": None}
@@ -52,13 +49,11 @@ class _Sample:
         targets = batch.labels if self.target == "label" else np.argmax(batch.proba_dense, 1)
         values = self.modality.attribution_values(batch.frame, batch.inputs)
         self.sample.update(rows=batch.rows, strata=batch.strata, features=values, targets=targets)
-        self.population += np.bincount(batch.strata, minlength=len(self.population))
         if self.moments is not None:
             self.moments.update(batch.inputs, batch.strata)
 
     def merge(self, other: _Sample) -> _Sample:
         self.sample.merge(other.sample)
-        self.population += other.population
         if self.moments is not None and other.moments is not None:
             self.moments.merge(other.moments)
         return self
@@ -117,7 +112,7 @@ class Attributions(Analysis):
         audit = context.audit
         sample = state.sample
         if audit.attribution.rows is None:  # the stratified sample, cut to what fits in the time budget
-            sample = within_budget(sample, state.population, dense=audit.dense.module, modality=audit.modality,
+            sample = within_budget(sample, audit.population, dense=audit.dense.module, modality=audit.modality,
                                    settings=audit.attribution, seed=audit.seed)
         rows = len(sample.rows)
         seconds = estimate_seconds(audit.dense.module, audit.ticket.module, sample, modality=audit.modality,
@@ -125,7 +120,7 @@ class Attributions(Analysis):
         context.say(f"Attributing {rows} rows on both models ({audit.attribution.method}, {audit.attribution.steps} "
                     f"steps): about {seconds / 60:.1f} min here")
         return text_attributions_from_sample(
-            context.settings, sample, population=state.population, dense=audit.dense.module,
+            context.settings, sample, population=audit.population, dense=audit.dense.module,
             ticket=audit.ticket.module, tokenizer=audit.modality.tokenizer, max_length=audit.modality.max_length,
             settings=audit.attribution, batch_size=TEXT_BATCH, device=audit.device)
 
