@@ -19,6 +19,9 @@ _LAZY = {
     "AuditResult": ".audit", "audit": ".audit", "AuditConfig": ".config", "Policy": ".config",
     "render_html": ".report.render", "render_json": ".report.render", "write_report": ".report.render",
     "Mask": ".tickets", "load_dense": ".tickets", "load_ticket": ".tickets",
+    "WorkflowOutputs": ".report.render", "render_junit": ".workflow.junit", "render_markdown": ".workflow.markdown",
+    "render_model_card": ".workflow.model_card", "log_mlflow": ".workflow.mlflow_run", "diff_reports": ".workflow.diff",
+    "load_report": ".workflow.reports", "render_history": ".workflow.history", "load_history": ".workflow.history",
     "Analysis": ".analyses.base", "Batch": ".analyses.base", "register_analysis": ".analyses.registry",
 }
 
@@ -27,7 +30,14 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .analyses.registry import register_analysis
     from .audit import AuditResult, audit
     from .config import AuditConfig, Policy
-    from .report.render import render_html, render_json, write_report
+    from .report.render import WorkflowOutputs, render_html, render_json, write_report
+    from .workflow.diff import diff_reports
+    from .workflow.history import load_history, render_history
+    from .workflow.junit import render_junit
+    from .workflow.markdown import render_markdown
+    from .workflow.mlflow_run import log_mlflow
+    from .workflow.model_card import render_model_card
+    from .workflow.reports import load_report
     from .tickets import Mask, load_dense, load_ticket
 
 
@@ -58,5 +68,6 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Analysis", "Batch", "register_analysis", "AuditConfig", "AuditResult", "InvalidInputError", "Mask", "Policy", "SmallGroupWarning", "TicketAuditError",
     "UnsafeInputError", "__version__", "audit", "load_dense", "load_model", "load_ticket", "render_html",
-    "render_json", "write_report",
+    "render_json", "write_report", "WorkflowOutputs", "render_junit", "render_markdown", "render_model_card",
+    "log_mlflow", "diff_reports", "load_report", "render_history", "load_history",
 ]

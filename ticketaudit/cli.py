@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import __version__, paths
-from ._io import WRITTEN, check_not_input, check_writable, sha256_file
+from ._io import WRITTEN, check_not_input, check_writable, sha256_file, write_atomically
 from .choices import ATTRIBUTION_METHODS, DEVICES, ENGINES, PRUNING_METHODS, RECOVERIES, listed
 from .exceptions import InvalidInputError
 
@@ -182,6 +182,10 @@ def report(
     num_workers: Annotated[int, typer.Option(help="Ray workers, each loading both models once (never changes results).")] = 2,
     gpus_per_worker: Annotated[float, typer.Option(help="GPUs per Ray worker (fractions share a GPU); use with --device cuda.")] = 0.0,
     max_unseen_share: Annotated[float, typer.Option(help="Refuse when more than this share of rows has a one-hot value the model has no category for (counted and noted either way).")] = 0.05,
+    junit: Annotated[Optional[Path], typer.Option(help="Also write the checks as JUnit XML (one test case per check) for CI test reporters.")] = None,
+    markdown: Annotated[Optional[Path], typer.Option(help="Also write a pull-request summary in Markdown (appended to $GITHUB_STEP_SUMMARY when set).")] = None,
+    model_card: Annotated[Optional[Path], typer.Option(help="Also write a Hugging Face model-card fragment: model-index metadata and a Bias, Risks, and Limitations section.")] = None,
+    mlflow: Annotated[Optional[str], typer.Option(metavar="[TRACKING_URI]", help="Log the audit as an MLflow run (needs ticketaudit\\[mlflow]); alone, MLflow's default tracking URI.")] = None,
     allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow loading pickled modules (runs code!).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
 ) -> int:
@@ -189,24 +193,26 @@ def report(
     from .audit import audit
     from .config import Policy
     from .pruning.alternatives import PruneSettings
-    from .report.render import command_line, write_report
+    from .report.render import WorkflowOutputs, command_line, write_report
 
     if not alternatives and (train_data is not None or recover != "none"):
         raise InvalidInputError("--train-data and --recover belong to --alternatives; add --alternatives or drop them.")
     prune_settings = PruneSettings(recover=recover) if alternatives else False
 
     html_path = out if out is not None else paths.default_report_path()
-    outputs = {"--out": html_path, **({"--json": json_path} if json_path is not None else {})}
+    workflow = WorkflowOutputs(junit=junit, markdown=markdown, model_card=model_card, mlflow=_mlflow_uri(mlflow),
+                               model_name=Path(ticket).name if ticket else "ticket")
+    outputs = {"--out": html_path, **({"--json": json_path} if json_path is not None else {}), **workflow.paths()}
     inputs = {"--dense": dense, "--ticket": ticket, "--mask": mask, "--data": data, "--policy": policy,
               "--train-data": train_data, "--identity-terms": identity_terms}
     check_not_input(outputs, inputs)
     if out is None:
         html_path.parent.mkdir(parents=True, exist_ok=True)
-    check_writable(html_path, what="report")
-    if json_path is not None:
-        check_writable(json_path, what="JSON report")
-        if json_path.resolve() == html_path.resolve():
-            raise InvalidInputError("--out and --json name the same file; give them different paths.")
+    _check_outputs(outputs)
+    if workflow.mlflow is not None:
+        from .workflow.mlflow_run import require_mlflow
+
+        require_mlflow()
     the_policy = Policy.from_toml(policy) if policy is not None else Policy()
     with _progress(quiet) as update:
         result = audit(dense=dense, ticket=ticket, mask=mask, data=data, target=target, sensitive=sensitive,
@@ -220,9 +226,31 @@ def report(
                        gpus_per_worker=gpus_per_worker, max_unseen_share=max_unseen_share, progress=update)  # type: ignore[arg-type]
     if policy is not None:
         result.provenance["policy_source"] = f"{policy} — sha256 {sha256_file(policy)}"
-    write_report(result, html_path=html_path, json_path=json_path, command=command_line(), inputs=inputs)
+    write_report(result, html_path=html_path, json_path=json_path, command=command_line(), inputs=inputs,
+                 workflow=workflow)
     _print_summary(result, html_path, json_path)
+    for option, path in workflow.paths().items():
+        _say(f"{option.removeprefix('--')}: {path}")
     return EXIT_FAIL if result.gate_failed else EXIT_PASS
+
+
+OUTPUT_WORDS = {"--out": "report", "--json": "JSON report", "--junit": "JUnit XML", "--markdown": "Markdown summary",
+                "--model-card": "model card"}
+
+
+def _check_outputs(outputs: dict[str, Path]) -> None:
+    """Every output writable, and no two of them the same file."""
+    seen: dict[Path, str] = {}
+    for option, path in outputs.items():
+        check_writable(path, what=OUTPUT_WORDS.get(option, option))
+        same = seen.setdefault(Path(os.path.realpath(path)), option)
+        if same != option:
+            raise InvalidInputError(f"{same} and {option} name the same file; give them different paths.")
+
+
+def _mlflow_uri(value: str | None) -> str | None:
+    """``--mlflow`` alone arrives as the empty string (see ``main``): MLflow's default tracking URI."""
+    return None if value is None else value.strip()
 
 
 def _print_summary(result: AuditResult, html_path: Path, json_path: Path | None) -> None:
@@ -338,12 +366,70 @@ def demo(
 
 @app.command()
 @_guarded
+def diff(
+    old: Annotated[Path, typer.Argument(help="The earlier audit's JSON report (ticketaudit report --json).")],
+    new: Annotated[Path, typer.Argument(help="The later audit's JSON report.")],
+    fail_on_regression: Annotated[bool, typer.Option("--fail-on-regression", help="Exit 1 when the verdict or a check got worse, or a group's delta moved significantly the harmful way.")] = False,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the comparison as JSON.")] = None,
+) -> int:
+    """What changed between two audits: verdict, checks that changed state, per-group deltas that moved."""
+    from .workflow.diff import diff_reports
+    from .workflow.reports import load_report
+
+    if json_path is not None:
+        check_not_input({"--json": json_path}, {"OLD": old, "NEW": new})
+        check_writable(json_path, what="diff JSON")
+    comparison = diff_reports(load_report(old, what="OLD"), load_report(new, what="NEW"))
+    if json_path is not None:
+        write_atomically({json_path: (json.dumps(comparison.to_dict(), indent=2, sort_keys=True) + "\n").encode()})
+    for line in comparison.lines():
+        _say(line)
+    return EXIT_FAIL if fail_on_regression and comparison.regression else EXIT_PASS
+
+
+@app.command()
+@_guarded
+def history(
+    reports: Annotated[list[Path], typer.Argument(help="A directory of JSON reports (natural name order) or the files, oldest first.")],
+    out: Annotated[Optional[Path], typer.Option(help="HTML page [default: reports/ticketaudit-history-<time>.html].")] = None,
+) -> int:
+    """Audits of successive tickets or releases side by side: one offline HTML page with per-group trends."""
+    from .workflow.history import load_history, render_history
+
+    html_path = out if out is not None else paths.default_history_path()
+    check_not_input({"--out": html_path}, {str(p): p for p in reports})
+    if out is None:
+        html_path.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(html_path, what="history page")
+    audits = load_history(reports)
+    write_atomically({html_path: render_history(audits).encode("utf-8")})
+    _say(f"{len(audits)} audits: " + " -> ".join(f"{label} {doc['verdict'].upper()}" for label, doc in audits))
+    _say(f"history: {html_path}")
+    return EXIT_PASS
+
+
+@app.command()
+@_guarded
 def schema() -> int:
     """Print the JSON Schema of the report."""
     from .report.schema import report_schema
 
     _say(json.dumps(report_schema(), indent=2))
     return EXIT_PASS
+
+
+OPTIONAL_VALUE_OPTIONS = ("--mlflow",)
+
+
+def optional_values(args: list[str]) -> list[str]:
+    """``--mlflow`` may stand alone (MLflow's default tracking URI) or take a URI; alone (last, or before
+    another option) it is passed on as ``--mlflow=`` so the parser never takes the next option as its value."""
+    out = []
+    for i, arg in enumerate(args):
+        following = args[i + 1] if i + 1 < len(args) else None
+        alone = following is None or (following.startswith("-") and following != "-")
+        out.append(f"{arg}=" if arg in OPTIONAL_VALUE_OPTIONS and alone else arg)
+    return out
 
 
 def main() -> None:
@@ -353,7 +439,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _raise_terminated)
     code: int | str | None = None
     try:
-        app(prog_name="ticketaudit")
+        app(args=optional_values(sys.argv[1:]), prog_name="ticketaudit")
     except KeyboardInterrupt as interrupt:
         code = _report_interrupt(interrupt)
     except SystemExit as done:

@@ -16,3 +16,8 @@ BUNDLE_PREPROCESS = "preprocess.json"
 def default_report_path() -> Path:
     """``reports/ticketaudit-<UTC timestamp>.html``."""
     return REPORTS_DIR / time.strftime("ticketaudit-%Y%m%dT%H%M%SZ.html", time.gmtime())
+
+
+def default_history_path() -> Path:
+    """``reports/ticketaudit-history-<UTC timestamp>.html``."""
+    return REPORTS_DIR / time.strftime("ticketaudit-history-%Y%m%dT%H%M%SZ.html", time.gmtime())

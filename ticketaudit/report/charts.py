@@ -180,3 +180,36 @@ def attention_maps(attention: dict[str, Any]) -> dict[str, Any]:
     return {"dense": heatmap(unpruned, "dense", title="Attention entropy, dense model", diverging=False),
             "ticket": heatmap(heads, "ticket", title="Attention entropy, ticket", diverging=False),
             "delta": heatmap(heads, "delta", title="Change in attention entropy (ticket − dense)", diverging=True)}
+
+
+TREND_WIDTH, TREND_HEIGHT, TREND_LEFT, TREND_TOP, TREND_BOTTOM = 360, 150, 48, 14, 34
+
+
+def trend(points: list[dict[str, Any]], *, limit: float | None = None) -> dict[str, Any]:
+    """A small line chart of one group's delta (ticket − dense) across audits, with interval bars.
+
+    ``points``: ``{"label", "delta", "low", "high"}`` in audit order (None where the group is absent).
+    ``limit``: the symmetric y range, shared by every group's chart so they compare at a glance.
+    """
+    limit = limit or _nice_limit([v for p in points for v in (p["delta"], p["low"], p["high"])])
+    inner_width = TREND_WIDTH - TREND_LEFT - 12
+    step = inner_width / max(len(points) - 1, 1)
+
+    def y(value: float | None) -> float | None:
+        if value is None or not math.isfinite(value):
+            return None
+        share = (limit - max(-limit, min(limit, value))) / (2 * limit)
+        return round(TREND_TOP + share * (TREND_HEIGHT - TREND_TOP - TREND_BOTTOM), 1)
+
+    drawn = [{**p, "x": round(TREND_LEFT + (i * step if len(points) > 1 else inner_width / 2), 1), "y": y(p["delta"]),
+              "y_low": y(p["low"]), "y_high": y(p["high"])} for i, p in enumerate(points)]
+    path = " ".join(f"{'M' if i == 0 or drawn[i - 1]['y'] is None else 'L'}{p['x']},{p['y']}"
+                    for i, p in enumerate(drawn) if p["y"] is not None)
+    ticks = [{"y": y(t), "label": f"{t * 100:+g}" if t else "0"} for t in (limit, 0.0, -limit)]
+    return {"width": TREND_WIDTH, "height": TREND_HEIGHT, "points": drawn, "path": path, "ticks": ticks,
+            "left": TREND_LEFT, "right": TREND_WIDTH - 12, "zero": y(0.0), "label_y": TREND_HEIGHT - 8}
+
+
+def trend_limit(values: list[float | None]) -> float:
+    """The shared y range of a page of trend charts."""
+    return _nice_limit(values)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -37,12 +39,16 @@ def report_dict(result: AuditResult) -> dict[str, Any]:
     """The validated JSON document of a result."""
     document = _rounded(result.to_dict())
     schema.validate(document)
-    return document
+    return schema.ValidatedDocument(document)
 
 
 def render_json(result: AuditResult) -> bytes:
     """The JSON report as bytes (UTF-8, sorted keys, trailing newline)."""
-    return (json.dumps(report_dict(result), indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+    return _json_bytes(report_dict(result))
+
+
+def _json_bytes(document: dict[str, Any]) -> bytes:
+    return (json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def _pct(value: Any, digits: int = 1) -> str:
@@ -130,7 +136,10 @@ def render_html(result: AuditResult | Mapping[str, Any], path: str | Path | None
     ``report.json``, loaded); also written (atomically) to ``path`` when given, which must not be one
     of the audit's inputs. The report is rendered from the JSON document alone, plus ``provenance``
     (paths, speed settings: the result's own by default), which the JSON leaves out."""
-    if isinstance(result, Mapping):
+    if isinstance(result, schema.ValidatedDocument):
+        document = result
+        provenance = dict(provenance or {})
+    elif isinstance(result, Mapping):
         document = _rounded(dict(result))
         schema.validate(document)
         provenance = dict(provenance or {})
@@ -148,21 +157,94 @@ def render_html(result: AuditResult | Mapping[str, Any], path: str | Path | None
     return html
 
 
+def render_page(template: str, **context: Any) -> str:
+    """A self-contained page from one of the templates, under the report's CSP and filters."""
+    return _environment().get_template(template).render(csp=CSP, **context)
+
+
 def command_line() -> str:
     """The command line that started this process, quoted for a shell."""
     return " ".join(shlex.quote(a) for a in ["ticketaudit", *sys.argv[1:]])
 
 
+@dataclass(frozen=True, kw_only=True)
+class WorkflowOutputs:
+    """The review-workflow outputs of one audit, each optional: JUnit XML, a pull-request summary in
+    Markdown (also appended to ``$GITHUB_STEP_SUMMARY`` when set), a model-card fragment, an MLflow run
+    (``mlflow``: a tracking URI, "" for MLflow's default, None for none)."""
+
+    junit: Path | None = None
+    markdown: Path | None = None
+    model_card: Path | None = None
+    model_name: str = "ticket"
+    mlflow: str | None = None
+
+    def described(self) -> list[str]:
+        """The outputs in words, for the HTML's provenance."""
+        words = {"--junit": "JUnit XML", "--markdown": "pull-request summary (Markdown)", "--model-card": "model card"}
+        out = [f"{words[option]}: {path}" for option, path in self.paths().items()]
+        if self.mlflow is not None:
+            out.append(f"MLflow run at {self.mlflow or 'the default tracking URI'}")
+        return out
+
+    def paths(self) -> dict[str, Path]:
+        """Output option → path, for the checks every output gets (writable, not an input)."""
+        named = {"--junit": self.junit, "--markdown": self.markdown, "--model-card": self.model_card}
+        return {option: Path(path) for option, path in named.items() if path is not None}
+
+
+def _workflow_files(document: dict[str, Any], outputs: WorkflowOutputs) -> dict[Path, bytes]:
+    from ..workflow import junit, markdown, model_card
+
+    files: dict[Path, bytes] = {}
+    if outputs.junit is not None:
+        files[Path(outputs.junit)] = junit.render_junit(document)
+    if outputs.markdown is not None:
+        files[Path(outputs.markdown)] = markdown.render_markdown(document).encode("utf-8")
+    if outputs.model_card is not None:
+        files[Path(outputs.model_card)] = model_card.render_model_card(document, model_name=outputs.model_name).encode("utf-8")
+    return files
+
+
 def write_report(result: AuditResult, *, html_path: Path | None, json_path: Path | None,
-                 command: str | None = None, inputs: Mapping[str, object] | None = None) -> None:
-    """Render both outputs in memory, then write them together atomically (never over an input:
-    ``inputs`` by option, else the result's own model and data paths)."""
-    paths = {"--out": html_path, "--json": json_path}
+                 command: str | None = None, inputs: Mapping[str, object] | None = None,
+                 workflow: WorkflowOutputs | None = None) -> None:
+    """Render every output in memory, log the MLflow run when asked, then write the files together
+    atomically (never over an input: ``inputs`` by option, else the result's own model and data paths)."""
+    workflow = workflow or WorkflowOutputs()
+    paths = {"--out": html_path, "--json": json_path, **workflow.paths()}
     check_not_input({k: Path(v) for k, v in paths.items() if v is not None},
                     inputs if inputs is not None else _audit_inputs(result.provenance))
+    document = report_dict(result)
+    provenance = {**result.provenance, "workflow_outputs": workflow.described()}
+    html = render_html(document, command=command, provenance=provenance).encode("utf-8")
+    payload = _json_bytes(document)
     outputs: dict[Path, bytes] = {}
     if html_path is not None:
-        outputs[Path(html_path)] = render_html(result, command=command).encode("utf-8")
+        outputs[Path(html_path)] = html
     if json_path is not None:
-        outputs[Path(json_path)] = render_json(result)
+        outputs[Path(json_path)] = payload
+    outputs.update(_workflow_files(document, workflow))
+    if workflow.mlflow is not None:
+        from ..workflow.mlflow_run import log_mlflow
+
+        artifacts = {"report.html": html, "report.json": payload,
+                     **{path.name: data for path, data in outputs.items() if path.name not in ("report.html", "report.json")}}
+        log_mlflow(document, artifacts=artifacts, tracking_uri=workflow.mlflow or None)
     write_atomically(outputs)
+    if workflow.markdown is not None:
+        _append_step_summary(outputs[Path(workflow.markdown)])
+
+
+def _append_step_summary(markdown: bytes) -> None:
+    """GitHub Actions shows what ``$GITHUB_STEP_SUMMARY`` holds on the run's page; a summary that cannot
+    be appended is said, never fatal (the outputs are already written)."""
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not target:
+        return
+    try:
+        with open(target, "ab") as handle:
+            handle.write(markdown + b"\n")
+    except OSError as error:
+        print(f"warning: could not append the summary to $GITHUB_STEP_SUMMARY ({target}): {error.strerror}",
+              file=sys.stderr)

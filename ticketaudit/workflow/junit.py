@@ -1,0 +1,72 @@
+"""JUnit XML of the policy checks, for the test reporters of Jenkins, GitLab and GitHub Actions: one test
+case per check (class = the check's family, name = its group); a failed check is a failure carrying its
+plain-words sentence, an inconclusive one is skipped with the reason."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from typing import Any
+
+from .reports import as_document, check_family, check_sentence, counts
+
+_NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+"""Characters XML 1.0 cannot hold at all, even escaped (group names come from user data)."""
+
+SUITES_NAME = "ticketaudit"
+
+
+def _text(value: object) -> str:
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value))
+
+
+def _element(tag: str, attributes: Mapping[str, object] | None = None, text: str | None = None) -> ET.Element:
+    element = ET.Element(tag, {k: _text(v) for k, v in (attributes or {}).items()})
+    if text is not None:
+        element.text = _text(text)
+    return element
+
+
+def _testcase(check: Mapping[str, Any]) -> ET.Element:
+    case = _element("testcase", {"classname": f"{SUITES_NAME}.{check_family(check)}",
+                                 "name": check.get("group") or "overall", "time": "0"})
+    sentence = check_sentence(check)
+    if check["status"] == "fail":
+        case.append(_element("failure", {"message": sentence, "type": check["id"]}, sentence))
+    elif check["status"] == "inconclusive":
+        case.append(_element("skipped", {"message": f"inconclusive: {sentence}"}))
+    return case
+
+
+def render_junit(report: Any) -> bytes:
+    """The JUnit XML (UTF-8) of an audit (an ``AuditResult``, its JSON document or a report.json path);
+    one ``testsuite`` per check family."""
+    document = as_document(report)
+    families: dict[str, list[Mapping[str, Any]]] = {}
+    for check in document["checks"]:
+        families.setdefault(check_family(check), []).append(check)
+    total = counts(document)
+    root = _element("testsuites", {"name": SUITES_NAME, "tests": len(document["checks"]), "failures": total["fail"],
+                                   "errors": 0, "time": "0"})
+    for family, checks in families.items():
+        suite = _element("testsuite", {
+            "name": f"{SUITES_NAME}.{family}", "tests": len(checks), "errors": 0, "time": "0",
+            "failures": sum(c["status"] == "fail" for c in checks),
+            "skipped": sum(c["status"] == "inconclusive" for c in checks)})
+        properties = _element("properties")
+        for name, value in _properties(document).items():
+            properties.append(_element("property", {"name": name, "value": value}))
+        suite.append(properties)
+        suite.extend(_testcase(check) for check in checks)
+        root.append(suite)
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+def _properties(document: Mapping[str, Any]) -> dict[str, str]:
+    """What identifies the audit: verdict, versions, model and data hashes."""
+    models, data = document["models"], document["data"]
+    return {"verdict": document["verdict"], "schema_version": document["schema_version"],
+            "tool_version": document["tool_version"], "dense_sha256": models["dense"]["sha256"],
+            "ticket_sha256": models["ticket"]["sha256"], "data_sha256": data["sha256"]}

@@ -1,0 +1,161 @@
+"""The audit report as every adapter reads it: one validated JSON document, from a result, a mapping
+or a file, plus the plain-words sentence of each check (the same in JUnit, Markdown and assertions)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..exceptions import InvalidInputError
+
+if TYPE_CHECKING:
+    from ..audit import AuditResult
+
+READS_MAJOR = 1
+"""The schema major version this ticketaudit reads; minor versions only add keys, so any 1.x is read."""
+
+STATUS_RANK = {"pass": 0, "inconclusive": 1, "fail": 2}
+"""Worse is larger: a verdict or check whose rank rises between two audits is a regression."""
+
+
+def as_document(report: AuditResult | Mapping[str, Any] | str | Path, *, what: str = "report") -> dict[str, Any]:
+    """The validated JSON document of an ``AuditResult``, of a loaded ``report.json`` or of its path."""
+    if isinstance(report, (str, Path)):
+        return load_report(report, what=what)
+    from ..report.schema import ValidatedDocument
+
+    if isinstance(report, ValidatedDocument):
+        return report
+    if isinstance(report, Mapping):
+        return _validated(dict(report), source=f"the {what}")
+    from ..report.render import report_dict
+
+    return report_dict(report)
+
+
+def load_report(path: str | Path, *, what: str = "report") -> dict[str, Any]:
+    """Read a ``report.json`` written by ``ticketaudit report`` (``--json``); every problem is one message."""
+    path = Path(path)
+    if path.is_dir():
+        raise InvalidInputError(f"{what} '{path}' is a directory; give the JSON file written with --json.")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidInputError(f"{what} '{path}' does not exist; give the JSON file written with --json.") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise InvalidInputError(f"cannot read {what} '{path}' ({error}); give the JSON file written with --json.") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InvalidInputError(f"{what} '{path}' is not JSON ({error.msg} at line {error.lineno}); give the file "
+                                "written with ticketaudit report --json (not the HTML report).") from None
+    return _validated(document, source=f"{what} '{path}'")
+
+
+def _validated(document: Any, *, source: str) -> dict[str, Any]:
+    """Refuse what is not an audit report of a schema version this ticketaudit reads, naming why."""
+    import jsonschema
+
+    from ..report.schema import ValidatedDocument, report_schema
+
+    if not isinstance(document, dict) or "schema_version" not in document:
+        raise InvalidInputError(f"{source} is not a ticketaudit audit report (it has no schema_version); give the "
+                                "file written with ticketaudit report --json.")
+    if "alternatives" in document and "verdict" not in document:
+        raise InvalidInputError(f"{source} is a ticketaudit prune result (alternatives.json), not an audit report; "
+                                "audit a saved candidate with ticketaudit report --json and use that file.")
+    version = str(document["schema_version"])
+    match = re.fullmatch(r"(\d+)\.(\d+)", version)
+    if match is None or int(match.group(1)) != READS_MAJOR:
+        newer = match is not None and int(match.group(1)) > READS_MAJOR
+        fix = ("upgrade ticketaudit to read it" if newer else
+               "re-run the audit with this ticketaudit (ticketaudit report --json) to get a report it reads")
+        raise InvalidInputError(f"{source} has schema version {version!r}; this ticketaudit reads "
+                                f"{READS_MAJOR}.x reports. {fix[0].upper()}{fix[1:]}.")
+    try:
+        jsonschema.validate(document, report_schema(), cls=jsonschema.Draft202012Validator)
+    except jsonschema.ValidationError as error:
+        where = "/".join(str(p) for p in error.absolute_path) or "the top level"
+        raise InvalidInputError(f"{source} does not match the report schema at {where}: {error.message}. "
+                                "Was it edited? Re-run ticketaudit report --json to get a valid one.") from None
+    return ValidatedDocument(document)
+
+
+def is_count(check: Mapping[str, Any]) -> bool:
+    """Whether a check counts something (groups too small) rather than measuring a rate in points."""
+    return check.get("metric") == "n"
+
+
+def points(value: Any, *, sign: bool = True, digits: int = 2) -> str:
+    """A proportion as percentage points, "—" when missing."""
+    if value is None or not math.isfinite(value):
+        return "—"
+    return f"{value * 100:{'+' if sign else ''}.{digits}f} pts"
+
+
+def interval_points(interval: Any) -> str:
+    if not interval or any(v is None or not math.isfinite(v) for v in interval):
+        return "—"
+    return f"[{interval[0] * 100:+.2f}, {interval[1] * 100:+.2f}] pts"
+
+
+def p_text(value: Any) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    return "< 0.001" if value < 0.001 else f"{value:.3g}"
+
+
+def check_family(check: Mapping[str, Any]) -> str:
+    """The kind of check, shared by its groups: ``group_excess_drop:sex=Female`` → ``group_excess_drop``."""
+    return str(check["id"]).split(":", 1)[0]
+
+
+def check_title(check: Mapping[str, Any], *, quote: Callable[[str], str] = str) -> str:
+    """What the check measures, and for whom (names passed through ``quote``, e.g. a Markdown escape)."""
+    title = quote(str(check.get("description") or check["id"]))
+    return f"{title} — {quote(check['group'])}" if check.get("group") else title
+
+
+def check_sentence(check: Mapping[str, Any], *, quote: Callable[[str], str] = str) -> str:
+    """The check's outcome in plain words, with its value, tolerance and interval."""
+    title = check_title(check, quote=quote)
+    if is_count(check):
+        return f"{title}: {check['value']:.0f} (tolerance {check['tolerance']:.0f}); status {check['status']}."
+    value, tolerance = points(check.get("value")), points(check.get("tolerance"), sign=False)
+    interval = interval_points(check.get("interval"))
+    if check["status"] == "fail":
+        return (f"{title}: {value}, beyond the tolerance of {tolerance} and significant (simultaneous interval "
+                f"{interval}, adjusted p {p_text(check.get('p_value'))}).")
+    bound = points(check.get("pass_bound"))
+    if check["status"] == "inconclusive":
+        settle = check.get("rows_to_settle")
+        more = f"; about {settle:,} more rows would settle it" if settle else ""
+        return (f"{title}: {value}, but it could be up to {bound} against a tolerance of {tolerance} (simultaneous "
+                f"interval {interval}): too few rows to rule the harm out{more}.")
+    return (f"{title}: {value}, at most {bound}, within the tolerance of {tolerance} (simultaneous interval "
+            f"{interval}).")
+
+
+def counts(document: Mapping[str, Any]) -> dict[str, int]:
+    """Checks per status."""
+    return {status: sum(c["status"] == status for c in document["checks"]) for status in STATUS_RANK}
+
+
+def verdict_line(document: Mapping[str, Any]) -> str:
+    """``verdict: INCONCLUSIVE (12 pass, 0 fail, 15 inconclusive of 27 checks)``."""
+    n = counts(document)
+    return (f"verdict: {document['verdict'].upper()} ({n['pass']} pass, {n['fail']} fail, {n['inconclusive']} "
+            f"inconclusive of {len(document['checks'])} checks)")
+
+
+def metric_names(document: Mapping[str, Any]) -> list[str]:
+    """The per-group metrics the report holds, in a stable order: the headline ones first."""
+    seen: dict[str, None] = {}
+    for group in document.get("subgroups", []):
+        seen.update(dict.fromkeys(group.get("metrics", {})))
+    first = [m for m in ("accuracy", "tpr", "fpr", "selection_rate") if m in seen]
+    return first + sorted(m for m in seen if m not in first)
