@@ -16,7 +16,7 @@ import jinja2
 
 from .._io import check_not_input, write_atomically
 from .._resources import templates_dir
-from . import charts, schema
+from . import charts, formats, schema
 
 if TYPE_CHECKING:
     from ..audit import AuditResult
@@ -51,37 +51,6 @@ def _json_bytes(document: dict[str, Any]) -> bytes:
     return (json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def _pct(value: Any, digits: int = 1) -> str:
-    if value is None or not math.isfinite(value):
-        return "—"
-    return f"{value * 100:.{digits}f}%"
-
-
-def _pts(value: Any, digits: int = 1) -> str:
-    if value is None or not math.isfinite(value):
-        return "—"
-    return f"{value * 100:+.{digits}f} pts"
-
-
-def _interval_pts(values: Any) -> str:
-    low, high = values
-    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
-        return "—"
-    return f"[{low * 100:+.1f}, {high * 100:+.1f}]"
-
-
-def _pvalue(value: Any) -> str:
-    if value is None or not math.isfinite(value):
-        return "—"
-    return "< 0.001" if value < 0.001 else f"{value:.3f}"
-
-
-def _num(value: Any, digits: int = 3, *, sign: bool = False, general: bool = False, scale: float = 1.0) -> str:
-    if value is None or not math.isfinite(value):
-        return "—"
-    return f"{value * scale:{'+' if sign else ''}.{digits}{'g' if general else 'f'}}"
-
-
 def _plugin_template(name: str) -> str | None:
     """Templates of plug-in analyses, loaded as ``analysis:NAME`` from the file the analysis names."""
     if not name.startswith("analysis:"):
@@ -96,7 +65,8 @@ def _environment() -> jinja2.Environment:
     loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(templates_dir())), jinja2.FunctionLoader(_plugin_template)])
     env = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True, keep_trailing_newline=True)
-    env.filters.update(pct=_pct, pts=_pts, interval_pts=_interval_pts, pvalue=_pvalue, num=_num)
+    env.filters.update(pct=formats.percent, pts=formats.points, interval_pts=formats.interval_points,
+                       pvalue=formats.p_value, num=formats.number)
     env.globals["charts"] = charts
     return env
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..exceptions import InvalidInputError
-from .reports import STATUS_RANK, as_document, check_title, interval_points, points
+from ..report.formats import interval_points, points
+from .reports import STATUS_RANK, as_document, check_title
 
 HARM_DIRECTION = {"accuracy": -1, "tpr": -1, "precision": -1, "fpr": 1, "ece": 1}
 """Which way a delta is worse for the group (selection rate: neither; a move is shown, not judged)."""
@@ -89,11 +90,11 @@ class ReportDiff:
         for change in self.checks:
             mark = "WORSE" if change.worse else "better" if (change.old_status and change.new_status) else "changed"
             out.append(f"  {mark} {change.title}: {change.old_status or 'absent'} -> {change.new_status or 'absent'} "
-                       f"({points(change.old_value)} -> {points(change.new_value)})")
+                       f"({points(change.old_value, 2)} -> {points(change.new_value, 2)})")
         for move in self.moves:
             judged = {True: "WORSE", False: "better", None: "moved"}[move.worse]
-            out.append(f"  {judged} {move.metric} delta for {move.group}: {points(move.old_delta)} -> "
-                       f"{points(move.new_delta)} (change {interval_points(move.interval)}, adjusted p "
+            out.append(f"  {judged} {move.metric} delta for {move.group}: {points(move.old_delta, 2)} -> "
+                       f"{points(move.new_delta, 2)} (change {interval_points(move.interval, 2, unit=True)}, adjusted p "
                        f"{move.p_value:.3g})")
         if not self.checks and not self.moves:
             out.append(f"  no check changed state and none of {self.compared} per-group deltas moved beyond chance.")

@@ -9,7 +9,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .reports import as_document, check_sentence, counts, points
+from ..report.formats import interval_points, percent, points
+from .reports import as_document, check_sentence, counts
 
 LIMIT = 65_000
 """Characters at most: GitHub refuses comments and step summaries over 65,536."""
@@ -23,20 +24,6 @@ def escape(text: object) -> str:
     return _SPECIAL.sub(r"\\\1", flat.replace("&", "&amp;").replace("<", "&lt;"))
 
 
-def _percent(value: Any) -> str:
-    return "—" if value is None or not math.isfinite(value) else f"{value * 100:.1f}%"
-
-
-def _pts(value: Any) -> str:
-    return points(value, digits=1).removesuffix(" pts")
-
-
-def _interval(ci: Any) -> str:
-    if not ci or any(v is None or not math.isfinite(v) for v in ci):
-        return "—"
-    return f"[{ci[0] * 100:+.1f}, {ci[1] * 100:+.1f}]"
-
-
 def _headline(document: Mapping[str, Any]) -> list[str]:
     n = counts(document)
     models = document["models"]
@@ -47,18 +34,18 @@ def _headline(document: Mapping[str, Any]) -> list[str]:
     overall = document.get("performance", {}).get("overall", {}).get("metrics", {}).get("accuracy")
     if overall:
         confidence = document.get("policy", {}).get("confidence", 0.95)
-        lines += ["", f"Overall accuracy {_percent(overall['dense'])} → {_percent(overall['ticket'])} "
-                      f"({_pts(overall['delta'])} pts, {confidence:.0%} interval {_interval(overall['ci'])} pts)."]
+        lines += ["", f"Overall accuracy {percent(overall['dense'])} → {percent(overall['ticket'])} "
+                      f"({points(overall['delta'], unit=False)} pts, {confidence:.0%} interval {interval_points(overall['ci'])} pts)."]
     return lines
 
 
 def _group_row(group: Mapping[str, Any], metrics: list[str]) -> str:
     cells = [escape(group["group"]), f"{group['n']:,}"]
     accuracy = group["metrics"].get("accuracy", {})
-    cells += [_percent(accuracy.get("dense")), _percent(accuracy.get("ticket"))]
+    cells += [percent(accuracy.get("dense")), percent(accuracy.get("ticket"))]
     for metric in metrics:
         estimate = group["metrics"].get(metric, {})
-        cells.append(f"{_pts(estimate.get('delta'))} {_interval(estimate.get('ci'))}")
+        cells.append(f"{points(estimate.get('delta'), unit=False)} {interval_points(estimate.get('ci'))}")
     cells.append(group.get("status", "—") + (" (too small)" if group.get("insufficient") else ""))
     return "| " + " | ".join(cells) + " |"
 

@@ -4,13 +4,13 @@ or a file, plus the plain-words sentence of each check (the same in JUnit, Markd
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import InvalidInputError
+from ..report.formats import interval_points, p_value, points
 
 if TYPE_CHECKING:
     from ..audit import AuditResult
@@ -90,25 +90,6 @@ def is_count(check: Mapping[str, Any]) -> bool:
     return check.get("metric") == "n"
 
 
-def points(value: Any, *, sign: bool = True, digits: int = 2) -> str:
-    """A proportion as percentage points, "—" when missing."""
-    if value is None or not math.isfinite(value):
-        return "—"
-    return f"{value * 100:{'+' if sign else ''}.{digits}f} pts"
-
-
-def interval_points(interval: Any) -> str:
-    if not interval or any(v is None or not math.isfinite(v) for v in interval):
-        return "—"
-    return f"[{interval[0] * 100:+.2f}, {interval[1] * 100:+.2f}] pts"
-
-
-def p_text(value: Any) -> str:
-    if value is None or not math.isfinite(value):
-        return "—"
-    return "< 0.001" if value < 0.001 else f"{value:.3g}"
-
-
 def check_family(check: Mapping[str, Any]) -> str:
     """The kind of check, shared by its groups: ``group_excess_drop:sex=Female`` → ``group_excess_drop``."""
     return str(check["id"]).split(":", 1)[0]
@@ -125,12 +106,12 @@ def check_sentence(check: Mapping[str, Any], *, quote: Callable[[str], str] = st
     title = check_title(check, quote=quote)
     if is_count(check):
         return f"{title}: {check['value']:.0f} (tolerance {check['tolerance']:.0f}); status {check['status']}."
-    value, tolerance = points(check.get("value")), points(check.get("tolerance"), sign=False)
-    interval = interval_points(check.get("interval"))
+    value, tolerance = points(check.get("value"), 2), points(check.get("tolerance"), 2, sign=False)
+    interval = interval_points(check.get("interval"), 2, unit=True)
     if check["status"] == "fail":
         return (f"{title}: {value}, beyond the tolerance of {tolerance} and significant (simultaneous interval "
-                f"{interval}, adjusted p {p_text(check.get('p_value'))}).")
-    bound = points(check.get("pass_bound"))
+                f"{interval}, adjusted p {p_value(check.get('p_value'), style='.3g')}).")
+    bound = points(check.get("pass_bound"), 2)
     if check["status"] == "inconclusive":
         settle = check.get("rows_to_settle")
         more = f"; about {settle:,} more rows would settle it" if settle else ""

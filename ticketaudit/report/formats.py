@@ -1,0 +1,47 @@
+"""Numbers in words for people: percentages, percentage points, intervals, p-values. One set of rules
+for the HTML filters, the plain-words check sentences, the Markdown summary and the model card."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+MISSING = "—"
+
+
+def _missing(value: Any) -> bool:
+    return value is None or not math.isfinite(value)
+
+
+def percent(value: Any, digits: int = 1) -> str:
+    """``0.8561`` → ``85.6%``."""
+    return MISSING if _missing(value) else f"{value * 100:.{digits}f}%"
+
+
+def points(value: Any, digits: int = 1, *, sign: bool = True, unit: bool = True) -> str:
+    """A proportion as percentage points: ``-0.0123`` → ``-1.2 pts``."""
+    if _missing(value):
+        return MISSING
+    return f"{value * 100:{'+' if sign else ''}.{digits}f}" + (" pts" if unit else "")
+
+
+def interval_points(values: Any, digits: int = 1, *, unit: bool = False) -> str:
+    """An interval of proportions in points: ``[-1.2, +0.4]``."""
+    if not values or any(_missing(v) for v in values):
+        return MISSING
+    low, high = values
+    return f"[{low * 100:+.{digits}f}, {high * 100:+.{digits}f}]" + (" pts" if unit else "")
+
+
+def p_value(value: Any, *, style: str = ".3f") -> str:
+    """``< 0.001`` below a thousandth, else the value in ``style``."""
+    if _missing(value):
+        return MISSING
+    return "< 0.001" if value < 0.001 else f"{value:{style}}"
+
+
+def number(value: Any, digits: int = 3, *, sign: bool = False, general: bool = False, scale: float = 1.0) -> str:
+    """A plain number, scaled, fixed or general notation."""
+    if _missing(value):
+        return MISSING
+    return f"{value * scale:{'+' if sign else ''}.{digits}{'g' if general else 'f'}}"
