@@ -373,4 +373,5 @@ def test_the_readmes_github_workflow_uses_real_options() -> None:
                                                                 rich_markup_mode=None).params for opt in param.opts}
     used = set(re.findall(r"(--[a-z-]+)", command))
     assert used and used <= known, used - known
-    assert "examples/.github/workflows/ticket-audit.yml" in (root / "README.md").read_text()
+    readme = (root / "README.md").read_text()
+    assert "```yaml\n" + (root / "examples/.github/workflows/ticket-audit.yml").read_text() + "```" in readme
