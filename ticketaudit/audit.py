@@ -23,7 +23,8 @@ from ._validation import as_list, check_fraction, describe, fail
 from .analyses import registry
 from .analyses.attributions import AttributionSettings, read_identity_terms
 from .analyses.base import Analysis, AnalysisSettings, AuditContext, FinishContext
-from .analyses.predict import ModelRunner, resolve_device
+from .analyses.predict import ModelRunner, resolve_device, resolve_precision
+from .choices import PRECISIONS
 from .checks import Check, decide, group_findings, insufficient_check, rates_moved_together, verdict_of
 from .config import AuditConfig, EngineSettings, Policy
 from .data import load_table
@@ -119,7 +120,7 @@ class AuditResult:
             "policy": self.policy.to_dict(),
             "settings": {"seed": self.config.seed, "n_boot": self.config.n_boot, "max_rows": self.config.max_rows,
                          "analyses": list(self.config.analyses), "ece_bins": self.config.ece_bins,
-                         "max_unseen_share": self.config.max_unseen_share},
+                         "max_unseen_share": self.config.max_unseen_share, "precision": self.config.precision},
             "models": {"dense": self._model(self.dense), "ticket": self._model(self.ticket)},
             "data": self.data,
             "notes": list(self.notes),
@@ -154,6 +155,7 @@ class AuditOptions:
     engine: EngineSettings
     prune: PruneSettings | None
     train_data: pd.DataFrame | str | Path | None
+    precision: str = "auto"
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -218,6 +220,7 @@ def audit(
     num_workers: int = 2,
     gpus_per_worker: float = 0.0,
     max_unseen_share: float = 0.05,
+    precision: str = "auto",
     progress: Progress | None = None,
 ) -> AuditResult:
     """Audit ``ticket`` (or ``dense`` x ``mask``) against ``dense`` on ``data``, per group of ``sensitive``.
@@ -235,6 +238,9 @@ def audit(
     Rows whose one-hot value the model has no category for are counted and noted per column and group;
     more than ``max_unseen_share`` of the rows in any column is refused (the audit would measure inputs
     the model never saw as "all categories off").
+    ``precision``: ``float64`` makes results independent of batch size and workers too; ``float32`` and
+    ``bfloat16`` (the model's own speed) are reproducible for the same batch size and device; ``auto``
+    picks float64 for small models on the CPU, else the models' own precision. The JSON records it.
     On text models attributions are summed to words; ``identity_terms`` (a file with one term per line,
     or a list) adds words that name a group to those built from the sensitive values, and without
     ``attribution_rows`` the sample is sized to finish in about ``attribution_budget`` seconds on 2 cores.
@@ -294,6 +300,9 @@ def _options(arguments: dict[str, Any]) -> AuditOptions:
     engine = EngineSettings(engine=arguments["engine"], device=arguments["device"],
                             batch_size=arguments["batch_size"], num_workers=arguments["num_workers"],
                             ray_address=arguments["ray_address"], gpus_per_worker=arguments["gpus_per_worker"])
+    if arguments["precision"] not in PRECISIONS:
+        hint = " (lower case)" if str(arguments["precision"]).lower() in PRECISIONS else ""
+        fail(f"precision (--precision) must be one of {', '.join(PRECISIONS)}{hint}; got {arguments['precision']!r}.")
     if engine.engine != "ray":  # with Ray each worker checks --device itself (workers may have GPUs the driver lacks)
         resolve_device(engine.device)
     check_fraction("max_unseen_share (--max-unseen-share)", arguments["max_unseen_share"], open_low=False,
@@ -307,7 +316,8 @@ def _options(arguments: dict[str, Any]) -> AuditOptions:
         split=arguments["split"], policy=policy, seed=seed, created=created, n_boot=arguments["n_boot"],
         max_rows=arguments["max_rows"], requested=requested, factory=arguments["factory"],
         allow_pickle=arguments["allow_pickle"], max_unseen_share=float(arguments["max_unseen_share"]),
-        attribution=attribution, engine=engine, prune=prune, train_data=arguments["train_data"])
+        attribution=attribution, engine=engine, prune=prune, train_data=arguments["train_data"],
+        precision=arguments["precision"])
 
 
 def _load(options: AuditOptions, *, dense: Any, ticket: Any, mask: Any, tokenizer: Any) -> _Loaded:
@@ -347,7 +357,9 @@ def _plan(options: AuditOptions, loaded: _Loaded, *, data: Any) -> _Planned:
         dense=loaded.dense, ticket=loaded.ticket, modality=modality, groups=rows.groups, population=rows.population,
         probe=rows.probe, total_rows=rows.total, sensitive=options.sensitive, target=options.target, seed=options.seed,
         n_boot=options.n_boot, batch_size=options.engine.batch_size,
-        device=_driver_device(options.engine), attribution=options.attribution)
+        device=_driver_device(options.engine), attribution=options.attribution,
+        precision=resolve_precision(options.precision, models=(loaded.dense.module, loaded.ticket.module),
+                                    device=options.engine.device))
     return _Planned(rows=rows, context=context, class_names=class_names, n_outputs=n_outputs, train_frame=train_frame)
 
 
@@ -377,7 +389,8 @@ def _run(options: AuditOptions, loaded: _Loaded, planned: _Planned, *,
         dense=loaded.dense.module, ticket=loaded.ticket.module, modality=context.modality, target=options.target,
         labels=loaded.dense.labels, n_outputs=planned.n_outputs, groups=context.groups, analyses=loaded.analyses,
         planned=tuple(analysis.plan(context) for analysis in loaded.analyses), n_boot=options.n_boot,
-        seed=options.seed, ece_bins=AuditConfig().ece_bins, batch_size=engine.batch_size, device=engine.device)
+        seed=options.seed, ece_bins=AuditConfig().ece_bins, batch_size=engine.batch_size, device=engine.device,
+        precision=context.precision)
     return run_shards(plan, planned.rows, engine=engine.engine, split=options.split, ray_address=engine.ray_address,
                       num_workers=engine.num_workers, gpus_per_worker=engine.gpus_per_worker, progress=progress)
 
@@ -453,6 +466,7 @@ def _assemble(
         max_rows=options.max_rows,  # type: ignore[arg-type]
         analyses=tuple(a.name for a in loaded.analyses),
         max_unseen_share=options.max_unseen_share,
+        precision=planned.context.precision,
     )
     return AuditResult(
         verdict=verdict_of(checks),
@@ -510,6 +524,7 @@ _ARGUMENT_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "num_workers": ((int,), "an integer"),
     "gpus_per_worker": ((float, int), "a number"),
     "max_unseen_share": ((float, int), "a share in [0, 1]"),
+    "precision": ((str,), f"one of {', '.join(PRECISIONS)}"),
 }
 
 

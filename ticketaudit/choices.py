@@ -7,6 +7,8 @@ from __future__ import annotations
 
 DEVICES: tuple[str, ...] = ("cpu", "cuda", "mps")
 ENGINES: tuple[str, ...] = ("local", "ray")
+PRECISIONS: tuple[str, ...] = ("auto", "float64", "float32", "bfloat16")
+"""``float64``: results independent of batch size and workers; the others: the model's own speed."""
 ATTRIBUTION_METHODS: dict[str, str] = {
     "integrated-gradients": "IntegratedGradients", "saliency": "Saliency", "input-x-gradient": "InputXGradient",
     "deeplift": "DeepLift", "gradient-shap": "GradientShap", "feature-ablation": "FeatureAblation",

@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import __version__, paths
 from ._io import WRITTEN, check_not_input, check_writable, sha256_file, write_atomically
-from .choices import ATTRIBUTION_METHODS, DEVICES, ENGINES, PRUNING_METHODS, RECOVERIES, listed
+from .choices import ATTRIBUTION_METHODS, DEVICES, ENGINES, PRECISIONS, PRUNING_METHODS, RECOVERIES, listed
 from .exceptions import InvalidInputError
 
 if TYPE_CHECKING:
@@ -181,6 +181,7 @@ def report(
     ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster to join (host:port or ray://host:10001) [default: start Ray here].")] = None,
     num_workers: Annotated[int, typer.Option(help="Ray workers, each loading both models once (never changes results).")] = 2,
     gpus_per_worker: Annotated[float, typer.Option(help="GPUs per Ray worker (fractions share a GPU); use with --device cuda.")] = 0.0,
+    precision: Annotated[str, typer.Option(help=f"{listed(PRECISIONS)}: float64 = the same results at any batch size and worker count; float32/bfloat16 = the model's own speed, reproducible for the same batch size and device; auto = float64 for small models on the CPU.")] = "auto",
     max_unseen_share: Annotated[float, typer.Option(help="Refuse when more than this share of rows has a one-hot value the model has no category for (counted and noted either way).")] = 0.05,
     junit: Annotated[Optional[Path], typer.Option(help="Also write the checks as JUnit XML (one test case per check) for CI test reporters.")] = None,
     markdown: Annotated[Optional[Path], typer.Option(help="Also write a pull-request summary in Markdown (appended to $GITHUB_STEP_SUMMARY when set).")] = None,
@@ -223,7 +224,8 @@ def report(
                        attribution_rows=attribution_rows, proxies=proxies, identity_terms=identity_terms,
                        attribution_budget=attribution_budget, alternatives=prune_settings,
                        train_data=train_data, engine=engine, ray_address=ray_address, num_workers=num_workers,
-                       gpus_per_worker=gpus_per_worker, max_unseen_share=max_unseen_share, progress=update)  # type: ignore[arg-type]
+                       gpus_per_worker=gpus_per_worker, max_unseen_share=max_unseen_share, precision=precision,
+                       progress=update)  # type: ignore[arg-type]
     if policy is not None:
         result.provenance["policy_source"] = f"{policy} — sha256 {sha256_file(policy)}"
     write_report(result, html_path=html_path, json_path=json_path, command=command_line(), inputs=inputs,

@@ -111,8 +111,8 @@ class Policy:
 
 @dataclass(frozen=True, kw_only=True)
 class AuditConfig:
-    """How to run an audit. Only ``seed``, ``n_boot`` and ``max_rows`` can change results;
-    ``batch_size`` and ``device`` are speed settings that never do."""
+    """How to run an audit. ``seed``, ``n_boot``, ``max_rows`` and ``precision`` can change results;
+    ``batch_size`` and ``device`` are speed settings that never do in float64 precision."""
 
     seed: int = 0
     n_boot: int = 1000
@@ -124,6 +124,8 @@ class AuditConfig:
     ece_bins: int = 10
     max_unseen_share: float = 0.05
     """Most rows (share) of a one-hot column whose value the model has no category for."""
+    precision: str = "float64"
+    """What the models ran in (float64, float32 or bfloat16: ``--precision`` resolved)."""
 
     def __post_init__(self) -> None:
         check_int("seed", self.seed, low=0, high=2**32 - 1)

@@ -263,15 +263,16 @@ class ProxyMoments:
 
 
 def attribute(module: torch.nn.Module, features: np.ndarray, targets: np.ndarray, *, method: str, steps: int,
-              baselines: np.ndarray, batch_size: int, device: torch.device) -> tuple[np.ndarray, float | None]:
+              baselines: np.ndarray, batch_size: int, device: torch.device,
+              dtype: torch.dtype = torch.float64) -> tuple[np.ndarray, float | None]:
     """(rows, inputs) attributions from Captum, in batches of ``batch_size`` rows, rounded to float32.
 
     Also returns Integrated Gradients' largest absolute convergence delta (None for other methods).
     """
-    model = copy.deepcopy(module).to(device=device, dtype=torch.float64).eval()
+    model = copy.deepcopy(module).to(device=device, dtype=dtype).eval()
     single_logit = False
     with torch.no_grad():
-        single_logit = model(torch.tensor(features[:1], dtype=torch.float64, device=device)).shape[1] == 1
+        single_logit = model(torch.tensor(features[:1], dtype=dtype, device=device)).shape[1] == 1
     forward: Callable[[torch.Tensor], torch.Tensor]
     if single_logit:  # a binary model with one logit: attribute the logit of the positive class, signed per target
         def forward(x: torch.Tensor) -> torch.Tensor:
@@ -290,9 +291,9 @@ def attribute(module: torch.nn.Module, features: np.ndarray, targets: np.ndarray
     if method == "deeplift" and single_logit:
         fail("DeepLift needs a model with one output per class; this model has a single logit. Use another method.")
     parts, deltas = [], []
-    base = torch.as_tensor(baselines, dtype=torch.float64, device=device)
+    base = torch.as_tensor(baselines, dtype=dtype, device=device)
     for start in range(0, len(features), batch_size):
-        x = torch.tensor(features[start:start + batch_size], dtype=torch.float64, device=device)
+        x = torch.tensor(features[start:start + batch_size], dtype=dtype, device=device)
         target = torch.tensor(targets[start:start + batch_size], dtype=torch.long, device=device)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -393,8 +394,11 @@ def analyse_attributions(inputs: AnalysisInputs, *, dense: torch.nn.Module, tick
 def attributions_from_sample(inputs: AnalysisSettings, sample: RowSample, moments: ProxyMoments, *,
                              dense: torch.nn.Module, ticket: torch.nn.Module, column_of_input: Sequence[str],
                              sensitive: Sequence[str], settings: AttributionSettings, batch_size: int,
-                             device: torch.device) -> AttributionResult:
-    """``analyse_attributions`` from a merged sample and moments: what chunked and sharded audits use."""
+                             device: torch.device, precision: str = "float64") -> AttributionResult:
+    """``analyse_attributions`` from a merged sample and moments: what chunked and sharded audits use;
+    Captum runs the models in ``precision`` (float64, float32 or bfloat16)."""
+    from .predict import DTYPES
+
     check_proxies(settings, column_of_input)
     columns = list(dict.fromkeys(column_of_input))
     groups = inputs.groups
@@ -407,7 +411,8 @@ def attributions_from_sample(inputs: AnalysisSettings, sample: RowSample, moment
     convergence: dict[str, float] = {}
     for name, module in (("dense", dense), ("ticket", ticket)):
         attributions, delta = attribute(module, x, targets, method=settings.method, steps=settings.steps,
-                                        baselines=baselines, batch_size=batch_size, device=device)
+                                        baselines=baselines, batch_size=batch_size, device=device,
+                                        dtype=DTYPES[precision])
         if settings.method == "layer-integrated-gradients":
             if attributions.shape[1] != len(columns):
                 fail(f"the model's embedding layer has {attributions.shape[1]} tokens but the data has "

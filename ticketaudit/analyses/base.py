@@ -145,6 +145,8 @@ class AuditContext:
     batch_size: int
     device: torch.device
     attribution: AttributionSettings
+    precision: str = "float64"
+    """What the models run in (resolved from ``--precision``): float64, float32 or bfloat16."""
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)

@@ -1,7 +1,9 @@
 """Both models' predictions, computed once (batched, ``torch.inference_mode``) and shared.
 
-Models run in float64 and probabilities are rounded to float32: the last bits of a row's output
-otherwise depend on the batch size (different BLAS kernels), and an audit's answer must not.
+In ``float64`` precision (``auto``'s choice for small models on the CPU) probabilities are rounded to
+float32: the last bits of a row's output otherwise depend on the batch size (different BLAS kernels),
+and an audit's answer must not. In the model's own precision (``float32``, ``bfloat16``) results are
+reproducible for the same batch size and device, and far cheaper on large models and GPUs.
 """
 
 from __future__ import annotations
@@ -22,12 +24,36 @@ Features = Union[np.ndarray, TokenInputs]
 """A tabular float matrix, or tokenised text."""
 
 
-def call_model(module: nn.Module, batch: Features, *, device: torch.device, **options: Any) -> Any:
-    """Run ``module`` on a batch: a float64 tensor for tables, ``input_ids`` + ``attention_mask`` for text."""
+DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16}
+AUTO_FLOAT64_MAX_PARAMETERS = 5_000_000
+"""``auto`` runs models up to this size in float64 on the CPU (cheap there); larger ones, and every model
+on a GPU, in their own precision."""
+
+
+def own_precision(module: nn.Module) -> str:
+    """The precision a model's weights are stored in (float16 runs as float32: CPUs lack its kernels)."""
+    dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
+    return {torch.float64: "float64", torch.bfloat16: "bfloat16"}.get(dtype, "float32")
+
+
+def resolve_precision(requested: str, *, models: tuple[nn.Module, ...], device: str) -> str:
+    """``auto`` → float64 for small models on the CPU, else the models' own precision (the wider of the two)."""
+    if requested != "auto":
+        return requested
+    parameters = max(sum(p.numel() for p in m.parameters()) for m in models)
+    if device == "cpu" and parameters <= AUTO_FLOAT64_MAX_PARAMETERS:
+        return "float64"
+    own = {own_precision(m) for m in models}
+    return next(name for name in ("float64", "float32", "bfloat16") if name in own)
+
+
+def call_model(module: nn.Module, batch: Features, *, device: torch.device, dtype: torch.dtype = torch.float64,
+               **options: Any) -> Any:
+    """Run ``module`` on a batch: a ``dtype`` tensor for tables, ``input_ids`` + ``attention_mask`` for text."""
     if isinstance(batch, TokenInputs):
         return module(input_ids=torch.as_tensor(batch.input_ids, device=device),
                       attention_mask=torch.as_tensor(batch.attention_mask, device=device), **options)
-    return module(torch.as_tensor(batch, dtype=torch.float64, device=device), **options)
+    return module(torch.as_tensor(batch, dtype=dtype, device=device), **options)
 
 
 def logits_of(output: Any) -> torch.Tensor:
@@ -51,15 +77,18 @@ def resolve_device(device: str) -> torch.device:
 
 
 class ModelRunner:
-    """A float64 copy of a model on a device that maps input rows to class probabilities."""
+    """A copy of a model on a device, in one precision (float64 unless told), that maps input rows to
+    class probabilities."""
 
-    def __init__(self, module: nn.Module, *, device: torch.device) -> None:
+    def __init__(self, module: nn.Module, *, device: torch.device, precision: str = "float64") -> None:
         self.device = device
-        self.module = copy.deepcopy(module).to(device=device, dtype=torch.float64).eval()
+        self.precision = precision
+        self.dtype = DTYPES[precision]
+        self.module = copy.deepcopy(module).to(device=device, dtype=self.dtype).eval()
 
     def logits(self, features: Features) -> torch.Tensor:
         with torch.inference_mode():
-            return logits_of(call_model(self.module, features, device=self.device))
+            return logits_of(call_model(self.module, features, device=self.device, dtype=self.dtype))
 
     def output_width(self, features: Features) -> int:
         """Classes the model outputs (1 logit = binary), with a clear error on an input mismatch."""
@@ -81,6 +110,8 @@ class ModelRunner:
         chunks = []
         for start in range(0, len(features), batch_size):
             logits = self.logits(features[start:start + batch_size])
+            if self.dtype != torch.float64:  # the softmax of bfloat16 logits in float32: no coarser than needed
+                logits = logits.to(torch.float32)
             if logits.shape[1] == 1:
                 p1 = torch.sigmoid(logits[:, 0])
                 proba = torch.stack([1 - p1, p1], dim=1)

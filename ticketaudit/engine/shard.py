@@ -51,6 +51,8 @@ class AuditPlan:
     ece_bins: int
     batch_size: int
     device: str
+    precision: str = "float64"
+    """``float64``, ``float32`` or ``bfloat16`` (resolved: never ``auto``)."""
 
 
 class AuditState:
@@ -95,8 +97,8 @@ class ShardAuditor:
     def __init__(self, plan: AuditPlan) -> None:
         self.plan = plan
         device = resolve_device(plan.device)
-        self.dense = ModelRunner(plan.dense, device=device)
-        self.ticket = ModelRunner(plan.ticket, device=device)
+        self.dense = ModelRunner(plan.dense, device=device, precision=plan.precision)
+        self.ticket = ModelRunner(plan.ticket, device=device, precision=plan.precision)
         self.worker = Worker(dense=self.dense, ticket=self.ticket, device=device, batch_size=plan.batch_size,
                              n_boot=plan.n_boot, seed=plan.seed, n_strata=plan.groups.n_strata,
                              n_classes=2 if plan.n_outputs == 1 else plan.n_outputs, modality=plan.modality)

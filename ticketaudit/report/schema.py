@@ -73,6 +73,7 @@ _CORE_PROPERTIES: dict[str, Any] = {
                             "groups": {"type": "array", "items": {"type": "string"}},
                             "unseen_categories": {"type": "array", "items": UNSEEN}}},
     "alternatives": ALTERNATIVES,
+    "settings": {"type": "object", "properties": {"precision": {"enum": ["float64", "float32", "bfloat16"]}}},
 }
 
 

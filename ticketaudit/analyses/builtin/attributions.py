@@ -103,7 +103,7 @@ class Attributions(Analysis):
         return attributions_from_sample(
             context.settings, state.sample, state.moments, dense=audit.dense.module, ticket=audit.ticket.module,
             column_of_input=audit.modality.column_of_input, sensitive=list(audit.sensitive), settings=audit.attribution,
-            batch_size=audit.batch_size, device=audit.device)
+            batch_size=audit.batch_size, device=audit.device, precision=audit.precision)
 
     def _words(self, state: _Sample, context: FinishContext) -> Any:
         """Text: LayerIG (or another gradient method) on both models' token embeddings, summed to words."""
