@@ -376,8 +376,9 @@ def check_proxies(settings: AttributionSettings, column_of_input: Sequence[str])
 
 def analyse_attributions(inputs: AnalysisInputs, *, dense: torch.nn.Module, ticket: torch.nn.Module,
                          features: np.ndarray, column_of_input: Sequence[str], sensitive: Sequence[str],
-                         settings: AttributionSettings, batch_size: int, device: torch.device) -> AttributionResult:
-    """Attribute both models on a stratified sample and compare their explanations."""
+                         settings: AttributionSettings, batch_size: int, device: torch.device,
+                         precision: str = "float64") -> AttributionResult:
+    """Attribute both models on a stratified sample (in ``precision``) and compare their explanations."""
     check_proxies(settings, column_of_input)
     groups = inputs.groups
     population = np.bincount(groups.stratum_of_row, minlength=groups.n_strata)
@@ -388,7 +389,7 @@ def analyse_attributions(inputs: AnalysisInputs, *, dense: torch.nn.Module, tick
     moments.update(features, groups.stratum_of_row)
     return attributions_from_sample(inputs.settings, sample, moments, dense=dense, ticket=ticket,
                                     column_of_input=column_of_input, sensitive=sensitive, settings=settings,
-                                    batch_size=batch_size, device=device)
+                                    batch_size=batch_size, device=device, precision=precision)
 
 
 def attributions_from_sample(inputs: AnalysisSettings, sample: RowSample, moments: ProxyMoments, *,
