@@ -45,7 +45,7 @@ def _report(name: str, module: torch.nn.Module, features: object, *, batch: int)
         flips = int((labels != reference).sum())
         print(f"{name:<28} {precision:>9}: {flips:>5} of {len(reference):,} predictions differ from float64 "
               f"({flips / len(reference):.3%}); forward {seconds:.2f} s vs {seconds64:.2f} s in float64 "
-              f"({seconds64 / seconds:.2f}x faster)")
+              f"(speed {seconds64 / seconds:.2f}x float64's)")
 
 
 def tabular(batch: int) -> None:
