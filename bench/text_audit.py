@@ -1,0 +1,100 @@
+"""Benchmark: `ticketaudit report --analyses metrics,attention` on a MiniLM-size text model against the plain
+loop a user would write (both models, output_attentions=True, batches of 64, padding per batch, float32),
+run in the same process tree on the same texts.
+
+Model: a BERT of MiniLM's size (6 layers, hidden 384, 12 heads; random weights from its config, no
+download) and a 50% magnitude ticket, saved as Hugging Face directories with a small word tokenizer.
+Texts: generated reviews (short: 10 to 45 words; --long: 500 words, cut to 512 tokens). Prints wall
+time and peak RSS of the report process per --precision, the plain loop's time, and throughput ratios.
+Target (issue 16): >= 0.8x the plain float32 forward's throughput; peak RSS <= 2 GB for 512-token texts.
+
+Run: python bench/text_audit.py [--rows 1500] [--long] [--precisions auto,float64] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from text_attributions import VOCAB, models
+
+
+def plain_loop(dense: torch.nn.Module, ticket: torch.nn.Module, tokenizer: object, texts: list[str], *,
+               max_length: int) -> float:
+    """What a user would write: both models, attentions on, batches of 64 padded to their longest."""
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for model in (dense, ticket):
+            for first in range(0, len(texts), 64):
+                encoded = tokenizer(texts[first:first + 64], padding="longest", truncation=True,
+                                    max_length=max_length, return_tensors="pt")
+                output = model(**encoded, output_attentions=True)
+                assert output.attentions is not None
+    return time.perf_counter() - start
+
+
+def audit_process(folder: Path, precision: str, threads: int) -> tuple[float, float]:
+    """Wall seconds and peak RSS (GiB) of one `ticketaudit report` process."""
+    command = [sys.executable, "-m", "ticketaudit", "report", "--dense", str(folder / "dense"),
+               "--ticket", str(folder / "ticket"), "--data", str(folder / "texts.csv"), "--target", "label",
+               "--sensitive", "group", "--text", "review", "--analyses", "metrics,attention", "--seed", "0",
+               "--n-boot", "200", "--quiet", "--precision", precision, "--out", str(folder / f"{precision}.html")]
+    # A fresh wrapper process per run, so its children's peak RSS is this run's alone.
+    wrapper = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+               "sys.stderr.write(done.stderr); "
+               "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", wrapper, *command], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+    seconds = time.perf_counter() - start
+    code, peak_kib = (int(v) for v in done.stdout.split())
+    if code not in (0, 1):
+        raise SystemExit(done.stderr)
+    return seconds, peak_kib / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1500)
+    parser.add_argument("--long", action="store_true", help="500-word texts cut to 512 tokens (default: short)")
+    parser.add_argument("--precisions", default="auto,float64")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    dense, ticket, tokenizer = models()
+    for model in (dense, ticket):  # attention maps need eager attention (SDPA does not return them)
+        model.set_attn_implementation("eager")
+    rng = np.random.default_rng(0)
+    lengths = np.full(args.rows, 500) if args.long else rng.integers(10, 46, size=args.rows)
+    texts = [" ".join(rng.choice(VOCAB, size=int(k))) for k in lengths]
+    max_length = 512
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for name, model in (("dense", dense), ("ticket", ticket)):
+            model.save_pretrained(str(folder / name))
+            tokenizer.save_pretrained(str(folder / name))
+        pd.DataFrame({"review": texts, "label": rng.integers(0, 2, size=args.rows),
+                      "group": rng.choice(["a", "b", "c"], size=args.rows, p=[0.6, 0.3, 0.1])}).to_csv(
+            folder / "texts.csv", index=False)
+        plain = plain_loop(dense, ticket, tokenizer, texts, max_length=max_length)
+        kind = "512-token" if args.long else "short (<= 50 tokens)"
+        print(f"{args.rows:,} {kind} texts; plain float32 loop with attentions, both models: {plain:.1f} s "
+              f"({args.rows / plain:.1f} rows/s)")
+        for precision in args.precisions.split(","):
+            seconds, peak = audit_process(folder, precision, args.threads)
+            print(f"ticketaudit report --analyses metrics,attention --precision {precision}: {seconds:.1f} s "
+                  f"(incl. start-up), peak RSS {peak:.2f} GiB; throughput {plain / seconds:.2f}x the plain loop's "
+                  "(target >= 0.8x)")
+
+
+if __name__ == "__main__":
+    main()
