@@ -44,10 +44,11 @@ def report_dict(result: AuditResult) -> dict[str, Any]:
 
 def render_json(result: AuditResult) -> bytes:
     """The JSON report as bytes (UTF-8, sorted keys, trailing newline)."""
-    return _json_bytes(report_dict(result))
+    return document_bytes(report_dict(result))
 
 
-def _json_bytes(document: dict[str, Any]) -> bytes:
+def document_bytes(document: Mapping[str, Any]) -> bytes:
+    """A JSON document as the report writes it (UTF-8, sorted keys, trailing newline)."""
     return (json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
 
 
@@ -187,8 +188,9 @@ def write_report(result: AuditResult, *, html_path: Path | None, json_path: Path
                     inputs if inputs is not None else _audit_inputs(result.provenance))
     document = report_dict(result)
     provenance = {**result.provenance, "workflow_outputs": workflow.described()}
-    html = render_html(document, command=command, provenance=provenance).encode("utf-8")
-    payload = _json_bytes(document)
+    needs_html = html_path is not None or workflow.mlflow is not None
+    html = render_html(document, command=command, provenance=provenance).encode("utf-8") if needs_html else b""
+    payload = document_bytes(document)
     outputs: dict[Path, bytes] = {}
     if html_path is not None:
         outputs[Path(html_path)] = html

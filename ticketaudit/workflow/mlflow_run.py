@@ -5,7 +5,6 @@ inconclusive / 2 fail, checks per status) and the reports as artifacts. Written 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -85,7 +84,9 @@ def log_mlflow(report: Any, *, artifacts: Mapping[str, bytes] | None = None, tra
     require_mlflow()
     document = as_document(report)
     if artifacts is None:
-        artifacts = {"report.json": (json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()}
+        from ..report.render import document_bytes
+
+        artifacts = {"report.json": document_bytes(document)}
     experiment = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT
     with warnings.catch_warnings():  # MLflow's own deprecated calls: not the user's concern
         warnings.simplefilter("ignore", DeprecationWarning)
