@@ -249,7 +249,7 @@ def test_hugging_face_text_pair_through_the_cli(text_pair: Path) -> None:
     assert {g["group"] for g in attention["groups"]} == {"group=a", "group=b", "group=c"}
     html = (text_pair / "r.html").read_text()
     assert "Attention entropy, dense model" in html and "Change in attention entropy" in html
-    # Same answer with another batch size (padding is per table, so batching changes nothing).
+    # Same answer with a 7-token budget (one row per batch): a row's padding is fixed by its own length.
     first = (text_pair / "r.json").read_bytes()
     assert run_cli(_text_args(text_pair, "--batch-size", "7")).code == 0
     assert (text_pair / "r.json").read_bytes() == first

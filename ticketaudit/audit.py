@@ -202,7 +202,7 @@ def audit(
     n_boot: int = 1000,
     confidence: float | None = None,
     device: str = "cpu",
-    batch_size: int = 1024,
+    batch_size: int | None = None,
     max_rows: int | None = None,
     analyses: str | Sequence[str] | None = None,
     factory: str | None = None,
@@ -270,7 +270,7 @@ def audit(
             loaded.dense, frame=planned.rows.frame, target=options.target, sensitive=list(options.sensitive),
             features=options.features, settings=options.prune, policy=options.policy, seed=options.seed,
             n_boot=options.n_boot, train_frame=planned.train_frame, audited=loaded.ticket,
-            batch_size=options.engine.batch_size, explicit_methods=False)
+            batch_size=planned.context.batch_size, explicit_methods=False)
     step("Done", 1, 1)
     return _assemble(options, loaded, planned, analysed, checks, alternatives=alternative_result)
 
@@ -356,7 +356,7 @@ def _plan(options: AuditOptions, loaded: _Loaded, *, data: Any) -> _Planned:
     context = AuditContext(
         dense=loaded.dense, ticket=loaded.ticket, modality=modality, groups=rows.groups, population=rows.population,
         probe=rows.probe, total_rows=rows.total, sensitive=options.sensitive, target=options.target, seed=options.seed,
-        n_boot=options.n_boot, batch_size=options.engine.batch_size,
+        n_boot=options.n_boot, batch_size=options.engine.batch_size or type(modality).default_batch_size,
         device=_driver_device(options.engine), attribution=options.attribution,
         precision=resolve_precision(options.precision, models=(loaded.dense.module, loaded.ticket.module),
                                     device=options.engine.device))
@@ -389,7 +389,7 @@ def _run(options: AuditOptions, loaded: _Loaded, planned: _Planned, *,
         dense=loaded.dense.module, ticket=loaded.ticket.module, modality=context.modality, target=options.target,
         labels=loaded.dense.labels, n_outputs=planned.n_outputs, groups=context.groups, analyses=loaded.analyses,
         planned=tuple(analysis.plan(context) for analysis in loaded.analyses), n_boot=options.n_boot,
-        seed=options.seed, ece_bins=AuditConfig().ece_bins, batch_size=engine.batch_size, device=engine.device,
+        seed=options.seed, ece_bins=AuditConfig().ece_bins, batch_size=context.batch_size, device=engine.device,
         precision=context.precision)
     return run_shards(plan, planned.rows, engine=engine.engine, split=options.split, ray_address=engine.ray_address,
                       num_workers=engine.num_workers, gpus_per_worker=engine.gpus_per_worker, progress=progress)
@@ -461,7 +461,7 @@ def _assemble(
     config = AuditConfig(
         seed=options.seed,
         n_boot=options.n_boot,
-        batch_size=engine.batch_size,
+        batch_size=planned.context.batch_size,
         device=engine.device,
         max_rows=options.max_rows,  # type: ignore[arg-type]
         analyses=tuple(a.name for a in loaded.analyses),
@@ -486,7 +486,7 @@ def _assemble(
             "dense_source": loaded.dense.source,
             "ticket_source": loaded.ticket.source,
             "data_source": rows.source,
-            "batch_size": engine.batch_size,
+            "batch_size": planned.context.batch_size,
             "device": engine.device,
             "engine": engine.engine,
             "workers": engine.num_workers if engine.engine == "ray" else None,
@@ -510,7 +510,7 @@ _ARGUMENT_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "n_boot": ((int,), "an integer"),
     "confidence": ((float, int, type(None)), "a number in (0.5, 1) or None"),
     "device": ((str,), "'cpu', 'cuda' or 'mps'"),
-    "batch_size": ((int,), "an integer"),
+    "batch_size": ((int, type(None)), "an integer or None"),
     "max_rows": ((int, type(None)), "an integer or None"),
     "analyses": ((str, list, tuple, type(None)), "a list of analysis names, a comma-separated string, or None"),
     "factory": ((str, type(None)), "'MODULE:FUNC' or None"),

@@ -150,7 +150,8 @@ class EngineSettings:
 
     engine: str = "local"
     device: str = "cpu"
-    batch_size: int = 1024
+    batch_size: int | None = None
+    """Rows (tables) or tokens (text) per forward pass; None: the modality's default."""
     num_workers: int = 2
     ray_address: str | None = None
     gpus_per_worker: float = 0.0
@@ -161,7 +162,8 @@ class EngineSettings:
         if self.device not in DEVICES:
             hint = " (devices are lower case)" if str(self.device).lower() in DEVICES else ""
             fail(f"device must be one of {', '.join(DEVICES)}{hint}; got {self.device!r}.")
-        check_int("batch_size", self.batch_size, low=1, high=10_000_000)
+        if self.batch_size is not None:
+            check_int("batch_size", self.batch_size, low=1, high=10_000_000)
         check_int("--num-workers", self.num_workers, low=1, high=10_000)
         if not 0 <= self.gpus_per_worker <= 64:
             fail(f"--gpus-per-worker must be in [0, 64], got {self.gpus_per_worker}.")

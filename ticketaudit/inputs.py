@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,20 +102,70 @@ def build_features(frame: pd.DataFrame, *, target: str, features: list[str] | No
 
 @dataclass(frozen=True, eq=False)
 class TokenInputs:
-    """Tokenised text rows, padded to one length for the whole table (so batching never changes a row)."""
+    """Tokenised text rows (padded here to the longest row of the set, masked by ``attention_mask``).
+
+    ``batches`` re-pads each row to a length fixed by its own length alone (``padded_lengths``), so a
+    row's inputs never depend on the batch size, the fragment or the rows that share its batch."""
 
     input_ids: np.ndarray
     attention_mask: np.ndarray
+    pad_id: int = 0
+    left_padded: bool = False
+    limit: int = 512
+    """The model's longest input: a row is never padded beyond it."""
 
     def __len__(self) -> int:
         return len(self.input_ids)
 
-    def __getitem__(self, rows: slice) -> TokenInputs:
-        return TokenInputs(self.input_ids[rows], self.attention_mask[rows])
+    def __getitem__(self, rows: slice | np.ndarray) -> TokenInputs:
+        return dataclasses.replace(self, input_ids=self.input_ids[rows], attention_mask=self.attention_mask[rows])
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.input_ids.shape  # type: ignore[return-value]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Real (unmasked) tokens per row."""
+        return self.attention_mask.sum(axis=1, dtype=np.int64)
+
+    def batches(self, *, tokens: int, max_rows: Callable[[int], int] | None = None
+                ) -> Iterator[tuple[np.ndarray, TokenInputs]]:
+        """(positions, inputs) batches of rows with the same padded length, at most ``tokens`` tokens (rows x
+        padded length; one row at least) and ``max_rows(length)`` rows each: short rows never pay for long ones."""
+        padded = padded_lengths(self.lengths, limit=self.limit)
+        order = np.argsort(padded, kind="stable")
+        for length in np.unique(padded):
+            positions = order[padded[order] == length]
+            rows = max(1, tokens // int(length))
+            if max_rows is not None:
+                rows = max(1, min(rows, max_rows(int(length))))
+            for start in range(0, len(positions), rows):
+                take = positions[start:start + rows]
+                yield take, self.padded_to(take, int(length))
+
+    def padded_to(self, rows: np.ndarray, length: int) -> TokenInputs:
+        """``rows`` padded (or trimmed of padding) to ``length`` tokens, on the tokenizer's padding side."""
+        ids, mask = self.input_ids[rows], self.attention_mask[rows]
+        width = ids.shape[1]
+        if length <= width:
+            cut = slice(width - length, width) if self.left_padded else slice(0, length)
+            ids, mask = ids[:, cut], mask[:, cut]
+        else:
+            extra = ((0, 0), (length - width, 0)) if self.left_padded else ((0, 0), (0, length - width))
+            ids = np.pad(ids, extra, constant_values=self.pad_id)
+            mask = np.pad(mask, extra, constant_values=0)
+        return dataclasses.replace(self, input_ids=np.ascontiguousarray(ids), attention_mask=np.ascontiguousarray(mask))
+
+
+def padded_lengths(lengths: np.ndarray, *, limit: int) -> np.ndarray:
+    """Each row's padded length: the next multiple of 2^(bits(length) - 3), at least 8 (so padding adds under a
+    quarter of a long row, at most 7 tokens to a short one); never beyond ``limit`` (or the row itself)."""
+    lengths = np.maximum(np.asarray(lengths, dtype=np.int64), 1)
+    bits = np.floor(np.log2(lengths)).astype(np.int64) + 1
+    step = np.maximum(8, 2 ** np.maximum(bits - 3, 0))
+    rounded = -(-lengths // step) * step
+    return np.minimum(rounded, np.maximum(limit, lengths))
 
 
 def text_limit(max_length: int | None) -> int:
@@ -121,10 +173,9 @@ def text_limit(max_length: int | None) -> int:
     return max_length if max_length and max_length < 100_000 else 512
 
 
-def build_text_inputs(frame: pd.DataFrame, *, column: str, tokenizer: object, max_length: int | None,
-                      pad_to: int | None = None) -> TokenInputs:
-    """Tokenise ``column`` with the model's tokenizer; padding (to the longest row, or to ``pad_to`` tokens)
-    is masked out by ``attention_mask``."""
+def build_text_inputs(frame: pd.DataFrame, *, column: str, tokenizer: object, max_length: int | None) -> TokenInputs:
+    """Tokenise ``column`` with the model's tokenizer (truncated to the model's limit); padding is masked out
+    by ``attention_mask`` and redone per batch (``TokenInputs.batches``)."""
     check_columns("text", [column], list(frame.columns))
     values = frame[column]
     missing = values.isna()
@@ -137,12 +188,30 @@ def build_text_inputs(frame: pd.DataFrame, *, column: str, tokenizer: object, ma
         fail(f"text column '{column}' has {int(empty.sum())} empty strings (first at row {int(np.argmax(empty))}). "
              "Drop those rows or give them text; an empty input has no attention to measure.")
     limit = text_limit(max_length)
+    pad_id = getattr(tokenizer, "pad_token_id", None)
+    left = getattr(tokenizer, "padding_side", "right") == "left"
+    parts = [_tokenise(tokenizer, list(text.iloc[start:start + TOKENISE_ROWS]), limit=limit, column=column)
+             for start in range(0, len(text), TOKENISE_ROWS)]
+    width = max(ids.shape[1] for ids, _ in parts)
+    ids = np.full((len(text), width), pad_id if pad_id is not None else 0, dtype=np.int32)
+    mask = np.zeros((len(text), width), dtype=np.int8)
+    start = 0
+    for part_ids, part_mask in parts:
+        columns = slice(width - part_ids.shape[1], width) if left else slice(0, part_ids.shape[1])
+        ids[start:start + len(part_ids), columns], mask[start:start + len(part_ids), columns] = part_ids, part_mask
+        start += len(part_ids)
+    return TokenInputs(ids, mask, pad_id=int(pad_id) if pad_id is not None else 0, left_padded=left, limit=limit)
+
+
+TOKENISE_ROWS = 4096
+"""Rows tokenised at a time: the tokenizer's Python lists stay small; the rows are kept as int32 ids and int8
+masks (cast to int64 one batch at a time)."""
+
+
+def _tokenise(tokenizer: object, texts: list[str], *, limit: int, column: str) -> tuple[np.ndarray, np.ndarray]:
     try:
-        padding = {"padding": "max_length", "max_length": pad_to} if pad_to else {"padding": "longest",
-                                                                                  "max_length": limit}
-        encoded = tokenizer(list(text), truncation=True, return_attention_mask=True, **padding)  # type: ignore[operator]
+        encoded = tokenizer(texts, truncation=True, return_attention_mask=True,  # type: ignore[operator]
+                            padding="longest", max_length=limit)
     except (ValueError, TypeError) as error:
         fail(f"the model's tokenizer cannot tokenise column '{column}': {error}.")
-    ids = np.asarray(encoded["input_ids"], dtype=np.int64)
-    attention = np.asarray(encoded["attention_mask"], dtype=np.int64)
-    return TokenInputs(ids, attention)
+    return np.asarray(encoded["input_ids"], dtype=np.int32), np.asarray(encoded["attention_mask"], dtype=np.int8)

@@ -23,11 +23,12 @@ from ..tickets.mask import Mask
 from . import stats
 from .attention_capture import AttentionRecorder, LayerAttention
 from .base import AnalysisInputs, AnalysisSettings, Estimate, interval, number
-from .predict import Features
+from .predict import Features, row_batches
 from .streaming import BootstrapSums
 
 MEMORY_BUDGET_BYTES = 256 * 2**20
-"""Attention maps of both models held for one batch at most; batches shrink to fit (results do not change)."""
+"""Attention maps of both models (and their float32 reduction) held for one batch at most; batches shrink to
+fit, long texts to fewer rows (results do not change)."""
 ATTENTION_STREAM = 0xA77E
 LN2 = math.log(2.0)
 VALUE_PROJECTIONS = ("value", "v_lin", "v_proj", "value_proj")
@@ -215,34 +216,55 @@ def pruned_heads(module: nn.Module, mask: Mask, *, source: str, layer_names: lis
 
 class AttentionStream:
     """Both models' attention, reduced per batch to per-row dense entropy, ticket entropy and JS
-    divergence per head, folded into per-stratum Poisson-bootstrap sums (mergeable across shards)."""
+    divergence per head, folded into per-stratum Poisson-bootstrap sums (mergeable across shards).
+    As a ``ForwardObserver`` it rides on the forward pass that computes the predictions."""
 
     def __init__(self, dense: AttentionRecorder, ticket: AttentionRecorder, *, probe: Features, n_strata: int,
                  n_boot: int, seed: int, batch_size: int) -> None:
         self.dense, self.ticket = dense, ticket
+        self.batch_size = batch_size
         layers = dense.record(probe[:1])
         self.heads_per_layer = [int(layer.probs.shape[1]) for layer in layers]
         if not self.heads_per_layer:
             fail("the model returned no attention probabilities (its layers do not report them); leave attention "
                  "out of --analyses.")
-        per_row = sum(2 * layer.probs[0].numel() * 8 for layer in layers)  # both models' maps, float64
-        self.step = max(1, min(batch_size, MEMORY_BUDGET_BYTES // per_row))
+        # Per row: both models' maps as returned, plus one layer's float32 reduction (p, q, scratch).
+        held = sum(2 * layer.probs[0].numel() * layer.probs.element_size() for layer in layers)
+        reduction = max(3 * layer.probs[0].numel() * 4 for layer in layers)
+        self._keys = int(layers[0].probs.shape[-1])
+        self._row_bytes = held + reduction
+        self._text = not isinstance(probe, np.ndarray)
         self.sums = BootstrapSums(n_strata=n_strata, width=3 * sum(self.heads_per_layer), n_boot=n_boot, seed=seed,
                                   stream=ATTENTION_STREAM)
 
+    def max_rows(self, length: int) -> int:
+        """Rows per batch within ``MEMORY_BUDGET_BYTES``: maps grow with the square of a text's padded length."""
+        row_bytes = self._row_bytes * (length / self._keys) ** 2 if self._text else self._row_bytes
+        return max(1, int(MEMORY_BUDGET_BYTES // max(row_bytes, 1)))
+
+    def forward(self, batch: Features) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """Both models' logits and each row's values (dense entropies, ticket entropies, JS per head)."""
+        logits_dense, dense_layers = self.dense.run(batch)
+        logits_ticket, ticket_layers = self.ticket.run(batch)
+        compared = [compare_layer(a, b) for a, b in zip(dense_layers, ticket_layers)]
+        del dense_layers, ticket_layers
+        values = [torch.cat([layer[k] for layer in compared], dim=1) for k in range(3)]
+        # Rounded to float32 like the predictions: the last bits of float64 attention vary with the batch size.
+        return logits_dense, logits_ticket, torch.cat(values, dim=1).to("cpu", torch.float32).to(torch.float64).numpy()
+
+    def add(self, values: np.ndarray, strata: np.ndarray, rows: np.ndarray) -> None:
+        """Fold rows' values (from ``forward``; ids ``rows``, ascending) into the sums."""
+        self.sums.update(values, strata, rows)
+
     def update(self, features: Features, strata: np.ndarray, rows: np.ndarray,
                progress: Callable[[int], None] | None = None) -> None:
-        """Add rows (ids ``rows``, ascending) in batches that fit the memory budget."""
-        for start in range(0, len(features), self.step):
-            batch = features[start:start + self.step]
-            compared = [compare_layer(a, b) for a, b in zip(self.dense.record(batch), self.ticket.record(batch))]
-            values = [torch.cat([layer[k] for layer in compared], dim=1) for k in range(3)]
-            # Rounded to float32 like the predictions: the last bits of float64 attention vary with the batch size.
-            row_values = torch.cat(values, dim=1).to("cpu", torch.float32).to(torch.float64).numpy()
-            end = start + len(batch)
-            self.sums.update(row_values, strata[start:end], rows[start:end])
+        """Add rows (ids ``rows``, ascending), in batches that fit the memory budget."""
+        values = np.empty((len(features), self.sums.sums.shape[1]))
+        for positions, batch in row_batches(features, batch_size=self.batch_size, max_rows=self.max_rows):
+            values[positions] = self.forward(batch)[2]
             if progress is not None:
                 progress(len(batch))
+        self.add(values, strata, rows)
 
 
 def stream_attention(dense: AttentionRecorder, ticket: AttentionRecorder, features: Features, *,

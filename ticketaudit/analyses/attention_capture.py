@@ -17,7 +17,7 @@ from torch import nn
 
 from ..inputs import TokenInputs
 from ..tickets.huggingface import is_causal, is_huggingface_module
-from .predict import Features, call_model
+from .predict import Features, call_model, logits_of
 
 MHA_ARGUMENTS = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask", "average_attn_weights",
                  "is_causal")
@@ -88,6 +88,7 @@ class AttentionRecorder:
         self.module = module
         self.device = device
         self.kind, self.layer_names = found
+        self.dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float64)
         self._captured: list[LayerAttention] = []
 
     @contextlib.contextmanager
@@ -139,20 +140,24 @@ class AttentionRecorder:
         self._captured.append(LayerAttention(probs, valid[:, None, None, :], query_valid))
 
     def record(self, batch: Features) -> list[LayerAttention]:
-        """Each attention layer's probabilities for ``batch``, in float64."""
+        """Each attention layer's probabilities for ``batch``."""
+        return self.run(batch)[1]
+
+    def run(self, batch: Features) -> tuple[torch.Tensor, list[LayerAttention]]:
+        """The model's logits on ``batch`` and each attention layer's probabilities, from one forward pass."""
         self._captured = []
         with torch.inference_mode():
             if self.kind == "huggingface":
-                output = call_model(self.module, batch, device=self.device, output_attentions=True)
-                return self._huggingface_layers(batch, output.attentions or ())
+                output = call_model(self.module, batch, device=self.device, dtype=self.dtype, output_attentions=True)
+                return logits_of(output), self._huggingface_layers(batch, output.attentions or ())
             with self._hooks():
-                call_model(self.module, batch, device=self.device)
+                output = call_model(self.module, batch, device=self.device, dtype=self.dtype)
         captured, self._captured = self._captured, []
-        return captured
+        return logits_of(output), captured
 
     def _huggingface_layers(self, batch: Features, attentions: tuple[torch.Tensor, ...]) -> list[LayerAttention]:
         assert isinstance(batch, TokenInputs)
-        real = torch.as_tensor(batch.attention_mask, device=self.device).to(torch.bool)
+        real = torch.as_tensor(batch.attention_mask, device=self.device) != 0
         key_valid = real[:, None, None, :]
         if is_causal(self.module):
             length = real.shape[1]

@@ -106,6 +106,8 @@ class Batch:
     """Each row's stratum: its combination of sensitive values (``Groups``)."""
     proba_dense: np.ndarray
     proba_ticket: np.ndarray
+    observed: dict[str, np.ndarray] = field(default_factory=dict)
+    """Per-row values an accumulator read on the models' forward pass (``ForwardObserver``), by analysis name."""
 
 
 @dataclass(eq=False, kw_only=True)
@@ -164,7 +166,11 @@ class FinishContext:
 
 
 class Accumulator(Protocol):
-    """A mergeable per-shard state: ``update`` from each batch, ``merge`` the next fragment's state."""
+    """A mergeable per-shard state: ``update`` from each batch, ``merge`` the next fragment's state.
+
+    One that reads the models' internals also has ``observer(inputs)``: a ``predict.ForwardObserver`` that
+    runs both models on each batch of the predictions' own forward pass (so the models run once); what it
+    returns per row reaches ``update`` as ``batch.observed[name]``."""
 
     def update(self, batch: Batch) -> None: ...
 

@@ -1,5 +1,9 @@
 """Both models' predictions, computed once (batched, ``torch.inference_mode``) and shared.
 
+Text runs in batches of rows with the same padded length, at most ``batch_size`` tokens each
+(``TokenInputs.batches``); tables in batches of ``batch_size`` rows. An analysis that reads the
+models' internals (attention) rides on the same forward pass (``ForwardObserver``).
+
 In ``float64`` precision (``auto``'s choice for small models on the CPU) probabilities are rounded to
 float32: the last bits of a row's output otherwise depend on the batch size (different BLAS kernels),
 and an audit's answer must not. In the model's own precision (``float32``, ``bfloat16``) results are
@@ -9,9 +13,9 @@ reproducible for the same batch size and device, and far cheaper on large models
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Protocol, Union
 
 import numpy as np
 import torch
@@ -51,8 +55,8 @@ def call_model(module: nn.Module, batch: Features, *, device: torch.device, dtyp
                **options: Any) -> Any:
     """Run ``module`` on a batch: a ``dtype`` tensor for tables, ``input_ids`` + ``attention_mask`` for text."""
     if isinstance(batch, TokenInputs):
-        return module(input_ids=torch.as_tensor(batch.input_ids, device=device),
-                      attention_mask=torch.as_tensor(batch.attention_mask, device=device), **options)
+        return module(input_ids=torch.as_tensor(batch.input_ids, dtype=torch.long, device=device),
+                      attention_mask=torch.as_tensor(batch.attention_mask, dtype=torch.long, device=device), **options)
     return module(torch.as_tensor(batch, dtype=dtype, device=device), **options)
 
 
@@ -65,6 +69,33 @@ def logits_of(output: Any) -> torch.Tensor:
     if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
         return output[0]
     fail(f"the model returned {type(output).__name__}; ticketaudit needs a tensor of logits (rows, classes).")
+
+
+SCORES_BUDGET_BYTES = 256 * 2**20
+"""Attention scores (and their softmax) of one batch of a transformer at most: long texts run in fewer rows."""
+
+
+def row_batches(features: Features, *, batch_size: int, max_rows: Callable[[int], int] | None = None
+                ) -> Iterator[tuple[slice | np.ndarray, Features]]:
+    """(positions, inputs) batches: text by token budget and padded length, tables ``batch_size`` rows at a time
+    (at most ``max_rows(columns)``). A row's inputs never depend on its batch."""
+    if isinstance(features, TokenInputs):
+        yield from features.batches(tokens=batch_size, max_rows=max_rows)
+        return
+    step = batch_size if max_rows is None else max(1, min(batch_size, max_rows(features.shape[1])))
+    for start in range(0, len(features), step):
+        rows = slice(start, min(start + step, len(features)))
+        yield rows, features[rows]
+
+
+def scores_cap(module: nn.Module, dtype: torch.dtype) -> Callable[[int], int] | None:
+    """Rows per batch that keep a transformer's attention scores within ``SCORES_BUDGET_BYTES`` at a length
+    (None for models without a known head count)."""
+    heads = getattr(getattr(module, "config", None), "num_attention_heads", None)
+    if not isinstance(heads, int) or heads < 1:
+        return None
+    size = max(2, torch.finfo(dtype).bits // 8)
+    return lambda length: max(1, SCORES_BUDGET_BYTES // (3 * heads * length * length * size))
 
 
 def resolve_device(device: str) -> torch.device:
@@ -104,26 +135,88 @@ class ModelRunner:
             fail(f"the model must return a (rows, classes) tensor of logits, got shape {tuple(out.shape)}.")
         return int(out.shape[1])
 
+    @property
+    def max_rows(self) -> Callable[[int], int] | None:
+        """Rows per batch at a padded length that keep this model's attention scores in budget."""
+        return scores_cap(self.module, self.dtype)
+
     def probabilities(self, features: Features, *, batch_size: int,
                       progress: Callable[[int], None] | None = None) -> np.ndarray:
         """(rows, classes) probabilities as float32 values (held in float64 arrays)."""
-        chunks = []
-        for start in range(0, len(features), batch_size):
-            logits = self.logits(features[start:start + batch_size])
-            if self.dtype != torch.float64:  # the softmax of bfloat16 logits in float32: no coarser than needed
-                logits = logits.to(torch.float32)
-            if logits.shape[1] == 1:
-                p1 = torch.sigmoid(logits[:, 0])
-                proba = torch.stack([1 - p1, p1], dim=1)
-            else:
-                proba = torch.softmax(logits, dim=1)
-            chunks.append(proba.to("cpu", torch.float32).to(torch.float64).numpy())
+        out: np.ndarray | None = None
+        for positions, batch in row_batches(features, batch_size=batch_size, max_rows=self.max_rows):
+            proba = probabilities_of(self.logits(batch), self.dtype)
+            if out is None:
+                out = np.empty((len(features), proba.shape[1]))
+            out[positions] = proba
             if progress is not None:
-                progress(min(batch_size, len(features) - start))
-        out = np.concatenate(chunks)
-        if not np.isfinite(out).all():
-            fail("the model produced NaN or infinite outputs on this data; check the inputs' scale and the weights.")
-        return out
+                progress(len(proba))
+        return finite(out)
+
+
+def probabilities_of(logits: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
+    """Class probabilities of a batch's logits (a sigmoid for one logit), as float32 values in float64."""
+    if dtype != torch.float64:  # the softmax of bfloat16 logits in float32: no coarser than needed
+        logits = logits.to(torch.float32)
+    if logits.shape[1] == 1:
+        p1 = torch.sigmoid(logits[:, 0])
+        proba = torch.stack([1 - p1, p1], dim=1)
+    else:
+        proba = torch.softmax(logits, dim=1)
+    return proba.to("cpu", torch.float32).to(torch.float64).numpy()
+
+
+def finite(proba: np.ndarray | None) -> np.ndarray:
+    if proba is None:
+        return np.empty((0, 2))
+    if not np.isfinite(proba).all():
+        fail("the model produced NaN or infinite outputs on this data; check the inputs' scale and the weights.")
+    return proba
+
+
+class ForwardObserver(Protocol):
+    """An analysis that reads both models' internals on the forward pass predictions need (attention):
+    ``forward`` runs both models on a batch itself and returns their logits and its per-row values."""
+
+    def max_rows(self, length: int) -> int:
+        """Rows per batch at a padded length (or a table's width) that keep what it holds in its budget."""
+        ...
+
+    def forward(self, batch: Features) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """Both models' logits on ``batch`` and its (rows, width) values, rows in the batch's order."""
+        ...
+
+
+@dataclass(frozen=True, eq=False)
+class PairedPass:
+    """Both models' probabilities over some rows and, when an observer rode along, its per-row values."""
+
+    proba_dense: np.ndarray
+    proba_ticket: np.ndarray
+    observed: np.ndarray | None
+
+
+def forward_both(dense: ModelRunner, ticket: ModelRunner, features: Features, *, batch_size: int,
+                 observer: ForwardObserver | None = None, progress: Callable[[int], None] | None = None) -> PairedPass:
+    """One pass over ``features`` running both models batch by batch (with ``observer`` reading along)."""
+    if observer is None:
+        return PairedPass(dense.probabilities(features, batch_size=batch_size, progress=progress),
+                          ticket.probabilities(features, batch_size=batch_size, progress=progress), None)
+    caps = [cap for cap in (dense.max_rows, ticket.max_rows, observer.max_rows) if cap is not None]
+    out_dense = out_ticket = observed = None
+    for positions, batch in row_batches(features, batch_size=batch_size,
+                                        max_rows=lambda length: min(cap(length) for cap in caps)):
+        logits_dense, logits_ticket, values = observer.forward(batch)
+        proba_dense, proba_ticket = probabilities_of(logits_dense, dense.dtype), probabilities_of(logits_ticket,
+                                                                                                  ticket.dtype)
+        if out_dense is None or out_ticket is None or observed is None:
+            out_dense, out_ticket = np.empty((len(features), proba_dense.shape[1])), np.empty((len(features),
+                                                                                            proba_ticket.shape[1]))
+            observed = np.empty((len(features), values.shape[1]))
+        out_dense[positions], out_ticket[positions], observed[positions] = proba_dense, proba_ticket, values
+        if progress is not None:
+            progress(2 * len(values))  # both models' rows, as the plain pass counts them
+    return PairedPass(finite(out_dense), finite(out_ticket), observed)
 
 
 @dataclass(frozen=True, eq=False)

@@ -18,7 +18,7 @@ from torch import nn
 from .._validation import fail
 from ..analyses.base import Analysis, Batch, Worker
 from ..analyses.cells import CellAccumulator
-from ..analyses.predict import ModelRunner, resolve_device
+from ..analyses.predict import ModelRunner, forward_both, resolve_device
 from ..data import Groups, distinct_strata
 from ..exceptions import InvalidInputError
 from ..inputs import encode_target
@@ -65,6 +65,13 @@ class AuditState:
         self.unseen = UnseenCategories(columns=onehot, n_strata=plan.groups.n_strata) if onehot else None
         self.parts: dict[str, Any] = {analysis.name: analysis.accumulator(worker, planned)
                                       for analysis, planned in zip(plan.analyses, plan.planned)}
+
+    def observer(self, inputs: Any) -> tuple[str, Any] | None:
+        """The first accumulator that reads the models' forward pass (its name and observer), if any."""
+        for name, part in self.parts.items():
+            if part is not None and hasattr(part, "observer"):
+                return name, part.observer(inputs)
+        return None
 
     def update(self, batch: Batch) -> None:
         self.rows += len(batch.rows)
@@ -118,12 +125,14 @@ class ShardAuditor:
                 fail("a row has a combination of sensitive values the first pass did not see; the data changed "
                      "while it was read. Audit a stable copy.")
             rows = np.arange(first_row + start, first_row + start + len(chunk))
-            proba_dense = self.dense.probabilities(inputs, batch_size=plan.batch_size, progress=progress)
-            proba_ticket = self.ticket.probabilities(inputs, batch_size=plan.batch_size, progress=progress)
+            observing = state.observer(inputs)
+            passed = forward_both(self.dense, self.ticket, inputs, batch_size=plan.batch_size,
+                                  observer=observing[1] if observing else None, progress=progress)
             if state.unseen is not None:
                 state.unseen.update(plan.modality.unseen(chunk), strata)
+            observed = {observing[0]: passed.observed} if observing and passed.observed is not None else {}
             state.update(Batch(rows=rows, frame=chunk, inputs=inputs, labels=labels, strata=strata,
-                               proba_dense=proba_dense, proba_ticket=proba_ticket))
+                               proba_dense=passed.proba_dense, proba_ticket=passed.proba_ticket, observed=observed))
         state.close()
         return state
 

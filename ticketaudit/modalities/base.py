@@ -24,6 +24,8 @@ class Modality:
     """Whether the attribution analysis can explain models of this kind."""
     attribution_unit: ClassVar[str] = ""
     """The human unit attributions are summed to and reported in ("column", "word")."""
+    default_batch_size: ClassVar[int] = 1024
+    """``--batch-size`` when not given: rows per forward pass (tokens for text)."""
     in_memory: ClassVar[bool] = False
     """Whether the audit needs every row in one process (inputs padded to one length for the whole table)."""
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..inputs import TokenInputs, build_text_inputs, text_limit
+from ..inputs import TokenInputs, build_text_inputs
 from .base import Modality
 
 if TYPE_CHECKING:
@@ -18,16 +17,16 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, eq=False, kw_only=True)
 class TextModality(Modality):
-    """Token ids and attention masks, padded to one length for the whole table (``prepare``), so neither the
-    batch size, the fragments nor the workers change a row's inputs."""
+    """Token ids and attention masks; each row is padded to a length fixed by its own length
+    (``TokenInputs.batches``), so neither the batch size, the fragments nor the workers change its inputs."""
 
     name: ClassVar[str] = "text"
     attributable: ClassVar[bool] = True
     attribution_unit: ClassVar[str] = "word"
+    default_batch_size: ClassVar[int] = 16_384
+    """Tokens (rows x padded length) per forward pass: 32 rows of 512 tokens, 256 of 64."""
     column: str
     tokenizer: Any
-    pad_to: int | None = None
-    """Tokens per row (the longest row of the table, after truncation)."""
 
     @classmethod
     def build(cls, dense: LoadedModel, *, probe: pd.DataFrame, target: str, features: list[str] | None,
@@ -52,14 +51,5 @@ class TextModality(Modality):
         """The texts themselves: the sample is tokenised again on its own, with offsets for words."""
         return frame[self.column].astype(str).to_numpy(dtype=object)[:, None]
 
-    def prepare(self, values: Any) -> TextModality:
-        """Pad every row to the table's longest (one tokenizer pass over the text column)."""
-        longest = 1
-        for chunk in values(self.column):
-            encoded = self.tokenizer([str(v) for v in chunk], truncation=True, max_length=text_limit(self.max_length))
-            longest = max(longest, *(len(ids) for ids in encoded["input_ids"]))
-        return dataclasses.replace(self, pad_to=longest)
-
     def inputs(self, frame: pd.DataFrame) -> TokenInputs:
-        return build_text_inputs(frame, column=self.column, tokenizer=self.tokenizer, max_length=self.max_length,
-                                 pad_to=self.pad_to)
+        return build_text_inputs(frame, column=self.column, tokenizer=self.tokenizer, max_length=self.max_length)

@@ -22,16 +22,24 @@ class _AttentionSums:
     def __getstate__(self) -> dict[str, Any]:
         return {"sums": self.sums, "heads_per_layer": self.heads_per_layer, "_worker": None, "_stream": None}
 
-    def update(self, batch: Batch) -> None:
+    def observer(self, inputs: Any) -> Any:
+        """The attention stream, riding on the predictions' forward pass (built on the first batch)."""
         if self._stream is None:
             from ..attention import AttentionStream
 
             worker = self._worker
             assert worker is not None
-            self._stream = AttentionStream(*_recorders(worker), probe=batch.inputs, n_strata=worker.n_strata,
+            self._stream = AttentionStream(*_recorders(worker), probe=inputs, n_strata=worker.n_strata,
                                            n_boot=worker.n_boot, seed=worker.seed, batch_size=worker.batch_size)
             self.sums, self.heads_per_layer = self._stream.sums, self._stream.heads_per_layer
-        self._stream.update(batch.inputs, batch.strata, batch.rows)
+        return self._stream
+
+    def update(self, batch: Batch) -> None:
+        stream = self.observer(batch.inputs)
+        if "attention" in batch.observed:
+            stream.add(batch.observed["attention"], batch.strata, batch.rows)
+        else:
+            stream.update(batch.inputs, batch.strata, batch.rows)
 
     def close(self) -> None:
         if self.sums is not None:
