@@ -8,7 +8,7 @@ Texts: generated reviews (short: 10 to 45 words; --long: 500 words, cut to 512 t
 time and peak RSS of the report process per --precision, the plain loop's time, and throughput ratios.
 Target (issue 16): >= 0.8x the plain float32 forward's throughput; peak RSS <= 2 GB for 512-token texts.
 
-Run: python bench/text_audit.py [--rows 1500] [--long] [--precisions auto,float64] [--threads 2]
+Run: python bench/text_audit.py [--rows 1500] [--long] [--precisions auto,float64] [--threads 2] [--memory-only]
 """
 
 from __future__ import annotations
@@ -73,6 +73,8 @@ def main() -> None:
     parser.add_argument("--long", action="store_true", help="500-word texts cut to 512 tokens (default: short)")
     parser.add_argument("--precisions", default="auto,float64")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--memory-only", action="store_true",
+                        help="skip the plain loop and the start-up run: time and peak RSS of the audit alone")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     dense, ticket, tokenizer = models()
@@ -90,8 +92,14 @@ def main() -> None:
         pd.DataFrame({"review": texts, "label": rng.integers(0, 2, size=args.rows),
                       "group": rng.choice(["a", "b", "c"], size=args.rows, p=[0.6, 0.3, 0.1])}).to_csv(
             folder / "texts.csv", index=False)
-        plain = plain_loop(dense, ticket, tokenizer, texts, max_length=max_length)
         kind = "512-token" if args.long else "short (<= 50 tokens)"
+        if args.memory_only:
+            for precision in args.precisions.split(","):
+                seconds, peak = audit_process(folder, precision, args.threads)
+                print(f"{args.rows:,} {kind} texts, --precision {precision}: {seconds:.1f} s, peak RSS {peak:.2f} GiB "
+                      "(target <= 2 GB)")
+            return
+        plain = plain_loop(dense, ticket, tokenizer, texts, max_length=max_length)
         print(f"{args.rows:,} {kind} texts; plain float32 loop with attentions, both models: {plain:.1f} s "
               f"({args.rows / plain:.1f} rows/s)")
         for precision in args.precisions.split(","):
