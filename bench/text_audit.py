@@ -9,6 +9,7 @@ time and peak RSS of the report process per --precision, the plain loop's time, 
 Target (issue 16): >= 0.8x the plain float32 forward's throughput; peak RSS <= 2 GB for 512-token texts.
 
 Run: python bench/text_audit.py [--rows 1500] [--long] [--precisions auto,float64] [--threads 2] [--memory-only]
+     [--device cpu|cuda] (cuda by default where a GPU exists)
 """
 
 from __future__ import annotations
@@ -33,26 +34,31 @@ SMALL_RUN = 50
 
 
 def plain_loop(dense: torch.nn.Module, ticket: torch.nn.Module, tokenizer: object, texts: list[str], *,
-               max_length: int) -> float:
+               max_length: int, device: str) -> float:
     """What a user would write: both models, attentions on, batches of 64 padded to their longest."""
     start = time.perf_counter()
     with torch.inference_mode():
         for model in (dense, ticket):
+            model.to(device)
             for first in range(0, len(texts), 64):
                 encoded = tokenizer(texts[first:first + 64], padding="longest", truncation=True,
-                                    max_length=max_length, return_tensors="pt")
+                                    max_length=max_length, return_tensors="pt").to(device)
                 output = model(**encoded, output_attentions=True)
                 assert output.attentions is not None
+            if device == "cuda":
+                torch.cuda.synchronize()
+            model.to("cpu")
     return time.perf_counter() - start
 
 
-def audit_process(folder: Path, precision: str, threads: int, *, max_rows: int | None = None) -> tuple[float, float]:
+def audit_process(folder: Path, precision: str, threads: int, *, max_rows: int | None = None,
+                  device: str = "cpu") -> tuple[float, float]:
     """Wall seconds and peak RSS (GiB) of one `ticketaudit report` process (on the first ``max_rows`` rows)."""
     command = [sys.executable, "-m", "ticketaudit", "report", "--dense", str(folder / "dense"),
                "--ticket", str(folder / "ticket"), "--data", str(folder / "texts.csv"), "--target", "label",
                "--sensitive", "group", "--text", "review", "--analyses", "metrics,attention", "--seed", "0",
                "--n-boot", "200", "--quiet", "--precision", precision, "--out", str(folder / f"{precision}.html"),
-               *(["--max-rows", str(max_rows)] if max_rows else [])]
+               "--device", device, *(["--max-rows", str(max_rows)] if max_rows else [])]
     # A fresh wrapper process per run, so its children's peak RSS is this run's alone.
     wrapper = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
                "sys.stderr.write(done.stderr); "
@@ -73,6 +79,8 @@ def main() -> None:
     parser.add_argument("--long", action="store_true", help="500-word texts cut to 512 tokens (default: short)")
     parser.add_argument("--precisions", default="auto,float64")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="cpu, or cuda (the default where a GPU exists: GPU figures)")
     parser.add_argument("--memory-only", action="store_true",
                         help="skip the plain loop and the start-up run: time and peak RSS of the audit alone")
     args = parser.parse_args()
@@ -95,17 +103,19 @@ def main() -> None:
         kind = "512-token" if args.long else "short (<= 50 tokens)"
         if args.memory_only:
             for precision in args.precisions.split(","):
-                seconds, peak = audit_process(folder, precision, args.threads)
-                print(f"{args.rows:,} {kind} texts, --precision {precision}: {seconds:.1f} s, peak RSS {peak:.2f} GiB "
+                seconds, peak = audit_process(folder, precision, args.threads, device=args.device)
+                print(f"{args.rows:,} {kind} texts on {args.device}, --precision {precision}: {seconds:.1f} s, "
+                      f"peak RSS {peak:.2f} GiB "
                       "(target <= 2 GB)")
             return
-        plain = plain_loop(dense, ticket, tokenizer, texts, max_length=max_length)
-        print(f"{args.rows:,} {kind} texts; plain float32 loop with attentions, both models: {plain:.1f} s "
+        plain = plain_loop(dense, ticket, tokenizer, texts, max_length=max_length, device=args.device)
+        print(f"{args.rows:,} {kind} texts on {args.device}; plain float32 loop with attentions, both models: "
+              f"{plain:.1f} s "
               f"({args.rows / plain:.1f} rows/s)")
         for precision in args.precisions.split(","):
-            seconds, peak = audit_process(folder, precision, args.threads)
+            seconds, peak = audit_process(folder, precision, args.threads, device=args.device)
             few = min(SMALL_RUN, args.rows // 4)
-            start_up, _ = audit_process(folder, precision, args.threads, max_rows=few)
+            start_up, _ = audit_process(folder, precision, args.threads, max_rows=few, device=args.device)
             per_row = (seconds - start_up) / (args.rows - few)
             print(f"ticketaudit report --analyses metrics,attention --precision {precision}: {seconds:.1f} s "
                   f"(incl. start-up), peak RSS {peak:.2f} GiB; throughput {plain / seconds:.2f}x the plain loop's "

@@ -1,10 +1,11 @@
-"""Pruning methods that reach a requested sparsity exactly: global and layer-wise magnitude,
-group-balanced saliency (FairGRAPE-style), worst-group protection, and structured (neuron) pruning.
+"""Pruning methods that reach a requested sparsity exactly: global and layer-wise magnitude, the
+magnitude-anchored fair methods (group-balanced, worst-group; ``anchored``), and structured (neuron)
+pruning.
 
 Saliency of weight w for group g: I_g(w) = sum over g's rows of (w * dm/dw)^2, m the row's logit
 margin (first-order Taylor importance, Molchanov et al. 2019, of the decision rather than the loss).
-It does not depend on the inputs' scale, unlike magnitude: a group whose useful weights are small
-but matter keeps them.
+It does not depend on the inputs' scale, unlike magnitude: the fair methods use it to pick which
+pruned weights to give back to a harmed group whose useful weights are small.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch import nn
 from .._validation import fail
 from ..choices import PRUNING_METHODS
 from ..tickets.mask import Mask, prunable_parameters
+from .anchored import anchored_keep
 
 METHODS = PRUNING_METHODS
 SALIENCY_BATCH = 256
@@ -62,27 +64,36 @@ def _top(scores: torch.Tensor, alive: torch.Tensor, n_keep: int) -> torch.Tensor
 def select_weights(model: nn.Module, rankings: Sequence[Mapping[str, torch.Tensor]], *,
                    density: float | Mapping[str, float], per_layer: bool = False,
                    previous: Mask | None = None) -> Mask:
-    """Keep exactly round(density * N) prunable weights — over the whole model, or per tensor when
-    ``per_layer`` or ``density`` is a {name: density} mapping — chosen from one ranking (highest scores)
-    or balanced over several (``balanced_keep``). Weights ``previous`` pruned stay pruned."""
-    params = prunable_parameters(model)
-    flats = [_flatten(r) for r in rankings]
-    alive = (_flatten(previous) > 0) if previous is not None else torch.ones(flats[0].numel(), dtype=torch.bool)
+    """Keep exactly round(density * N) prunable weights with the highest scores of ``rankings[0]`` — over
+    the whole model, or per tensor when ``per_layer`` or ``density`` is a {name: density} mapping.
+    Weights ``previous`` pruned stay pruned."""
+    return _unflatten(_select(model, _flatten(rankings[0]), density=density, per_layer=per_layer,
+                              alive=_alive(model, previous)), model)
 
-    def keep_of(parts: list[torch.Tensor], share: float, alive_part: torch.Tensor) -> torch.Tensor:
-        n_keep = int(round(share * parts[0].numel()))
-        return _top(parts[0], alive_part, n_keep) if len(parts) == 1 else balanced_keep(parts, n_keep=n_keep,
-                                                                                          alive=alive_part)
 
-    if not per_layer and not isinstance(density, Mapping):
-        return _unflatten(keep_of(flats, density, alive), model)
-    keep, offset = torch.zeros_like(alive), 0
-    for name, param in params.items():
-        part = slice(offset, offset + param.numel())
-        share = density[name] if isinstance(density, Mapping) else density
-        keep[part] = keep_of([f[part] for f in flats], share, alive[part])
+def _alive(model: nn.Module, previous: Mask | None) -> torch.Tensor:
+    total = sum(p.numel() for p in prunable_parameters(model).values())
+    return (_flatten(previous) > 0) if previous is not None else torch.ones(total, dtype=torch.bool)
+
+
+def _parts(model: nn.Module) -> dict[str, slice]:
+    """Each prunable tensor's slice of the flat vectors."""
+    parts, offset = {}, 0
+    for name, param in prunable_parameters(model).items():
+        parts[name] = slice(offset, offset + param.numel())
         offset += param.numel()
-    return _unflatten(keep, model)
+    return parts
+
+
+def _select(model: nn.Module, scores: torch.Tensor, *, density: float | Mapping[str, float], per_layer: bool,
+            alive: torch.Tensor) -> torch.Tensor:
+    if not per_layer and not isinstance(density, Mapping):
+        return _top(scores, alive, int(round(density * scores.numel())))
+    keep = torch.zeros_like(alive)
+    for name, part in _parts(model).items():
+        share = density[name] if isinstance(density, Mapping) else density
+        keep[part] = _top(scores[part], alive[part], int(round(share * (part.stop - part.start))))
+    return keep
 
 
 def _densities(sparsity: float | Mapping[str, float]) -> float | dict[str, float]:
@@ -146,43 +157,6 @@ def _trainable_copy(model: nn.Module) -> nn.Module:
     return work
 
 
-def balanced_keep(rankings: Sequence[torch.Tensor], *, n_keep: int, alive: torch.Tensor) -> torch.Tensor:
-    """Keep-vector of ``n_keep`` weights from flat importance vectors: the union of every ranking's
-    top k (each group keeps the same number of its own most important weights), k the largest for
-    which the union fits (bisection), topped up by the first ranking."""
-    orders = [torch.argsort(torch.where(alive, r, torch.full((), -1.0, dtype=torch.float64)),
-                            descending=True, stable=True) for r in rankings]
-
-    def union(k: int) -> torch.Tensor:
-        keep = torch.zeros_like(alive)
-        for order in orders:
-            keep[order[:k]] = True
-        return keep & alive
-
-    low, high = 0, n_keep
-    while low < high:
-        middle = (low + high + 1) // 2
-        if int(union(middle).sum()) <= n_keep:
-            low = middle
-        else:
-            high = middle - 1
-    keep = union(low)
-    missing = n_keep - int(keep.sum())
-    if missing > 0:
-        keep |= _top(rankings[0], alive & ~keep, missing)
-    return keep
-
-
-def worst_group(model: nn.Module, calibration: Calibration, *, min_rows: int) -> int:
-    """The group id with the lowest accuracy of ``model`` on the calibration rows (groups >= min_rows)."""
-    with torch.inference_mode():
-        predicted = _trainable_copy(model)(calibration.features).argmax(dim=1).numpy()
-    correct = predicted == calibration.labels.numpy()
-    present = np.unique(calibration.groups)
-    sized = [g for g in present if (calibration.groups == g).sum() >= min_rows] or list(present)
-    return int(min(sized, key=lambda g: (float(correct[calibration.groups == g].mean()), int(g))))
-
-
 def linear_chain(model: nn.Module) -> list[str]:
     """Names of the prunable weights when they form a chain of nn.Linear layers (an MLP), else []."""
     linear_weights = {f"{name}.weight" if name else "weight" for name, m in model.named_modules()
@@ -241,12 +215,15 @@ def choose_mask(method: str, model: nn.Module, *, sparsity: float | Mapping[str,
                               previous=previous)
     if calibration is None:
         fail(f"method '{method}' needs rows with labels and groups to measure saliency.")
-    saliency = group_saliency(model, calibration)
-    if method == "group-balanced":
-        rankings = [magnitude, *saliency.values()]
-    else:
-        rankings = [magnitude, saliency[worst_group(model, calibration, min_rows=min_group_rows)]]
-    return select_weights(model, rankings, density=density, previous=previous)
+    alive = _alive(model, previous)
+    per_tensor = isinstance(density, Mapping)
+    anchor = _select(model, _flatten(magnitude), density=density, per_layer=False, alive=alive)
+    saliency = {group: _flatten(scores) for group, scores in group_saliency(model, calibration).items()}
+    keep, _ = anchored_keep(model, anchor=anchor, alive=alive, magnitude=_flatten(magnitude), saliency=saliency,
+                            features=calibration.features, labels=calibration.labels, groups=calibration.groups,
+                            min_rows=min_group_rows, worst_only=method == "worst-group",
+                            layers=list(_parts(model).values()), per_layer_only=per_tensor)
+    return _unflatten(keep, model)
 
 
 def check_methods(methods: Sequence[str]) -> tuple[str, ...]:

@@ -1,0 +1,140 @@
+"""Magnitude-anchored fair pruning: start from global magnitude's mask and repair the groups it harms.
+
+Global magnitude keeps the large weights most rows rely on; a group whose useful weights are small
+(its inputs are on a large scale, or rare) loses them. Ranking every weight by a per-group first-order
+saliency instead throws that ordering away and costs the majority more than it saves the minority.
+So the fair methods keep magnitude's mask and spend a *swap budget*: they restore the pruned weights
+that matter most to the groups with the largest excess accuracy drop (drop minus the overall drop, on
+the calibration rows), and prune as many of the smallest kept weights in exchange, so the sparsity is
+unchanged. The budget is chosen on the calibration rows from ``SWAP_BUDGETS``: the one that narrows the
+accuracy gap most without costing more than ``ACCURACY_SLACK`` of overall accuracy against global
+magnitude. Budget 0 — global magnitude itself — wins whenever no swap helps, so on the calibration rows
+an anchored method is never worse than global magnitude on either measure.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..tickets.mask import prunable_parameters
+
+SWAP_BUDGETS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5)
+"""Shares of the kept weights a swap may replace (0: global magnitude's mask as it is)."""
+ACCURACY_SLACK = 0.0025
+"""Overall calibration accuracy a swap may cost against global magnitude's mask (a quarter point)."""
+
+
+@dataclass(frozen=True)
+class Harm:
+    """Per calibration group (stratum) with enough rows: its excess accuracy drop under a mask."""
+
+    overall: float
+    """Overall calibration accuracy."""
+    gap: float
+    """Largest minus smallest group accuracy."""
+    excess: dict[int, float]
+    """Group's accuracy drop from the dense model minus the overall drop."""
+
+
+class _Scorer:
+    """Accuracy of ``model`` under any keep-vector on the calibration rows (one float32 copy, reused)."""
+
+    def __init__(self, model: nn.Module, features: torch.Tensor, labels: torch.Tensor, groups: np.ndarray, *,
+                 min_rows: int) -> None:
+        self.work = copy.deepcopy(model).to(torch.float32).eval()
+        self.params = prunable_parameters(self.work)
+        self.dense_weights = {n: p.detach().clone() for n, p in self.params.items()}
+        self.features, self.labels = features, labels.numpy()
+        counts = {int(g): int((groups == g).sum()) for g in np.unique(groups)}
+        sized = [g for g, n in counts.items() if n >= min_rows] or list(counts)
+        self.members = {g: groups == g for g in sized}
+        self.dense_correct = self._correct(None)
+
+    def _correct(self, keep: torch.Tensor | None) -> np.ndarray:
+        offset = 0
+        with torch.no_grad():
+            for name, param in self.params.items():
+                weights = self.dense_weights[name]
+                if keep is None:
+                    param.copy_(weights)
+                else:
+                    param.copy_(weights * keep[offset:offset + weights.numel()].view_as(weights))
+                offset += weights.numel()
+            with torch.inference_mode():
+                predicted = self.work(self.features).argmax(dim=1).numpy()
+        return predicted == self.labels
+
+    def harm(self, keep: torch.Tensor) -> Harm:
+        correct = self._correct(keep)
+        overall, dense_overall = float(correct.mean()), float(self.dense_correct.mean())
+        accuracy = {g: float(correct[m].mean()) for g, m in self.members.items()}
+        drop = {g: float(self.dense_correct[m].mean()) - accuracy[g] for g, m in self.members.items()}
+        return Harm(overall=overall, gap=max(accuracy.values()) - min(accuracy.values()),
+                    excess={g: d - (dense_overall - overall) for g, d in drop.items()})
+
+
+def anchored_keep(model: nn.Module, *, anchor: torch.Tensor, alive: torch.Tensor, magnitude: torch.Tensor,
+                  saliency: Mapping[int, torch.Tensor], features: torch.Tensor, labels: torch.Tensor,
+                  groups: np.ndarray, min_rows: int, worst_only: bool, layers: list[slice],
+                  per_layer_only: bool = False) -> tuple[torch.Tensor, float]:
+    """Global magnitude's keep-vector ``anchor`` with the chosen swap budget spent (and the budget).
+
+    ``saliency`` holds each group's flat importance; ``worst_only`` repairs the group with the largest
+    excess drop alone (else every harmed group, weighted by its excess drop). Swaps are tried across the
+    whole model and within each layer (``layers``: each tensor's flat slice), which keeps every layer's
+    density as magnitude chose it; ``per_layer_only`` (per-layer sparsity targets) tries the latter alone."""
+    scorer = _Scorer(model, features, labels, groups, min_rows=min_rows)
+    base = scorer.harm(anchor)
+    harmed = sorted(((e, g) for g, e in base.excess.items() if e > 0 and g in saliency), reverse=True)
+    if not harmed:
+        return anchor, 0.0
+    if worst_only:
+        harmed = harmed[:1]
+    pruned = alive & ~anchor
+    restore_score = torch.zeros_like(magnitude)
+    for excess, group in harmed:
+        importance = torch.where(pruned, saliency[group], torch.zeros_like(magnitude))
+        total = float(importance.sum())
+        if total > 0:
+            restore_score += excess * importance / total
+    # What a kept weight is worth to everyone: every group's saliency, per row (groups of any size count
+    # by their rows, so the majority's working weights are the last to go).
+    drop_score = torch.stack([s for s in saliency.values()]).sum(dim=0)
+    layouts = [layers] if per_layer_only else [[slice(0, anchor.numel())], layers]
+    best, best_harm, best_budget = anchor, base, 0.0
+    for budget in SWAP_BUDGETS[1:]:
+        for parts in layouts:
+            keep = anchor.clone()
+            for part in parts:
+                _swap(keep, part, share=budget, restore_score=restore_score, drop_score=drop_score, anchor=anchor)
+            harm = scorer.harm(keep)
+            affordable = harm.overall >= base.overall - ACCURACY_SLACK
+            if affordable and harm.gap < best_harm.gap - 1e-12:
+                best, best_harm, best_budget = keep, harm, budget
+    return best, best_budget
+
+
+def _swap(keep: torch.Tensor, part: slice, *, share: float, restore_score: torch.Tensor, drop_score: torch.Tensor,
+          anchor: torch.Tensor) -> None:
+    """Within ``part``: restore the pruned weights with the highest positive ``restore_score`` and prune as
+    many of the kept weights with the lowest ``drop_score`` (in place; the part's kept count is unchanged)."""
+    kept = anchor[part]
+    n = int(round(share * int(kept.sum())))
+    scores = restore_score[part]
+    candidates = int(((scores > 0) & ~kept).sum())
+    n = min(n, candidates, int(kept.sum()))
+    if n <= 0:
+        return
+    restore = torch.argsort(torch.where(~kept, scores, torch.full_like(scores, -1.0)), descending=True,
+                            stable=True)[:n]
+    drop = torch.argsort(torch.where(kept, drop_score[part], torch.full_like(scores, torch.inf)),
+                         stable=True)[:n]
+    view = keep[part]
+    view[drop] = False
+    view[restore] = True
