@@ -280,6 +280,12 @@ def find_ticket(
     current = dense
     recovery = RecoverySettings(epochs=settings.epochs, seed=seed)
     for r in range(1, settings.rounds + 1):
+        start = dense if settings.rewind_to == "dense" else current
+
+        def recovered(candidate: Mask, start: nn.Module = start) -> nn.Module:
+            return recover(candidate.apply(start), candidate, dense=dense, data=calibration, method=settings.recover,
+                           settings=recovery)
+
         mask = choose_mask(
             method,
             current,
@@ -287,11 +293,9 @@ def find_ticket(
             calibration=calibration,
             min_group_rows=min_group_rows,
             previous=mask if method != "structured" else None,
+            recovered=recovered if settings.recover != "none" else None,
         )
-        start = dense if settings.rewind_to == "dense" else current
-        current = recover(
-            mask.apply(start), mask, dense=dense, data=calibration, method=settings.recover, settings=recovery
-        )
+        current = recovered(mask)
     assert mask is not None
     return mask.apply(current), mask
 

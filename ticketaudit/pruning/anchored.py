@@ -15,7 +15,7 @@ an anchored method is never worse than global magnitude on either measure.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +28,8 @@ SWAP_BUDGETS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5)
 """Shares of the kept weights a swap may replace (0: global magnitude's mask as it is)."""
 ACCURACY_SLACK = 0.0025
 """Overall calibration accuracy a swap may cost against global magnitude's mask (a quarter point)."""
+SHORTLIST = 3
+"""Swaps (the best before recovery) that are recovered and judged again when the model will be fine-tuned."""
 
 
 @dataclass(frozen=True)
@@ -70,8 +72,16 @@ class _Scorer:
                 predicted = self.work(self.features).argmax(dim=1).numpy()
         return predicted == self.labels
 
+    def harm_of(self, model: nn.Module) -> Harm:
+        """The harm of another model (a recovered ticket), against the same dense model's accuracy."""
+        with torch.inference_mode():
+            predicted = model.to(torch.float32).eval()(self.features).argmax(dim=1).numpy()
+        return self._harm(predicted == self.labels)
+
     def harm(self, keep: torch.Tensor) -> Harm:
-        correct = self._correct(keep)
+        return self._harm(self._correct(keep))
+
+    def _harm(self, correct: np.ndarray) -> Harm:
         overall, dense_overall = float(correct.mean()), float(self.dense_correct.mean())
         accuracy = {g: float(correct[m].mean()) for g, m in self.members.items()}
         drop = {g: float(self.dense_correct[m].mean()) - accuracy[g] for g, m in self.members.items()}
@@ -82,13 +92,16 @@ class _Scorer:
 def anchored_keep(model: nn.Module, *, anchor: torch.Tensor, alive: torch.Tensor, magnitude: torch.Tensor,
                   saliency: Mapping[int, torch.Tensor], features: torch.Tensor, labels: torch.Tensor,
                   groups: np.ndarray, min_rows: int, worst_only: bool, layers: list[slice],
-                  per_layer_only: bool = False) -> tuple[torch.Tensor, float]:
+                  per_layer_only: bool = False,
+                  recovered: Callable[[torch.Tensor], nn.Module] | None = None) -> tuple[torch.Tensor, float]:
     """Global magnitude's keep-vector ``anchor`` with the chosen swap budget spent (and the budget).
 
     ``saliency`` holds each group's flat importance; ``worst_only`` repairs the group with the largest
     excess drop alone (else every harmed group, weighted by its excess drop). Swaps are tried across the
     whole model and within each layer (``layers``: each tensor's flat slice), which keeps every layer's
-    density as magnitude chose it; ``per_layer_only`` (per-layer sparsity targets) tries the latter alone."""
+    density as magnitude chose it; ``per_layer_only`` (per-layer sparsity targets) tries the latter alone.
+    ``recovered`` (keep-vector -> the fine-tuned model) judges the ``SHORTLIST`` best swaps and magnitude's
+    own mask again after recovery, so the choice is made for the model that ships."""
     scorer = _Scorer(model, features, labels, groups, min_rows=min_rows)
     base = scorer.harm(anchor)
     harmed = sorted(((e, g) for g, e in base.excess.items() if e > 0 and g in saliency), reverse=True)
@@ -107,16 +120,25 @@ def anchored_keep(model: nn.Module, *, anchor: torch.Tensor, alive: torch.Tensor
     # by their rows, so the majority's working weights are the last to go).
     drop_score = torch.stack([s for s in saliency.values()]).sum(dim=0)
     layouts = [layers] if per_layer_only else [[slice(0, anchor.numel())], layers]
-    best, best_harm, best_budget = anchor, base, 0.0
+    tried: list[tuple[torch.Tensor, Harm, float]] = []
     for budget in SWAP_BUDGETS[1:]:
         for parts in layouts:
             keep = anchor.clone()
             for part in parts:
                 _swap(keep, part, share=budget, restore_score=restore_score, drop_score=drop_score, anchor=anchor)
-            harm = scorer.harm(keep)
-            affordable = harm.overall >= base.overall - ACCURACY_SLACK
-            if affordable and harm.gap < best_harm.gap - 1e-12:
-                best, best_harm, best_budget = keep, harm, budget
+            tried.append((keep, scorer.harm(keep), budget))
+    better = sorted((t for t in tried if t[1].overall >= base.overall - ACCURACY_SLACK
+                     and t[1].gap < base.gap - 1e-12), key=lambda t: (t[1].gap, t[2]))
+    if recovered is None:
+        return (better[0][0], better[0][2]) if better else (anchor, 0.0)
+    if not better:
+        return anchor, 0.0
+    judge = {0.0: scorer.harm_of(recovered(anchor))}
+    best, best_harm, best_budget = anchor, judge[0.0], 0.0
+    for keep, _, budget in better[:SHORTLIST]:
+        harm = scorer.harm_of(recovered(keep))
+        if harm.overall >= judge[0.0].overall - ACCURACY_SLACK and harm.gap < best_harm.gap - 1e-12:
+            best, best_harm, best_budget = keep, harm, budget
     return best, best_budget
 
 

@@ -10,7 +10,7 @@ pruned weights to give back to a harmed group whose useful weights are small.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -202,8 +202,10 @@ def structured_mask(model: nn.Module, *, sparsity: float) -> Mask:
 
 
 def choose_mask(method: str, model: nn.Module, *, sparsity: float | Mapping[str, float],
-                calibration: Calibration | None, min_group_rows: int, previous: Mask | None = None) -> Mask:
-    """The mask of ``method`` on ``model`` at ``sparsity`` (a share, or per-layer shares)."""
+                calibration: Calibration | None, min_group_rows: int, previous: Mask | None = None,
+                recovered: Callable[[Mask], nn.Module] | None = None) -> Mask:
+    """The mask of ``method`` on ``model`` at ``sparsity`` (a share, or per-layer shares). ``recovered``
+    (mask -> the fine-tuned ticket) lets the fair methods judge their swaps after recovery."""
     if method == "structured":
         if isinstance(sparsity, Mapping):
             fail("structured pruning takes one --sparsity, not per-layer densities.")
@@ -222,7 +224,8 @@ def choose_mask(method: str, model: nn.Module, *, sparsity: float | Mapping[str,
     keep, _ = anchored_keep(model, anchor=anchor, alive=alive, magnitude=_flatten(magnitude), saliency=saliency,
                             features=calibration.features, labels=calibration.labels, groups=calibration.groups,
                             min_rows=min_group_rows, worst_only=method == "worst-group",
-                            layers=list(_parts(model).values()), per_layer_only=per_tensor)
+                            layers=list(_parts(model).values()), per_layer_only=per_tensor,
+                            recovered=None if recovered is None else lambda keep: recovered(_unflatten(keep, model)))
     return _unflatten(keep, model)
 
 
