@@ -23,7 +23,7 @@ from ..tickets.mask import Mask
 from . import stats
 from .attention_capture import AttentionRecorder, LayerAttention
 from .base import AnalysisInputs, AnalysisSettings, Estimate, interval, number
-from .predict import Features, row_batches
+from .predict import Features, in_row_order, row_batches
 from .streaming import BootstrapSums
 
 MEMORY_BUDGET_BYTES = 256 * 2**20
@@ -259,12 +259,12 @@ class AttentionStream:
     def update(self, features: Features, strata: np.ndarray, rows: np.ndarray,
                progress: Callable[[int], None] | None = None) -> None:
         """Add rows (ids ``rows``, ascending), in batches that fit the memory budget."""
-        values = np.empty((len(features), self.sums.sums.shape[1]))
+        pieces = []
         for positions, batch in row_batches(features, batch_size=self.batch_size, max_rows=self.max_rows):
-            values[positions] = self.forward(batch)[2]
+            pieces.append((positions, self.forward(batch)[2]))
             if progress is not None:
                 progress(len(batch))
-        self.add(values, strata, rows)
+        self.add(in_row_order(pieces, rows=len(features)), strata, rows)
 
 
 def stream_attention(dense: AttentionRecorder, ticket: AttentionRecorder, features: Features, *,

@@ -94,7 +94,7 @@ def scores_cap(module: nn.Module, dtype: torch.dtype) -> Callable[[int], int] | 
     heads = getattr(getattr(module, "config", None), "num_attention_heads", None)
     if not isinstance(heads, int) or heads < 1:
         return None
-    size = max(2, torch.finfo(dtype).bits // 8)
+    size = torch.finfo(dtype).bits // 8
     return lambda length: max(1, SCORES_BUDGET_BYTES // (3 * heads * length * length * size))
 
 
@@ -143,15 +143,13 @@ class ModelRunner:
     def probabilities(self, features: Features, *, batch_size: int,
                       progress: Callable[[int], None] | None = None) -> np.ndarray:
         """(rows, classes) probabilities as float32 values (held in float64 arrays)."""
-        out: np.ndarray | None = None
+        pieces = []
         for positions, batch in row_batches(features, batch_size=batch_size, max_rows=self.max_rows):
             proba = probabilities_of(self.logits(batch), self.dtype)
-            if out is None:
-                out = np.empty((len(features), proba.shape[1]))
-            out[positions] = proba
+            pieces.append((positions, proba))
             if progress is not None:
                 progress(len(proba))
-        return finite(out)
+        return finite(in_row_order(pieces, rows=len(features)))
 
 
 def probabilities_of(logits: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
@@ -166,9 +164,17 @@ def probabilities_of(logits: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
     return proba.to("cpu", torch.float32).to(torch.float64).numpy()
 
 
-def finite(proba: np.ndarray | None) -> np.ndarray:
-    if proba is None:
+def in_row_order(pieces: list[tuple[slice | np.ndarray, np.ndarray]], *, rows: int) -> np.ndarray:
+    """Per-batch (positions, values) put back in the rows' own order (batches may be sorted by length)."""
+    if not pieces:
         return np.empty((0, 2))
+    out = np.empty((rows, pieces[0][1].shape[1]))
+    for positions, values in pieces:
+        out[positions] = values
+    return out
+
+
+def finite(proba: np.ndarray) -> np.ndarray:
     if not np.isfinite(proba).all():
         fail("the model produced NaN or infinite outputs on this data; check the inputs' scale and the weights.")
     return proba
@@ -203,20 +209,18 @@ def forward_both(dense: ModelRunner, ticket: ModelRunner, features: Features, *,
         return PairedPass(dense.probabilities(features, batch_size=batch_size, progress=progress),
                           ticket.probabilities(features, batch_size=batch_size, progress=progress), None)
     caps = [cap for cap in (dense.max_rows, ticket.max_rows, observer.max_rows) if cap is not None]
-    out_dense = out_ticket = observed = None
+    dense_pieces, ticket_pieces, observed_pieces = [], [], []
     for positions, batch in row_batches(features, batch_size=batch_size,
                                         max_rows=lambda length: min(cap(length) for cap in caps)):
         logits_dense, logits_ticket, values = observer.forward(batch)
-        proba_dense, proba_ticket = probabilities_of(logits_dense, dense.dtype), probabilities_of(logits_ticket,
-                                                                                                  ticket.dtype)
-        if out_dense is None or out_ticket is None or observed is None:
-            out_dense, out_ticket = np.empty((len(features), proba_dense.shape[1])), np.empty((len(features),
-                                                                                            proba_ticket.shape[1]))
-            observed = np.empty((len(features), values.shape[1]))
-        out_dense[positions], out_ticket[positions], observed[positions] = proba_dense, proba_ticket, values
+        dense_pieces.append((positions, probabilities_of(logits_dense, dense.dtype)))
+        ticket_pieces.append((positions, probabilities_of(logits_ticket, ticket.dtype)))
+        observed_pieces.append((positions, values))
         if progress is not None:
             progress(2 * len(values))  # both models' rows, as the plain pass counts them
-    return PairedPass(finite(out_dense), finite(out_ticket), observed)
+    rows = len(features)
+    return PairedPass(finite(in_row_order(dense_pieces, rows=rows)), finite(in_row_order(ticket_pieces, rows=rows)),
+                      in_row_order(observed_pieces, rows=rows))
 
 
 @dataclass(frozen=True, eq=False)

@@ -281,10 +281,15 @@ def find_ticket(
     recovery = RecoverySettings(epochs=settings.epochs, seed=seed)
     for r in range(1, settings.rounds + 1):
         start = dense if settings.rewind_to == "dense" else current
+        recoveries: dict[bytes, nn.Module] = {}  # the chosen mask was already recovered when it was judged
 
-        def recovered(candidate: Mask, start: nn.Module = start) -> nn.Module:
-            return recover(candidate.apply(start), candidate, dense=dense, data=calibration, method=settings.recover,
-                           settings=recovery)
+        def recovered(candidate: Mask, start: nn.Module = start,
+                      recoveries: dict[bytes, nn.Module] = recoveries) -> nn.Module:
+            key = b"".join(tensor.numpy().tobytes() for tensor in candidate.values())
+            if key not in recoveries:
+                recoveries[key] = recover(candidate.apply(start), candidate, dense=dense, data=calibration,
+                                          method=settings.recover, settings=recovery)
+            return recoveries[key]
 
         mask = choose_mask(
             method,

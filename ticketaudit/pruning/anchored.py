@@ -5,11 +5,12 @@ Global magnitude keeps the large weights most rows rely on; a group whose useful
 saliency instead throws that ordering away and costs the majority more than it saves the minority.
 So the fair methods keep magnitude's mask and spend a *swap budget*: they restore the pruned weights
 that matter most to the groups with the largest excess accuracy drop (drop minus the overall drop, on
-the calibration rows), and prune as many of the smallest kept weights in exchange, so the sparsity is
-unchanged. The budget is chosen on the calibration rows from ``SWAP_BUDGETS``: the one that narrows the
-accuracy gap most without costing more than ``ACCURACY_SLACK`` of overall accuracy against global
-magnitude. Budget 0 — global magnitude itself — wins whenever no swap helps, so on the calibration rows
-an anchored method is never worse than global magnitude on either measure.
+the calibration rows), and prune as many of the kept weights that matter least to everyone in exchange,
+so the sparsity is unchanged. The budget is chosen on the calibration rows from ``SWAP_BUDGETS``: the one
+that narrows the accuracy gap most without costing more than ``ACCURACY_SLACK`` of overall accuracy
+against global magnitude. Budget 0 — global magnitude itself — wins whenever no swap helps, so on the
+calibration rows an anchored method never has a wider gap than global magnitude, nor more than
+``ACCURACY_SLACK`` less accuracy.
 """
 
 from __future__ import annotations
@@ -73,9 +74,10 @@ class _Scorer:
         return predicted == self.labels
 
     def harm_of(self, model: nn.Module) -> Harm:
-        """The harm of another model (a recovered ticket), against the same dense model's accuracy."""
+        """The harm of another model (a recovered ticket, in eval mode), against the same dense model's."""
+        dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
         with torch.inference_mode():
-            predicted = model.to(torch.float32).eval()(self.features).argmax(dim=1).numpy()
+            predicted = model(self.features.to(dtype)).argmax(dim=1).numpy()
         return self._harm(predicted == self.labels)
 
     def harm(self, keep: torch.Tensor) -> Harm:
@@ -89,12 +91,11 @@ class _Scorer:
                     excess={g: d - (dense_overall - overall) for g, d in drop.items()})
 
 
-def anchored_keep(model: nn.Module, *, anchor: torch.Tensor, alive: torch.Tensor, magnitude: torch.Tensor,
-                  saliency: Mapping[int, torch.Tensor], features: torch.Tensor, labels: torch.Tensor,
+def anchored_keep(model: nn.Module, *, anchor: torch.Tensor, alive: torch.Tensor, saliency: Mapping[int, torch.Tensor], features: torch.Tensor, labels: torch.Tensor,
                   groups: np.ndarray, min_rows: int, worst_only: bool, layers: list[slice],
                   per_layer_only: bool = False,
-                  recovered: Callable[[torch.Tensor], nn.Module] | None = None) -> tuple[torch.Tensor, float]:
-    """Global magnitude's keep-vector ``anchor`` with the chosen swap budget spent (and the budget).
+                  recovered: Callable[[torch.Tensor], nn.Module] | None = None) -> torch.Tensor:
+    """Global magnitude's keep-vector ``anchor`` with the chosen swap budget spent.
 
     ``saliency`` holds each group's flat importance; ``worst_only`` repairs the group with the largest
     excess drop alone (else every harmed group, weighted by its excess drop). Swaps are tried across the
@@ -106,13 +107,13 @@ def anchored_keep(model: nn.Module, *, anchor: torch.Tensor, alive: torch.Tensor
     base = scorer.harm(anchor)
     harmed = sorted(((e, g) for g, e in base.excess.items() if e > 0 and g in saliency), reverse=True)
     if not harmed:
-        return anchor, 0.0
+        return anchor
     if worst_only:
         harmed = harmed[:1]
     pruned = alive & ~anchor
-    restore_score = torch.zeros_like(magnitude)
+    restore_score = torch.zeros(anchor.shape, dtype=torch.float64)
     for excess, group in harmed:
-        importance = torch.where(pruned, saliency[group], torch.zeros_like(magnitude))
+        importance = torch.where(pruned, saliency[group], torch.zeros_like(restore_score))
         total = float(importance.sum())
         if total > 0:
             restore_score += excess * importance / total
@@ -120,26 +121,24 @@ def anchored_keep(model: nn.Module, *, anchor: torch.Tensor, alive: torch.Tensor
     # by their rows, so the majority's working weights are the last to go).
     drop_score = torch.stack([s for s in saliency.values()]).sum(dim=0)
     layouts = [layers] if per_layer_only else [[slice(0, anchor.numel())], layers]
-    tried: list[tuple[torch.Tensor, Harm, float]] = []
+    tried: list[tuple[torch.Tensor, Harm]] = []  # budgets ascending: ties go to the smaller swap
     for budget in SWAP_BUDGETS[1:]:
         for parts in layouts:
             keep = anchor.clone()
             for part in parts:
                 _swap(keep, part, share=budget, restore_score=restore_score, drop_score=drop_score, anchor=anchor)
-            tried.append((keep, scorer.harm(keep), budget))
-    better = sorted((t for t in tried if t[1].overall >= base.overall - ACCURACY_SLACK
-                     and t[1].gap < base.gap - 1e-12), key=lambda t: (t[1].gap, t[2]))
-    if recovered is None:
-        return (better[0][0], better[0][2]) if better else (anchor, 0.0)
-    if not better:
-        return anchor, 0.0
-    judge = {0.0: scorer.harm_of(recovered(anchor))}
-    best, best_harm, best_budget = anchor, judge[0.0], 0.0
-    for keep, _, budget in better[:SHORTLIST]:
+            tried.append((keep, scorer.harm(keep)))
+    better = [keep for keep, harm in sorted(tried, key=lambda pair: pair[1].gap)
+              if harm.gap < base.gap - 1e-12 and harm.overall >= base.overall - ACCURACY_SLACK]
+    if not better or recovered is None:
+        return better[0] if better else anchor
+    base = scorer.harm_of(recovered(anchor))  # the same comparison, after recovery
+    best, best_gap = anchor, base.gap
+    for keep in better[:SHORTLIST]:
         harm = scorer.harm_of(recovered(keep))
-        if harm.overall >= judge[0.0].overall - ACCURACY_SLACK and harm.gap < best_harm.gap - 1e-12:
-            best, best_harm, best_budget = keep, harm, budget
-    return best, best_budget
+        if harm.gap < best_gap - 1e-12 and harm.overall >= base.overall - ACCURACY_SLACK:
+            best, best_gap = keep, harm.gap
+    return best
 
 
 def _swap(keep: torch.Tensor, part: slice, *, share: float, restore_score: torch.Tensor, drop_score: torch.Tensor,

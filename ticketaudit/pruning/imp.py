@@ -68,7 +68,7 @@ def train(model: nn.Module, features: torch.Tensor, labels: torch.Tensor, *, set
 def global_magnitude_mask(model: nn.Module, *, keep: float, previous: Mask | None = None) -> Mask:
     """Keep the largest-magnitude ``keep`` share of all prunable weights (ties broken by position)."""
     magnitude = {n: p.detach().abs() for n, p in prunable_parameters(model).items()}
-    return select_weights(model, [magnitude], density=keep, previous=previous)
+    return select_weights(model, magnitude, density=keep, previous=previous)
 
 
 def iterative_magnitude_pruning(model: nn.Module, features: torch.Tensor, labels: torch.Tensor, *, rounds: int,

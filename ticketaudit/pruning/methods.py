@@ -61,13 +61,12 @@ def _top(scores: torch.Tensor, alive: torch.Tensor, n_keep: int) -> torch.Tensor
     return keep
 
 
-def select_weights(model: nn.Module, rankings: Sequence[Mapping[str, torch.Tensor]], *,
-                   density: float | Mapping[str, float], per_layer: bool = False,
-                   previous: Mask | None = None) -> Mask:
-    """Keep exactly round(density * N) prunable weights with the highest scores of ``rankings[0]`` — over
-    the whole model, or per tensor when ``per_layer`` or ``density`` is a {name: density} mapping.
-    Weights ``previous`` pruned stay pruned."""
-    return _unflatten(_select(model, _flatten(rankings[0]), density=density, per_layer=per_layer,
+def select_weights(model: nn.Module, scores: Mapping[str, torch.Tensor], *, density: float | Mapping[str, float],
+                   per_layer: bool = False, previous: Mask | None = None) -> Mask:
+    """Keep exactly round(density * N) prunable weights with the highest ``scores`` — over the whole model,
+    or per tensor when ``per_layer`` or ``density`` is a {name: density} mapping. Weights ``previous``
+    pruned stay pruned."""
+    return _unflatten(_select(model, _flatten(scores), density=density, per_layer=per_layer,
                               alive=_alive(model, previous)), model)
 
 
@@ -213,7 +212,7 @@ def choose_mask(method: str, model: nn.Module, *, sparsity: float | Mapping[str,
     magnitude = {n: p.detach().abs() for n, p in prunable_parameters(model).items()}
     density = _densities(sparsity)
     if method in ("global-magnitude", "layerwise-magnitude"):
-        return select_weights(model, [magnitude], density=density, per_layer=method == "layerwise-magnitude",
+        return select_weights(model, magnitude, density=density, per_layer=method == "layerwise-magnitude",
                               previous=previous)
     if calibration is None:
         fail(f"method '{method}' needs rows with labels and groups to measure saliency.")
@@ -221,7 +220,7 @@ def choose_mask(method: str, model: nn.Module, *, sparsity: float | Mapping[str,
     per_tensor = isinstance(density, Mapping)
     anchor = _select(model, _flatten(magnitude), density=density, per_layer=False, alive=alive)
     saliency = {group: _flatten(scores) for group, scores in group_saliency(model, calibration).items()}
-    keep, _ = anchored_keep(model, anchor=anchor, alive=alive, magnitude=_flatten(magnitude), saliency=saliency,
+    keep = anchored_keep(model, anchor=anchor, alive=alive, saliency=saliency,
                             features=calibration.features, labels=calibration.labels, groups=calibration.groups,
                             min_rows=min_group_rows, worst_only=method == "worst-group",
                             layers=list(_parts(model).values()), per_layer_only=per_tensor,

@@ -35,11 +35,8 @@ class _AttentionSums:
         return self._stream
 
     def update(self, batch: Batch) -> None:
-        stream = self.observer(batch.inputs)
-        if "attention" in batch.observed:
-            stream.add(batch.observed["attention"], batch.strata, batch.rows)
-        else:
-            stream.update(batch.inputs, batch.strata, batch.rows)
+        """Fold in the rows' values, read on the forward pass that computed ``batch``'s predictions."""
+        self.observer(batch.inputs).add(batch.observed["attention"], batch.strata, batch.rows)
 
     def close(self) -> None:
         if self.sums is not None:
