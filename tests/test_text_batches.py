@@ -63,14 +63,27 @@ def test_batches_hold_the_token_budget_and_one_length(tokenizer, budget: int) ->
     assert len(set(seen)) == len(inputs)
 
 
-def test_left_padding_stays_on_the_left() -> None:
-    ids = np.array([[0, 0, 5, 6], [7, 8, 9, 10]])
-    inputs = TokenInputs(ids, (ids > 0).astype(np.int64), pad_id=0, left_padded=True, limit=64)
-    trimmed = inputs.padded_to(np.array([0]), 2)
-    np.testing.assert_array_equal(trimmed.input_ids, [[5, 6]])
-    widened = inputs.padded_to(np.array([1]), 8)
-    np.testing.assert_array_equal(widened.input_ids, [[0, 0, 0, 0, 7, 8, 9, 10]])
-    np.testing.assert_array_equal(widened.attention_mask, [[0, 0, 0, 0, 1, 1, 1, 1]])
+def test_a_left_padding_tokenizer_scores_each_row_as_it_scores_alone(tmp_path: Path) -> None:
+    """Rows are padded on the right whatever the tokenizer's padding_side: left padding would shift the
+    real tokens' absolute positions, and a row would score differently than it does alone."""
+    tokenizer = _tokenizer(tmp_path)
+    tokenizer.padding_side = "left"
+    inputs = build_text_inputs(_reviews(40, seed=7), column="review", tokenizer=tokenizer, max_length=32)
+    assert (inputs.attention_mask[:, 0] == 1).all()  # every row starts at position 0
+    runner = ModelRunner(tiny_bert(seed=5), device=torch.device("cpu"), precision="float64")
+    batched = runner.probabilities(inputs, batch_size=64)
+    alone = np.concatenate([runner.probabilities(inputs.padded_to(np.array([i]), int(inputs.lengths[i])),
+                                                 batch_size=10**6) for i in range(len(inputs))])
+    np.testing.assert_allclose(batched, alone, rtol=0, atol=1e-6)
+
+
+def test_a_tokenizer_without_a_padding_token_is_a_clear_error(tmp_path: Path) -> None:
+    from ticketaudit.exceptions import InvalidInputError
+
+    tokenizer = _tokenizer(tmp_path)
+    tokenizer.pad_token = None
+    with pytest.raises(InvalidInputError, match="has no padding token"):
+        build_text_inputs(_reviews(5), column="review", tokenizer=tokenizer, max_length=32)
 
 
 def test_padding_and_the_budget_never_change_a_prediction(tokenizer) -> None:  # noqa: ANN001

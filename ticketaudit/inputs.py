@@ -102,15 +102,16 @@ def build_features(frame: pd.DataFrame, *, target: str, features: list[str] | No
 
 @dataclass(frozen=True, eq=False)
 class TokenInputs:
-    """Tokenised text rows (padded here to the longest row of the set, masked by ``attention_mask``).
+    """Tokenised text rows, padded on the right to the longest row of the set (masked by ``attention_mask``).
 
     ``batches`` re-pads each row to a length fixed by its own length alone (``padded_lengths``), so a
-    row's inputs never depend on the batch size, the fragment or the rows that share its batch."""
+    row's inputs never depend on the batch size, the fragment or the rows that share its batch. Padding is
+    always on the right, whatever the tokenizer's ``padding_side``: real tokens keep positions 0, 1, ...,
+    so a masked row scores as it does alone (left padding shifts absolute position embeddings)."""
 
     input_ids: np.ndarray
     attention_mask: np.ndarray
     pad_id: int = 0
-    left_padded: bool = False
     limit: int = 512
     """The model's longest input: a row is never padded beyond it."""
 
@@ -145,14 +146,13 @@ class TokenInputs:
                 yield take, self.padded_to(take, int(length))
 
     def padded_to(self, rows: np.ndarray, length: int) -> TokenInputs:
-        """``rows`` padded (or trimmed of padding) to ``length`` tokens, on the tokenizer's padding side."""
+        """``rows`` padded (or trimmed of padding) on the right to ``length`` tokens."""
         ids, mask = self.input_ids[rows], self.attention_mask[rows]
         width = ids.shape[1]
         if length <= width:
-            cut = slice(width - length, width) if self.left_padded else slice(0, length)
-            ids, mask = ids[:, cut], mask[:, cut]
+            ids, mask = ids[:, :length], mask[:, :length]
         else:
-            extra = ((0, 0), (length - width, 0)) if self.left_padded else ((0, 0), (0, length - width))
+            extra = ((0, 0), (0, length - width))
             ids = np.pad(ids, extra, constant_values=self.pad_id)
             mask = np.pad(mask, extra, constant_values=0)
         return dataclasses.replace(self, input_ids=np.ascontiguousarray(ids), attention_mask=np.ascontiguousarray(mask))
@@ -189,29 +189,34 @@ def build_text_inputs(frame: pd.DataFrame, *, column: str, tokenizer: object, ma
              "Drop those rows or give them text; an empty input has no attention to measure.")
     limit = text_limit(max_length)
     pad_id = getattr(tokenizer, "pad_token_id", None)
-    left = getattr(tokenizer, "padding_side", "right") == "left"
-    parts = [_tokenise(tokenizer, list(text.iloc[start:start + TOKENISE_ROWS]), limit=limit, column=column)
-             for start in range(0, len(text), TOKENISE_ROWS)]
-    width = max(ids.shape[1] for ids, _ in parts)
-    ids = np.full((len(text), width), pad_id if pad_id is not None else 0, dtype=np.int32)
-    mask = np.zeros((len(text), width), dtype=np.int8)
-    start = 0
-    for part_ids, part_mask in parts:
-        columns = slice(width - part_ids.shape[1], width) if left else slice(0, part_ids.shape[1])
-        ids[start:start + len(part_ids), columns], mask[start:start + len(part_ids), columns] = part_ids, part_mask
-        start += len(part_ids)
-    return TokenInputs(ids, mask, pad_id=int(pad_id) if pad_id is not None else 0, left_padded=left, limit=limit)
+    if pad_id is None:
+        fail(f"the model's tokenizer has no padding token, so rows of column '{column}' cannot be batched. Set "
+             "tokenizer.pad_token (e.g. to its eos_token) and the model config's pad_token_id, and save both.")
+    parts = [_tokenise(tokenizer, list(text.iloc[start:start + TOKENISE_ROWS]), limit=limit, column=column,
+                       pad_id=int(pad_id)) for start in range(0, len(text), TOKENISE_ROWS)]
+    width = max(part.shape[1] for part, _ in parts)
+    ids = np.concatenate([np.pad(part, ((0, 0), (0, width - part.shape[1])), constant_values=pad_id)
+                          for part, _ in parts])
+    lengths = np.concatenate([part_lengths for _, part_lengths in parts])
+    mask = (np.arange(width) < lengths[:, None]).astype(np.int8)
+    return TokenInputs(ids, mask, pad_id=int(pad_id), limit=limit)
 
 
 TOKENISE_ROWS = 4096
-"""Rows tokenised at a time: the tokenizer's Python lists stay small; the rows are kept as int32 ids and int8
-masks (cast to int64 one batch at a time)."""
+"""Rows tokenised at a time (the tokenizer's Python lists); the rows are kept as int32 ids and int8 masks
+(cast to int64 one batch at a time)."""
 
 
-def _tokenise(tokenizer: object, texts: list[str], *, limit: int, column: str) -> tuple[np.ndarray, np.ndarray]:
+def _tokenise(tokenizer: object, texts: list[str], *, limit: int, column: str,
+              pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """(texts, longest) int32 token ids padded on the right with ``pad_id``, and each text's length."""
     try:
-        encoded = tokenizer(texts, truncation=True, return_attention_mask=True,  # type: ignore[operator]
-                            padding="longest", max_length=limit)
+        encoded = tokenizer(texts, truncation=True, padding=False, max_length=limit)  # type: ignore[operator]
     except (ValueError, TypeError) as error:
         fail(f"the model's tokenizer cannot tokenise column '{column}': {error}.")
-    return np.asarray(encoded["input_ids"], dtype=np.int32), np.asarray(encoded["attention_mask"], dtype=np.int8)
+    rows = encoded["input_ids"]
+    lengths = np.array([len(row) for row in rows], dtype=np.int64)
+    ids = np.full((len(rows), int(lengths.max())), pad_id, dtype=np.int32)
+    for i, row in enumerate(rows):
+        ids[i, :len(row)] = row
+    return ids, lengths
