@@ -30,6 +30,7 @@ from .config import AuditConfig, EngineSettings, Policy
 from .data import load_table
 from .engine.rows import AuditRows, column_chunks, open_rows, run_shards
 from .engine.shard import AuditPlan, AuditState
+from .images import ImageProcessor
 from .inputs import check_classes, encode_target
 from .modalities import choose_modality
 from .modalities.base import Modality
@@ -141,6 +142,8 @@ class AuditOptions:
     sensitive: tuple[str, ...]
     features: list[str] | None
     text: str | None
+    image: str | None
+    image_processor: ImageProcessor | None
     split: str | None
     policy: Policy
     seed: int
@@ -196,6 +199,8 @@ def audit(
     features: str | Sequence[str] | None = None,
     text: str | None = None,
     tokenizer: Any = None,
+    image: str | None = None,
+    image_processor: str | Path | None = None,
     split: str | None = None,
     policy: Policy | None = None,
     seed: int | None = 0,
@@ -315,6 +320,8 @@ def _options(arguments: dict[str, Any]) -> AuditOptions:
     prune = (chosen if isinstance(chosen, PruneSettings) else PruneSettings()) if chosen else None
     return AuditOptions(
         target=arguments["target"], sensitive=tuple(sensitive), features=features, text=arguments["text"],
+        image=arguments["image"], image_processor=(ImageProcessor.from_file(arguments["image_processor"])
+                                                   if arguments["image_processor"] is not None else None),
         split=arguments["split"], policy=policy, seed=seed, created=created, n_boot=arguments["n_boot"],
         max_rows=arguments["max_rows"], requested=requested, factory=arguments["factory"],
         allow_pickle=arguments["allow_pickle"], max_unseen_share=float(arguments["max_unseen_share"]),
@@ -330,9 +337,11 @@ def _load(options: AuditOptions, *, dense: Any, ticket: Any, mask: Any, tokenize
     ticket_model = load_ticket(ticket, dense=dense_model, mask=mask, factory=options.factory,
                                allow_pickle=options.allow_pickle)
     modality = choose_modality(dense_model, target=options.target, sensitive=options.sensitive,
-                               features=options.features, text=options.text)
+                               features=options.features, text=options.text, image=options.image)
+    if options.image_processor is not None and modality.name != "image":
+        fail("--image-processor belongs to image models (with --image COL); leave it out for this model.")
     if options.prune is not None and not modality.prunable:
-        fail(f"--alternatives works on tabular models; this is a {modality.name} model.")
+        fail(f"--alternatives works on tabular models; this model reads {modality.name}s.")
     analyses, skipped = _choose_analyses(options.requested, dense_model, ticket_model, modality)
     return _Loaded(dense=dense_model, ticket=ticket_model, modality=modality, analyses=analyses, notes=tuple(skipped))
 
@@ -350,7 +359,8 @@ def _plan(options: AuditOptions, loaded: _Loaded, *, data: Any) -> _Planned:
                        if options.train_data is not None else None)
         check_training_data(options.prune, frame=rows.frame, train_frame=train_frame)
     modality = loaded.modality.build(loaded.dense, probe=rows.probe, target=options.target,
-                                     features=options.features, text=options.text)
+                                     features=options.features, text=options.text, image=options.image,
+                                     processor=options.image_processor, root=data_folder(data))
     modality = modality.prepare(lambda column: column_chunks(rows, column, split=options.split))
     n_outputs = _output_width(loaded, modality.inputs(rows.probe), device=options.engine)
     _, class_names = encode_target(rows.probe, options.target, n_outputs=n_outputs, labels=loaded.dense.labels,
@@ -363,6 +373,24 @@ def _plan(options: AuditOptions, loaded: _Loaded, *, data: Any) -> _Planned:
         precision=resolve_precision(options.precision, models=(loaded.dense.module, loaded.ticket.module),
                                     device=options.engine.device))
     return _Planned(rows=rows, context=context, class_names=class_names, n_outputs=n_outputs, train_frame=train_frame)
+
+
+def data_folder(data: Any) -> Path:
+    """Where relative paths in the table (images) are read from: the data file's folder, a data directory, the
+    folder of a glob's first wildcard-free part; the working directory for a DataFrame or stdin."""
+    if isinstance(data, pd.DataFrame) or str(data) == "-":
+        return Path.cwd()
+    path = Path(data)
+    if path.is_dir():
+        return path.resolve()
+    if any(ch in str(data) for ch in "*?["):
+        parts = []
+        for part in path.parts:
+            if any(ch in part for ch in "*?["):
+                break
+            parts.append(part)
+        return Path(*parts).resolve() if parts else Path.cwd()
+    return path.parent.resolve()
 
 
 def _driver_device(engine: EngineSettings) -> torch.device:
@@ -506,6 +534,8 @@ _ARGUMENT_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "sensitive": ((str, list, tuple), "a column name or a list of column names"),
     "features": ((str, list, tuple, type(None)), "a list of column names, a comma-separated string, or None"),
     "text": ((str, type(None)), "a column name (str) or None"),
+    "image": ((str, type(None)), "a column name (str) or None"),
+    "image_processor": ((*_PATH, type(None)), "a path to preprocessor_config.json, or None"),
     "split": ((str, type(None)), "'COL=VALUE' or None"),
     "policy": ((Policy, type(None)), "a ticketaudit.Policy (for a dict d: ta.Policy.from_mapping(d)) or None"),
     "seed": ((int, type(None)), "an integer or None"),

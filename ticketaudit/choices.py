@@ -12,7 +12,7 @@ PRECISIONS: tuple[str, ...] = ("auto", "float64", "float32", "bfloat16")
 ATTRIBUTION_METHODS: dict[str, str] = {
     "integrated-gradients": "IntegratedGradients", "saliency": "Saliency", "input-x-gradient": "InputXGradient",
     "deeplift": "DeepLift", "gradient-shap": "GradientShap", "feature-ablation": "FeatureAblation",
-    "layer-integrated-gradients": "LayerIntegratedGradients",
+    "layer-integrated-gradients": "LayerIntegratedGradients", "occlusion": "Occlusion",
 }
 """Each attribution method's Captum class, by name (Captum loads only when an audit attributes)."""
 ATTRIBUTION_TARGETS: tuple[str, ...] = ("label", "predicted")

@@ -157,6 +157,8 @@ def report(
     factory: Annotated[Optional[str], typer.Option(help="MODULE:FUNC building the nn.Module for plain state_dicts.")] = None,
     features: Annotated[Optional[str], typer.Option(help="Feature columns in model-input order, comma-separated.")] = None,
     text: Annotated[Optional[str], typer.Option(help="Text column, tokenised with the Hugging Face model's tokenizer.")] = None,
+    image: Annotated[Optional[str], typer.Option(help="Image column: file paths (relative to the data file's folder) or encoded bytes (Parquet).")] = None,
+    image_processor: Annotated[Optional[Path], typer.Option(help="preprocessor_config.json turning images into model inputs [default: the model directory's].")] = None,
     split: Annotated[Optional[str], typer.Option(help="Keep only rows with COL=VALUE.")] = None,
     policy: Annotated[Optional[Path], typer.Option(help="Policy TOML file ([policy] table).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="HTML report path [default: reports/ticketaudit-<time>.html].")] = None,
@@ -205,7 +207,7 @@ def report(
                                model_name=Path(ticket).name if ticket else "ticket")
     outputs = {"--out": html_path, **({"--json": json_path} if json_path is not None else {}), **workflow.paths()}
     inputs = {"--dense": dense, "--ticket": ticket, "--mask": mask, "--data": data, "--policy": policy,
-              "--train-data": train_data, "--identity-terms": identity_terms}
+              "--train-data": train_data, "--identity-terms": identity_terms, "--image-processor": image_processor}
     check_not_input(outputs, inputs)
     if out is None:
         html_path.parent.mkdir(parents=True, exist_ok=True)
@@ -217,7 +219,7 @@ def report(
     the_policy = Policy.from_toml(policy) if policy is not None else Policy()
     with _progress(quiet) as update:
         result = audit(dense=dense, ticket=ticket, mask=mask, data=data, target=target, sensitive=sensitive,
-                       features=features, text=text, split=split, policy=the_policy, seed=seed, n_boot=n_boot,
+                       features=features, text=text, image=image, image_processor=image_processor, split=split, policy=the_policy, seed=seed, n_boot=n_boot,
                        confidence=confidence, device=device, batch_size=batch_size, max_rows=max_rows,
                        analyses=analyses, factory=factory, allow_pickle=allow_pickle,
                        attribution_method=attribution_method, attribution_target=attribution_target,
@@ -350,18 +352,23 @@ def prune(
 def demo(
     out: Annotated[Path, typer.Option(help="Output directory.")] = paths.DEMO_DIR,
     seed: Annotated[int, typer.Option(help="Random seed for training and the audit.")] = 0,
-    model: Annotated[str, typer.Option(help="mlp, or transformer (a small FT-Transformer).")] = "mlp",
+    model: Annotated[str, typer.Option(help="mlp, transformer (a small FT-Transformer on Adult), or cnn (a small CNN on generated shape images).")] = "mlp",
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
 ) -> int:
-    """Train a dense MLP and an IMP ticket on the bundled UCI Adult data, audit them, write DIR/report.html."""
+    """Train a dense model and an IMP ticket on bundled data (UCI Adult; shape images for cnn), audit them,
+    write DIR/report.html."""
     from .demo import run_demo
+    from .demo_images import run_image_demo
 
-    if model not in ("mlp", "transformer"):
-        raise InvalidInputError(f"--model must be 'mlp' or 'transformer', got {model!r}.")
+    if model not in ("mlp", "transformer", "cnn"):
+        raise InvalidInputError(f"--model must be 'mlp', 'transformer' or 'cnn', got {model!r}.")
     _check_output_directory(out, first_file="report.html", what="demo output",
                             what_directory="demo output directory")
     with _progress(quiet) as update:
-        result = run_demo(out, seed=seed, model=model, progress=update)  # type: ignore[arg-type]
+        if model == "cnn":
+            result = run_image_demo(out, seed=seed, progress=update)
+        else:
+            result = run_demo(out, seed=seed, model=model, progress=update)  # type: ignore[arg-type]
     _print_summary(result, out / "report.html", out / "report.json")
     return EXIT_PASS
 

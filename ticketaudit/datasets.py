@@ -59,3 +59,12 @@ def make_minority_reliance(rows: int, *, minority_share: float = 0.15, seed: int
     frame["group"] = np.where(minority, "minority", "majority")
     frame["y"] = label
     return frame
+
+
+SHAPES_LABELS = ("circle", "square")
+
+
+def load_shapes(split: Literal["train", "test"]) -> pd.DataFrame:
+    """The generated shapes images (see datasets/shapes/README.md): PNG bytes, ``shape`` and ``background``."""
+    frame = pd.read_parquet(datasets_dir() / "shapes" / "shapes.parquet")
+    return frame[frame["split"] == split].drop(columns="split").reset_index(drop=True)

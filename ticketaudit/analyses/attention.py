@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .._validation import fail
+from ..inputs import TokenInputs
 from ..tickets.mask import Mask
 from . import stats
 from .attention_capture import AttentionRecorder, LayerAttention
@@ -233,7 +234,7 @@ class AttentionStream:
         reduction = max(3 * layer.probs[0].numel() * 4 for layer in layers)
         self._keys = int(layers[0].probs.shape[-1])
         self._row_bytes = held + reduction
-        self._text = not isinstance(probe, np.ndarray)
+        self._text = isinstance(probe, TokenInputs)
         self.sums = BootstrapSums(n_strata=n_strata, width=3 * sum(self.heads_per_layer), n_boot=n_boot, seed=seed,
                                   stream=ATTENTION_STREAM)
 

@@ -48,6 +48,8 @@ class LayerAttention:
 def attention_source(module: nn.Module) -> tuple[str, list[str]] | None:
     """("huggingface" | "adapter" | "multihead", layer names), or None when the model has no attention."""
     if is_huggingface_module(module):
+        if getattr(module.config, "num_attention_heads", None) is None and getattr(module.config, "n_head", None) is None:
+            return None  # a convolutional Hugging Face model (ResNet, MobileNet, ConvNeXt)
         layers = getattr(module.config, "num_hidden_layers", None) or getattr(module.config, "n_layer", None) or 0
         return "huggingface", [f"layer {i}" for i in range(int(layers))]
     adapters = [name for name, m in module.named_modules() if getattr(type(m), "exposes_attention", False) is True]
@@ -156,7 +158,10 @@ class AttentionRecorder:
         return logits_of(output), captured
 
     def _huggingface_layers(self, batch: Features, attentions: tuple[torch.Tensor, ...]) -> list[LayerAttention]:
-        assert isinstance(batch, TokenInputs)
+        if not isinstance(batch, TokenInputs):  # images: every patch (and the class token) is real
+            return [LayerAttention(a, torch.ones(a.shape[0], 1, 1, a.shape[-1], dtype=torch.bool, device=a.device),
+                                   torch.ones(a.shape[0], a.shape[-2], dtype=torch.bool, device=a.device),
+                                   padding_zeroed=True) for a in attentions]
         real = torch.as_tensor(batch.attention_mask, device=self.device) != 0
         key_valid = real[:, None, None, :]
         if is_causal(self.module):

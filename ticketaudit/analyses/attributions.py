@@ -106,13 +106,18 @@ class GroupAttribution:
     top_ticket: tuple[str, ...]
     sensitive_share: Comparison
     proxy_share: Comparison
+    more: tuple[tuple[str, float, tuple[float, float]], ...] = ()
+    """A modality's own per-row agreement measures (images: the top-pixel overlap): name, mean, interval."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"group": self.group, "rows": self.rows, "cosine": number(self.cosine),
-                "cosine_ci": interval(*self.cosine_ci), "spearman": number(self.spearman),
-                "spearman_ci": interval(*self.spearman_ci), "top_k_jaccard": number(self.top_k_jaccard),
-                "top_dense": list(self.top_dense), "top_ticket": list(self.top_ticket),
-                "sensitive_share": self.sensitive_share.to_dict(), "proxy_share": self.proxy_share.to_dict()}
+        out = {"group": self.group, "rows": self.rows, "cosine": number(self.cosine),
+               "cosine_ci": interval(*self.cosine_ci), "spearman": number(self.spearman),
+               "spearman_ci": interval(*self.spearman_ci), "top_k_jaccard": number(self.top_k_jaccard),
+               "top_dense": list(self.top_dense), "top_ticket": list(self.top_ticket),
+               "sensitive_share": self.sensitive_share.to_dict(), "proxy_share": self.proxy_share.to_dict()}
+        for name, value, ci in self.more:
+            out[name], out[f"{name}_ci"] = number(value), interval(*ci)
+        return out
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -308,6 +313,8 @@ def attribute(module: torch.nn.Module, features: np.ndarray, targets: np.ndarray
                 out = explainer.attribute(x, baselines=base, target=target, n_samples=steps)
             elif method in ("deeplift", "feature-ablation"):
                 out = explainer.attribute(x, baselines=base[:1].expand_as(x), target=target)
+            elif method == "occlusion":  # one input at a time (on tables the same as feature ablation)
+                out = explainer.attribute(x, sliding_window_shapes=(1,), baselines=base[:1].expand_as(x), target=target)
             elif method == "saliency":
                 out = explainer.attribute(x, target=target, abs=False)
             else:
@@ -447,10 +454,11 @@ def summarise_attributions(inputs: AnalysisSettings, *, rows: np.ndarray, strata
                            columns: Sequence[str], raw: dict[str, np.ndarray], per_row: dict[str, np.ndarray],
                            settings: AttributionSettings, sensitive: tuple[str, ...], auto_proxies: tuple[str, ...],
                            convergence: dict[str, float] | None, baseline: str,
-                           extra: dict[str, Any] | None = None) -> AttributionResult:
+                           extra: dict[str, Any] | None = None, agreements: tuple[str, ...] = ()) -> AttributionResult:
     """Overall and per-group agreement, reliance shares and unit importance from per-row attributions
     over ``columns`` (raw columns, or the words of text rows): design-weighted means of the stratified
-    sample with stratified bootstrap intervals."""
+    sample with stratified bootstrap intervals. ``agreements`` names more per-row agreement measures of
+    ``per_row`` summarised the same way (in each group's ``more``)."""
     groups = inputs.groups
     magnitude = {m: np.abs(v) for m, v in raw.items()}
     sample_strata = strata
@@ -491,6 +499,10 @@ def summarise_attributions(inputs: AnalysisSettings, *, rows: np.ndarray, strata
         jaccard = len(set(top_d) & set(top_t)) / len(union) if union else float("nan")
         sensitive_share, sensitive_reps = comparison("sensitive_dense", "sensitive_ticket", member)
         proxy_share, _ = comparison("proxy_dense", "proxy_ticket", member)
+        more = []
+        for key in agreements:
+            value, reps = mean_and_reps(per_row[key], member)
+            more.append((key, value, tuple(map(float, stats.percentile_interval(reps, confidence=confidence)))))
         return GroupAttribution(
             group=name,
             rows=int(member.sum()),
@@ -503,6 +515,7 @@ def summarise_attributions(inputs: AnalysisSettings, *, rows: np.ndarray, strata
             top_ticket=top_t,
             sensitive_share=sensitive_share,
             proxy_share=proxy_share,
+            more=tuple(more),
         ), sensitive_reps
 
     everyone = np.ones(len(rows), dtype=bool)

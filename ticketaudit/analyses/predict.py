@@ -22,10 +22,11 @@ import torch
 from torch import nn
 
 from .._validation import fail
+from ..images import ImageInputs
 from ..inputs import TokenInputs
 
-Features = Union[np.ndarray, TokenInputs]
-"""A tabular float matrix, or tokenised text."""
+Features = Union[np.ndarray, TokenInputs, ImageInputs]
+"""A tabular float matrix, tokenised text, or image rows (decoded batch by batch)."""
 
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -53,7 +54,10 @@ def resolve_precision(requested: str, *, models: tuple[nn.Module, ...], device: 
 
 def call_model(module: nn.Module, batch: Features, *, device: torch.device, dtype: torch.dtype = torch.float64,
                **options: Any) -> Any:
-    """Run ``module`` on a batch: a ``dtype`` tensor for tables, ``input_ids`` + ``attention_mask`` for text."""
+    """Run ``module`` on a batch: a ``dtype`` tensor for tables and pixels, ``input_ids`` + ``attention_mask``
+    for text."""
+    if isinstance(batch, ImageInputs):
+        batch = batch.pixels()
     if isinstance(batch, TokenInputs):
         return module(input_ids=torch.as_tensor(batch.input_ids, dtype=torch.long, device=device),
                       attention_mask=torch.as_tensor(batch.attention_mask, dtype=torch.long, device=device), **options)
@@ -78,9 +82,13 @@ SCORES_BUDGET_BYTES = 256 * 2**20
 def row_batches(features: Features, *, batch_size: int, max_rows: Callable[[int], int] | None = None
                 ) -> Iterator[tuple[slice | np.ndarray, Features]]:
     """(positions, inputs) batches: text by token budget and padded length, tables ``batch_size`` rows at a time
-    (at most ``max_rows(columns)``). A row's inputs never depend on its batch."""
+    (at most ``max_rows(columns)``), images ``batch_size`` rows decoded at a time. A row's inputs never depend
+    on its batch."""
     if isinstance(features, TokenInputs):
         yield from features.batches(tokens=batch_size, max_rows=max_rows)
+        return
+    if isinstance(features, ImageInputs):
+        yield from features.batches(rows=batch_size, max_rows=max_rows)
         return
     step = batch_size if max_rows is None else max(1, min(batch_size, max_rows(features.shape[1])))
     for start in range(0, len(features), step):
@@ -123,9 +131,14 @@ class ModelRunner:
 
     def output_width(self, features: Features) -> int:
         """Classes the model outputs (1 logit = binary), with a clear error on an input mismatch."""
+        first = features[:1].pixels() if isinstance(features, ImageInputs) else features[:1]  # bad files: their own error
         try:
-            out = self.logits(features[:1])
-        except (RuntimeError, IndexError) as error:
+            out = self.logits(first)
+        except (RuntimeError, IndexError, ValueError) as error:
+            if isinstance(features, ImageInputs):
+                fail(f"the model cannot take the {'x'.join(map(str, first.shape[1:]))} images the image processor "
+                     f"'{features.processor.source}' makes ({str(error).splitlines()[0][:200]}). Give the processor "
+                     "config the model was trained with (--image-processor).")
             if isinstance(features, TokenInputs):
                 fail(f"the model cannot take the tokenised text ({str(error).splitlines()[0]}). Check that the "
                      "tokenizer files belong to this model.")

@@ -18,11 +18,13 @@ __all__ = ["Modality", "choose_modality"]
 
 
 def choose_modality(dense: LoadedModel, *, target: str, sensitive: Sequence[str], features: list[str] | None,
-                    text: str | None) -> type[Modality]:
+                    text: str | None, image: str | None = None) -> type[Modality]:
     """The modality ``dense`` and the options call for, after checking that they agree (before any
     row is read: the modality decides how the rows are read)."""
-    from ..tickets.huggingface import is_huggingface_module
+    from ..tickets.huggingface import is_huggingface_module, reads_pixels
 
+    if image is not None or reads_pixels(dense.module) or dense.image_processor is not None:
+        return _image_modality(dense, target=target, sensitive=sensitive, features=features, text=text, image=image)
     is_hf = is_huggingface_module(dense.module)
     if text is None:
         if is_hf:
@@ -43,3 +45,18 @@ def choose_modality(dense: LoadedModel, *, target: str, sensitive: Sequence[str]
     from .text import TextModality
 
     return TextModality
+
+
+def _image_modality(dense: LoadedModel, *, target: str, sensitive: Sequence[str], features: list[str] | None,
+                    text: str | None, image: str | None) -> type[Modality]:
+    if image is None:
+        fail(f"'{dense.source}' is an image model: name the column of image paths (or encoded bytes) with --image COL.")
+    if text is not None:
+        fail("--text and --image cannot be combined: a model reads text or images. Keep the one the model reads.")
+    if features is not None:
+        fail("--features and --image cannot be combined: an image model reads only the image column.")
+    if image in sensitive or image == target:
+        fail(f"the image column '{image}' cannot also be the target or a sensitive column.")
+    from .image import ImageModality
+
+    return ImageModality

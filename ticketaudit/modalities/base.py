@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ..images import ImageProcessor
     import numpy as np
     import pandas as pd
 
@@ -31,7 +34,8 @@ class Modality:
 
     @classmethod
     def build(cls, dense: LoadedModel, *, probe: pd.DataFrame, target: str, features: list[str] | None,
-              text: str | None) -> Modality:
+              text: str | None, image: str | None = None, processor: ImageProcessor | None = None,
+              root: Path | None = None) -> Modality:
         """The modality of ``dense`` with the options, checked on the first row ``probe``."""
         raise NotImplementedError
 

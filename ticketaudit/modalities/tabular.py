@@ -9,6 +9,9 @@ from ..inputs import build_features
 from .base import Modality
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ..images import ImageProcessor
     import numpy as np
     import pandas as pd
 
@@ -32,7 +35,8 @@ class TabularModality(Modality):
 
     @classmethod
     def build(cls, dense: LoadedModel, *, probe: pd.DataFrame, target: str, features: list[str] | None,
-              text: str | None) -> TabularModality:
+              text: str | None, image: str | None = None, processor: ImageProcessor | None = None,
+              root: Path | None = None) -> TabularModality:
         matrix, names = build_features(probe, target=target, features=features, preprocess=dense.preprocess)
         return cls(target=target, features=features, preprocess=dense.preprocess, names=names,
                    columns=int(matrix.shape[1]))

@@ -9,6 +9,9 @@ from ..inputs import TokenInputs, build_text_inputs
 from .base import Modality
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ..images import ImageProcessor
     import numpy as np
     import pandas as pd
 
@@ -30,7 +33,8 @@ class TextModality(Modality):
 
     @classmethod
     def build(cls, dense: LoadedModel, *, probe: pd.DataFrame, target: str, features: list[str] | None,
-              text: str | None) -> TextModality:
+              text: str | None, image: str | None = None, processor: ImageProcessor | None = None,
+              root: Path | None = None) -> TextModality:
         modality = cls(column=str(text), tokenizer=dense.tokenizer)
         modality.inputs(probe)  # checks the column and the tokenizer on the first row
         return modality

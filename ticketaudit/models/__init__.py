@@ -8,10 +8,11 @@ from typing import Any
 from torch import nn
 
 from .._validation import fail
+from .cnn import CNN
 from .ft_transformer import FTTransformer
 from .mlp import MLP
 
-ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "ft-transformer": FTTransformer}
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "ft-transformer": FTTransformer, "cnn": CNN}
 
 
 def build_architecture(name: str, arguments: dict[str, Any]) -> nn.Module:

@@ -213,3 +213,26 @@ def trend(points: list[dict[str, Any]], *, limit: float | None = None) -> dict[s
 def trend_limit(values: list[float | None]) -> float:
     """The shared y range of a page of trend charts."""
     return _nice_limit(values)
+
+
+PIXEL_MAP_SIDE = 128
+"""Drawn width and height of an attribution map (pixels of the page)."""
+
+
+def pixel_map(grid: list[list[float]], *, limit: float, diverging: bool) -> dict[str, Any]:
+    """Cells of an attribution map (rows x columns of regions) filled on [0, limit], or [-limit, limit] when
+    diverging, so maps drawn with the same ``limit`` compare by eye."""
+    rows, columns = len(grid), len(grid[0]) if grid else 0
+    cell = PIXEL_MAP_SIDE / max(rows, columns, 1)
+    low = -limit if diverging else 0.0
+    cells = [{"x": round(j * cell, 2), "y": round(i * cell, 2), "fill": colour(value, low=low, high=limit,
+                                                                                diverging=diverging)}
+             for i, row in enumerate(grid) for j, value in enumerate(row)]
+    return {"cells": cells, "cell": round(cell + 0.05, 2), "width": round(columns * cell, 2),
+            "height": round(rows * cell, 2)}
+
+
+def map_limit(grids: list[list[list[float]]], *, absolute: bool = False) -> float:
+    """The largest (absolute) value over several maps: one colour scale for all of them."""
+    values = [abs(v) if absolute else v for grid in grids for row in grid for v in row if v is not None]
+    return max([v for v in values if math.isfinite(v)] or [0.0]) or 1.0

@@ -12,6 +12,7 @@ from torch import nn
 
 from .. import paths
 from .._io import write_atomically
+from ..images import PROCESSOR_FILE
 from ..preprocess import Preprocessor
 from .mask import Mask
 
@@ -20,7 +21,8 @@ BUNDLE_VERSION = 1
 
 def bundle_files(directory: Path, module: nn.Module, *, architecture: str | None = None,
                  arguments: dict[str, Any] | None = None, labels: tuple[str, ...] | None = None,
-                 preprocess: Preprocessor | None = None, mask: Mask | None = None) -> dict[Path, bytes]:
+                 preprocess: Preprocessor | None = None, mask: Mask | None = None,
+                 image_processor: dict[str, Any] | None = None) -> dict[Path, bytes]:
     """The files of a bundle as {path: bytes}, to be written together. Without ``architecture`` (a dense
     model that is a state_dict or a module) the directory holds the weights and the mask only, and
     loads with ``--ticket DIR`` over the dense model's architecture."""
@@ -39,14 +41,16 @@ def bundle_files(directory: Path, module: nn.Module, *, architecture: str | None
     files[directory / paths.BUNDLE_CONFIG] = (json.dumps(config, indent=2, sort_keys=True) + "\n").encode("utf-8")
     if preprocess is not None:
         files[directory / paths.BUNDLE_PREPROCESS] = (json.dumps(preprocess.to_dict(), indent=2) + "\n").encode()
+    if image_processor is not None:  # a Hugging Face preprocessor_config.json: how images become inputs
+        files[directory / PROCESSOR_FILE] = (json.dumps(image_processor, indent=2, sort_keys=True) + "\n").encode()
     return files
 
 
 def save_bundle(directory: Path, module: nn.Module, *, architecture: str, arguments: dict[str, Any],
                 labels: tuple[str, ...] | None = None, preprocess: Preprocessor | None = None,
-                mask: Mask | None = None) -> Path:
+                mask: Mask | None = None, image_processor: dict[str, Any] | None = None) -> Path:
     """Save ``module`` (times ``mask``, when given) as a bundle that ``ticketaudit report`` loads."""
     directory.mkdir(parents=True, exist_ok=True)
     write_atomically(bundle_files(directory, module, architecture=architecture, arguments=arguments, labels=labels,
-                                  preprocess=preprocess, mask=mask))
+                                  preprocess=preprocess, mask=mask, image_processor=image_processor))
     return directory

@@ -45,6 +45,8 @@ class HuggingFaceModel:
     module: nn.Module
     tokenizer: Any
     labels: tuple[str, ...] | None
+    image: bool = False
+    """An image classifier (``AutoModelForImageClassification``): it reads pixels, not tokens."""
 
 
 def _quiet_transformers(path: Path) -> Any:
@@ -57,24 +59,45 @@ def _quiet_transformers(path: Path) -> Any:
     return transformers
 
 
+def is_image_config(path: Path) -> bool:
+    """Whether a Hugging Face directory holds an image classifier: its config names a ``...ForImageClassification``
+    architecture, or (without ``architectures``) its model type is only known as an image model."""
+    config = json.loads((path / paths.BUNDLE_CONFIG).read_text(encoding="utf-8"))
+    architectures = config.get("architectures") or []
+    if isinstance(architectures, list) and architectures:
+        return any(str(a).endswith("ForImageClassification") for a in architectures)
+    try:
+        from transformers.models.auto.modeling_auto import (
+            MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES as IMAGE,
+            MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES as SEQUENCE,
+        )
+    except ImportError:
+        return False
+    kind = config.get("model_type")
+    return kind in IMAGE and kind not in SEQUENCE
+
+
 def read_huggingface(path: Path) -> HuggingFaceModel:
-    """Load a sequence-classification model (and its tokenizer, if present) from ``path``, offline."""
+    """Load a sequence- or image-classification model (and its tokenizer, if present) from ``path``, offline."""
     transformers = _quiet_transformers(path)
     if not (path / "model.safetensors").is_file():
         fail(f"Hugging Face directory '{path}' has no model.safetensors. Save it with "
              "model.save_pretrained(dir, safe_serialization=True); pickled pytorch_model.bin is not read.")
+    image = is_image_config(path)
+    auto = transformers.AutoModelForImageClassification if image else transformers.AutoModelForSequenceClassification
     try:
-        module = transformers.AutoModelForSequenceClassification.from_pretrained(
-            str(path), local_files_only=True, attn_implementation="eager", use_safetensors=True)
+        module = auto.from_pretrained(str(path), local_files_only=True, attn_implementation="eager",
+                                      use_safetensors=True)
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as error:
         first = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
-        fail(f"'{path}' could not be loaded as a Hugging Face sequence-classification model ({first}). "
+        kind = "image" if image else "sequence"
+        fail(f"'{path}' could not be loaded as a Hugging Face {kind}-classification model ({first}). "
              "Check config.json and model.safetensors (saved with save_pretrained).")
     module.eval()
     for param in module.parameters():
         param.requires_grad_(False)
     tokenizer = None
-    if any((path / name).is_file() for name in TOKENIZER_FILES) or any(path.glob("*.model")):
+    if not image and any((path / name).is_file() for name in TOKENIZER_FILES) or any(path.glob("*.model")):
         # Without vocabulary files, recent transformers builds an empty tokenizer that maps every word
         # to [UNK]; only load one the directory really holds.
         try:
@@ -83,7 +106,12 @@ def read_huggingface(path: Path) -> HuggingFaceModel:
             tokenizer = None
     names = [str(module.config.id2label[i]) for i in sorted(module.config.id2label)]
     labels = None if all(DEFAULT_LABEL.match(n) for n in names) else tuple(names)
-    return HuggingFaceModel(module, tokenizer, labels)
+    return HuggingFaceModel(module, tokenizer, labels, image=image)
+
+
+def reads_pixels(module: nn.Module) -> bool:
+    """A ``transformers`` image model (its forward takes ``pixel_values``)."""
+    return is_huggingface_module(module) and getattr(module, "main_input_name", "") == "pixel_values"
 
 
 def is_huggingface_module(module: nn.Module) -> bool:

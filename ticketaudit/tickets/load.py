@@ -27,6 +27,7 @@ from .._io import sha256_path
 from .._validation import MSG_FILE_MISSING, MSG_PICKLE_REFUSED, MSG_UNKNOWN_EXTENSION, fail
 from ..exceptions import UnsafeInputError
 from ..models import build_architecture
+from ..images import PROCESSOR_FILE, ImageProcessor
 from ..preprocess import InputSpec, Preprocessor
 from .huggingface import is_huggingface_dir, read_huggingface
 from .mask import Mask, prunable_parameters
@@ -59,6 +60,8 @@ class LoadedModel:
     preprocess: Preprocessor | None = None
     tokenizer: Any = None
     """The Hugging Face tokenizer of a text model (None for tabular models)."""
+    image_processor: ImageProcessor | None = None
+    """How images become the model's inputs (``preprocessor_config.json`` of a Hugging Face directory or bundle)."""
     same_shape: bool = True
     """Whether the ticket has the dense model's parameter names and shapes. A ticket with its own, smaller
     architecture (structured pruning that removed units, a distilled student) is audited on its
@@ -236,6 +239,7 @@ class _Bundle:
     mask: Mask | None
     labels: tuple[str, ...] | None
     preprocess: Preprocessor | None
+    image_processor: ImageProcessor | None = None
 
 
 def _read_bundle(directory: Path) -> _Bundle:
@@ -271,7 +275,14 @@ def _read_bundle(directory: Path) -> _Bundle:
         module = mask.apply(module)
     preprocess_path = directory / paths.BUNDLE_PREPROCESS
     preprocess = Preprocessor.from_file(preprocess_path) if preprocess_path.is_file() else None
-    return _Bundle(module, mask, tuple(map(str, labels)) if labels else None, preprocess)
+    return _Bundle(module, mask, tuple(map(str, labels)) if labels else None, preprocess,
+                   image_processor_in(directory))
+
+
+def image_processor_in(directory: Path) -> ImageProcessor | None:
+    """The ``preprocessor_config.json`` of a model directory, checked (None when it has none)."""
+    path = directory / PROCESSOR_FILE
+    return ImageProcessor.from_file(path) if path.is_file() else None
 
 
 def _dense(module: nn.Module, **found: Any) -> LoadedModel:
@@ -288,13 +299,13 @@ def load_dense(source: ModelSource, *, factory: str | None = None, allow_pickle:
     if path.is_dir() and is_huggingface_dir(path):
         hf = read_huggingface(path)
         return _dense(hf.module, format="huggingface", sha256=sha256_path(path), source=str(path), labels=hf.labels,
-                      tokenizer=hf.tokenizer)
+                      tokenizer=hf.tokenizer, image_processor=image_processor_in(path) if hf.image else None)
     if path.is_dir() and not (path / paths.BUNDLE_CONFIG).is_file() and (path / paths.BUNDLE_WEIGHTS).is_file():
         path = path / paths.BUNDLE_WEIGHTS  # weights without an architecture: a state_dict (needs --factory)
     elif path.is_dir():
         bundle = _read_bundle(path)
         return _dense(bundle.module, format="bundle", sha256=sha256_path(path), source=str(path),
-                      labels=bundle.labels, preprocess=bundle.preprocess)
+                      labels=bundle.labels, preprocess=bundle.preprocess, image_processor=bundle.image_processor)
     weights = _read_weights(path, allow_pickle=allow_pickle)
     if isinstance(weights, nn.Module):
         module = _private_copy(weights)
@@ -418,6 +429,7 @@ def _load_weights_directory(path: Path, *, dense: LoadedModel, factory: str | No
         labels=dense.labels,
         preprocess=dense.preprocess,
         tokenizer=dense.tokenizer,
+        image_processor=dense.image_processor,
     )
 
 
@@ -460,6 +472,7 @@ def load_ticket(
             labels=dense.labels,
             preprocess=dense.preprocess,
             tokenizer=dense.tokenizer,
+            image_processor=dense.image_processor,
         )
     assert source is not None
     if isinstance(source, nn.Module):
@@ -473,6 +486,7 @@ def load_ticket(
             labels=dense.labels,
             preprocess=dense.preprocess,
             tokenizer=dense.tokenizer,
+            image_processor=dense.image_processor,
             same_shape=_same_shape(dense.module, module),
         )
     path = Path(source)
@@ -489,6 +503,7 @@ def load_ticket(
             source=str(path),
             labels=dense.labels,
             tokenizer=hf.tokenizer or dense.tokenizer,
+            image_processor=dense.image_processor,
             same_shape=_same_shape(dense.module, hf.module),
         )
     if path.is_dir():
@@ -503,6 +518,7 @@ def load_ticket(
             source=str(path),
             labels=dense.labels,
             preprocess=dense.preprocess,
+            image_processor=dense.image_processor,
             same_shape=_same_shape(dense.module, bundle.module),
         )
     weights = _read_weights(path, allow_pickle=allow_pickle)
@@ -517,6 +533,7 @@ def load_ticket(
             labels=dense.labels,
             preprocess=dense.preprocess,
             tokenizer=dense.tokenizer,
+            image_processor=dense.image_processor,
             same_shape=_same_shape(dense.module, module),
         )
     module, the_mask, fmt = _ticket_from_state(weights, path=path, dense=dense, factory=factory)
@@ -529,6 +546,7 @@ def load_ticket(
         labels=dense.labels,
         preprocess=dense.preprocess,
         tokenizer=dense.tokenizer,
+        image_processor=dense.image_processor,
     )
 
 

@@ -62,7 +62,7 @@ class _Sample:
 class Attributions(Analysis):
     name = "attributions"
     summary = ("Captum attributions of both models: agreement, and reliance on sensitive columns and proxies "
-               "(tabular) or identity terms (text)")
+               "(tabular), identity terms (text), or pixel maps per group (images)")
     order = 40
     template = "_attributions.html.j2"
     schema = {"type": "object", "required": ["method", "target", "sample_rows", "features", "overall", "groups"]}
@@ -80,7 +80,15 @@ class Attributions(Analysis):
             fail(f"--attribution-rows {settings.rows} is more than the {context.total_rows} rows of the data. "
                  "Ask for fewer rows (or leave it out: 2,000 or all rows, whichever is smaller).")
         modality = context.modality
-        if modality.attribution_unit == "column":
+        if modality.attribution_unit == "pixel":
+            from ..image_attributions import IMAGE_METHODS
+
+            if settings.method not in IMAGE_METHODS:
+                fail(f"--attribution-method {settings.method} cannot explain image models; choose one of "
+                     f"{', '.join(IMAGE_METHODS)}.")
+            if settings.proxies:
+                fail("--proxies names model input columns; an image model reads one image column. Leave --proxies out.")
+        elif modality.attribution_unit == "column":
             check_proxies(settings, modality.column_of_input)
         elif settings.method not in TEXT_METHODS:
             fail(f"--attribution-method {settings.method} cannot explain text models; choose one of "
@@ -98,6 +106,8 @@ class Attributions(Analysis):
         audit = context.audit
         if audit.modality.attribution_unit == "word":
             return self._words(state, context)
+        if audit.modality.attribution_unit == "pixel":
+            return self._pixels(state, context)
         from ..attributions import attributions_from_sample
 
         return attributions_from_sample(
@@ -124,7 +134,25 @@ class Attributions(Analysis):
             ticket=audit.ticket.module, tokenizer=audit.modality.tokenizer, max_length=audit.modality.max_length,
             settings=audit.attribution, batch_size=TEXT_BATCH, device=audit.device)
 
+    def _pixels(self, state: _Sample, context: FinishContext) -> Any:
+        """Images: pixel attributions of both models (Captum), compared as maps per image and per group."""
+        from ..image_attributions import image_attributions_from_sample, within_budget
+
+        audit = context.audit
+        sample = state.sample
+        if audit.attribution.rows is None:
+            sample = within_budget(sample, audit.population, dense=audit.dense.module, modality=audit.modality,
+                                   settings=audit.attribution, seed=audit.seed)
+        context.say(f"Attributing {len(sample.rows)} images on both models ({audit.attribution.method}, "
+                    f"{audit.attribution.steps} steps)")
+        return image_attributions_from_sample(
+            context.settings, sample, population=audit.population, dense=audit.dense.module,
+            ticket=audit.ticket.module, modality=audit.modality, settings=audit.attribution, device=audit.device,
+            precision=audit.precision)
+
     def notes(self, result: Any, context: FinishContext) -> list[str]:
+        if result.extra.get("unit") == "pixel":
+            return []
         if result.extra.get("unit") == "word":
             found = result.extra["identity_terms_found"]
             return [] if found else [
