@@ -49,3 +49,27 @@ def test_transformer_demo_has_attributions(tmp_path: Path) -> None:
     attention = document["attention"]
     assert attention["source"] == "multihead" and len(attention["heads"]) == 4
     assert "alternatives" not in document  # the MLP demo shows them; fine-tuning a transformer 5 times is slow
+
+
+@pytest.mark.slow
+def test_cnn_demo_audits_images_from_a_folder_of_files(tmp_path: Path) -> None:
+    run = run_cli(["demo", "--model", "cnn", "--out", str(tmp_path), "--quiet"])
+    assert run.code == 0, run.stderr
+    document = json.loads((tmp_path / "report.json").read_text())
+    assert json.loads((tmp_path / "ticket" / "config.json").read_text())["architecture"] == "cnn"
+    assert (tmp_path / "dense" / "preprocessor_config.json").is_file()
+    assert document["models"]["ticket"]["sparsity"] >= 0.75
+    assert document["data"]["rows"] == 830 and len(list((tmp_path / "images").glob("*.png"))) == 2400
+    overall = document["performance"]["overall"]["metrics"]["accuracy"]
+    assert overall["dense"] > 0.95
+    attributions = document["attributions"]
+    assert attributions["unit"] == "pixel" and {m["group"] for m in attributions["maps"]} == {
+        "overall", "background=dark", "background=light"}
+    html = (tmp_path / "report.html").read_text()
+    assert "Mean attribution maps per group" in html and "data:image/png;base64," in html
+    rerun = run_cli(["report", "--dense", str(tmp_path / "dense"), "--ticket", str(tmp_path / "ticket"), "--data",
+                     str(tmp_path / "shapes_test.csv"), "--image", "image", "--target", "shape", "--sensitive",
+                     "background", "--seed", "0", "--quiet", "--out", str(tmp_path / "r.html"), "--json",
+                     str(tmp_path / "r.json")])
+    assert rerun.code in (0, 1)
+    assert (tmp_path / "r.json").read_bytes() == (tmp_path / "report.json").read_bytes()

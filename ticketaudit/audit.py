@@ -144,6 +144,7 @@ class AuditOptions:
     text: str | None
     image: str | None
     image_processor: ImageProcessor | None
+    thumbnails: bool
     split: str | None
     policy: Policy
     seed: int
@@ -201,6 +202,7 @@ def audit(
     tokenizer: Any = None,
     image: str | None = None,
     image_processor: str | Path | None = None,
+    thumbnails: bool = True,
     split: str | None = None,
     policy: Policy | None = None,
     seed: int | None = 0,
@@ -322,6 +324,7 @@ def _options(arguments: dict[str, Any]) -> AuditOptions:
         target=arguments["target"], sensitive=tuple(sensitive), features=features, text=arguments["text"],
         image=arguments["image"], image_processor=(ImageProcessor.from_file(arguments["image_processor"])
                                                    if arguments["image_processor"] is not None else None),
+        thumbnails=arguments["thumbnails"],
         split=arguments["split"], policy=policy, seed=seed, created=created, n_boot=arguments["n_boot"],
         max_rows=arguments["max_rows"], requested=requested, factory=arguments["factory"],
         allow_pickle=arguments["allow_pickle"], max_unseen_share=float(arguments["max_unseen_share"]),
@@ -371,7 +374,7 @@ def _plan(options: AuditOptions, loaded: _Loaded, *, data: Any) -> _Planned:
         n_boot=options.n_boot, batch_size=options.engine.batch_size or type(modality).default_batch_size,
         device=_driver_device(options.engine), attribution=options.attribution,
         precision=resolve_precision(options.precision, models=(loaded.dense.module, loaded.ticket.module),
-                                    device=options.engine.device))
+                                    device=options.engine.device), thumbnails=options.thumbnails)
     return _Planned(rows=rows, context=context, class_names=class_names, n_outputs=n_outputs, train_frame=train_frame)
 
 
@@ -536,6 +539,7 @@ _ARGUMENT_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "text": ((str, type(None)), "a column name (str) or None"),
     "image": ((str, type(None)), "a column name (str) or None"),
     "image_processor": ((*_PATH, type(None)), "a path to preprocessor_config.json, or None"),
+    "thumbnails": ((bool,), "True or False"),
     "split": ((str, type(None)), "'COL=VALUE' or None"),
     "policy": ((Policy, type(None)), "a ticketaudit.Policy (for a dict d: ta.Policy.from_mapping(d)) or None"),
     "seed": ((int, type(None)), "an integer or None"),

@@ -159,6 +159,7 @@ def report(
     text: Annotated[Optional[str], typer.Option(help="Text column, tokenised with the Hugging Face model's tokenizer.")] = None,
     image: Annotated[Optional[str], typer.Option(help="Image column: file paths (relative to the data file's folder) or encoded bytes (Parquet).")] = None,
     image_processor: Annotated[Optional[Path], typer.Option(help="preprocessor_config.json turning images into model inputs [default: the model directory's].")] = None,
+    no_thumbnails: Annotated[bool, typer.Option("--no-thumbnails", help="Image models: keep copies of the audited images out of the report (privacy).")] = False,
     split: Annotated[Optional[str], typer.Option(help="Keep only rows with COL=VALUE.")] = None,
     policy: Annotated[Optional[Path], typer.Option(help="Policy TOML file ([policy] table).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="HTML report path [default: reports/ticketaudit-<time>.html].")] = None,
@@ -219,7 +220,8 @@ def report(
     the_policy = Policy.from_toml(policy) if policy is not None else Policy()
     with _progress(quiet) as update:
         result = audit(dense=dense, ticket=ticket, mask=mask, data=data, target=target, sensitive=sensitive,
-                       features=features, text=text, image=image, image_processor=image_processor, split=split, policy=the_policy, seed=seed, n_boot=n_boot,
+                       features=features, text=text, image=image, image_processor=image_processor,
+                       thumbnails=not no_thumbnails, split=split, policy=the_policy, seed=seed, n_boot=n_boot,
                        confidence=confidence, device=device, batch_size=batch_size, max_rows=max_rows,
                        analyses=analyses, factory=factory, allow_pickle=allow_pickle,
                        attribution_method=attribution_method, attribution_target=attribution_target,

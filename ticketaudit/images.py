@@ -273,3 +273,18 @@ class ImageInputs:
         for start in range(0, len(self), step):
             positions = slice(start, min(start + step, len(self)))
             yield positions, self[positions].pixels()
+
+
+THUMBNAIL_SIDE = 64
+"""Longest side of the thumbnails embedded in the report (pixels)."""
+
+
+def thumbnail(reference: str | bytes, *, row: Any, column: str, side: int = THUMBNAIL_SIDE) -> str:
+    """A small PNG of the image as a ``data:`` URI (allowed by the report's content security policy)."""
+    import base64
+
+    image = open_image(reference, row=row, column=column).convert("RGB")
+    image.thumbnail((side, side))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

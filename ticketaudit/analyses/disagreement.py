@@ -75,6 +75,11 @@ class FlipExamples:
         self._keep(np.concatenate([self.table, other.table]))
         return self
 
+    @property
+    def rows(self) -> list[int]:
+        """Row ids of the kept examples."""
+        return [int(r) for r in self.table[:, 2]]
+
     def _keep(self, table: np.ndarray) -> None:
         order = np.lexsort((table[:, 2], table[:, 1], table[:, 0]))
         self.table = table[order[:MAX_EXAMPLES]]

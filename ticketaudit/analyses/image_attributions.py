@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .._validation import fail
-from ..images import ImageInputs
+from ..images import ImageInputs, thumbnail
 
 GRID = 16
 """Regions per side of the pooled maps (fewer for smaller images)."""
@@ -144,7 +144,7 @@ def top_overlap(a: np.ndarray, b: np.ndarray, *, share: float = TOP_SHARE) -> np
 
 def image_attributions_from_sample(inputs: Any, sample: Any, *, population: np.ndarray, dense: torch.nn.Module,
                                    ticket: torch.nn.Module, modality: Any, settings: Any, device: torch.device,
-                                   precision: str) -> Any:
+                                   precision: str, thumbnails: bool = True) -> Any:
     """Attribute both models on the sampled images and compare their maps (see the module doc)."""
     from .attributions import _row_cosine, _row_spearman, summarise_attributions
     from .predict import DTYPES
@@ -178,10 +178,14 @@ def image_attributions_from_sample(inputs: Any, sample: Any, *, population: np.n
         per_row=per_row, settings=settings, sensitive=(), auto_proxies=(), convergence=convergence or None,
         baseline="a black image after normalisation (zeros)" if settings.method != "occlusion" else "zeros",
         extra=extra, agreements=("top_overlap",))
-    differing = [{**entry, "dense_map": _rounded(regions["dense"][index], grid),
-                  "ticket_map": _rounded(regions["ticket"][index], grid)}
-                 for entry in result.disagreements[:MAX_DIFFERING]
-                 for index in [int(np.searchsorted(sample.rows, entry["row"]))]]
+    differing = []
+    for entry in result.disagreements[:MAX_DIFFERING]:
+        index = int(np.searchsorted(sample.rows, entry["row"]))
+        shown = {**entry, "dense_map": _rounded(regions["dense"][index], grid),
+                 "ticket_map": _rounded(regions["ticket"][index], grid)}
+        if thumbnails:
+            shown["thumbnail"] = thumbnail(sample.features[index, 0], row=entry["row"], column=modality.column)
+        differing.append(shown)
     return dataclasses.replace(result, extra={**result.extra, "differing": differing})
 
 

@@ -148,7 +148,7 @@ class Attributions(Analysis):
         return image_attributions_from_sample(
             context.settings, sample, population=audit.population, dense=audit.dense.module,
             ticket=audit.ticket.module, modality=audit.modality, settings=audit.attribution, device=audit.device,
-            precision=audit.precision)
+            precision=audit.precision, thumbnails=audit.thumbnails)
 
     def notes(self, result: Any, context: FinishContext) -> list[str]:
         if result.extra.get("unit") == "pixel":

@@ -1,0 +1,317 @@
+"""Image models: the processor against transformers' own, every loader, bad inputs, batching, ViT attention
+and pixel attribution maps with a known answer."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from helpers import run_cli
+from image_models import (PROCESSOR, SIDE, cnn_bundles, huggingface_resnet, huggingface_vit, quadrant_models,
+                          write_images, write_processor)
+from PIL import Image
+
+import ticketaudit as ta
+from ticketaudit.exceptions import InvalidInputError
+from ticketaudit.images import ImageInputs, ImageProcessor
+
+transformers = pytest.importorskip("transformers")
+
+
+def _random_images() -> list[Image.Image]:
+    rng = np.random.default_rng(0)
+    return [Image.fromarray((rng.random((h, w, 3)) * 255).astype(np.uint8)) for h, w in [(40, 30), (17, 50), (64, 64)]]
+
+
+@pytest.mark.parametrize("processor", [
+    lambda: transformers.ViTImageProcessorPil(size={"height": 24, "width": 24}),
+    lambda: transformers.ConvNextImageProcessorPil(size={"shortest_edge": 24}, crop_pct=0.875),
+    lambda: transformers.CLIPImageProcessorPil(size={"shortest_edge": 24}, crop_size={"height": 20, "width": 20}),
+    lambda: transformers.BeitImageProcessorPil(size={"height": 28, "width": 28}, do_center_crop=True,
+                                               crop_size={"height": 24, "width": 24}),
+], ids=["vit", "convnext-crop-pct", "clip-shortest-edge-crop", "beit-center-crop"])
+def test_processor_matches_transformers(processor, tmp_path: Path) -> None:
+    reference = processor()
+    reference.save_pretrained(tmp_path)
+    ours = ImageProcessor.from_file(tmp_path / "preprocessor_config.json")
+    for image in _random_images():
+        expected = reference(image, return_tensors="np")["pixel_values"][0]
+        np.testing.assert_allclose(ours(image), expected, atol=1e-5)
+
+
+def test_grayscale_rgba_and_palette_images_become_rgb() -> None:
+    ours = ImageProcessor.from_dict(PROCESSOR, source="test")
+    for mode in ("L", "RGBA", "P", "I;16"):
+        image = Image.new(mode, (5, 7))
+        assert ours(image).shape == (3, SIDE, SIDE)
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"image_mean": None}, "image_mean"),
+    ({"image_std": [0.5, 0.5]}, "image_std"),
+    ({"image_std": [0.5, 0.0, 0.5]}, "positive"),
+    ({"size": {"longest": 3}}, "size"),
+    ({"size": {"height": 0, "width": 8}}, "positive integer"),
+    ({"do_center_crop": True}, "crop_size"),
+    ({"resample": 9}, "resample"),
+    ({"rescale_factor": -1}, "rescale_factor"),
+])
+def test_malformed_processor_is_refused_naming_the_entry(change: dict, words: str) -> None:
+    with pytest.raises(InvalidInputError, match=words):
+        ImageProcessor.from_dict({**PROCESSOR, **change}, source="p.json")
+
+
+def test_processor_file_that_is_not_json(tmp_path: Path) -> None:
+    path = tmp_path / "preprocessor_config.json"
+    path.write_text("{not json", encoding="utf-8")
+    with pytest.raises(InvalidInputError, match="not valid JSON"):
+        ImageProcessor.from_file(path)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame, Path, Path]:
+    folder = tmp_path_factory.mktemp("images")
+    table = write_images(folder, 90)
+    table.to_csv(folder / "data.csv", index=False)
+    dense, ticket = cnn_bundles(folder)
+    return folder, table, dense, ticket
+
+
+def _audit(dense, ticket, data, **options):
+    options = {"image": "path", "target": "label", "sensitive": "group", "seed": 0, "n_boot": 100,
+               "analyses": "metrics,disagreement,compression", **options}
+    return ta.audit(dense=dense, ticket=ticket, data=data, **options)
+
+
+def test_relative_paths_are_read_from_the_table_folder(images, tmp_path: Path, monkeypatch) -> None:
+    folder, table, dense, ticket = images
+    monkeypatch.chdir(tmp_path)  # not the table's folder
+    from_file = _audit(dense, ticket, folder / "data.csv").to_dict()
+    absolute = table.assign(path=[str(folder / p) for p in table["path"]])
+    from_frame = _audit(dense, ticket, absolute).to_dict()
+    for key in ("performance", "subgroups", "checks"):
+        assert from_file[key] == from_frame[key]
+
+
+def test_parquet_bytes_and_datasets_structs_give_the_same_audit(images, tmp_path: Path) -> None:
+    folder, table, dense, ticket = images
+    expected = _audit(dense, ticket, folder / "data.csv").to_dict()
+    encoded = [(folder / p).read_bytes() for p in table["path"]]
+    table.assign(path=encoded).to_parquet(tmp_path / "bytes.parquet")
+    table.assign(path=[{"bytes": b, "path": None} for b in encoded]).to_parquet(tmp_path / "structs.parquet")
+    for name in ("bytes.parquet", "structs.parquet"):
+        got = _audit(dense, ticket, tmp_path / name).to_dict()
+        assert got["performance"] == expected["performance"] and got["subgroups"] == expected["subgroups"]
+
+
+def test_batch_size_never_changes_the_json(images) -> None:
+    folder, _, dense, ticket = images
+    one = _audit(dense, ticket, folder / "data.csv", batch_size=1, analyses=None, attribution_rows=20).to_dict()
+    many = _audit(dense, ticket, folder / "data.csv", batch_size=64, analyses=None, attribution_rows=20).to_dict()
+    assert json.dumps(one, sort_keys=True) == json.dumps(many, sort_keys=True)
+
+
+def test_predictions_equal_the_model_on_the_processed_pixels(images) -> None:
+    folder, table, dense, ticket = images
+    result = _audit(dense, ticket, folder / "data.csv")
+    from ticketaudit.tickets import load_dense
+
+    loaded = load_dense(dense)
+    pixels = np.stack([loaded.image_processor(Image.open(folder / p)) for p in table["path"]])
+    with torch.no_grad():
+        predicted = loaded.module.double()(torch.as_tensor(pixels, dtype=torch.float64)).argmax(1).numpy()
+    accuracy = float((predicted == table["label"].to_numpy()).mean())
+    assert result.performance.overall.metrics["accuracy"].dense == pytest.approx(accuracy, abs=1e-12)
+
+
+def test_images_are_decoded_batch_by_batch(images, monkeypatch) -> None:
+    folder, table, _, _ = images
+    import ticketaudit.images as module
+
+    opened = []
+    real = module.open_image
+    monkeypatch.setattr(module, "open_image", lambda ref, **kw: opened.append(ref) or real(ref, **kw))
+    inputs = ImageInputs(np.array([str(folder / p) for p in table["path"]], dtype=object), np.arange(len(table)),
+                         ImageProcessor.from_dict(PROCESSOR, source="t"), "path")
+    assert opened == []  # building the inputs reads no image
+    sizes = []
+    for _, pixels in inputs.batches(rows=16):
+        sizes.append(len(pixels))
+        assert len(opened) == sum(sizes)  # only the batch in hand has been decoded
+    assert max(sizes) == 16 and sum(sizes) == len(table)
+
+
+def test_state_dict_with_factory_and_image_processor(images, tmp_path: Path) -> None:
+    folder, _, dense, ticket = images
+    from safetensors.torch import load_file, save_file
+
+    save_file(load_file(dense / "model.safetensors"), tmp_path / "dense.safetensors")
+    save_file(load_file(ticket / "model.safetensors"), tmp_path / "ticket.safetensors")
+    processor = write_processor(tmp_path / "preprocessor_config.json", PROCESSOR)
+    got = _audit(tmp_path / "dense.safetensors", tmp_path / "ticket.safetensors", folder / "data.csv",
+                 factory="image_models:build_cnn", image_processor=processor).to_dict()
+    expected = _audit(dense, ticket, folder / "data.csv").to_dict()
+    assert got["performance"] == expected["performance"]
+
+
+def _cli(folder: Path, dense: Path, ticket: Path, tmp_path: Path, *extra: str, data: str = "data.csv"):
+    out = tmp_path / "r.html"
+    run = run_cli(["report", "--dense", str(dense), "--ticket", str(ticket), "--data", str(folder / data),
+                   "--image", "path", "--target", "label", "--sensitive", "group", "--seed", "0", "--n-boot", "100",
+                   "--analyses", "metrics", "--out", str(out), "--quiet", *extra])
+    return run, out
+
+
+@pytest.mark.parametrize("damage, words", [
+    ("missing", "does not exist"),
+    ("text", "not an image"),
+    ("truncated", "cannot be decoded"),
+    ("empty", "is empty"),
+])
+def test_bad_image_is_exit_2_naming_row_and_file(images, tmp_path: Path, damage: str, words: str) -> None:
+    folder, table, dense, ticket = images
+    broken = tmp_path / "data"
+    broken.mkdir()
+    (broken / "images").symlink_to(folder / "images")
+    rows = table.copy()
+    if damage == "missing":
+        rows.loc[7, "path"] = "images/nowhere.png"
+    elif damage == "text":
+        (broken / "notes.png").write_text("not a picture", encoding="utf-8")
+        rows.loc[7, "path"] = "notes.png"
+    elif damage == "truncated":
+        data = (folder / table.loc[7, "path"]).read_bytes()
+        (broken / "cut.png").write_bytes(data[: len(data) // 2])
+        rows.loc[7, "path"] = "cut.png"
+    else:
+        rows.loc[7, "path"] = ""
+    rows.to_csv(broken / "data.csv", index=False)
+    run, out = _cli(broken, dense, ticket, tmp_path)
+    assert run.code == 2, run.stdout + run.stderr
+    assert "row 7" in run.stderr and words in run.stderr and "Traceback" not in run.stderr
+    assert not out.exists()
+
+
+def test_processor_that_does_not_fit_the_model_is_exit_2_before_any_work(images, tmp_path: Path) -> None:
+    folder, _, dense, ticket = images
+    gray = write_processor(tmp_path / "gray.json", {**PROCESSOR, "image_mean": [0.5], "image_std": [0.5],
+                                                    "num_channels": 1})
+    run, out = _cli(folder, dense, ticket, tmp_path, "--image-processor", str(gray))
+    assert run.code == 2 and "cannot take the 1x8x8 images" in run.stderr and not out.exists()
+
+
+def test_image_model_without_processor_or_image_column(images, tmp_path: Path) -> None:
+    folder, _, dense, ticket = images
+    bare = tmp_path / "bare"
+    cnn_bundles(bare, processor={})
+    for name in ("dense", "ticket"):
+        (bare / name / "preprocessor_config.json").unlink()
+    run, _ = _cli(folder, bare / "dense", bare / "ticket", tmp_path)
+    assert run.code == 2 and "--image-processor" in run.stderr
+    run = run_cli(["report", "--dense", str(dense), "--ticket", str(ticket), "--data", str(folder / "data.csv"),
+                   "--target", "label", "--sensitive", "group", "--out", str(tmp_path / "x.html"), "--quiet"])
+    assert run.code == 2 and "--image COL" in run.stderr
+
+
+def test_huggingface_vit_audit_with_attention(tmp_path: Path) -> None:
+    table = write_images(tmp_path, 60)
+    table.to_csv(tmp_path / "data.csv", index=False)
+    dense, ticket = huggingface_vit(tmp_path)
+    result = ta.audit(dense=dense, ticket=ticket, data=tmp_path / "data.csv", image="path", target="label",
+                      sensitive="group", seed=0, n_boot=100, analyses="metrics,attention")
+    attention = result.to_dict()["attention"]
+    assert [layer["heads"] for layer in attention["layers"]] == [2, 2]
+    # Every patch and the class token are real keys: the entropy is normalised by log(5), computed directly here.
+    model = transformers.ViTForImageClassification.from_pretrained(dense, attn_implementation="eager").double().eval()
+    processor = ImageProcessor.from_file(dense / "preprocessor_config.json")
+    pixels = np.stack([processor(Image.open(tmp_path / p)) for p in table["path"]])
+    with torch.no_grad():
+        maps = model(torch.as_tensor(pixels, dtype=torch.float64), output_attentions=True).attentions
+    keys = (SIDE // 4) ** 2 + 1
+    expected = [float((-(a * torch.log(a.clamp_min(1e-300))).sum(-1) / np.log(keys)).mean(dim=(0, 2))[h])
+                for a in maps for h in range(2)]
+    got = [h["dense"] for h in attention["heads"]]
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_huggingface_resnet_runs_without_attention(tmp_path: Path) -> None:
+    table = write_images(tmp_path, 40)
+    table.to_csv(tmp_path / "data.csv", index=False)
+    resnet = huggingface_resnet(tmp_path)
+    result = ta.audit(dense=resnet, ticket=resnet, data=tmp_path / "data.csv", image="path", target="label",
+                      sensitive="group", seed=0, n_boot=100, attribution_rows=10)
+    assert "attention" not in result.results and "attributions" in result.results
+    assert result.performance.overall.metrics["accuracy"].delta == 0
+
+
+def test_attribution_maps_show_where_each_model_looks(tmp_path: Path) -> None:
+    """Dense reads the top-left and bottom-right quadrants, the ticket only the bottom-right: the ticket's
+    top-left regions get exactly zero attribution and the difference map is negative only there."""
+    table = write_images(tmp_path, 60, mixed_sizes=False)
+    model, mask = quadrant_models()
+    processor = write_processor(tmp_path / "p.json", PROCESSOR)
+    result = ta.audit(dense=model, ticket=mask.apply(model), data=table.assign(path=[str(tmp_path / p) for p in table["path"]]),
+                      image="path", image_processor=processor, target="label", sensitive="group", seed=0, n_boot=100,
+                      analyses="attributions", attribution_rows=30)
+    section = result.to_dict()["attributions"]
+    assert section["unit"] == "pixel" and section["map_grid"] == [SIDE, SIDE]
+    overall = next(m for m in section["maps"] if m["group"] == "overall")
+    dense, ticket, difference = (np.array(overall[k]) for k in ("dense", "ticket", "difference"))
+    half = SIDE // 2
+    assert np.all(ticket[:half, :half] == 0) and np.all(dense[:half, :half] > 0)
+    assert np.all(dense[:half, half:] == 0) and np.all(dense[half:, :half] == 0)
+    np.testing.assert_allclose(ticket[half:, half:], dense[half:, half:], rtol=1e-6)
+    assert np.all(difference[:half, :half] < 0) and np.all(difference[half:, half:] == pytest.approx(0, abs=1e-9))
+    assert {g["group"] for g in section["groups"]} == {"group=a", "group=b"}
+    for group in [section["overall"], *section["groups"]]:
+        low, high = group["top_overlap_ci"]
+        assert 0 <= low <= group["top_overlap"] <= high <= 1
+    assert len(section["differing"]) > 0 and np.array(section["differing"][0]["dense_map"]).shape == (SIDE, SIDE)
+
+
+def test_text_only_methods_are_refused_for_images(images) -> None:
+    folder, _, dense, ticket = images
+    with pytest.raises(InvalidInputError, match="cannot explain image models"):
+        _audit(dense, ticket, folder / "data.csv", analyses="attributions", attribution_method="deeplift")
+
+
+def test_image_report_renders_the_maps(images, tmp_path: Path) -> None:
+    folder, _, dense, ticket = images
+    out = tmp_path / "r.html"
+    run = run_cli(["report", "--dense", str(dense), "--ticket", str(ticket), "--data", str(folder / "data.csv"),
+                   "--image", "path", "--target", "label", "--sensitive", "group", "--seed", "0", "--n-boot", "100",
+                   "--attribution-rows", "20", "--out", str(out), "--json", str(tmp_path / "r.json"), "--quiet"])
+    assert run.code in (0, 1), run.stderr
+    html = out.read_text(encoding="utf-8")
+    assert "Mean attribution maps per group" in html and html.count("<svg role=\"img\" aria-label=\"dense map") >= 3
+    assert "Images whose explanations differ most" in html
+
+
+def test_png_decoding_does_not_need_torchvision() -> None:
+    import sys
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buffer, format="PNG")
+    ImageInputs(np.array([buffer.getvalue()], dtype=object), np.arange(1), ImageProcessor.from_dict(PROCESSOR, source="t"),
+                "x").pixels()
+    assert "torchvision" not in sys.modules
+
+
+def test_thumbnails_are_embedded_unless_refused(images, tmp_path: Path) -> None:
+    folder, _, dense, ticket = images
+    options = {"analyses": "metrics,disagreement,attributions", "attribution_rows": 20}
+    shown = _audit(dense, ticket, folder / "data.csv", **options).to_dict()
+    hidden = _audit(dense, ticket, folder / "data.csv", thumbnails=False, **options).to_dict()
+    examples = shown["disagreement"]["examples"]
+    assert examples and all(e["thumbnail"].startswith("data:image/png;base64,") for e in examples)
+    assert all(d["thumbnail"].startswith("data:image/png;base64,") for d in shown["attributions"]["differing"])
+    text = json.dumps(hidden)
+    assert "data:image" not in text
+    assert [{k: v for k, v in e.items() if k != "thumbnail"} for e in examples] == hidden["disagreement"]["examples"]
+    decoded = Image.open(io.BytesIO(__import__("base64").b64decode(examples[0]["thumbnail"].split(",", 1)[1])))
+    assert max(decoded.size) <= 64
