@@ -60,3 +60,13 @@ def test_auto_precision_is_the_models_own_on_the_gpu() -> None:
     result = ta.audit(dense=dense, ticket=ticket, data=one_hot_table(200), target="y", sensitive="group",
                       features=FEATURES, device=GPU, n_boot=200, seed=0)
     assert result.to_dict()["settings"]["precision"] == "float32"
+
+
+def test_image_models_on_the_gpu(tmp_path: Path) -> None:
+    from image_models import huggingface_vit, write_images
+
+    table = write_images(tmp_path, 60)
+    dense, ticket = huggingface_vit(tmp_path)
+    _agree(_both(dense=dense, ticket=ticket, data=table.assign(path=[str(tmp_path / p) for p in table["path"]]),
+                 image="path", target="label", sensitive="group", analyses="metrics,attention,attributions",
+                 attribution_rows=20))

@@ -315,3 +315,35 @@ def test_thumbnails_are_embedded_unless_refused(images, tmp_path: Path) -> None:
     assert [{k: v for k, v in e.items() if k != "thumbnail"} for e in examples] == hidden["disagreement"]["examples"]
     decoded = Image.open(io.BytesIO(__import__("base64").b64decode(examples[0]["thumbnail"].split(",", 1)[1])))
     assert max(decoded.size) <= 64
+
+
+def _parts(folder: Path, table: pd.DataFrame) -> Path:
+    """The table as 3 Parquet files in ``folder/parts`` (image paths relative to that directory)."""
+    parts = folder / "parts"
+    parts.mkdir(exist_ok=True)
+    moved = table.assign(path=["../" + p for p in table["path"]])
+    for i, chunk in enumerate(np.array_split(np.arange(len(moved)), 3)):
+        moved.iloc[chunk].to_parquet(parts / f"part-{i}.parquet")
+    return parts
+
+
+def test_a_directory_of_parquet_files_is_read_fragment_by_fragment(images) -> None:
+    folder, table, dense, ticket = images
+    options = {"analyses": "metrics,disagreement,attributions", "attribution_rows": 20}
+    whole = _audit(dense, ticket, folder / "data.csv", **options).to_dict()
+    parts = _audit(dense, ticket, _parts(folder, table), **options).to_dict()
+    for key in ("performance", "subgroups", "checks", "disagreement", "attributions"):
+        assert parts[key] == whole[key], key
+
+
+@pytest.mark.slow
+def test_ray_engine_gives_the_same_image_audit(images) -> None:
+    ray = pytest.importorskip("ray")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    folder, table, dense, ticket = images
+    data = str(_parts(folder, table))
+    options = {"analyses": "metrics,disagreement,attributions", "attribution_rows": 20}
+    local = _audit(dense, ticket, data, **options).to_dict()
+    remote = _audit(dense, ticket, data, engine="ray", num_workers=2, **options).to_dict()
+    assert json.dumps(remote, sort_keys=True) == json.dumps(local, sort_keys=True)

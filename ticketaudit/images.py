@@ -145,7 +145,7 @@ class ImageProcessor:
 def _per_channel(value: Any, key: str, bad: Callable[[str, str], None]) -> tuple[float, ...] | None:
     if value is None:
         bad(key, "a list of per-channel numbers (do_normalize is on)")
-    values = value if isinstance(value, list) else [value]
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
     if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         bad(key, "a number or a list of per-channel numbers")
     if len(values) not in (1, 3):

@@ -217,23 +217,25 @@ class PairedPass:
 
 def forward_both(dense: ModelRunner, ticket: ModelRunner, features: Features, *, batch_size: int,
                  observer: ForwardObserver | None = None, progress: Callable[[int], None] | None = None) -> PairedPass:
-    """One pass over ``features`` running both models batch by batch (with ``observer`` reading along)."""
-    if observer is None:
-        return PairedPass(dense.probabilities(features, batch_size=batch_size, progress=progress),
-                          ticket.probabilities(features, batch_size=batch_size, progress=progress), None)
-    caps = [cap for cap in (dense.max_rows, ticket.max_rows, observer.max_rows) if cap is not None]
+    """One pass over ``features`` running both models batch by batch (with ``observer`` reading along): each
+    batch is built once (images decoded once) for both models."""
+    caps = [cap for cap in (dense.max_rows, ticket.max_rows, observer.max_rows if observer else None)
+            if cap is not None]
     dense_pieces, ticket_pieces, observed_pieces = [], [], []
     for positions, batch in row_batches(features, batch_size=batch_size,
-                                        max_rows=lambda length: min(cap(length) for cap in caps)):
-        logits_dense, logits_ticket, values = observer.forward(batch)
+                                        max_rows=(lambda length: min(cap(length) for cap in caps)) if caps else None):
+        if observer is not None:
+            logits_dense, logits_ticket, values = observer.forward(batch)
+            observed_pieces.append((positions, values))
+        else:
+            logits_dense, logits_ticket = dense.logits(batch), ticket.logits(batch)
         dense_pieces.append((positions, probabilities_of(logits_dense, dense.dtype)))
         ticket_pieces.append((positions, probabilities_of(logits_ticket, ticket.dtype)))
-        observed_pieces.append((positions, values))
         if progress is not None:
-            progress(2 * len(values))  # both models' rows, as the plain pass counts them
+            progress(2 * len(dense_pieces[-1][1]))  # both models' rows
     rows = len(features)
     return PairedPass(finite(in_row_order(dense_pieces, rows=rows)), finite(in_row_order(ticket_pieces, rows=rows)),
-                      in_row_order(observed_pieces, rows=rows))
+                      in_row_order(observed_pieces, rows=rows) if observer is not None else None)
 
 
 @dataclass(frozen=True, eq=False)
