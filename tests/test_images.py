@@ -347,3 +347,44 @@ def test_ray_engine_gives_the_same_image_audit(images) -> None:
     local = _audit(dense, ticket, data, **options).to_dict()
     remote = _audit(dense, ticket, data, engine="ray", num_workers=2, **options).to_dict()
     assert json.dumps(remote, sort_keys=True) == json.dumps(local, sort_keys=True)
+
+
+def test_pruned_cnn_candidates_are_saved_as_measured(images, tmp_path: Path) -> None:
+    """``ticketaudit prune --image``: every method (filter pruning as the structured one) and fine-tuning on a
+    training table in another folder; each saved candidate, audited as it is, reproduces its reported numbers."""
+    from ticketaudit.prune import prune, write_prune
+    from ticketaudit.tickets import load_ticket
+    from ticketaudit.tickets import load_dense as load
+
+    folder, _, dense, _ = images
+    train = tmp_path / "train"
+    write_images(train, 120, seed=5).to_csv(train / "train.csv", index=False)
+    result = prune(dense=dense, data=folder / "data.csv", train_data=train / "train.csv", image="path",
+                   target="label", sensitive="group", sparsity=0.6, methods="all", recover="finetune", epochs=1,
+                   n_boot=100, seed=0)
+    out = tmp_path / "out"
+    write_prune(result, out)
+    reported = json.loads((out / "alternatives.json").read_text())["alternatives"]["candidates"]
+    saved = [c for c in reported if c["saved_to"] is not None]
+    assert {c["method"] for c in saved} == {"global-magnitude", "layerwise-magnitude", "group-balanced", "worst-group",
+                                           "structured"}
+    for candidate in saved:
+        assert (Path(candidate["saved_to"]) / "preprocessor_config.json").is_file()
+        audit = _audit(dense, candidate["saved_to"], folder / "data.csv", analyses="metrics")
+        assert audit.performance.overall.metrics["accuracy"].ticket == pytest.approx(candidate["accuracy"], abs=1e-9)
+        groups = {g.group: g.metrics["accuracy"].ticket for g in audit.performance.subgroups}
+        assert groups == pytest.approx(candidate["group_accuracy"], abs=1e-9)
+    structured = next(c for c in saved if c["method"] == "structured")
+    mask = load_ticket(structured["saved_to"], dense=load(dense)).mask
+    chain = ["features.0.weight", "features.3.weight", "classifier.weight"]
+    pruned_filters = 0
+    for first, second in zip(chain[:-1], chain[1:]):
+        dropped = [f for f in range(mask[first].shape[0]) if not mask[first][f].any()]
+        assert all(not mask[second][:, f].any() for f in dropped)  # a filter goes with the channel reading it
+        pruned_filters += len(dropped)
+    assert pruned_filters > 0
+    inputs_alive = torch.ones(mask[chain[0]].shape[1], dtype=torch.bool)
+    for name in chain[:-1]:  # whole filters only, never single weights: a kept filter reads every live channel
+        for f in range(mask[name].shape[0]):
+            assert bool(mask[name][f][inputs_alive].all()) or not mask[name][f].any()
+        inputs_alive = mask[name].flatten(1).any(dim=1)

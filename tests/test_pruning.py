@@ -230,7 +230,7 @@ PRUNE_BAD_INPUTS = {
     "sweep not numbers": (lambda a, r, t: [*a, "--sweep", "0.5,lots"], "--sweep must be comma-separated numbers"),
     "method unknown": (lambda a, r, t: _set(a, "--method", "lottery-magic"), "pruning method 'lottery-magic' is unknown"),
     "structured without structure": (lambda a, r, t: _set(_set(a, "--dense", str(_ft_bundle(t))), "--method", "structured"),
-                                     "structured pruning needs a model whose weight matrices form a chain"),
+                                     "structured pruning needs a model whose weights form a chain"),
     "training data with other columns": (lambda a, r, t: [*a, "--recover", "finetune", "--train-data",
                                                           _other_columns(r, t)], "different columns"),
     "recover without training data": (lambda a, r, t: [*a, "--recover", "finetune"], "needs training data"),

@@ -30,7 +30,7 @@ from .config import AuditConfig, EngineSettings, Policy
 from .data import load_table
 from .engine.rows import AuditRows, column_chunks, open_rows, run_shards
 from .engine.shard import AuditPlan, AuditState
-from .images import ImageProcessor
+from .images import ImageProcessor, absolute_images
 from .inputs import check_classes, encode_target
 from .modalities import choose_modality
 from .modalities.base import Modality
@@ -279,7 +279,8 @@ def audit(
             loaded.dense, frame=planned.rows.frame, target=options.target, sensitive=list(options.sensitive),
             features=options.features, settings=options.prune, policy=options.policy, seed=options.seed,
             n_boot=options.n_boot, train_frame=planned.train_frame, audited=loaded.ticket,
-            batch_size=planned.context.batch_size, explicit_methods=False)
+            batch_size=planned.context.batch_size, explicit_methods=False,
+            inputs_of=planned.context.modality.matrix if planned.context.modality.name == "image" else None)
     step("Done", 1, 1)
     return _assemble(options, loaded, planned, analysed, checks, alternatives=alternative_result)
 
@@ -344,7 +345,7 @@ def _load(options: AuditOptions, *, dense: Any, ticket: Any, mask: Any, tokenize
     if options.image_processor is not None and modality.name != "image":
         fail("--image-processor belongs to image models (with --image COL); leave it out for this model.")
     if options.prune is not None and not modality.prunable:
-        fail(f"--alternatives works on tabular models; this model reads {modality.name}s.")
+        fail(f"--alternatives works on tabular and image models; this model reads {modality.name}s.")
     analyses, skipped = _choose_analyses(options.requested, dense_model, ticket_model, modality)
     return _Loaded(dense=dense_model, ticket=ticket_model, modality=modality, analyses=analyses, notes=tuple(skipped))
 
@@ -360,6 +361,8 @@ def _plan(options: AuditOptions, loaded: _Loaded, *, data: Any) -> _Planned:
         assert rows.frame is not None
         train_frame = (load_table(options.train_data, text_columns=(*options.sensitive, options.target)).frame
                        if options.train_data is not None else None)
+        if train_frame is not None and options.image is not None:
+            train_frame = absolute_images(train_frame, column=options.image, root=data_folder(options.train_data))
         check_training_data(options.prune, frame=rows.frame, train_frame=train_frame)
     modality = loaded.modality.build(loaded.dense, probe=rows.probe, target=options.target,
                                      features=options.features, text=options.text, image=options.image,

@@ -308,6 +308,8 @@ def prune(
     recover: Annotated[str, typer.Option(help=f"{listed(RECOVERIES)} (all but none need --train-data).")] = "none",
     train_data: Annotated[Optional[str], typer.Option(help="Training table (masks and fine-tuning); without it --data is split by group.")] = None,
     features: Annotated[Optional[str], typer.Option(help="Feature columns in model-input order (models without preprocess.json).")] = None,
+    image: Annotated[Optional[str], typer.Option(help="Image column of a CNN: file paths (relative to each table's folder) or encoded bytes.")] = None,
+    image_processor: Annotated[Optional[Path], typer.Option(help="preprocessor_config.json turning images into model inputs [default: the bundle's].")] = None,
     factory: Annotated[Optional[str], typer.Option(help="MODULE:FUNC building the nn.Module for plain state_dicts.")] = None,
     rounds: Annotated[int, typer.Option(help="Iterative pruning rounds (density shrinks geometrically).")] = 1,
     rewind_to: Annotated[str, typer.Option(help="Each round restarts from the dense weights (dense) or continues (none).")] = "dense",
@@ -328,7 +330,8 @@ def prune(
     from .report.render import command_line
 
     _check_output_directory(out, first_file="alternatives.json", what="prune output")
-    inputs = {"--dense": dense, "--data": data, "--train-data": train_data, "--policy": policy}
+    inputs = {"--dense": dense, "--data": data, "--train-data": train_data, "--policy": policy,
+              "--image-processor": image_processor}
     check_not_input({"--out": out}, inputs)
     the_policy = Policy.from_toml(policy) if policy is not None else Policy()
     with _progress(quiet) as update:
@@ -337,7 +340,8 @@ def prune(
                       recover=recover, train_data=train_data, features=features, policy=the_policy, seed=seed,
                       n_boot=n_boot, rounds=rounds, rewind_to=rewind_to, seeds=seeds,
                       sweep=_floats(sweep, option="--sweep"),
-                      data_fractions=_floats(data_fractions, option="--data-fractions"), epochs=epochs, factory=factory, allow_pickle=allow_pickle)
+                      data_fractions=_floats(data_fractions, option="--data-fractions"), epochs=epochs, factory=factory,
+                      allow_pickle=allow_pickle, image=image, image_processor=image_processor)
     write_prune(result, out, command=command_line(), inputs=inputs)
     alternatives = result.alternatives
     for candidate in alternatives.candidates:

@@ -34,6 +34,8 @@ class ImageProcessor:
     image to a float32 (channels, height, width) array."""
 
     source: str
+    config: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+    """The config as read (saved beside pruned candidates, so they load with the same preprocessing)."""
     convert_rgb: bool = True
     channels: int = 3
     resize: dict[str, int] | None = None
@@ -99,7 +101,7 @@ class ImageProcessor:
             rescale = config.get("rescale_factor", 1 / 255)
             if isinstance(rescale, bool) or not isinstance(rescale, (int, float)) or rescale <= 0:
                 bad("rescale_factor", "a positive number")
-        return cls(source=source, convert_rgb=channels == 3, channels=channels, resize=resize,
+        return cls(source=source, config=json.loads(json.dumps(config)), convert_rgb=channels == 3, channels=channels, resize=resize,
                    crop_pct=float(crop_pct) if crop_pct is not None and resize and "shortest_edge" in resize else None,
                    resample=int(resample), crop=crop, rescale=float(rescale) if rescale is not None else None,
                    mean=mean, std=std)
@@ -204,6 +206,15 @@ def image_reference(value: Any, *, root: Path) -> str | bytes | None:
         return None
     path = Path(text).expanduser()
     return str(path if path.is_absolute() else root / path)
+
+
+def absolute_images(frame: Any, *, column: str, root: Path) -> Any:
+    """``frame`` with the image column's relative paths made absolute from ``root`` (a training table read
+    beside the audit table, whose paths are relative to its own folder)."""
+    if column not in frame.columns:
+        return frame
+    return frame.assign(**{column: [image_reference(v, root=root) if isinstance(v, str) else v
+                                    for v in frame[column].tolist()]})
 
 
 def describe_reference(reference: str | bytes) -> str:

@@ -18,6 +18,7 @@ from ._io import check_not_input, write_atomically
 from ._validation import as_list, fail
 from .config import Policy
 from .data import load_table
+from .images import ImageProcessor, absolute_images
 from .pruning.alternatives import AlternativesResult, PruneSettings, find_alternatives
 from .tickets import LoadedModel, load_dense
 from .tickets.bundle import bundle_files
@@ -59,8 +60,11 @@ def prune(*, dense: nn.Module | str | Path, data: pd.DataFrame | str | Path, tar
           features: str | Sequence[str] | None = None, policy: Policy | None = None, seed: int = 0,
           n_boot: int = 1000, rounds: int = 1, rewind_to: str = "dense", seeds: int = 1,
           sweep: Sequence[float] = (), data_fractions: Sequence[float] = (), epochs: int = 3,
-          factory: str | None = None, allow_pickle: bool = False, batch_size: int = 1024) -> PruneResult:
-    """Find a ticket with each method at ``sparsity`` and compare them on ``data`` (held out)."""
+          factory: str | None = None, allow_pickle: bool = False, batch_size: int = 1024, image: str | None = None,
+          image_processor: str | Path | None = None) -> PruneResult:
+    """Find a ticket with each method at ``sparsity`` and compare them on ``data`` (held out). ``image`` names the
+    image column of an image model (paths relative to each table's folder), ``image_processor`` its
+    preprocessor_config.json when the model directory has none."""
     method_list = as_list(methods, option="--method") or []
     settings = PruneSettings(methods=tuple(method_list), sparsity=sparsity, recover=recover, rounds=rounds,
                              rewind_to=rewind_to, seeds=seeds, sweep=tuple(sweep),
@@ -69,17 +73,31 @@ def prune(*, dense: nn.Module | str | Path, data: pd.DataFrame | str | Path, tar
     feature_list = as_list(features, option="--features")
     loaded = load_dense(dense, factory=factory, allow_pickle=allow_pickle)
     if is_huggingface_module(loaded.module):
-        fail("ticketaudit prune works on tabular models (bundles, state_dicts, modules); this is a Hugging Face "
-             "text model.")
+        fail("ticketaudit prune works on bundles, state_dicts and modules (tabular models and CNNs); this is a "
+             "Hugging Face model directory. Audit its pruned copies with ticketaudit report.")
+    if image_processor is not None:
+        loaded = dataclasses.replace(loaded, image_processor=ImageProcessor.from_file(image_processor))
     grouping = (*sensitive_columns, target)
     table = load_table(data, text_columns=grouping)
     train_frame = load_table(train_data, text_columns=grouping).frame if train_data is not None else None
     if target in sensitive_columns:
         fail(f"the target column '{target}' cannot also be a sensitive column.")
+    inputs_of = None
+    if image is not None or loaded.image_processor is not None:
+        from .audit import data_folder
+        from .modalities import choose_modality
+
+        modality = choose_modality(loaded, target=target, sensitive=sensitive_columns, features=feature_list,
+                                   text=None, image=image).build(
+            loaded, probe=table.frame.iloc[:1], target=target, features=None, text=None, image=image,
+            root=data_folder(data))
+        inputs_of = modality.matrix  # type: ignore[attr-defined]
+        if train_frame is not None:
+            train_frame = absolute_images(train_frame, column=str(image), root=data_folder(train_data))
     alternatives = find_alternatives(
         loaded, frame=table.frame, target=target, sensitive=sensitive_columns, features=feature_list,
         settings=settings, policy=policy or Policy(), seed=seed, n_boot=n_boot, train_frame=train_frame,
-        batch_size=batch_size, explicit_methods=method_list != ["all"])
+        batch_size=batch_size, explicit_methods=method_list != ["all"], inputs_of=inputs_of)
     data_info = {"rows": int(len(table.frame)), "sha256": table.sha256, "target": target,
                  "sensitive": sensitive_columns, "train_rows": None if train_frame is None else int(len(train_frame))}
     return PruneResult(
@@ -108,6 +126,7 @@ def candidate_files(result: PruneResult, out: Path) -> dict[Path, bytes]:
                 arguments=config.get("arguments", {}) if config else None,
                 labels=result.dense.labels,
                 preprocess=result.dense.preprocess,
+                image_processor=result.dense.image_processor.config if result.dense.image_processor else None,
             )
         )
     return files

@@ -23,6 +23,7 @@ class ImageModality(Modality):
     """Pixels decoded batch by batch in worker threads; attributions are pixel maps (``image_attributions``)."""
 
     name: ClassVar[str] = "image"
+    prunable: ClassVar[bool] = True
     attributable: ClassVar[bool] = True
     attribution_unit: ClassVar[str] = "pixel"
     default_batch_size: ClassVar[int] = 64
@@ -71,6 +72,11 @@ class ImageModality(Modality):
                      f"Relative paths are read from the data table's folder ('{self.root}'); fix the path or the file.")
             references[i] = reference
         return ImageInputs(references, np.asarray(frame.index), self.processor, self.column, tokens=self.tokens)
+
+
+    def matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        """Every row's pixels at once (pruning alternatives train and score on them in memory)."""
+        return self.inputs(frame).pixels()
 
 
 def _attention_positions(module: Any, processor: ImageProcessor) -> int:

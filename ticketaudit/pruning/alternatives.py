@@ -7,7 +7,7 @@ never the rows that compare the candidates.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,7 @@ from ..data import build_groups
 from ..inputs import build_features, encode_target
 from ..tickets.load import LoadedModel
 from ..tickets.mask import Mask
-from .methods import METHODS, Calibration, check_methods, choose_mask, linear_chain
+from .methods import METHODS, MSG_NO_CHAIN, Calibration, check_methods, choose_mask, conv_chain, linear_chain
 from .recover import RECOVERY, RecoverySettings, recover
 
 AUDITED = "audited ticket"
@@ -169,9 +169,12 @@ def split_by_group(frame: pd.DataFrame, sensitive: list[str], *, seed: int) -> t
     return frame[calibration].reset_index(drop=True), frame[~calibration].reset_index(drop=True)
 
 
-def _rows(frame: pd.DataFrame, *, dense: LoadedModel, target: str, features: list[str] | None,
-          n_outputs: int) -> _Rows:
-    matrix, _ = build_features(frame, target=target, features=features, preprocess=dense.preprocess)
+InputsOf = Callable[[pd.DataFrame], np.ndarray]
+"""A table's rows as one model-input array (tabular features; decoded images)."""
+
+
+def _rows(frame: pd.DataFrame, *, dense: LoadedModel, target: str, inputs_of: InputsOf, n_outputs: int) -> _Rows:
+    matrix = inputs_of(frame)
     labels, class_names = encode_target(frame, target, n_outputs=n_outputs, labels=dense.labels)
     return _Rows(matrix, labels, class_names, frame)
 
@@ -336,8 +339,14 @@ def find_alternatives(
     audited: LoadedModel | None = None,
     batch_size: int = 1024,
     explicit_methods: bool = True,
+    inputs_of: InputsOf | None = None,
 ) -> AlternativesResult:
-    """Every method's candidate(s) and the audited ticket, compared on the same evaluation rows."""
+    """Every method's candidate(s) and the audited ticket, compared on the same evaluation rows. ``inputs_of``
+    maps a table to the model's inputs (default: the tabular features of ``features`` / preprocess.json)."""
+    if inputs_of is None:
+        def inputs_of(table: pd.DataFrame) -> np.ndarray:
+            return build_features(table, target=target, features=features, preprocess=dense.preprocess)[0]
+
     notes: list[str] = []
     check_training_data(settings, frame=frame, train_frame=train_frame)
     if train_frame is not None:
@@ -350,25 +359,21 @@ def find_alternatives(
             "fine-tuning) and an evaluation half (this comparison)"
         )
     methods = list(settings.methods)
-    if "structured" in methods and not linear_chain(dense.module):
+    if "structured" in methods and not (linear_chain(dense.module) or conv_chain(dense.module)):
         if explicit_methods and list(settings.methods) != list(METHODS):
-            fail(
-                "structured pruning needs a model whose weight matrices form a chain of nn.Linear layers (an "
-                "MLP); this model has none. Choose an unstructured --method."
-            )
+            fail(MSG_NO_CHAIN)
         methods.remove("structured")
-        notes.append("structured pruning was skipped: the model's weights do not form a chain of nn.Linear layers.")
+        notes.append("structured pruning was skipped: the model's weights form neither a chain of nn.Linear layers "
+                     "nor a chain of convolutions ending in a linear layer.")
     dense_runner = ModelRunner(dense.module, device=torch.device("cpu"))
-    n_outputs = dense_runner.output_width(
-        build_features(evaluation_frame.iloc[:1], target=target, features=features, preprocess=dense.preprocess)[0]
-    )
+    n_outputs = dense_runner.output_width(inputs_of(evaluation_frame.iloc[:1]))
     if n_outputs < 2:
         fail(
             "pruning alternatives need a model with one logit per class (2 or more outputs); this model has a "
             "single output (a sigmoid head). Audit it without --alternatives, or prune a model with a softmax head."
         )
-    evaluation = _rows(evaluation_frame, dense=dense, target=target, features=features, n_outputs=n_outputs)
-    calibration_rows = _rows(calibration_frame, dense=dense, target=target, features=features, n_outputs=n_outputs)
+    evaluation = _rows(evaluation_frame, dense=dense, target=target, inputs_of=inputs_of, n_outputs=n_outputs)
+    calibration_rows = _rows(calibration_frame, dense=dense, target=target, inputs_of=inputs_of, n_outputs=n_outputs)
     calibration_groups = build_groups(calibration_frame, sensitive)
     calibration = Calibration(
         torch.tensor(calibration_rows.features, dtype=torch.float32),

@@ -170,31 +170,51 @@ def linear_chain(model: nn.Module) -> list[str]:
     return names
 
 
+def conv_chain(model: nn.Module) -> list[str]:
+    """Names of the prunable weights when they are convolutions, each reading the previous one's output
+    channels, ending in one nn.Linear that reads the last convolution's channels (after global pooling), else []."""
+    convolutions = {f"{name}.weight" for name, m in model.named_modules() if isinstance(m, nn.Conv2d) and m.groups == 1}
+    linear_weights = {f"{name}.weight" for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+    params = prunable_parameters(model)
+    names = list(params)
+    if len(names) < 2 or names[-1] not in linear_weights or any(n not in convolutions for n in names[:-1]):
+        return []
+    for first, second in zip(names[:-1], names[1:]):
+        if params[first].shape[0] != params[second].shape[1]:
+            return []
+    return names
+
+
+MSG_NO_CHAIN = ("structured pruning needs a model whose weights form a chain of nn.Linear layers (an MLP) or of "
+                "convolutions ending in a linear layer (a plain CNN); this model has neither. Choose an unstructured "
+                "--method.")
+
+
 def structured_mask(model: nn.Module, *, sparsity: float) -> Mask:
-    """Prune whole hidden neurons (a row of one layer and the matching column of the next), lowest
-    L2 norm first, until the share of zeroed weights reaches ``sparsity`` (to within one neuron)."""
-    chain = linear_chain(model)
+    """Prune whole units, lowest L2 norm first, until the share of zeroed weights reaches ``sparsity`` (to within
+    one unit): hidden neurons of an MLP (a row of one layer and the matching column of the next) or filters of a
+    CNN (an output channel of one convolution and the matching input channel of the next layer)."""
+    chain = linear_chain(model) or conv_chain(model)
     if not chain:
-        fail("structured pruning needs a model whose weight matrices form a chain of nn.Linear layers (an MLP); "
-             "this model has none. Choose an unstructured --method.")
+        fail(MSG_NO_CHAIN)
     params = prunable_parameters(model)
     keep = {n: torch.ones_like(p, dtype=torch.bool) for n, p in params.items()}
-    neurons = []
+    units = []
     for first, second in zip(chain[:-1], chain[1:]):
         w_in, w_out = params[first].detach(), params[second].detach()
-        norms = torch.sqrt((w_in**2).sum(dim=1) + (w_out**2).sum(dim=0))
-        neurons += [(float(norms[row]), first, second, row) for row in range(w_in.shape[0])]
+        norms = torch.sqrt((w_in**2).flatten(1).sum(dim=1) + (w_out**2).transpose(0, 1).flatten(1).sum(dim=1))
+        units += [(float(norms[unit]), first, second, unit) for unit in range(w_in.shape[0])]
     target = sparsity * sum(p.numel() for p in params.values())
     removed = 0
     left = {name: params[name].shape[0] for name in chain[:-1]}
-    for _, first, second, row in sorted(neurons, key=lambda n: (n[0], n[1], n[3])):
+    for _, first, second, unit in sorted(units, key=lambda n: (n[0], n[1], n[3])):
         if left[first] <= 1:  # never disconnect a layer
             continue
-        newly = int(keep[first][row, :].sum()) + int(keep[second][:, row].sum())
+        newly = int(keep[first][unit].sum()) + int(keep[second][:, unit].sum())
         if removed + newly / 2 > target:
             break
-        keep[first][row, :] = False
-        keep[second][:, row] = False
+        keep[first][unit] = False
+        keep[second][:, unit] = False
         left[first] -= 1
         removed += newly
     return Mask(keep, model=model)
