@@ -356,7 +356,7 @@ def prune(
 @app.command()
 @_guarded
 def demo(
-    out: Annotated[Path, typer.Option(help="Output directory.")] = paths.DEMO_DIR,
+    out: Annotated[Optional[Path], typer.Option(help="Output directory [default: reports/demo; reports/demo-cnn for --model cnn].")] = None,
     seed: Annotated[int, typer.Option(help="Random seed for training and the audit.")] = 0,
     model: Annotated[str, typer.Option(help="mlp, transformer (a small FT-Transformer on Adult), or cnn (a small CNN on generated shape images).")] = "mlp",
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
@@ -368,6 +368,8 @@ def demo(
 
     if model not in ("mlp", "transformer", "cnn"):
         raise InvalidInputError(f"--model must be 'mlp', 'transformer' or 'cnn', got {model!r}.")
+    if out is None:
+        out = paths.IMAGE_DEMO_DIR if model == "cnn" else paths.DEMO_DIR
     _check_output_directory(out, first_file="report.html", what="demo output",
                             what_directory="demo output directory")
     with _progress(quiet) as update:
