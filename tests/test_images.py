@@ -205,6 +205,13 @@ def test_processor_that_does_not_fit_the_model_is_exit_2_before_any_work(images,
     assert run.code == 2 and "cannot take the 1x8x8 images" in run.stderr and not out.exists()
 
 
+def test_processor_without_a_fixed_size_is_exit_2_before_any_work(images, tmp_path: Path) -> None:
+    folder, _, dense, ticket = images
+    loose = write_processor(tmp_path / "loose.json", {**PROCESSOR, "size": {"shortest_edge": 8}})
+    run, out = _cli(folder, dense, ticket, tmp_path, "--image-processor", str(loose))
+    assert run.code == 2 and "crop_size" in run.stderr and not out.exists()
+
+
 def test_image_model_without_processor_or_image_column(images, tmp_path: Path) -> None:
     folder, _, dense, ticket = images
     bare = tmp_path / "bare"

@@ -30,7 +30,7 @@ from .config import AuditConfig, EngineSettings, Policy
 from .data import load_table
 from .engine.rows import AuditRows, column_chunks, open_rows, run_shards
 from .engine.shard import AuditPlan, AuditState
-from .images import ImageProcessor, absolute_images
+from .images import ImageProcessor, absolute_images, table_folder
 from .inputs import check_classes, encode_target
 from .modalities import choose_modality
 from .modalities.base import Modality
@@ -280,7 +280,7 @@ def audit(
             features=options.features, settings=options.prune, policy=options.policy, seed=options.seed,
             n_boot=options.n_boot, train_frame=planned.train_frame, audited=loaded.ticket,
             batch_size=planned.context.batch_size, explicit_methods=False,
-            inputs_of=planned.context.modality.matrix if planned.context.modality.name == "image" else None)
+            inputs_of=planned.context.modality.matrix)
     step("Done", 1, 1)
     return _assemble(options, loaded, planned, analysed, checks, alternatives=alternative_result)
 
@@ -362,11 +362,11 @@ def _plan(options: AuditOptions, loaded: _Loaded, *, data: Any) -> _Planned:
         train_frame = (load_table(options.train_data, text_columns=(*options.sensitive, options.target)).frame
                        if options.train_data is not None else None)
         if train_frame is not None and options.image is not None:
-            train_frame = absolute_images(train_frame, column=options.image, root=data_folder(options.train_data))
+            train_frame = absolute_images(train_frame, column=options.image, root=table_folder(options.train_data))
         check_training_data(options.prune, frame=rows.frame, train_frame=train_frame)
     modality = loaded.modality.build(loaded.dense, probe=rows.probe, target=options.target,
                                      features=options.features, text=options.text, image=options.image,
-                                     processor=options.image_processor, root=data_folder(data))
+                                     processor=options.image_processor, root=table_folder(data))
     modality = modality.prepare(lambda column: column_chunks(rows, column, split=options.split))
     n_outputs = _output_width(loaded, modality.inputs(rows.probe), device=options.engine)
     _, class_names = encode_target(rows.probe, options.target, n_outputs=n_outputs, labels=loaded.dense.labels,
@@ -379,24 +379,6 @@ def _plan(options: AuditOptions, loaded: _Loaded, *, data: Any) -> _Planned:
         precision=resolve_precision(options.precision, models=(loaded.dense.module, loaded.ticket.module),
                                     device=options.engine.device), thumbnails=options.thumbnails)
     return _Planned(rows=rows, context=context, class_names=class_names, n_outputs=n_outputs, train_frame=train_frame)
-
-
-def data_folder(data: Any) -> Path:
-    """Where relative paths in the table (images) are read from: the data file's folder, a data directory, the
-    folder of a glob's first wildcard-free part; the working directory for a DataFrame or stdin."""
-    if isinstance(data, pd.DataFrame) or str(data) == "-":
-        return Path.cwd()
-    path = Path(data)
-    if path.is_dir():
-        return path.resolve()
-    if any(ch in str(data) for ch in "*?["):
-        parts = []
-        for part in path.parts:
-            if any(ch in part for ch in "*?["):
-                break
-            parts.append(part)
-        return Path(*parts).resolve() if parts else Path.cwd()
-    return path.parent.resolve()
 
 
 def _driver_device(engine: EngineSettings) -> torch.device:
@@ -526,8 +508,19 @@ def _assemble(
             "device": engine.device,
             "engine": engine.engine,
             "workers": engine.num_workers if engine.engine == "ray" else None,
+            **_image_provenance(planned.context.modality),
         },
     )
+
+
+def _image_provenance(modality: Modality) -> dict[str, Any]:
+    """Where images were read from and the processor config applied (the data's sha256 covers the table of
+    paths, not the image files)."""
+    if modality.name != "image":
+        return {}
+    processor = modality.processor  # type: ignore[attr-defined]
+    return {"image_processor": f"{processor.source} ({', '.join(f'{k}={v}' for k, v in sorted(processor.config.items()))})",
+            "image_root": str(modality.root)}  # type: ignore[attr-defined]
 
 
 _PATH = (str, Path)

@@ -208,6 +208,24 @@ def image_reference(value: Any, *, root: Path) -> str | bytes | None:
     return str(path if path.is_absolute() else root / path)
 
 
+def table_folder(data: Any) -> Path:
+    """Where relative image paths of a table are read from: the data file's folder, a data directory, the folder
+    of a glob's first wildcard-free part; the working directory for a DataFrame or stdin."""
+    if not isinstance(data, (str, Path)) or str(data) == "-":
+        return Path.cwd()
+    path = Path(data)
+    if path.is_dir():
+        return path.resolve()
+    if any(ch in str(data) for ch in "*?["):
+        parts = []
+        for part in path.parts:
+            if any(ch in part for ch in "*?["):
+                break
+            parts.append(part)
+        return Path(*parts).resolve() if parts else Path.cwd()
+    return path.parent.resolve()
+
+
 def absolute_images(frame: Any, *, column: str, root: Path) -> Any:
     """``frame`` with the image column's relative paths made absolute from ``root`` (a training table read
     beside the audit table, whose paths are relative to its own folder)."""

@@ -18,7 +18,7 @@ from ._io import check_not_input, write_atomically
 from ._validation import as_list, fail
 from .config import Policy
 from .data import load_table
-from .images import ImageProcessor, absolute_images
+from .images import ImageProcessor, absolute_images, table_folder
 from .pruning.alternatives import AlternativesResult, PruneSettings, find_alternatives
 from .tickets import LoadedModel, load_dense
 from .tickets.bundle import bundle_files
@@ -84,16 +84,15 @@ def prune(*, dense: nn.Module | str | Path, data: pd.DataFrame | str | Path, tar
         fail(f"the target column '{target}' cannot also be a sensitive column.")
     inputs_of = None
     if image is not None or loaded.image_processor is not None:
-        from .audit import data_folder
         from .modalities import choose_modality
 
         modality = choose_modality(loaded, target=target, sensitive=sensitive_columns, features=feature_list,
                                    text=None, image=image).build(
             loaded, probe=table.frame.iloc[:1], target=target, features=None, text=None, image=image,
-            root=data_folder(data))
-        inputs_of = modality.matrix  # type: ignore[attr-defined]
+            root=table_folder(data))
+        inputs_of = modality.matrix
         if train_frame is not None:
-            train_frame = absolute_images(train_frame, column=str(image), root=data_folder(train_data))
+            train_frame = absolute_images(train_frame, column=str(image), root=table_folder(train_data))
     alternatives = find_alternatives(
         loaded, frame=table.frame, target=target, sensitive=sensitive_columns, features=feature_list,
         settings=settings, policy=policy or Policy(), seed=seed, n_boot=n_boot, train_frame=train_frame,

@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from ..images import ImageProcessor
     import numpy as np
     import pandas as pd
+
+    from ..images import ImageProcessor
 
     from ..tickets.load import LoadedModel
 
@@ -62,6 +63,10 @@ class Modality:
     def inputs(self, frame: pd.DataFrame) -> Any:
         """The model inputs of ``frame``'s rows."""
         raise NotImplementedError
+
+    def matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        """Every row's inputs as one array, in memory (pruning alternatives train and score on it)."""
+        return self.inputs(frame)
 
     @property
     def attribution_width(self) -> int:

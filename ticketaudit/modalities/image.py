@@ -43,6 +43,10 @@ class ImageModality(Modality):
             fail(f"'{dense.source}' comes with no image processor config, so ticketaudit cannot know how to turn "
                  "images into its inputs. Give it with --image-processor preprocessor_config.json (or save one in "
                  "the model directory with image_processor.save_pretrained(dir)).")
+        if processor.output_size is None:
+            fail(f"the image processor config '{processor.source}' resizes to a shortest edge without cropping, so "
+                 "images of other shapes come out in other sizes and cannot share a batch. Add \"do_center_crop\": "
+                 "true with a \"crop_size\", or give \"size\" as {\"height\": H, \"width\": W}.")
         modality = cls(column=str(image), processor=processor, root=(root or Path.cwd()).resolve(),
                        tokens=_attention_positions(dense.module, processor))
         modality.inputs(probe)
@@ -75,7 +79,7 @@ class ImageModality(Modality):
 
 
     def matrix(self, frame: pd.DataFrame) -> np.ndarray:
-        """Every row's pixels at once (pruning alternatives train and score on them in memory)."""
+        """Every row's pixels at once (decoded in worker threads)."""
         return self.inputs(frame).pixels()
 
 

@@ -11,11 +11,11 @@ from .base import Modality
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from ..images import ImageProcessor
     import numpy as np
     import pandas as pd
 
     from ..preprocess import Preprocessor
+    from ..images import ImageProcessor
     from ..tickets.load import LoadedModel
 
 
