@@ -313,7 +313,8 @@ def prune(
     factory: Annotated[Optional[str], typer.Option(help="MODULE:FUNC building the nn.Module for plain state_dicts.")] = None,
     rounds: Annotated[int, typer.Option(help="Iterative pruning rounds (density shrinks geometrically).")] = 1,
     rewind_to: Annotated[str, typer.Option(help="Each round restarts from the dense weights (dense) or continues (none).")] = "dense",
-    seeds: Annotated[int, typer.Option(help="Tickets per method; more than 1 also evaluates their ensemble.")] = 1,
+    seeds: Annotated[int, typer.Option(help="Tickets per method; more than 1 also evaluates their ensemble against the dense ensemble of equal compute, K = round(M x (1 - sparsity)).")] = 1,
+    dense_ensemble: Annotated[Optional[str], typer.Option(help="More dense models (comma-separated paths) for that K-model dense ensemble [default: trained here with --train-data].")] = None,
     sweep: Annotated[Optional[str], typer.Option(help="Sparsities for critical-sparsity curves, increasing, e.g. 0.5,0.7,0.9.")] = None,
     data_fractions: Annotated[Optional[str], typer.Option(help="Repeat the sweep on these shares of the training rows, e.g. 0.25,0.5,1.")] = None,
     epochs: Annotated[int, typer.Option(help="Fine-tuning epochs per round (with --recover).")] = 3,
@@ -331,7 +332,8 @@ def prune(
 
     _check_output_directory(out, first_file="alternatives.json", what="prune output")
     inputs = {"--dense": dense, "--data": data, "--train-data": train_data, "--policy": policy,
-              "--image-processor": image_processor}
+              "--image-processor": image_processor,
+              **{f"--dense-ensemble {path}": path for path in (dense_ensemble or "").split(",") if path.strip()}}
     check_not_input({"--out": out}, inputs)
     the_policy = Policy.from_toml(policy) if policy is not None else Policy()
     with _progress(quiet) as update:
@@ -341,7 +343,8 @@ def prune(
                       n_boot=n_boot, rounds=rounds, rewind_to=rewind_to, seeds=seeds,
                       sweep=_floats(sweep, option="--sweep"),
                       data_fractions=_floats(data_fractions, option="--data-fractions"), epochs=epochs, factory=factory,
-                      allow_pickle=allow_pickle, image=image, image_processor=image_processor)
+                      allow_pickle=allow_pickle, image=image, image_processor=image_processor,
+                      dense_ensemble=dense_ensemble)
     write_prune(result, out, command=command_line(), inputs=inputs)
     alternatives = result.alternatives
     for candidate in alternatives.candidates:

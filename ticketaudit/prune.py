@@ -61,10 +61,13 @@ def prune(*, dense: nn.Module | str | Path, data: pd.DataFrame | str | Path, tar
           n_boot: int = 1000, rounds: int = 1, rewind_to: str = "dense", seeds: int = 1,
           sweep: Sequence[float] = (), data_fractions: Sequence[float] = (), epochs: int = 3,
           factory: str | None = None, allow_pickle: bool = False, batch_size: int = 1024, image: str | None = None,
-          image_processor: str | Path | None = None) -> PruneResult:
+          image_processor: str | Path | None = None,
+          dense_ensemble: str | Sequence[str | Path] | None = None) -> PruneResult:
     """Find a ticket with each method at ``sparsity`` and compare them on ``data`` (held out). ``image`` names the
     image column of an image model (paths relative to each table's folder), ``image_processor`` its
-    preprocessor_config.json when the model directory has none."""
+    preprocessor_config.json when the model directory has none. With ``seeds`` M > 1, ``dense_ensemble`` gives
+    more dense models (same architecture and classes) for the compute-fair comparison with K = round(M (1 - s))
+    dense models; without them, ``train_data`` trains the missing ones."""
     method_list = as_list(methods, option="--method") or []
     settings = PruneSettings(methods=tuple(method_list), sparsity=sparsity, recover=recover, rounds=rounds,
                              rewind_to=rewind_to, seeds=seeds, sweep=tuple(sweep),
@@ -77,6 +80,9 @@ def prune(*, dense: nn.Module | str | Path, data: pd.DataFrame | str | Path, tar
              "Hugging Face model directory. Audit its pruned copies with ticketaudit report.")
     if image_processor is not None:
         loaded = dataclasses.replace(loaded, image_processor=ImageProcessor.from_file(image_processor))
+    if isinstance(dense_ensemble, str):
+        dense_ensemble = as_list(dense_ensemble, option="--dense-ensemble")
+    others = [load_dense(path, factory=factory, allow_pickle=allow_pickle) for path in dense_ensemble or ()]
     grouping = (*sensitive_columns, target)
     table = load_table(data, text_columns=grouping)
     train_frame = load_table(train_data, text_columns=grouping).frame if train_data is not None else None
@@ -96,7 +102,7 @@ def prune(*, dense: nn.Module | str | Path, data: pd.DataFrame | str | Path, tar
     alternatives = find_alternatives(
         loaded, frame=table.frame, target=target, sensitive=sensitive_columns, features=feature_list,
         settings=settings, policy=policy or Policy(), seed=seed, n_boot=n_boot, train_frame=train_frame,
-        batch_size=batch_size, explicit_methods=method_list != ["all"], inputs_of=inputs_of)
+        batch_size=batch_size, explicit_methods=method_list != ["all"], inputs_of=inputs_of, dense_ensemble=others)
     data_info = {"rows": int(len(table.frame)), "sha256": table.sha256, "target": target,
                  "sensitive": sensitive_columns, "train_rows": None if train_frame is None else int(len(train_frame))}
     return PruneResult(

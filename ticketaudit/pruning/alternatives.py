@@ -7,6 +7,7 @@ never the rows that compare the candidates.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -138,9 +139,13 @@ class AlternativesResult:
     recommended: str | None
     tolerance: float
     notes: tuple[str, ...]
+    compute_fair: dict[str, Any] | None = None
+    """With ``seeds`` > 1: the dense ensemble of equal compute (K = round(M (1 - s)), at least 1) against each
+    method's M-ticket ensemble, per group."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"split": self.split, "calibration_rows": self.calibration_rows,
+        return {**({"compute_fair": self.compute_fair} if self.compute_fair is not None else {}),
+                "split": self.split, "calibration_rows": self.calibration_rows,
                 "evaluation_rows": self.evaluation_rows, "dense_accuracy": number(self.dense_accuracy),
                 "candidates": [c.to_dict() for c in self.candidates], "sweep": [p.to_dict() for p in self.sweep],
                 "critical_sparsity": self.critical, "critical_sparsity_by_data_fraction": self.critical_by_fraction,
@@ -340,9 +345,12 @@ def find_alternatives(
     batch_size: int = 1024,
     explicit_methods: bool = True,
     inputs_of: InputsOf | None = None,
+    dense_ensemble: Sequence[LoadedModel] = (),
 ) -> AlternativesResult:
     """Every method's candidate(s) and the audited ticket, compared on the same evaluation rows. ``inputs_of``
-    maps a table to the model's inputs (default: the tabular features of ``features`` / preprocess.json)."""
+    maps a table to the model's inputs (default: the tabular features of ``features`` / preprocess.json).
+    ``dense_ensemble``: more dense models for the compute-fair comparison of ``settings.seeds`` > 1 (without
+    them, and with ``train_frame``, the missing ones are trained here from scratch)."""
     if inputs_of is None:
         def inputs_of(table: pd.DataFrame) -> np.ndarray:
             return build_features(table, target=target, features=features, preprocess=dense.preprocess)[0]
@@ -372,6 +380,8 @@ def find_alternatives(
             "pruning alternatives need a model with one logit per class (2 or more outputs); this model has a "
             "single output (a sigmoid head). Audit it without --alternatives, or prune a model with a softmax head."
         )
+    _check_dense_ensemble(dense_ensemble, dense=dense, settings=settings, n_outputs=n_outputs,
+                          probe=inputs_of(evaluation_frame.iloc[:1]))
     evaluation = _rows(evaluation_frame, dense=dense, target=target, inputs_of=inputs_of, n_outputs=n_outputs)
     calibration_rows = _rows(calibration_frame, dense=dense, target=target, inputs_of=inputs_of, n_outputs=n_outputs)
     calibration_groups = build_groups(calibration_frame, sensitive)
@@ -471,6 +481,16 @@ def find_alternatives(
                     module=None,
                 )
             )
+    compute_fair = None
+    if settings.seeds > 1:
+        ensembles = [c for c in candidates if c.name.endswith(f"ensemble of {settings.seeds}")]
+        reference, compute_fair, note = _dense_ensemble(
+            dense, dense_ensemble, evaluator=evaluator, calibration=calibration if train_frame is not None else None,
+            tickets=settings.seeds, sparsity=float(np.mean([c.sparsity for c in ensembles])), settings=settings,
+            seed=seed, policy=policy)
+        candidates.append(reference)
+        compute_fair["comparisons"] = [_per_group(c, reference) for c in ensembles]
+        notes.append(note)
     sweep = _sweep(methods, dense.module, calibration, evaluator, settings, seed=seed, min_rows=policy.min_group_size)
     tolerance = policy.max_overall_accuracy_drop
     by_fraction = {}
@@ -493,7 +513,83 @@ def find_alternatives(
         recommended=best,
         tolerance=tolerance,
         notes=tuple(notes),
+        compute_fair=compute_fair,
     )
+
+
+DENSE_ENSEMBLE = "dense-ensemble"
+
+
+def _check_dense_ensemble(models: Sequence[LoadedModel], *, dense: LoadedModel, settings: PruneSettings,
+                          n_outputs: int, probe: np.ndarray) -> None:
+    """More dense models belong to ``--seeds`` > 1 and must score the dense model's classes, in its order."""
+    if models and settings.seeds < 2:
+        fail("--dense-ensemble is for the compute-fair comparison of a ticket ensemble: add --seeds M (M >= 2).")
+    for other in models:
+        if other.labels != dense.labels:
+            fail(f"--dense-ensemble model '{other.source}' has labels {other.labels} but the dense model has "
+                 f"{dense.labels}; every member must score the same classes in the same order.")
+        width = ModelRunner(other.module, device=torch.device("cpu")).output_width(probe)
+        if width != n_outputs:
+            fail(f"--dense-ensemble model '{other.source}' outputs {width} value(s) per row but the dense model "
+                 f"{n_outputs}; every member must score the same classes.")
+
+
+def compute_equivalent(tickets: int, sparsity: float) -> int:
+    """Dense models with the compute of ``tickets`` tickets at ``sparsity``: K = round(M (1 - s)), at least 1."""
+    return max(1, int(np.floor(tickets * (1 - sparsity) + 0.5)))
+
+
+def _dense_ensemble(dense: LoadedModel, given: Sequence[LoadedModel], *, evaluator: _Evaluator,
+                    calibration: Calibration | None, tickets: int, sparsity: float, settings: PruneSettings,
+                    seed: int, policy: Policy) -> tuple[Candidate, dict[str, Any], str]:
+    """The K-dense-model ensemble of equal compute: the dense model, then the given ones, then (with training
+    rows) models trained here from scratch; its candidate, the JSON block and a note saying where it came from."""
+    from .imp import TrainSettings, train
+
+    k = compute_equivalent(tickets, sparsity)
+    probabilities = [evaluator.dense_proba]
+    members = [dense.sha256]
+    for other in list(given)[: k - 1]:
+        probabilities.append(evaluator.probabilities(other.module))
+        members.append(other.sha256)
+    trained = 0
+    while len(probabilities) < k and calibration is not None:
+        torch.manual_seed(seed + 1000 + trained)
+        fresh = copy.deepcopy(dense.module)
+        for module in fresh.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+        model, _ = train(fresh, calibration.features, calibration.labels,
+                         settings=TrainSettings(epochs=settings.epochs, seed=seed + 1000 + trained))
+        probabilities.append(evaluator.probabilities(model))
+        trained += 1
+        members.append(f"trained here #{trained}")
+    name = f"{DENSE_ENSEMBLE} of {len(probabilities)}" + (f" (K = {k})" if len(probabilities) < k else "")
+    candidate = _summarise(name, DENSE_ENSEMBLE, "-", None, 0.0, evaluator.performance(np.mean(probabilities, axis=0)),
+                           policy, mask=None, module=None)
+    block = {"tickets": tickets, "sparsity": number(sparsity), "dense_models": k, "dense_members_sha256": members,
+             "trained_here": trained, "epochs_if_trained": settings.epochs if trained else None}
+    note = (f"Compute-fair comparison: {tickets} tickets at {sparsity:.0%} sparsity cost about as much as K = "
+            f"round({tickets} x (1 - {sparsity:.2f})) = {k} dense model(s); '{name}' averages "
+            f"{len(probabilities)}: the dense model"
+            + (f", {len(probabilities) - 1 - trained} given with --dense-ensemble" if len(probabilities) - 1 - trained else "")
+            + (f", {trained} trained here from scratch on the training rows ({settings.epochs} epochs, Adam)"
+               if trained else "")
+            + ("" if len(probabilities) == k else
+               f". Only {len(probabilities)} of {k} were available: give --dense-ensemble DIR,... or --train-data")
+            + ".")
+    return candidate, block, note
+
+
+def _per_group(ensemble: Candidate, reference: Candidate) -> dict[str, Any]:
+    """Per group: the ticket ensemble's accuracy minus the dense ensemble's."""
+    return {"tickets": ensemble.name, "dense": reference.name,
+            "accuracy": {"tickets": number(ensemble.accuracy), "dense": number(reference.accuracy),
+                         "difference": number(ensemble.accuracy - reference.accuracy)},
+            "groups": {g: {"tickets": number(a), "dense": number(reference.group_accuracy.get(g, float("nan"))),
+                           "difference": number(a - reference.group_accuracy.get(g, float("nan")))}
+                       for g, a in ensemble.group_accuracy.items()}}
 
 
 def _subset(calibration: Calibration, fraction: float, *, seed: int) -> Calibration:
@@ -577,7 +673,7 @@ def recommend(candidates: Sequence[Candidate], policy: Policy) -> tuple[str, str
     passing = [c for c in candidates if c.passes and (c.mask is not None or c.name == AUDITED)]  # shippable
     if not passing:
         least = min(
-            candidates, key=lambda c: (c.gap_widening.value if np.isfinite(c.gap_widening.value) else 9, c.name)
+            [c for c in candidates if c.method != DENSE_ENSEMBLE], key=lambda c: (c.gap_widening.value if np.isfinite(c.gap_widening.value) else 9, c.name)
         )
         return (
             f"No candidate passes the policy on the evaluation rows. The smallest accuracy-gap widening is "
