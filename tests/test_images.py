@@ -197,6 +197,17 @@ def test_bad_image_is_exit_2_naming_row_and_file(images, tmp_path: Path, damage:
     assert not out.exists()
 
 
+def test_an_image_too_large_to_decode_safely_is_refused(tmp_path: Path, monkeypatch) -> None:
+    from PIL import Image as PILImage
+
+    Image.new("RGB", (64, 64)).save(tmp_path / "big.png")
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 100)  # 64 x 64 is then over twice the limit
+    inputs = ImageInputs(np.array([str(tmp_path / "big.png")], dtype=object), np.array([3]),
+                         ImageProcessor.from_dict(PROCESSOR, source="t"), "path")
+    with pytest.raises(InvalidInputError, match="row 3 .*too large to decode safely"):
+        inputs.pixels()
+
+
 def test_processor_that_does_not_fit_the_model_is_exit_2_before_any_work(images, tmp_path: Path) -> None:
     folder, _, dense, ticket = images
     gray = write_processor(tmp_path / "gray.json", {**PROCESSOR, "image_mean": [0.5], "image_std": [0.5],

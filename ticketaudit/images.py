@@ -251,6 +251,9 @@ def open_image(reference: str | bytes, *, row: Any, column: str) -> Any:
     except FileNotFoundError:
         fail(f"{where}: image file '{reference}' does not exist. Relative paths are read from the data table's "
              "folder; fix the path or the file.")
+    except Image.DecompressionBombError as error:
+        fail(f"{where}: {describe_reference(reference)} is too large to decode safely ({error}). Resize it, or drop "
+             "the row.")
     except UnidentifiedImageError:
         fail(f"{where}: {describe_reference(reference)} is not an image Pillow can read. Fix or drop the row.")
     except (OSError, ValueError, SyntaxError) as error:  # truncated or corrupt data, unreadable files
