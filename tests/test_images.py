@@ -34,7 +34,11 @@ def _random_images() -> list[Image.Image]:
     lambda: transformers.CLIPImageProcessorPil(size={"shortest_edge": 24}, crop_size={"height": 20, "width": 20}),
     lambda: transformers.BeitImageProcessorPil(size={"height": 28, "width": 28}, do_center_crop=True,
                                                crop_size={"height": 24, "width": 24}),
-], ids=["vit", "convnext-crop-pct", "clip-shortest-edge-crop", "beit-center-crop"])
+    lambda: transformers.MobileViTImageProcessorPil(size={"shortest_edge": 28}, crop_size={"height": 24, "width": 24}),
+    lambda: transformers.EfficientNetImageProcessorPil(size={"height": 24, "width": 24}, rescale_offset=True,
+                                                       do_normalize=False),
+], ids=["vit", "convnext-crop-pct", "clip-shortest-edge-crop", "beit-center-crop", "mobilevit-bgr",
+        "efficientnet-offset"])
 def test_processor_matches_transformers(processor, tmp_path: Path) -> None:
     reference = processor()
     reference.save_pretrained(tmp_path)
@@ -60,6 +64,8 @@ def test_grayscale_rgba_and_palette_images_become_rgb() -> None:
     ({"do_center_crop": True}, "crop_size"),
     ({"resample": 9}, "resample"),
     ({"rescale_factor": -1}, "rescale_factor"),
+    ({"do_pad": True}, "do_pad"),
+    ({"size_divisor": 32}, "size_divisor"),
 ])
 def test_malformed_processor_is_refused_naming_the_entry(change: dict, words: str) -> None:
     with pytest.raises(InvalidInputError, match=words):

@@ -24,6 +24,8 @@ from ._validation import fail
 
 PROCESSOR_FILE = "preprocessor_config.json"
 RESAMPLE_NAMES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
+UNSUPPORTED = ("do_pad", "size_divisor", "size_divisibility", "do_reduce_labels")
+"""Config entries that change pixels (or labels) in ways ticketaudit does not apply: refused when set."""
 DECODE_THREADS = 4
 """Threads that decode one batch's images (Pillow releases the GIL while it decodes)."""
 
@@ -44,8 +46,14 @@ class ImageProcessor:
     resample: int = 2
     crop: tuple[int, int] | None = None
     rescale: float | None = 1 / 255
+    rescale_offset: bool = False
+    """EfficientNet: rescaled values minus 1 (to [-1, 1])."""
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    flip_channels: bool = False
+    """MobileViT: channels in BGR order (``do_flip_channel_order``)."""
+    top_std: tuple[float, ...] | None = None
+    """EfficientNet's ``include_top``: a last division by ``image_std``."""
 
     @classmethod
     def from_file(cls, path: str | Path) -> ImageProcessor:
@@ -65,6 +73,7 @@ class ImageProcessor:
         """The processor a config describes, or exit 2 naming the first entry that is wrong."""
         if not isinstance(config, dict):
             fail(f"image processor config '{source}' must hold a JSON object.")
+        config = {**class_defaults(config), **config}
 
         def bad(key: str, expected: str) -> None:
             fail(f"image processor config '{source}': \"{key}\" must be {expected}, got {config.get(key)!r}. "
@@ -96,6 +105,11 @@ class ImageProcessor:
         resample = config.get("resample", 2)
         if resample not in RESAMPLE_NAMES:
             bad("resample", f"a Pillow filter code ({', '.join(f'{k}={v}' for k, v in RESAMPLE_NAMES.items())})")
+        for key in UNSUPPORTED:
+            if config.get(key):
+                fail(f"image processor config '{source}' sets \"{key}\": {config[key]!r}, which ticketaudit does not "
+                     "apply (it would score other pixels than the model saw). Resize the images to one size "
+                     f"beforehand and set \"{key}\" to false, or audit with a processor config without it.")
         rescale = None
         if config.get("do_rescale", True):
             rescale = config.get("rescale_factor", 1 / 255)
@@ -104,7 +118,9 @@ class ImageProcessor:
         return cls(source=source, config=json.loads(json.dumps(config)), convert_rgb=channels == 3, channels=channels, resize=resize,
                    crop_pct=float(crop_pct) if crop_pct is not None and resize and "shortest_edge" in resize else None,
                    resample=int(resample), crop=crop, rescale=float(rescale) if rescale is not None else None,
-                   mean=mean, std=std)
+                   rescale_offset=bool(config.get("rescale_offset", False)) and rescale is not None, mean=mean, std=std,
+                   flip_channels=bool(config.get("do_flip_channel_order", False)),
+                   top_std=_per_channel(config.get("image_std"), "image_std", bad) if config.get("include_top") else None)
 
     @property
     def output_size(self) -> tuple[int, int] | None:
@@ -139,9 +155,53 @@ class ImageProcessor:
         pixels = pixels[:, :, None] if pixels.ndim == 2 else pixels
         if self.rescale is not None:
             pixels = pixels * np.float32(self.rescale)
+            if self.rescale_offset:
+                pixels = pixels - np.float32(1)
         if self.mean is not None and self.std is not None:
             pixels = (pixels - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        if self.top_std is not None:
+            pixels = pixels / np.asarray(self.top_std, np.float32)
+        if self.flip_channels:
+            pixels = pixels[:, :, ::-1]
         return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+
+
+DEFAULTED = ("do_resize", "do_rescale", "do_normalize", "do_center_crop", "do_flip_channel_order", "rescale_offset",
+             "include_top",
+             "resample", "rescale_factor", "image_mean", "image_std", "size", "crop_size", "crop_pct")
+"""Entries a saved config may leave out because its processor class sets them (MobileViT: no normalisation)."""
+
+
+def class_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """The defaults of the config's ``image_processor_type`` (from transformers, when installed) for the entries
+    it leaves out: a config saved by a processor without ``do_normalize`` means that processor's default, not ours."""
+    name = config.get("image_processor_type")
+    if not isinstance(name, str) or not name.isidentifier():
+        return {}
+    try:
+        import transformers
+
+        cls = getattr(transformers, f"{name}Pil", None) or getattr(transformers, name, None)
+    except Exception:  # noqa: BLE001 - transformers missing or a class it cannot build here: our defaults apply
+        return {}
+    out: dict[str, Any] = {}
+    for key in DEFAULTED:
+        if key in config or not hasattr(cls, key):
+            continue
+        value = getattr(cls, key)
+        if key.startswith("do_") or key in ("rescale_offset", "include_top"):
+            out[key] = bool(value)
+        elif value is None:
+            continue
+        elif key == "resample":
+            out[key] = int(value)
+        elif key in ("size", "crop_size"):
+            out[key] = {k: getattr(value, k, None) if not isinstance(value, dict) else value.get(k)
+                        for k in ("height", "width", "shortest_edge")}
+            out[key] = {k: v for k, v in out[key].items() if v is not None}
+        elif isinstance(value, (int, float, list, tuple)):
+            out[key] = list(value) if isinstance(value, tuple) else value
+    return out
 
 
 def _per_channel(value: Any, key: str, bad: Callable[[str, str], None]) -> tuple[float, ...] | None:
