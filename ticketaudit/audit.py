@@ -245,8 +245,8 @@ def audit(
     Rows whose one-hot value the model has no category for are counted and noted per column and group;
     more than ``max_unseen_share`` of the rows in any column is refused (the audit would measure inputs
     the model never saw as "all categories off").
-    ``batch_size``: rows per forward pass for tables (default 1,024), a budget in tokens (rows x padded length,
-    default 16,384) for text; a row's inputs never depend on it.
+    ``batch_size``: rows per forward pass for tables (default 1,024) and images (default 64, decoded together), a
+    budget in tokens (rows x padded length, default 16,384) for text; a row's inputs never depend on it.
     ``precision``: ``float64`` makes results independent of batch size and workers too; ``float32`` and
     ``bfloat16`` (the model's own speed) are reproducible for the same batch size and device; ``auto``
     picks float64 for small models on the CPU, else the models' own precision. The JSON records it.

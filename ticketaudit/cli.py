@@ -168,7 +168,7 @@ def report(
     n_boot: Annotated[int, typer.Option(help="Bootstrap replicates.")] = 1000,
     confidence: Annotated[Optional[float], typer.Option(help="Confidence level (overrides the policy's).")] = None,
     device: Annotated[str, typer.Option(help=f"{listed(DEVICES)} (never changes results).")] = "cpu",
-    batch_size: Annotated[Optional[int], typer.Option(help="Rows per forward pass for tables (default 1024), tokens (rows x padded length) for text (default 16384); never changes results.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Rows per forward pass for tables (default 1024) and images (default 64), tokens (rows x padded length) for text (default 16384); never changes results.")] = None,
     max_rows: Annotated[Optional[int], typer.Option(help="Audit only the first N rows.")] = None,
     analyses: Annotated[Optional[str], typer.Option(help=_analyses_help())] = None,
     attribution_method: Annotated[str, typer.Option(help=f"{listed(ATTRIBUTION_METHODS)} (layer-integrated-gradients: column tokens of an ft-transformer).")] = "integrated-gradients",
