@@ -162,3 +162,56 @@ def test_a_ticket_with_other_outputs_is_refused(fx, tmp_path) -> None:
     with pytest.raises(ta.InvalidInputError, match="the ticket outputs 3 value.s. per row but the dense model 2"):
         ta.audit(dense=fx.dense_dir, ticket=other, data=fx.frame, target="y", sensitive="sex",
                  features=["x1", "x2", "x3", "x4"], n_boot=100)
+
+
+@pytest.fixture(scope="module")
+def text_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """A tiny BERT trained a little on reviews whose label is whether they praise (learnable), saved with its
+    tokenizer as a Hugging Face directory."""
+    pytest.importorskip("transformers")
+    from text_models import save_text_model, text_table, tiny_bert
+
+    from ticketaudit.modalities.text import TextModality
+    from ticketaudit.pruning.tokens import TokenClassifier
+
+    root = tmp_path_factory.mktemp("text-candidates")
+    tables = {}
+    for name, seed in (("train", 2), ("test", 1)):
+        table = text_table(400, seed=seed)
+        tables[name] = table.assign(label=table["review"].str.contains("good|great|loved|funny").astype(int))
+    untrained = save_text_model(tiny_bert(0), root / "untrained")
+    modality = TextModality(column="review", tokenizer=load_dense(untrained).tokenizer)
+    x = torch.tensor(modality.matrix(tables["train"]), dtype=torch.float32)
+    y = torch.tensor(tables["train"]["label"].to_numpy())
+    trained, _ = train(TokenClassifier(tiny_bert(0)), x, y, settings=TrainSettings(epochs=6, batch_size=32, seed=0,
+                                                                                    learning_rate=3e-3))
+    return {"dense": save_text_model(trained.model, root / "dense"), **tables}
+
+
+@pytest.mark.parametrize("recover", ["none", "finetune"])
+def test_saved_text_candidates_reproduce_their_reported_numbers(text_models, recover: str, tmp_path) -> None:
+    """Hugging Face text models: every candidate is saved as a Hugging Face directory (tokenizer and config
+    copied, its own weights) and, audited as it is with --ticket DIR, scores what alternatives.json says."""
+    dense = text_models["dense"]
+    result = prune(dense=dense, data=text_models["test"], train_data=text_models["train"], target="label",
+                   sensitive="group", text="review", sparsity=0.7, methods="all", recover=recover, epochs=1,
+                   n_boot=100, seed=0)
+    out = tmp_path / "out"
+    write_prune(result, out)
+    document = json.loads((out / "alternatives.json").read_text())["alternatives"]
+    saved = [c for c in document["candidates"] if c["saved_to"] is not None]
+    assert {c["method"] for c in saved} == {"global-magnitude", "layerwise-magnitude", "group-balanced", "worst-group"}
+    assert any("structured pruning was skipped" in note for note in document["notes"])
+    accuracies = set()
+    for candidate in saved:
+        assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in Path(candidate["saved_to"]).iterdir()}
+        audit = ta.audit(dense=dense, ticket=candidate["saved_to"], data=text_models["test"], target="label",
+                         sensitive="group", text="review", n_boot=100, analyses="metrics")
+        assert audit.ticket.format == "huggingface"
+        overall = audit.performance.overall.metrics["accuracy"]
+        assert overall.ticket == pytest.approx(candidate["accuracy"], abs=1e-9), candidate["name"]
+        groups = {g.group: g.metrics["accuracy"].ticket for g in audit.performance.subgroups}
+        assert groups == pytest.approx(candidate["group_accuracy"], abs=1e-9), candidate["name"]
+        assert audit.ticket.sparsity == pytest.approx(candidate["sparsity"], abs=1e-3)
+        accuracies.add(candidate["accuracy"])
+    assert overall.dense > 0.75  # the dense model learned the task, so the comparison means something

@@ -279,7 +279,7 @@ def audit(
             loaded.dense, frame=planned.rows.frame, target=options.target, sensitive=list(options.sensitive),
             features=options.features, settings=options.prune, policy=options.policy, seed=options.seed,
             n_boot=options.n_boot, train_frame=planned.train_frame, audited=loaded.ticket,
-            batch_size=planned.context.batch_size, explicit_methods=False,
+            batch_size=planned.context.modality.matrix_batch_size(planned.context.batch_size), explicit_methods=False,
             inputs_of=planned.context.modality.matrix)
     step("Done", 1, 1)
     return _assemble(options, loaded, planned, analysed, checks, alternatives=alternative_result)
@@ -345,7 +345,7 @@ def _load(options: AuditOptions, *, dense: Any, ticket: Any, mask: Any, tokenize
     if options.image_processor is not None and modality.name != "image":
         fail("--image-processor belongs to image models (with --image COL); leave it out for this model.")
     if options.prune is not None and not modality.prunable:
-        fail(f"--alternatives works on tabular and image models; this model reads {modality.name}s.")
+        fail(f"--alternatives does not work on models that read {modality.name}s.")
     analyses, skipped = _choose_analyses(options.requested, dense_model, ticket_model, modality)
     return _Loaded(dense=dense_model, ticket=ticket_model, modality=modality, analyses=analyses, notes=tuple(skipped))
 

@@ -308,6 +308,7 @@ def prune(
     recover: Annotated[str, typer.Option(help=f"{listed(RECOVERIES)} (all but none need --train-data).")] = "none",
     train_data: Annotated[Optional[str], typer.Option(help="Training table (masks and fine-tuning); without it --data is split by group.")] = None,
     features: Annotated[Optional[str], typer.Option(help="Feature columns in model-input order (models without preprocess.json).")] = None,
+    text: Annotated[Optional[str], typer.Option(help="Text column of a Hugging Face text model.")] = None,
     image: Annotated[Optional[str], typer.Option(help="Image column of a CNN: file paths (relative to each table's folder) or encoded bytes.")] = None,
     image_processor: Annotated[Optional[Path], typer.Option(help="preprocessor_config.json turning images into model inputs [default: the bundle's].")] = None,
     factory: Annotated[Optional[str], typer.Option(help="MODULE:FUNC building the nn.Module for plain state_dicts.")] = None,
@@ -344,7 +345,7 @@ def prune(
                       sweep=_floats(sweep, option="--sweep"),
                       data_fractions=_floats(data_fractions, option="--data-fractions"), epochs=epochs, factory=factory,
                       allow_pickle=allow_pickle, image=image, image_processor=image_processor,
-                      dense_ensemble=dense_ensemble)
+                      dense_ensemble=dense_ensemble, text=text)
     write_prune(result, out, command=command_line(), inputs=inputs)
     alternatives = result.alternatives
     for candidate in alternatives.candidates:

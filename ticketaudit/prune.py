@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
+from safetensors.torch import save as save_tensors
 from torch import nn
 
 from . import __version__, paths
@@ -22,7 +24,7 @@ from .images import ImageProcessor, absolute_images, table_folder
 from .pruning.alternatives import AlternativesResult, PruneSettings, find_alternatives
 from .tickets import LoadedModel, load_dense
 from .tickets.bundle import bundle_files
-from .tickets.huggingface import is_huggingface_module
+from .tickets.huggingface import is_huggingface_module, reads_pixels
 
 SCHEMA_VERSION = "1.0"
 
@@ -62,10 +64,11 @@ def prune(*, dense: nn.Module | str | Path, data: pd.DataFrame | str | Path, tar
           sweep: Sequence[float] = (), data_fractions: Sequence[float] = (), epochs: int = 3,
           factory: str | None = None, allow_pickle: bool = False, batch_size: int = 1024, image: str | None = None,
           image_processor: str | Path | None = None,
-          dense_ensemble: str | Sequence[str | Path] | None = None) -> PruneResult:
+          dense_ensemble: str | Sequence[str | Path] | None = None, text: str | None = None) -> PruneResult:
     """Find a ticket with each method at ``sparsity`` and compare them on ``data`` (held out). ``image`` names the
     image column of an image model (paths relative to each table's folder), ``image_processor`` its
-    preprocessor_config.json when the model directory has none. With ``seeds`` M > 1, ``dense_ensemble`` gives
+    preprocessor_config.json when the model directory has none; ``text`` the text column of a Hugging Face text
+    model. With ``seeds`` M > 1, ``dense_ensemble`` gives
     more dense models (same architecture and classes) for the compute-fair comparison with K = round(M (1 - s))
     dense models; without them, ``train_data`` trains the missing ones."""
     method_list = as_list(methods, option="--method") or []
@@ -75,9 +78,9 @@ def prune(*, dense: nn.Module | str | Path, data: pd.DataFrame | str | Path, tar
     sensitive_columns = as_list(sensitive, option="--sensitive") or []
     feature_list = as_list(features, option="--features")
     loaded = load_dense(dense, factory=factory, allow_pickle=allow_pickle)
-    if is_huggingface_module(loaded.module):
-        fail("ticketaudit prune works on bundles, state_dicts and modules (tabular models and CNNs); this is a "
-             "Hugging Face model directory. Audit its pruned copies with ticketaudit report.")
+    if reads_pixels(loaded.module):
+        fail("ticketaudit prune works on bundles, state_dicts and modules (tabular models, CNNs) and Hugging Face "
+             "text models; this is a Hugging Face image directory. Audit its pruned copies with ticketaudit report.")
     if image_processor is not None:
         loaded = dataclasses.replace(loaded, image_processor=ImageProcessor.from_file(image_processor))
     if isinstance(dense_ensemble, str):
@@ -89,7 +92,14 @@ def prune(*, dense: nn.Module | str | Path, data: pd.DataFrame | str | Path, tar
     if target in sensitive_columns:
         fail(f"the target column '{target}' cannot also be a sensitive column.")
     inputs_of = None
-    if image is not None or loaded.image_processor is not None:
+    if is_huggingface_module(loaded.module) or text is not None:
+        from .modalities import choose_modality
+
+        modality = choose_modality(loaded, target=target, sensitive=sensitive_columns, features=feature_list,
+                                   text=text).build(loaded, probe=table.frame.iloc[:1], target=target, features=None,
+                                                    text=text)
+        inputs_of, batch_size = modality.matrix, modality.matrix_batch_size(min(batch_size, 16_384))
+    elif image is not None or loaded.image_processor is not None:
         from .modalities import choose_modality
 
         modality = choose_modality(loaded, target=target, sensitive=sensitive_columns, features=feature_list,
@@ -114,6 +124,8 @@ def candidate_files(result: PruneResult, out: Path) -> dict[Path, bytes]:
     """Every candidate with a mask as a bundle with its own weights (without config.json when the dense
     model is not a bundle: ``--ticket DIR`` then builds the dense model's architecture)."""
     files: dict[Path, bytes] = {}
+    if result.dense.format == "huggingface":
+        return _huggingface_candidates(result, out)
     config = None
     if result.dense.format == "bundle":
         config = json.loads((Path(result.dense.source) / paths.BUNDLE_CONFIG).read_text(encoding="utf-8"))
@@ -134,6 +146,32 @@ def candidate_files(result: PruneResult, out: Path) -> dict[Path, bytes]:
                 image_processor=result.dense.image_processor.config if result.dense.image_processor else None,
             )
         )
+    return files
+
+
+def _huggingface_candidates(result: PruneResult, out: Path) -> dict[Path, bytes]:
+    """Every candidate as a Hugging Face directory: the dense directory's files (tokenizer, config) with the
+    candidate's own weights (``save_pretrained``) and its mask, so ``--ticket DIR`` loads what was measured."""
+    import tempfile
+
+    from .pruning.tokens import unwrapped
+
+    source = Path(result.dense.source)
+    shared = {path.name: path.read_bytes() for path in source.iterdir()
+              if path.is_file() and path.name not in (paths.BUNDLE_WEIGHTS, paths.BUNDLE_MASK)}
+    files: dict[Path, bytes] = {}
+    for candidate in result.alternatives.candidates:
+        if candidate.mask is None or candidate.module is None:
+            continue
+        module, mask = unwrapped(candidate.module, candidate.mask)
+        directory = out / slug(candidate.name)
+        files.update({directory / name: data for name, data in shared.items()})
+        with tempfile.TemporaryDirectory() as tmp:
+            module.save_pretrained(tmp, safe_serialization=True)
+            for path in Path(tmp).iterdir():
+                files[directory / path.name] = path.read_bytes()
+        assert mask is not None
+        files[directory / paths.BUNDLE_MASK] = save_tensors({k: v.to(torch.uint8).contiguous() for k, v in mask.items()})
     return files
 
 

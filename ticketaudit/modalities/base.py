@@ -68,6 +68,10 @@ class Modality:
         """Every row's inputs as one array, in memory (pruning alternatives train and score on it)."""
         return self.inputs(frame)
 
+    def matrix_batch_size(self, batch_size: int) -> int:
+        """Rows per forward pass over ``matrix``'s arrays for ``--batch-size`` (text: a token budget)."""
+        return batch_size
+
     @property
     def attribution_width(self) -> int:
         """Values per row that the attribution sample keeps (``attribution_values``)."""

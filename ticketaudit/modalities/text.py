@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..inputs import TokenInputs, build_text_inputs
+from ..inputs import TokenInputs, build_text_inputs, text_limit
 from .base import Modality
 
 if TYPE_CHECKING:
@@ -24,6 +24,7 @@ class TextModality(Modality):
     (``TokenInputs.batches``), so neither the batch size, the fragments nor the workers change its inputs."""
 
     name: ClassVar[str] = "text"
+    prunable: ClassVar[bool] = True
     attributable: ClassVar[bool] = True
     attribution_unit: ClassVar[str] = "word"
     default_batch_size: ClassVar[int] = 16_384
@@ -54,6 +55,17 @@ class TextModality(Modality):
     def attribution_values(self, frame: pd.DataFrame, inputs: Any) -> np.ndarray:
         """The texts themselves: the sample is tokenised again on its own, with offsets for words."""
         return frame[self.column].astype(str).to_numpy(dtype=object)[:, None]
+
+    def matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        """(rows, 2, length) int64: token ids and attention mask, padded on the right to the longest row (what the
+        pruning code feeds ``pruning.tokens.TokenClassifier``)."""
+        import numpy as np
+
+        tokens = self.inputs(frame)
+        return np.stack([tokens.input_ids, tokens.attention_mask], axis=1).astype(np.int64)
+
+    def matrix_batch_size(self, batch_size: int) -> int:
+        return max(1, batch_size // text_limit(self.max_length))
 
     def inputs(self, frame: pd.DataFrame) -> TokenInputs:
         return build_text_inputs(frame, column=self.column, tokenizer=self.tokenizer, max_length=self.max_length)

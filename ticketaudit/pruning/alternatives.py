@@ -29,6 +29,7 @@ from ..tickets.load import LoadedModel
 from ..tickets.mask import Mask
 from .methods import METHODS, MSG_NO_CHAIN, Calibration, check_methods, choose_mask, conv_chain, linear_chain
 from .recover import RECOVERY, RecoverySettings, recover
+from .tokens import wrapped
 
 AUDITED = "audited ticket"
 
@@ -356,6 +357,8 @@ def find_alternatives(
             return build_features(table, target=target, features=features, preprocess=dense.preprocess)[0]
 
     notes: list[str] = []
+    dense, audited = wrapped(dense), (wrapped(audited) if audited is not None else None)
+    dense_ensemble = [wrapped(model) for model in dense_ensemble]
     check_training_data(settings, frame=frame, train_frame=train_frame)
     if train_frame is not None:
         calibration_frame, evaluation_frame = train_frame, frame

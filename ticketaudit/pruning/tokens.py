@@ -1,0 +1,52 @@
+"""Hugging Face text classifiers in the pruning code: one (rows, 2, length) tensor of token ids and attention
+mask per call, so masks, saliency, fine-tuning and scoring treat them as any model of one input tensor."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from ..tickets.huggingface import is_huggingface_module, reads_pixels
+from ..tickets.load import LoadedModel
+from ..tickets.mask import Mask
+
+PREFIX = "model."
+"""The wrapped model's parameter names start with it (masks are renamed on the way in and out)."""
+
+
+class TokenClassifier(nn.Module):
+    """A sequence classifier called with ``x[:, 0]`` as token ids and ``x[:, 1]`` as the attention mask (ids may
+    arrive as floats from the float pipelines: exact below 2**24, far above any vocabulary)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.long()
+        return self.model(input_ids=x[:, 0], attention_mask=x[:, 1]).logits
+
+
+def reads_tokens(module: nn.Module) -> bool:
+    return is_huggingface_module(module) and not reads_pixels(module)
+
+
+def wrapped(loaded: LoadedModel) -> LoadedModel:
+    """``loaded`` with its module wrapped (and its mask renamed) when it is a text model; as it is otherwise."""
+    if not reads_tokens(loaded.module):
+        return loaded
+    module = TokenClassifier(loaded.module)
+    mask = Mask({PREFIX + name: tensor for name, tensor in loaded.mask.items()}, model=module)
+    return dataclasses.replace(loaded, module=module, mask=mask)
+
+
+def unwrapped(module: nn.Module, mask: Mask | None) -> tuple[nn.Module, Mask | None]:
+    """The Hugging Face model inside a wrapper and its mask with the original names (others as they are)."""
+    if not isinstance(module, TokenClassifier):
+        return module, mask
+    inner = module.model
+    if mask is None:
+        return inner, None
+    return inner, Mask({name.removeprefix(PREFIX): tensor for name, tensor in mask.items()}, model=inner)
