@@ -200,8 +200,9 @@ def test_saved_text_candidates_reproduce_their_reported_numbers(text_models, rec
     write_prune(result, out)
     document = json.loads((out / "alternatives.json").read_text())["alternatives"]
     saved = [c for c in document["candidates"] if c["saved_to"] is not None]
-    assert {c["method"] for c in saved} == {"global-magnitude", "layerwise-magnitude", "group-balanced", "worst-group"}
-    assert any("structured pruning was skipped" in note for note in document["notes"])
+    assert {c["method"] for c in saved} == {"global-magnitude", "layerwise-magnitude", "group-balanced", "worst-group",
+                                           "structured"}
+    assert any("removes whole attention heads" in note for note in document["notes"])
     accuracies = set()
     for candidate in saved:
         assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in Path(candidate["saved_to"]).iterdir()}
@@ -215,3 +216,29 @@ def test_saved_text_candidates_reproduce_their_reported_numbers(text_models, rec
         assert audit.ticket.sparsity == pytest.approx(candidate["sparsity"], abs=1e-3)
         accuracies.add(candidate["accuracy"])
     assert overall.dense > 0.75  # the dense model learned the task, so the comparison means something
+
+
+def test_structured_pruning_of_a_text_model_removes_whole_heads(text_models) -> None:
+    """The structured method on a BERT prunes attention heads: a pruned head's query, key and value rows and its
+    output-projection columns are all gone, every layer keeps a head, and the head kept is one a group relies on."""
+    from ticketaudit.pruning.methods import attention_heads
+
+    result = prune(dense=text_models["dense"], data=text_models["test"], train_data=text_models["train"],
+                   target="label", sensitive="group", text="review", sparsity=0.5, methods="structured",
+                   n_boot=100, seed=0)
+    candidate = next(c for c in result.alternatives.candidates if c.method == "structured")
+    layers = attention_heads(candidate.module)
+    assert len(layers) == 2
+    mask = candidate.mask
+    size = mask[layers[0].qkv[0]].shape[0] // layers[0].heads
+    pruned = 0
+    for layer in layers:
+        alive = []
+        for head in range(layer.heads):
+            rows = slice(head * size, (head + 1) * size)
+            parts = [mask[n][rows] for n in layer.qkv] + [mask[layer.output][:, rows]]
+            assert all(bool(p.all()) for p in parts) or not any(bool(p.any()) for p in parts)  # whole heads only
+            alive.append(bool(parts[0].all()))
+        assert any(alive)
+        pruned += alive.count(False)
+    assert pruned == 2  # 2 heads per layer, one kept in each

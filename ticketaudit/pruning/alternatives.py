@@ -26,8 +26,9 @@ from ..config import AuditConfig, Policy
 from ..data import build_groups
 from ..inputs import build_features, encode_target
 from ..tickets.load import LoadedModel
-from ..tickets.mask import Mask
-from .methods import METHODS, MSG_NO_CHAIN, Calibration, check_methods, choose_mask, conv_chain, linear_chain
+from ..tickets.mask import Mask, prunable_parameters
+from .methods import (METHODS, MSG_NO_CHAIN, Calibration, attention_heads, check_methods, choose_mask, conv_chain,
+                      linear_chain)
 from .recover import RECOVERY, RecoverySettings, recover
 from .tokens import wrapped
 
@@ -263,6 +264,14 @@ class _Evaluator:
         return analyse_performance(inputs)
 
 
+def _zeros_share(module: nn.Module) -> float:
+    """The contract's sparsity of a candidate: the share of exact zeros among its prunable weights (a weight the
+    dense model already held at zero, such as an embedding's padding row, counts though its mask keeps it)."""
+    params = list(prunable_parameters(module).values())
+    total = sum(p.numel() for p in params)
+    return sum(int((p == 0).sum()) for p in params) / total if total else 0.0
+
+
 def _sparsity_of(mask: Mask) -> float:
     return 1 - mask.kept / mask.total
 
@@ -370,12 +379,13 @@ def find_alternatives(
             "fine-tuning) and an evaluation half (this comparison)"
         )
     methods = list(settings.methods)
-    if "structured" in methods and not (linear_chain(dense.module) or conv_chain(dense.module)):
+    if "structured" in methods and not (linear_chain(dense.module) or conv_chain(dense.module)
+                                        or attention_heads(dense.module)):
         if explicit_methods and list(settings.methods) != list(METHODS):
             fail(MSG_NO_CHAIN)
         methods.remove("structured")
-        notes.append("structured pruning was skipped: the model's weights form neither a chain of nn.Linear layers "
-                     "nor a chain of convolutions ending in a linear layer.")
+        notes.append("structured pruning was skipped: the model's weights form no chain of nn.Linear layers, no chain "
+                     "of convolutions ending in a linear layer, and it has no BERT-style attention heads.")
     dense_runner = ModelRunner(dense.module, device=torch.device("cpu"))
     n_outputs = dense_runner.output_width(inputs_of(evaluation_frame.iloc[:1]))
     if n_outputs < 2:
@@ -453,6 +463,11 @@ def find_alternatives(
             )
             proba = evaluator.probabilities(module)
             probabilities.append(proba)
+            if method == "structured" and attention_heads(dense.module) and s == 0 and \
+                    _sparsity_of(mask) < overall - 0.005:
+                notes.append(f"structured pruning removes whole attention heads, which hold part of the weights: it "
+                             f"reached {_sparsity_of(mask):.1%} sparsity of the {overall:.1%} asked (one head is kept "
+                             "per layer), so compare it with the others on accuracy per weight, not at equal sparsity.")
             name = method if settings.seeds == 1 else f"{method} #{s + 1}"
             if settings.recover != "none":
                 name += f" + {settings.recover}"
@@ -462,7 +477,7 @@ def find_alternatives(
                     method,
                     settings.recover,
                     seed + s,
-                    _sparsity_of(mask),
+                    _zeros_share(module),
                     evaluator.performance(proba),
                     policy,
                     mask=mask,

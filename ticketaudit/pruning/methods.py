@@ -185,9 +185,87 @@ def conv_chain(model: nn.Module) -> list[str]:
     return names
 
 
-MSG_NO_CHAIN = ("structured pruning needs a model whose weights form a chain of nn.Linear layers (an MLP) or of "
-                "convolutions ending in a linear layer (a plain CNN); this model has neither. Choose an unstructured "
-                "--method.")
+MSG_NO_CHAIN = ("structured pruning needs a model whose weights form a chain of nn.Linear layers (an MLP), a chain "
+                "of convolutions ending in a linear layer (a plain CNN), or BERT-style attention layers (whole heads); "
+                "this model has none of them. Choose an unstructured --method.")
+
+
+@dataclass(frozen=True)
+class AttentionLayer:
+    """One self-attention layer's weights by name: query, key and value (rows: heads x head size) and the output
+    projection (columns: heads x head size)."""
+
+    qkv: tuple[str, str, str]
+    output: str
+    heads: int
+
+
+def attention_heads(model: nn.Module) -> list[AttentionLayer]:
+    """The self-attention layers of a BERT-style (query/key/value + output.dense) or DistilBERT-style (q_lin, k_lin,
+    v_lin, out_lin) Hugging Face model, or the wrapper around one; [] for other models."""
+    config = getattr(getattr(model, "model", model), "config", None)
+    heads = getattr(config, "num_attention_heads", None)
+    if not isinstance(heads, int) or heads < 2:
+        return []
+    params = prunable_parameters(model)
+    layers = []
+    for name, module in model.named_modules():
+        children = dict(module.named_children())
+        attention, output = children.get("self"), children.get("output")
+        if attention is not None and output is not None and all(hasattr(attention, k) for k in ("query", "key", "value")):
+            qkv = tuple(f"{name}.self.{k}.weight" for k in ("query", "key", "value"))
+            out = f"{name}.output.dense.weight"
+        elif all(k in children for k in ("q_lin", "k_lin", "v_lin", "out_lin")):
+            qkv = tuple(f"{name}.{k}.weight" for k in ("q_lin", "k_lin", "v_lin"))
+            out = f"{name}.out_lin.weight"
+        else:
+            continue
+        if all(n in params for n in (*qkv, out)) and params[qkv[0]].shape[0] % heads == 0:
+            layers.append(AttentionLayer(qkv, out, heads))  # type: ignore[arg-type]
+    return layers
+
+
+def head_mask(model: nn.Module, *, sparsity: float, calibration: Calibration | None) -> Mask:
+    """Prune whole attention heads (their query, key and value rows and output-projection columns), least important
+    first, until the share of zeroed weights reaches ``sparsity`` or one head is left per layer. A head's importance
+    is its largest share, over the groups, of that group's saliency on every head (``group_saliency``): a head one
+    group relies on is kept even when the others do not need it. Without calibration rows: the heads' L2 norm."""
+    layers = attention_heads(model)
+    params = prunable_parameters(model)
+    keep = {n: torch.ones_like(p, dtype=torch.bool) for n, p in params.items()}
+    size = params[layers[0].qkv[0]].shape[0] // layers[0].heads
+
+    def head_total(scores: Mapping[str, torch.Tensor], layer: AttentionLayer, head: int) -> float:
+        rows = slice(head * size, (head + 1) * size)
+        return float(sum(scores[n][rows].sum() for n in layer.qkv) + scores[layer.output][:, rows].sum())
+
+    if calibration is not None:
+        per_group = group_saliency(model, calibration)
+        shares = []
+        for scores in per_group.values():
+            totals = np.array([[head_total(scores, layer, h) for h in range(layer.heads)] for layer in layers])
+            shares.append(totals / max(totals.sum(), 1e-300))
+        importance = np.max(shares, axis=0)
+    else:
+        squares = {n: p.detach() ** 2 for n, p in params.items()}
+        importance = np.array([[head_total(squares, layer, h) for h in range(layer.heads)] for layer in layers])
+    target = sparsity * sum(p.numel() for p in params.values())
+    removed = 0
+    left = [layer.heads for layer in layers]
+    order = sorted((float(importance[i, h]), i, h) for i, layer in enumerate(layers) for h in range(layer.heads))
+    for _, i, h in order:
+        if removed >= target:
+            break
+        if left[i] <= 1:  # never silence a whole layer
+            continue
+        rows = slice(h * size, (h + 1) * size)
+        for name in layers[i].qkv:
+            removed += int(keep[name][rows].sum())
+            keep[name][rows] = False
+        removed += int(keep[layers[i].output][:, rows].sum())
+        keep[layers[i].output][:, rows] = False
+        left[i] -= 1
+    return Mask(keep, model=model)
 
 
 def structured_mask(model: nn.Module, *, sparsity: float) -> Mask:
@@ -228,6 +306,8 @@ def choose_mask(method: str, model: nn.Module, *, sparsity: float | Mapping[str,
     if method == "structured":
         if isinstance(sparsity, Mapping):
             fail("structured pruning takes one --sparsity, not per-layer densities.")
+        if attention_heads(model) and not (linear_chain(model) or conv_chain(model)):
+            return head_mask(model, sparsity=sparsity, calibration=calibration)
         return structured_mask(model, sparsity=sparsity)
     magnitude = {n: p.detach().abs() for n, p in prunable_parameters(model).items()}
     density = _densities(sparsity)

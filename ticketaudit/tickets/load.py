@@ -495,16 +495,20 @@ def load_ticket(
     if path.is_dir() and is_huggingface_dir(path):
         hf = read_huggingface(path)
         _check_same_metadata(dense, labels=hf.labels, preprocess=None, source=path)
+        module, the_mask = hf.module, Mask.from_zeros(hf.module)
+        if (path / paths.BUNDLE_MASK).is_file():  # what ticketaudit prune saves: the mask it measured
+            the_mask = _read_mask_file(path / paths.BUNDLE_MASK, model=hf.module)
+            module = the_mask.apply(hf.module)
         return LoadedModel(
-            module=hf.module,
-            mask=Mask.from_zeros(hf.module),
+            module=module,
+            mask=the_mask,
             format="huggingface",
             sha256=sha256_path(path),
             source=str(path),
             labels=dense.labels,
             tokenizer=hf.tokenizer or dense.tokenizer,
             image_processor=dense.image_processor,
-            same_shape=_same_shape(dense.module, hf.module),
+            same_shape=_same_shape(dense.module, module),
         )
     if path.is_dir():
         bundle = _read_bundle(path)
