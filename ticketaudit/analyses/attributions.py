@@ -226,6 +226,15 @@ class RowSample:
         self.rows, self.strata, self.features, self.targets = rows[kept], strata[kept], features[kept], targets[kept]
 
 
+def cut_sample(sample: RowSample, population: np.ndarray, rows: int, *, seed: int) -> RowSample:
+    """``sample`` cut to about ``rows`` rows by the rule that drew it (an equal floor share per stratum, the rest
+    by size), keeping each stratum's smallest row keys: the sample a smaller sample size would have drawn."""
+    take = np.minimum(sample_sizes(population, rows), np.bincount(sample.strata, minlength=len(population)))
+    cut = RowSample(take=take, seed=seed, width=sample.features.shape[1])
+    cut.update(rows=sample.rows, strata=sample.strata, features=sample.features, targets=sample.targets)
+    return cut
+
+
 def stratified_sample(stratum_of_row: np.ndarray, n_strata: int, *, rows: int, seed: int) -> np.ndarray:
     """Sorted row indices of the stratified sample of ``rows`` rows (see ``RowSample``)."""
     sample = RowSample(take=sample_sizes(np.bincount(stratum_of_row, minlength=n_strata), rows), seed=seed, width=0)

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._validation import fail
 from ..images import ImageInputs, thumbnail
+from .text_attributions import COST_PER_SECOND, MIN_BUDGET_ROWS
 
 GRID = 16
 """Regions per side of the pooled maps (fewer for smaller images)."""
@@ -26,9 +26,6 @@ TOP_SHARE = 0.1
 """Share of pixels compared as each model's most attributed ones."""
 IMAGE_BATCH = 8
 """Images per attribution batch, fixed (not --batch-size): attributions vary in their last bits with the batch."""
-MIN_BUDGET_ROWS = 50
-COST_PER_SECOND = 4.3e10
-"""Multiply-adds per second that Captum's forward and backward passes reach on 2 CPU cores (as for text)."""
 MAX_DIFFERING = 4
 """Images whose explanations differ most, drawn with both maps side by side."""
 IMAGE_METHODS = ("integrated-gradients", "saliency", "gradient-shap", "occlusion", "input-x-gradient")
@@ -56,17 +53,14 @@ def budget_images(dense: torch.nn.Module, pixels: np.ndarray, *, steps: int, bud
 def within_budget(sample: Any, population: np.ndarray, *, dense: torch.nn.Module, modality: Any, settings: Any,
                   seed: int) -> Any:
     """The stratified sample cut to the images that fit the budget (the sample a smaller size would draw)."""
-    from .attributions import RowSample, sample_sizes
+    from .attributions import cut_sample
 
     if not len(sample.rows):
         return sample
     probe = _inputs(sample.features[:1, 0], modality, sample.rows[:1]).pixels()
     rows = budget_images(dense, probe, steps=settings.steps, budget_seconds=settings.budget_seconds,
                          population=len(sample.rows))
-    take = np.minimum(sample_sizes(population, rows), np.bincount(sample.strata, minlength=len(population)))
-    cut = RowSample(take=take, seed=seed, width=sample.features.shape[1])
-    cut.update(rows=sample.rows, strata=sample.strata, features=sample.features, targets=sample.targets)
-    return cut
+    return cut_sample(sample, population, rows, seed=seed)
 
 
 def _inputs(references: np.ndarray, modality: Any, rows: np.ndarray) -> ImageInputs:
@@ -149,9 +143,6 @@ def image_attributions_from_sample(inputs: Any, sample: Any, *, population: np.n
     from .attributions import _row_cosine, _row_spearman, summarise_attributions
     from .predict import DTYPES
 
-    if settings.method not in IMAGE_METHODS:
-        fail(f"--attribution-method {settings.method} cannot explain image models; choose one of "
-             f"{', '.join(IMAGE_METHODS)}.")
     images = _inputs(sample.features[:, 0], modality, sample.rows)
     maps, convergence = {}, {}
     for name, module in (("dense", dense), ("ticket", ticket)):

@@ -72,7 +72,7 @@ def within_budget(sample: Any, population: np.ndarray, *, dense: torch.nn.Module
     """The stratified sample cut to the rows that fit ``settings.budget_seconds``: the same rule on every
     stratum (an equal floor share, the rest by size) keeping each stratum's smallest row keys, so the cut
     sample is the one a smaller sample size would have drawn."""
-    from .attributions import RowSample, sample_sizes
+    from .attributions import cut_sample
 
     texts = [str(t) for t in sample.features[:, 0]]
     if not texts:
@@ -81,10 +81,7 @@ def within_budget(sample: Any, population: np.ndarray, *, dense: torch.nn.Module
         "input_ids"]]
     rows = budget_rows(dense, steps=settings.steps, budget_seconds=settings.budget_seconds, population=len(texts),
                        floor=MIN_BUDGET_ROWS, tokens=float(np.mean(lengths)))
-    take = np.minimum(sample_sizes(population, rows), np.bincount(sample.strata, minlength=len(population)))
-    cut = RowSample(take=take, seed=seed, width=sample.features.shape[1])
-    cut.update(rows=sample.rows, strata=sample.strata, features=sample.features, targets=sample.targets)
-    return cut
+    return cut_sample(sample, population, rows, seed=seed)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
