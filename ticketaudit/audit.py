@@ -508,19 +508,9 @@ def _assemble(
             "device": engine.device,
             "engine": engine.engine,
             "workers": engine.num_workers if engine.engine == "ray" else None,
-            **_image_provenance(planned.context.modality),
+            **planned.context.modality.provenance(),
         },
     )
-
-
-def _image_provenance(modality: Modality) -> dict[str, Any]:
-    """Where images were read from and the processor config applied (the data's sha256 covers the table of
-    paths, not the image files)."""
-    if modality.name != "image":
-        return {}
-    processor = modality.processor  # type: ignore[attr-defined]
-    return {"image_processor": f"{processor.source} ({', '.join(f'{k}={v}' for k, v in sorted(processor.config.items()))})",
-            "image_root": str(modality.root)}  # type: ignore[attr-defined]
 
 
 _PATH = (str, Path)

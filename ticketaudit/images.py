@@ -38,8 +38,8 @@ class ImageProcessor:
     source: str
     config: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
     """The config as read (saved beside pruned candidates, so they load with the same preprocessing)."""
-    convert_rgb: bool = True
     channels: int = 3
+    """3: images are converted to RGB; 1: to grayscale."""
     resize: dict[str, int] | None = None
     """{"height", "width"} (warp), or {"shortest_edge"} (keep the aspect ratio)."""
     crop_pct: float | None = None
@@ -115,7 +115,7 @@ class ImageProcessor:
             rescale = config.get("rescale_factor", 1 / 255)
             if isinstance(rescale, bool) or not isinstance(rescale, (int, float)) or rescale <= 0:
                 bad("rescale_factor", "a positive number")
-        return cls(source=source, config=json.loads(json.dumps(config)), convert_rgb=channels == 3, channels=channels, resize=resize,
+        return cls(source=source, config=json.loads(json.dumps(config)), channels=channels, resize=resize,
                    crop_pct=float(crop_pct) if crop_pct is not None and resize and "shortest_edge" in resize else None,
                    resample=int(resample), crop=crop, rescale=float(rescale) if rescale is not None else None,
                    rescale_offset=bool(config.get("rescale_offset", False)) and rescale is not None, mean=mean, std=std,

@@ -30,6 +30,8 @@ class Modality:
     """The human unit attributions are summed to and reported in ("column", "word")."""
     default_batch_size: ClassVar[int] = 1024
     """``--batch-size`` when not given: rows per forward pass (tokens for text)."""
+    pictures: ClassVar[bool] = False
+    """Whether a row can be shown in the report as a picture (images: ``inputs.references`` open it)."""
     in_memory: ClassVar[bool] = False
     """Whether the audit needs every row in one process (inputs padded to one length for the whole table)."""
 
@@ -67,6 +69,10 @@ class Modality:
     def matrix(self, frame: pd.DataFrame) -> np.ndarray:
         """Every row's inputs as one array, in memory (pruning alternatives train and score on it)."""
         return self.inputs(frame)
+
+    def provenance(self) -> dict[str, str]:
+        """What the report's provenance says about how rows became inputs (beyond the data's sha256)."""
+        return {}
 
     def matrix_batch_size(self, batch_size: int) -> int:
         """Rows per forward pass over ``matrix``'s arrays for ``--batch-size`` (text: a token budget)."""

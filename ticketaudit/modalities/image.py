@@ -24,6 +24,7 @@ class ImageModality(Modality):
 
     name: ClassVar[str] = "image"
     prunable: ClassVar[bool] = True
+    pictures: ClassVar[bool] = True
     attributable: ClassVar[bool] = True
     attribution_unit: ClassVar[str] = "pixel"
     default_batch_size: ClassVar[int] = 64
@@ -77,6 +78,12 @@ class ImageModality(Modality):
             references[i] = reference
         return ImageInputs(references, np.asarray(frame.index), self.processor, self.column, tokens=self.tokens)
 
+
+    def provenance(self) -> dict[str, str]:
+        """The processor config applied and the folder images were read from (the data's sha256 covers the
+        table of paths, not the image files)."""
+        settings = ", ".join(f"{k}={v}" for k, v in sorted(self.processor.config.items()))
+        return {"image_processor": f"{self.processor.source} ({settings})", "image_root": str(self.root)}
 
     def matrix(self, frame: pd.DataFrame) -> np.ndarray:
         """Every row's pixels at once (decoded in worker threads)."""

@@ -48,7 +48,7 @@ class Disagreement(Analysis):
 
     def plan(self, context: AuditContext) -> bool:
         """Whether to keep the flipped rows' images for thumbnails (image models, unless --no-thumbnails)."""
-        return context.modality.name == "image" and context.thumbnails
+        return context.modality.pictures and context.thumbnails
 
     def accumulator(self, worker: Worker, planned: bool) -> _Flips:
         return _Flips(images=planned)
