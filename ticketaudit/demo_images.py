@@ -3,6 +3,7 @@ from a folder of PNG files and a CSV of paths, labels and groups (the layout use
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,14 +29,14 @@ TRAIN = TrainSettings(epochs=EPOCHS, batch_size=64, learning_rate=3e-3)
 REWIND_STEP = 20
 
 
-def write_images(frame: pd.DataFrame, folder: Path, *, table: Path) -> None:
-    """Each row's PNG as ``folder/<id>.png`` and the table of paths (relative to the table), labels and groups."""
+def write_images(frame: pd.DataFrame, folder: Path) -> list[str]:
+    """Each row's PNG as ``folder/<id>.png``; their paths relative to ``folder``'s parent (where the tables go)."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for identifier, data in zip(frame["id"], frame["image"]):
         (folder / f"{identifier}.png").write_bytes(data)
         paths.append(f"{folder.name}/{identifier}.png")
-    frame.drop(columns="image").assign(image=paths).to_csv(table, index=False)
+    return paths
 
 
 def run_image_demo(out: Path, *, seed: int = 0, progress: Callable[[str, int, int], None] | None = None) -> AuditResult:
@@ -47,10 +48,8 @@ def run_image_demo(out: Path, *, seed: int = 0, progress: Callable[[str, int, in
     train_frame, test_frame = load_shapes("train"), load_shapes("test")
     out.mkdir(parents=True, exist_ok=True)
     train_path, test_path = out / "shapes_train.csv", out / "shapes_test.csv"
-    write_images(pd.concat([train_frame, test_frame]), out / "images", table=out / "shapes_all.csv")
-    (out / "shapes_all.csv").unlink()
     for frame, path in ((train_frame, train_path), (test_frame, test_path)):
-        frame.drop(columns="image").assign(image=[f"images/{i}.png" for i in frame["id"]]).to_csv(path, index=False)
+        frame.drop(columns="image").assign(image=write_images(frame, out / "images")).to_csv(path, index=False)
     processor = ImageProcessor.from_dict(PROCESSOR, source="demo")
     inputs = ImageInputs(np.array(list(train_frame["image"]), dtype=object), np.arange(len(train_frame)),
                          processor, "image")
@@ -65,7 +64,7 @@ def run_image_demo(out: Path, *, seed: int = 0, progress: Callable[[str, int, in
 
     dense, ticket, mask = iterative_magnitude_pruning(
         build_architecture("cnn", ARGUMENTS), pixels, labels, rounds=ROUNDS, final_density=FINAL_DENSITY,
-        settings=TrainSettings(**{**TRAIN.__dict__, "seed": seed}), rewind_step=REWIND_STEP, on_epoch=epoch_done)
+        settings=dataclasses.replace(TRAIN, seed=seed), rewind_step=REWIND_STEP, on_epoch=epoch_done)
     for name, module, the_mask in (("dense", dense, None), ("ticket", ticket, mask)):
         save_bundle(out / name, module, architecture="cnn", arguments=ARGUMENTS, labels=SHAPES_LABELS, mask=the_mask,
                     image_processor=PROCESSOR)

@@ -92,23 +92,16 @@ def prune(*, dense: nn.Module | str | Path, data: pd.DataFrame | str | Path, tar
     if target in sensitive_columns:
         fail(f"the target column '{target}' cannot also be a sensitive column.")
     inputs_of = None
-    if is_huggingface_module(loaded.module) or text is not None:
+    if is_huggingface_module(loaded.module) or text is not None or image is not None or loaded.image_processor:
         from .modalities import choose_modality
 
         modality = choose_modality(loaded, target=target, sensitive=sensitive_columns, features=feature_list,
-                                   text=text).build(loaded, probe=table.frame.iloc[:1], target=target, features=None,
-                                                    text=text)
-        inputs_of, batch_size = modality.matrix, modality.matrix_batch_size(min(batch_size, 16_384))
-    elif image is not None or loaded.image_processor is not None:
-        from .modalities import choose_modality
-
-        modality = choose_modality(loaded, target=target, sensitive=sensitive_columns, features=feature_list,
-                                   text=None, image=image).build(
-            loaded, probe=table.frame.iloc[:1], target=target, features=None, text=None, image=image,
+                                   text=text, image=image).build(
+            loaded, probe=table.frame.iloc[:1], target=target, features=None, text=text, image=image,
             root=table_folder(data))
-        inputs_of = modality.matrix
-        if train_frame is not None:
-            train_frame = absolute_images(train_frame, column=str(image), root=table_folder(train_data))
+        inputs_of, batch_size = modality.matrix, modality.matrix_batch_size(batch_size)
+        if train_frame is not None and image is not None:
+            train_frame = absolute_images(train_frame, column=image, root=table_folder(train_data))
     alternatives = find_alternatives(
         loaded, frame=table.frame, target=target, sensitive=sensitive_columns, features=feature_list,
         settings=settings, policy=policy or Policy(), seed=seed, n_boot=n_boot, train_frame=train_frame,

@@ -387,14 +387,14 @@ def find_alternatives(
         notes.append("structured pruning was skipped: the model's weights form no chain of nn.Linear layers, no chain "
                      "of convolutions ending in a linear layer, and it has no BERT-style attention heads.")
     dense_runner = ModelRunner(dense.module, device=torch.device("cpu"))
-    n_outputs = dense_runner.output_width(inputs_of(evaluation_frame.iloc[:1]))
+    probe = inputs_of(evaluation_frame.iloc[:1])
+    n_outputs = dense_runner.output_width(probe)
     if n_outputs < 2:
         fail(
             "pruning alternatives need a model with one logit per class (2 or more outputs); this model has a "
             "single output (a sigmoid head). Audit it without --alternatives, or prune a model with a softmax head."
         )
-    _check_dense_ensemble(dense_ensemble, dense=dense, settings=settings, n_outputs=n_outputs,
-                          probe=inputs_of(evaluation_frame.iloc[:1]))
+    _check_dense_ensemble(dense_ensemble, dense=dense, settings=settings, n_outputs=n_outputs, probe=probe)
     evaluation = _rows(evaluation_frame, dense=dense, target=target, inputs_of=inputs_of, n_outputs=n_outputs)
     calibration_rows = _rows(calibration_frame, dense=dense, target=target, inputs_of=inputs_of, n_outputs=n_outputs)
     calibration_groups = build_groups(calibration_frame, sensitive)
@@ -447,6 +447,7 @@ def find_alternatives(
                 module=None,
             )
         )
+    ensembles: list[Candidate] = []  # each method's ensemble of its seeds' tickets (seeds > 1)
     for method in methods:
         probabilities = []
         for s in range(settings.seeds):
@@ -463,10 +464,10 @@ def find_alternatives(
             )
             proba = evaluator.probabilities(module)
             probabilities.append(proba)
-            if method == "structured" and attention_heads(dense.module) and s == 0 and \
-                    _sparsity_of(mask) < overall - 0.005:
+            reached = _sparsity_of(mask)
+            if method == "structured" and attention_heads(dense.module) and s == 0 and reached < overall - 0.005:
                 notes.append(f"structured pruning removes whole attention heads, which hold part of the weights: it "
-                             f"reached {_sparsity_of(mask):.1%} sparsity of the {overall:.1%} asked (one head is kept "
+                             f"reached {reached:.1%} sparsity of the {overall:.1%} asked (one head is kept "
                              "per layer), so compare it with the others on accuracy per weight, not at equal sparsity.")
             name = method if settings.seeds == 1 else f"{method} #{s + 1}"
             if settings.recover != "none":
@@ -486,7 +487,7 @@ def find_alternatives(
             )
         if settings.seeds > 1:
             mean = np.mean(probabilities, axis=0)
-            candidates.append(
+            ensembles.append(
                 _summarise(
                     f"{method} ensemble of {settings.seeds}",
                     method,
@@ -499,9 +500,9 @@ def find_alternatives(
                     module=None,
                 )
             )
+            candidates.append(ensembles[-1])
     compute_fair = None
     if settings.seeds > 1:
-        ensembles = [c for c in candidates if c.name.endswith(f"ensemble of {settings.seeds}")]
         reference, compute_fair, note = _dense_ensemble(
             dense, dense_ensemble, evaluator=evaluator, calibration=calibration if train_frame is not None else None,
             tickets=settings.seeds, sparsity=float(np.mean([c.sparsity for c in ensembles])), settings=settings,
