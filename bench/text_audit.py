@@ -15,8 +15,6 @@ Run: python bench/text_audit.py [--rows 1500] [--long] [--precisions auto,float6
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from _timing import process_peak
 from text_attributions import VOCAB, models
 
 
@@ -59,18 +58,7 @@ def audit_process(folder: Path, precision: str, threads: int, *, max_rows: int |
                "--sensitive", "group", "--text", "review", "--analyses", "metrics,attention", "--seed", "0",
                "--n-boot", "200", "--quiet", "--precision", precision, "--out", str(folder / f"{precision}.html"),
                "--device", device, *(["--max-rows", str(max_rows)] if max_rows else [])]
-    # A fresh wrapper process per run, so its children's peak RSS is this run's alone.
-    wrapper = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
-               "sys.stderr.write(done.stderr); "
-               "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", wrapper, *command], capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": str(threads)})
-    seconds = time.perf_counter() - start
-    code, peak_kib = (int(v) for v in done.stdout.split())
-    if code not in (0, 1):
-        raise SystemExit(done.stderr)
-    return seconds, peak_kib / 2**20
+    return process_peak(command, threads=threads)
 
 
 def main() -> None:

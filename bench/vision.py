@@ -17,8 +17,6 @@ Run: python bench/vision.py [--rows 1000] [--size 112] [--threads 2] [--memory] 
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +26,8 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
+
+from _timing import process_peak
 
 SMALL_RUN = 50
 """Images of the run that measures start-up (imports, loading, report), subtracted for the per-image rate."""
@@ -103,17 +103,7 @@ def audit_process(folder: Path, threads: int, *, max_rows: int | None = None, de
                "--seed", "0", "--n-boot", "200", "--quiet", "--out", str(folder / "report.html"), "--device", device,
                "--precision", precision,
                *(["--max-rows", str(max_rows)] if max_rows else [])]
-    wrapper = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
-               "sys.stderr.write(done.stderr); "
-               "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", wrapper, *command], capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": str(threads)})
-    seconds = time.perf_counter() - start
-    code, peak_kib = (int(v) for v in done.stdout.split())
-    if code not in (0, 1):
-        raise SystemExit(done.stderr)
-    return seconds, peak_kib / 2**20
+    return process_peak(command, threads=threads)
 
 
 def save(folder: Path, dense: torch.nn.Module, ticket: torch.nn.Module, processor: object) -> None:
