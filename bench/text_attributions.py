@@ -27,13 +27,14 @@ VOCAB = ("the a movie film plot acting music story good bad great awful fine dul
          "it was is very not quite women men black white old young people actor director scene").split()
 
 
-def models() -> tuple[torch.nn.Module, torch.nn.Module, object]:
+def models(*, layers: int = 6) -> tuple[torch.nn.Module, torch.nn.Module, object]:
+    """A MiniLM-size BERT (``layers`` deep; random weights) and its 50% magnitude ticket, with a word tokenizer."""
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
     torch.manual_seed(0)
     tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *VOCAB]
     tokenizer = BertTokenizerFast(vocab={t: i for i, t in enumerate(tokens)}, model_max_length=512)
-    config = BertConfig(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
+    config = BertConfig(vocab_size=30522, hidden_size=384, num_hidden_layers=layers, num_attention_heads=12,
                         intermediate_size=1536, num_labels=2)
     dense = BertForSequenceClassification(config).eval()
     ticket = copy.deepcopy(dense)

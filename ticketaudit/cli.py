@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import __version__, paths
 from ._io import WRITTEN, check_not_input, check_writable, sha256_file, write_atomically
+from ._process import share_one_malloc_arena
 from .choices import ATTRIBUTION_METHODS, DEVICES, ENGINES, PRECISIONS, PRUNING_METHODS, RECOVERIES, listed
 from .exceptions import InvalidInputError
 
@@ -457,6 +458,7 @@ def main() -> None:
     """Console-script entry point. A signal outside a command (while Typer parses) is reported like one
     inside it; once the command is done, signals are ignored while the interpreter shuts down, so a
     finished run keeps its exit code."""
+    share_one_malloc_arena()
     signal.signal(signal.SIGTERM, _raise_terminated)
     code: int | str | None = None
     try:

@@ -9,8 +9,11 @@ the rows. Jensen-Shannon divergence (bits) between the two models' attention is 
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +33,9 @@ from .streaming import BootstrapSums
 MEMORY_BUDGET_BYTES = 256 * 2**20
 """Attention maps of both models (and their float32 reduction) held for one batch at most; batches shrink to
 fit, long texts to fewer rows (results do not change)."""
+MAP_TENSOR_BYTES = 32 * 2**20
+"""One layer's maps of one model for a batch at most: glibc serves blocks up to 32 MiB from memory it keeps,
+larger ones are mapped fresh from the system on every allocation (page faults cost more than the rows save)."""
 ATTENTION_STREAM = 0xA77E
 LN2 = math.log(2.0)
 VALUE_PROJECTIONS = ("value", "v_lin", "v_proj", "value_proj")
@@ -215,6 +221,95 @@ def pruned_heads(module: nn.Module, mask: Mask, *, source: str, layer_names: lis
     return result
 
 
+class Abandoned(RuntimeError):
+    """A model's pass stopped because the other one failed or ran out of attention layers."""
+
+
+class LayerPairs:
+    """Where both models' forward passes meet, layer by layer. The models take turns (a baton: one computes
+    while the other waits, so they never compete for the cores): the dense model computes a layer and hands
+    its maps over, the ticket computes the same layer and reduces the pair (``compare_layer``), and only then
+    does the dense model go on. So one layer's maps per model are alive at a time. A failure on either side,
+    or layer counts that differ, stops both."""
+
+    def __init__(self) -> None:
+        self._turn = threading.Condition()
+        self._baton = 0
+        self._waiting: list[LayerAttention | None] = [None, None]
+        self._finished = [False, False]
+        self._failed = False
+        self.reduced: list[tuple[torch.Tensor, ...]] = []
+
+    def run(self, side: int, recorder: AttentionRecorder, batch: Features) -> torch.Tensor:
+        """Run one model (``side`` 0 dense, 1 ticket) on ``batch`` in its turns, handing each layer over."""
+        try:
+            with self._turn:
+                self._wait_for_baton(side)
+            logits = recorder.run(batch, on_layer=lambda layer: self._offer(side, layer))[0]
+        except BaseException:
+            self._finish(side, failed=True)
+            raise
+        self._finish(side, failed=False)
+        with self._turn:
+            if self._failed:
+                raise Abandoned("the dense model and the ticket returned different numbers of attention layers")
+        return logits
+
+    def _wait_for_baton(self, side: int) -> None:
+        self._turn.wait_for(lambda: self._baton == side or self._failed)
+        if self._failed:
+            raise Abandoned("the other model's forward pass stopped")
+
+    def _pass_baton(self, side: int) -> None:
+        if not self._finished[1 - side]:
+            self._baton = 1 - side
+            self._turn.notify_all()
+
+    def _finish(self, side: int, *, failed: bool) -> None:
+        with self._turn:
+            self._finished[side] = True
+            if failed or self._waiting[1 - side] is not None:  # the other side waits for a layer this one lacks
+                self._failed = True
+            self._baton = 1 - side
+            self._turn.notify_all()
+
+    def _offer(self, side: int, layer: LayerAttention) -> None:
+        other = 1 - side
+        with self._turn:
+            waiting = self._waiting[other]
+            if waiting is not None:
+                self._waiting[other] = None
+                try:
+                    self.reduced.append(compare_layer(*((layer, waiting) if side == 0 else (waiting, layer))))
+                except BaseException:
+                    self._failed = True
+                    self._turn.notify_all()
+                    raise
+                del waiting
+            elif self._finished[other]:
+                self._failed = True
+                self._turn.notify_all()
+                raise Abandoned("the dense model and the ticket returned different numbers of attention layers")
+            else:
+                self._waiting[side] = layer
+            del layer
+            self._pass_baton(side)
+            self._wait_for_baton(side)
+
+
+PROBE_TOKENS = 16
+"""Tokens of the one text row that reveals the models' attention layout (sizes scale with length squared)."""
+
+
+def _probe_row(features: Features) -> Features:
+    """One row, a text cut to ``PROBE_TOKENS`` tokens: a long text's every-layer maps would be the run's peak."""
+    row = features[:1]
+    if isinstance(row, TokenInputs):
+        return dataclasses.replace(row, input_ids=row.input_ids[:, :PROBE_TOKENS],
+                                   attention_mask=row.attention_mask[:, :PROBE_TOKENS])
+    return row
+
+
 class AttentionStream:
     """Both models' attention, reduced per batch to per-row dense entropy, ticket entropy and JS
     divergence per head, folded into per-stratum Poisson-bootstrap sums (mergeable across shards).
@@ -224,31 +319,71 @@ class AttentionStream:
                  n_boot: int, seed: int, batch_size: int) -> None:
         self.dense, self.ticket = dense, ticket
         self.batch_size = batch_size
-        layers = dense.record(probe[:1])
+        probe = _probe_row(probe)
+        layers = dense.record(probe)
+        ticket.record(probe)
         self.heads_per_layer = [int(layer.probs.shape[1]) for layer in layers]
         if not self.heads_per_layer:
             fail("the model returned no attention probabilities (its layers do not report them); leave attention "
                  "out of --analyses.")
-        # Per row: both models' maps as returned, plus one layer's float32 reduction (p, q, scratch).
-        held = sum(2 * layer.probs[0].numel() * layer.probs.element_size() for layer in layers)
+        self.can_go_layer_by_layer = dense.streams and ticket.streams and dense.module is not ticket.module
+        """Whether both models can run side by side, meeting at each layer (``LayerPairs``) so that one layer's
+        maps per model are alive at a time. Used for batches whose every-layer maps exceed the budget even
+        at one row (deep models, long texts); smaller ones run one model after the other, which is faster on
+        CPU (no hand-over between threads at every layer)."""
+        # Per row: both models' maps (every layer, or one), plus one layer's float32 reduction (p, q, scratch).
+        maps = [2 * layer.probs[0].numel() * layer.probs.element_size() for layer in layers]
         reduction = max(3 * layer.probs[0].numel() * 4 for layer in layers)
         self._keys = int(layers[0].probs.shape[-1])
-        self._row_bytes = held + reduction
+        self._every_layer_bytes = sum(maps) + reduction
+        self._one_layer_bytes = max(maps) + reduction
+        self._map_bytes = max(maps) // 2
+        del layers
         self._text = isinstance(probe, TokenInputs)
         self.sums = BootstrapSums(n_strata=n_strata, width=3 * sum(self.heads_per_layer), n_boot=n_boot, seed=seed,
                                   stream=ATTENTION_STREAM)
 
+    def _scale(self, length: int) -> float:
+        """How a row's maps grow with its padded length (quadratically) against the probe's."""
+        return (length / self._keys) ** 2 if self._text else 1.0
+
+    def layer_by_layer(self, batch: Features) -> bool:
+        """Whether ``batch`` runs layer by layer: holding its every-layer maps would exceed the budget."""
+        length = batch.shape[1] if isinstance(batch, TokenInputs) else self._keys
+        return self.can_go_layer_by_layer and len(batch) * self._every_layer_bytes * self._scale(length) > \
+            MEMORY_BUDGET_BYTES
+
     def max_rows(self, length: int) -> int:
-        """Rows per batch within ``MEMORY_BUDGET_BYTES``: maps grow with the square of a text's padded length."""
-        row_bytes = self._row_bytes * (length / self._keys) ** 2 if self._text else self._row_bytes
-        return max(1, int(MEMORY_BUDGET_BYTES // max(row_bytes, 1)))
+        """Rows per batch within ``MEMORY_BUDGET_BYTES`` holding every layer's maps, or, where not even one row
+        fits, one layer's (then one map within ``MAP_TENSOR_BYTES``): maps grow with a text's length squared."""
+        scale = self._scale(length)
+        rows = int(MEMORY_BUDGET_BYTES // max(self._every_layer_bytes * scale, 1))
+        if rows >= 1 or not self.can_go_layer_by_layer:
+            return max(1, rows)
+        return max(1, min(int(MEMORY_BUDGET_BYTES // max(self._one_layer_bytes * scale, 1)),
+                          int(MAP_TENSOR_BYTES // max(self._map_bytes * scale, 1))))
 
     def forward(self, batch: Features) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
         """Both models' logits and each row's values (dense entropies, ticket entropies, JS per head)."""
-        logits_dense, dense_layers = self.dense.run(batch)
-        logits_ticket, ticket_layers = self.ticket.run(batch)
-        compared = [compare_layer(a, b) for a, b in zip(dense_layers, ticket_layers)]
-        del dense_layers, ticket_layers
+        if self.layer_by_layer(batch):
+            pairs = LayerPairs()
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ticketaudit-dense") as pool:
+                dense_run = pool.submit(pairs.run, 0, self.dense, batch)
+                try:
+                    logits_ticket = pairs.run(1, self.ticket, batch)
+                except Abandoned as abandoned:
+                    try:
+                        dense_run.result()
+                    except Abandoned:  # both stopped: the ticket's reason says why
+                        raise abandoned from None
+                    raise  # (a dense error other than Abandoned propagates from result() above)
+                logits_dense = dense_run.result()
+            compared = pairs.reduced
+        else:
+            logits_dense, dense_layers = self.dense.run(batch)
+            logits_ticket, ticket_layers = self.ticket.run(batch)
+            compared = [compare_layer(a, b) for a, b in zip(dense_layers, ticket_layers)]
+            del dense_layers, ticket_layers
         values = [torch.cat([layer[k] for layer in compared], dim=1) for k in range(3)]
         # Rounded to float32 like the predictions: the last bits of float64 attention vary with the batch size.
         return logits_dense, logits_ticket, torch.cat(values, dim=1).to("cpu", torch.float32).to(torch.float64).numpy()

@@ -1,14 +1,16 @@
 """Reading attention probabilities out of a model during an ordinary forward pass.
 
-Three sources, tried in this order: a Hugging Face model (``output_attentions=True``, eager
-attention), modules implementing the ``AttentionAdapter`` protocol, and ``nn.MultiheadAttention``
-(hooks that ask for ``need_weights=True, average_attn_weights=False``; the output is unchanged).
+Three sources, tried in this order: a Hugging Face model (eager attention; a hook on each attention module
+its class declares in ``_can_record_outputs``, else ``output_attentions=True``), modules implementing the
+``AttentionAdapter`` protocol, and ``nn.MultiheadAttention`` (hooks that ask for ``need_weights=True,
+average_attn_weights=False``; the output is unchanged). Every source can hand each layer's maps to a
+callback as the layer finishes (``run(on_layer=...)``), so a caller need never hold more than one layer.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -61,6 +63,29 @@ def attention_source(module: nn.Module) -> tuple[str, list[str]] | None:
     return None
 
 
+def _recorded_attention_modules(module: nn.Module) -> list[tuple[nn.Module, int]]:
+    """(module, index of the probabilities in its output) for each attention module a Hugging Face model's
+    class says records ``attentions`` (transformers' own capture hooks use the same declaration)."""
+    specs = (getattr(module, "_can_record_outputs", None) or {}).get("attentions")
+    if specs is None:
+        return []
+    found = []
+    for name, sub in module.named_modules():
+        for spec in specs if isinstance(specs, list) else [specs]:
+            if isinstance(spec, (type, str)):
+                target, class_name, layer_name, index = ((spec, None, None, 1) if isinstance(spec, type)
+                                                         else (None, spec, None, 1))
+            else:
+                target, class_name, layer_name = spec.target_class, spec.class_name, spec.layer_name
+                index = spec.index
+            matches = ((target is not None and isinstance(sub, target))
+                       or (class_name is not None and name.endswith(class_name)))
+            if matches and (layer_name is None or f".{layer_name.strip('.')}." in f".{name}."):
+                found.append((sub, index))
+                break
+    return found
+
+
 def _pad_from_mask(mask: torch.Tensor | None, *, rows: int, keys: int, device: torch.device) -> torch.Tensor:
     """(rows, keys) True where the key is padding, from a bool or additive (-inf) key_padding_mask."""
     if mask is None:
@@ -92,6 +117,13 @@ class AttentionRecorder:
         self.kind, self.layer_names = found
         self.dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float64)
         self._captured: list[LayerAttention] = []
+        self._on_layer: Callable[[LayerAttention], None] | None = None
+        self._masks: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._hooked_huggingface = _recorded_attention_modules(module) if self.kind == "huggingface" else []
+        self.streams = self.kind != "huggingface"
+        """Whether ``run(on_layer=...)`` hands over layers one at a time. For a Hugging Face model this is
+        decided by ``record`` on a probe row: only when its hooks see exactly what ``output_attentions``
+        returns (else ``run`` still works, collecting every layer at once)."""
 
     @contextlib.contextmanager
     def _hooks(self) -> Iterator[None]:
@@ -102,6 +134,8 @@ class AttentionRecorder:
                 handles.append(sub.register_forward_hook(self._record_multihead, with_kwargs=True))
             elif self.kind == "adapter" and name in self.layer_names:
                 handles.append(sub.register_forward_hook(self._record_adapter))
+        for sub, index in self._hooked_huggingface if self.kind == "huggingface" else ():
+            handles.append(sub.register_forward_hook(self._huggingface_recorder(index)))
         try:
             yield
         finally:
@@ -128,7 +162,7 @@ class AttentionRecorder:
         if blocked is not None:
             key_valid = key_valid & ~blocked
         query_valid = ~pad if queries == keys else torch.ones(rows, queries, dtype=torch.bool, device=probs.device)
-        self._captured.append(LayerAttention(probs, key_valid, query_valid, padding_zeroed=True))
+        self._keep(LayerAttention(probs, key_valid, query_valid, padding_zeroed=True))
 
     def _record_adapter(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         probs = module.attention_probs
@@ -139,32 +173,80 @@ class AttentionRecorder:
         valid = (key_mask.to(torch.bool) if key_mask is not None
                  else torch.ones(rows, keys, dtype=torch.bool, device=probs.device))
         query_valid = valid if queries == keys else torch.ones(rows, queries, dtype=torch.bool, device=probs.device)
-        self._captured.append(LayerAttention(probs, valid[:, None, None, :], query_valid))
+        self._keep(LayerAttention(probs, valid[:, None, None, :], query_valid))
+
+    def _keep(self, layer: LayerAttention) -> None:
+        if self._on_layer is not None:
+            self._on_layer(layer)
+        else:
+            self._captured.append(layer)
+
+    def _huggingface_recorder(self, index: int) -> Callable[..., None]:
+        def record(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+            probs = output[index] if isinstance(output, tuple) and len(output) > index else None
+            if probs is not None:  # hooks are installed only while ``_hooked_run`` runs
+                self._keep(LayerAttention(probs, *(self._masks or _all_real(probs)), padding_zeroed=True))
+        return record
 
     def record(self, batch: Features) -> list[LayerAttention]:
-        """Each attention layer's probabilities for ``batch``."""
-        return self.run(batch)[1]
+        """Each attention layer's probabilities for ``batch``. For a Hugging Face model this also decides
+        ``streams``: its hooks must give the very maps ``output_attentions=True`` returns."""
+        if self.kind != "huggingface" or not self._hooked_huggingface:
+            return self.run(batch)[1]
+        streamed = self._hooked_run(batch)[1]
+        returned = self._returned_run(batch)[1]
+        self.streams = len(streamed) == len(returned) > 0 and all(
+            a.probs.shape == b.probs.shape and torch.equal(a.probs, b.probs) for a, b in zip(streamed, returned))
+        return returned
 
-    def run(self, batch: Features) -> tuple[torch.Tensor, list[LayerAttention]]:
-        """The model's logits on ``batch`` and each attention layer's probabilities, from one forward pass."""
+    def run(self, batch: Features, *, on_layer: Callable[[LayerAttention], None] | None = None
+            ) -> tuple[torch.Tensor, list[LayerAttention]]:
+        """The model's logits on ``batch`` and each attention layer's probabilities, from one forward pass.
+        With ``on_layer`` (when ``streams``), each layer goes to it as soon as computed and none is kept."""
+        if self.kind == "huggingface" and not self.streams:
+            return self._returned_run(batch)
+        self._on_layer = on_layer
+        try:
+            return self._hooked_run(batch)
+        finally:
+            self._on_layer = None
+
+    def _hooked_run(self, batch: Features) -> tuple[torch.Tensor, list[LayerAttention]]:
         self._captured = []
-        with torch.inference_mode():
-            if self.kind == "huggingface":
-                output = call_model(self.module, batch, device=self.device, dtype=self.dtype, output_attentions=True)
-                return logits_of(output), self._huggingface_layers(batch, output.attentions or ())
-            with self._hooks():
+        if self.kind == "huggingface":
+            self._masks = self._huggingface_masks(batch)
+        try:
+            with torch.inference_mode(), self._hooks():
                 output = call_model(self.module, batch, device=self.device, dtype=self.dtype)
+        finally:
+            self._masks = None
         captured, self._captured = self._captured, []
         return logits_of(output), captured
 
-    def _huggingface_layers(self, batch: Features, attentions: tuple[torch.Tensor, ...]) -> list[LayerAttention]:
-        if not isinstance(batch, TokenInputs):  # images: every patch (and the class token) is real
-            return [LayerAttention(a, torch.ones(a.shape[0], 1, 1, a.shape[-1], dtype=torch.bool, device=a.device),
-                                   torch.ones(a.shape[0], a.shape[-2], dtype=torch.bool, device=a.device),
-                                   padding_zeroed=True) for a in attentions]
+    def _returned_run(self, batch: Features) -> tuple[torch.Tensor, list[LayerAttention]]:
+        with torch.inference_mode():
+            output = call_model(self.module, batch, device=self.device, dtype=self.dtype, output_attentions=True)
+        return logits_of(output), self._huggingface_layers(batch, output.attentions or ())
+
+    def _huggingface_masks(self, batch: Features) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(key_valid, query_valid) for every layer of a batch, or None for pixels (all real; shapes
+        come from the maps)."""
+        if not isinstance(batch, TokenInputs):
+            return None
         real = torch.as_tensor(batch.attention_mask, device=self.device) != 0
         key_valid = real[:, None, None, :]
         if is_causal(self.module):
             length = real.shape[1]
             key_valid = key_valid & torch.ones(length, length, dtype=torch.bool, device=self.device).tril()[None, None]
-        return [LayerAttention(a, key_valid, real, padding_zeroed=True) for a in attentions]
+        return key_valid, real
+
+    def _huggingface_layers(self, batch: Features, attentions: tuple[torch.Tensor, ...]) -> list[LayerAttention]:
+        masks = self._huggingface_masks(batch)
+        return [LayerAttention(a, *(masks or _all_real(a)), padding_zeroed=True) for a in attentions]
+
+
+def _all_real(probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(key_valid, query_valid) of maps whose every key and query is real (image patches and class token)."""
+    rows, _, queries, keys = probs.shape
+    return (torch.ones(rows, 1, 1, keys, dtype=torch.bool, device=probs.device),
+            torch.ones(rows, queries, dtype=torch.bool, device=probs.device))
