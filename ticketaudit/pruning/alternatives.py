@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .._validation import check_int, fail
+from ..analyses import stats
 from ..analyses.base import AnalysisInputs, Estimate, interval, number
 from ..analyses.performance import PerformanceResult, analyse_performance
 from ..analyses.predict import ModelRunner, Predictions
@@ -249,7 +250,8 @@ class _Evaluator:
     def probabilities(self, module: nn.Module) -> np.ndarray:
         return ModelRunner(module, device=self.device).probabilities(self.rows.features, batch_size=self.batch_size)
 
-    def performance(self, proba: np.ndarray) -> PerformanceResult:
+    def performance(self, proba: np.ndarray, *, reference: np.ndarray | None = None) -> PerformanceResult:
+        """``proba`` against the dense model's probabilities (or ``reference``'s), paired on the same rows."""
         inputs = AnalysisInputs(
             class_names=self.rows.class_names,
             groups=self.groups,
@@ -259,7 +261,7 @@ class _Evaluator:
             seed=self.seed,
             ece_bins=AuditConfig().ece_bins,
             labels=self.rows.labels,
-            predictions=Predictions(self.dense_proba, proba),
+            predictions=Predictions(self.dense_proba if reference is None else reference, proba),
         )
         return analyse_performance(inputs)
 
@@ -447,7 +449,7 @@ def find_alternatives(
                 module=None,
             )
         )
-    ensembles: list[Candidate] = []  # each method's ensemble of its seeds' tickets (seeds > 1)
+    ensembles: list[tuple[Candidate, np.ndarray]] = []  # each method's ensemble of its seeds' tickets (seeds > 1)
     for method in methods:
         probabilities = []
         for s in range(settings.seeds):
@@ -487,7 +489,7 @@ def find_alternatives(
             )
         if settings.seeds > 1:
             mean = np.mean(probabilities, axis=0)
-            ensembles.append(
+            ensembles.append((
                 _summarise(
                     f"{method} ensemble of {settings.seeds}",
                     method,
@@ -498,17 +500,19 @@ def find_alternatives(
                     policy,
                     mask=None,
                     module=None,
-                )
-            )
-            candidates.append(ensembles[-1])
+                ), mean))
+            candidates.append(ensembles[-1][0])
     compute_fair = None
     if settings.seeds > 1:
-        reference, compute_fair, note = _dense_ensemble(
+        reference, reference_proba, compute_fair, note = _dense_ensemble(
             dense, dense_ensemble, evaluator=evaluator, calibration=calibration if train_frame is not None else None,
-            tickets=settings.seeds, sparsity=float(np.mean([c.sparsity for c in ensembles])), settings=settings,
+            tickets=settings.seeds, sparsity=float(np.mean([c.sparsity for c, _ in ensembles])), settings=settings,
             seed=seed, policy=policy)
         candidates.append(reference)
-        compute_fair["comparisons"] = [_per_group(c, reference) for c in ensembles]
+        compute_fair["comparisons"] = [
+            compare_ensembles(evaluator.performance(proba, reference=reference_proba), tickets=c.name,
+                              dense=reference.name, confidence=policy.confidence)
+            for c, proba in ensembles]
         notes.append(note)
     sweep = _sweep(methods, dense.module, calibration, evaluator, settings, seed=seed, min_rows=policy.min_group_size)
     tolerance = policy.max_overall_accuracy_drop
@@ -561,7 +565,7 @@ def compute_equivalent(tickets: int, sparsity: float) -> int:
 
 def _dense_ensemble(dense: LoadedModel, given: Sequence[LoadedModel], *, evaluator: _Evaluator,
                     calibration: Calibration | None, tickets: int, sparsity: float, settings: PruneSettings,
-                    seed: int, policy: Policy) -> tuple[Candidate, dict[str, Any], str]:
+                    seed: int, policy: Policy) -> tuple[Candidate, np.ndarray, dict[str, Any], str]:
     """The K-dense-model ensemble of equal compute: the dense model, then the given ones, then (with training
     rows) models trained here from scratch; its candidate, the JSON block and a note saying where it came from."""
     from .imp import TrainSettings, train
@@ -585,8 +589,9 @@ def _dense_ensemble(dense: LoadedModel, given: Sequence[LoadedModel], *, evaluat
         trained += 1
         members.append(f"trained here #{trained}")
     name = f"{DENSE_ENSEMBLE} of {len(probabilities)}" + (f" (K = {k})" if len(probabilities) < k else "")
-    candidate = _summarise(name, DENSE_ENSEMBLE, "-", None, 0.0, evaluator.performance(np.mean(probabilities, axis=0)),
-                           policy, mask=None, module=None)
+    mean = np.mean(probabilities, axis=0)
+    candidate = _summarise(name, DENSE_ENSEMBLE, "-", None, 0.0, evaluator.performance(mean), policy, mask=None,
+                           module=None)
     block = {"tickets": tickets, "sparsity": number(sparsity), "dense_models": k, "dense_members_sha256": members,
              "trained_here": trained, "epochs_if_trained": settings.epochs if trained else None}
     note = (f"Compute-fair comparison: {tickets} tickets at {sparsity:.0%} sparsity cost about as much as K = "
@@ -598,17 +603,34 @@ def _dense_ensemble(dense: LoadedModel, given: Sequence[LoadedModel], *, evaluat
             + ("" if len(probabilities) == k else
                f". Only {len(probabilities)} of {k} were available: give --dense-ensemble DIR,... or --train-data")
             + ".")
-    return candidate, block, note
+    return candidate, mean, block, note
 
 
-def _per_group(ensemble: Candidate, reference: Candidate) -> dict[str, Any]:
-    """Per group: the ticket ensemble's accuracy minus the dense ensemble's."""
-    return {"tickets": ensemble.name, "dense": reference.name,
-            "accuracy": {"tickets": number(ensemble.accuracy), "dense": number(reference.accuracy),
-                         "difference": number(ensemble.accuracy - reference.accuracy)},
-            "groups": {g: {"tickets": number(a), "dense": number(reference.group_accuracy.get(g, float("nan"))),
-                           "difference": number(a - reference.group_accuracy.get(g, float("nan")))}
-                       for g, a in ensemble.group_accuracy.items()}}
+def compare_ensembles(paired: PerformanceResult, *, tickets: str, dense: str, confidence: float) -> dict[str, Any]:
+    """The M-ticket ensemble against the K-dense-model ensemble, overall and per group, from their paired
+    comparison on the same rows (``paired``: the dense ensemble as reference): accuracies, the difference
+    (tickets - dense) with its interval and p-value, Holm-adjusted across groups, and what it shows."""
+    alpha = 1 - confidence
+
+    def entry(group: Any, p_holm: float) -> dict[str, Any]:
+        accuracy = group.metrics["accuracy"]
+        if group.insufficient:
+            finding = "too few rows"
+        elif p_holm < alpha:
+            finding = "tickets better" if accuracy.delta > 0 else "dense better"
+        else:
+            finding = "no detectable difference"
+        return {"n": group.n, "insufficient": group.insufficient, "tickets": number(accuracy.ticket),
+                "dense": number(accuracy.dense), "difference": number(accuracy.delta), "ci": interval(*accuracy.ci),
+                "ci_method": accuracy.ci_method, "p_value": number(accuracy.p_value), "p_holm": number(p_holm),
+                "finding": finding}
+
+    adjusted = stats.holm(np.array([g.metrics["accuracy"].p_value if not g.insufficient else np.nan
+                                    for g in paired.subgroups]))
+    overall = paired.overall.metrics["accuracy"]
+    return {"tickets": tickets, "dense": dense, "confidence": confidence,
+            "accuracy": entry(paired.overall, float(overall.p_value)),
+            "groups": {g.group: entry(g, float(p)) for g, p in zip(paired.subgroups, adjusted)}}
 
 
 def _subset(calibration: Calibration, fraction: float, *, seed: int) -> Calibration:
