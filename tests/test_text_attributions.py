@@ -68,6 +68,20 @@ def test_a_repeated_word_sums_its_tokens(tokenizer) -> None:
     assert "".join(piece for piece, _ in words.segments[0]) == texts[0]
 
 
+def test_a_left_padding_tokenizer_explains_each_row_as_it_is_scored(tokenizer) -> None:
+    """Texts of different lengths: with the tokenizer padding on the left, the word attributions equal those
+    with right padding (rows keep positions 0, 1, ..., as in the audit's own batches)."""
+    model = tiny_bert(seed=6)
+    texts = ["good", "the movie was great and the acting was fine", "bad film"]
+    left = copy.deepcopy(tokenizer)
+    left.padding_side = "left"
+    runs = [attribute_words(model, model, texts, np.array([1, 0, 1]), tokenizer=t, max_length=32,
+                            method="integrated-gradients", steps=20, batch_size=3, device=CPU) for t in (tokenizer, left)]
+    assert runs[0].vocabulary == runs[1].vocabulary
+    np.testing.assert_allclose(runs[1].dense, runs[0].dense, rtol=0, atol=1e-10)
+    assert left.padding_side == "left"  # the caller's tokenizer is left as it was
+
+
 def test_batched_equals_unbatched(tokenizer) -> None:
     model = tiny_bert(seed=2)
     texts = list(text_table(12, seed=4)["review"])

@@ -172,8 +172,10 @@ def _encode(tokenizer: Any, texts: list[str], *, max_length: int | None) -> Any:
              "model's tokenizer with tokenizer.save_pretrained(directory) from a fast tokenizer, or leave attributions "
              "out of --analyses.")
     limit = max_length if max_length and max_length < 100_000 else 512
-    return tokenizer(texts, padding="longest", truncation=True, max_length=limit, return_attention_mask=True,
-                     return_offsets_mapping=True, return_special_tokens_mask=True)
+    # Padded on the right whatever the tokenizer's padding_side, as the audit's own batches are: left padding
+    # would shift the real tokens' absolute positions, and a row would be explained as it is not scored.
+    return tokenizer(texts, padding="longest", padding_side="right", truncation=True, max_length=limit,
+                     return_attention_mask=True, return_offsets_mapping=True, return_special_tokens_mask=True)
 
 
 def attribute_words(dense: torch.nn.Module, ticket: torch.nn.Module, texts: list[str], targets: np.ndarray, *,
