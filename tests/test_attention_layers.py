@@ -197,3 +197,20 @@ def test_rows_too_big_for_the_budget_at_every_layer_run_layer_by_layer(monkeypat
     assert stream.max_rows(12) == 1 and stream.layer_by_layer(batch[:1])
     monkeypatch.setattr(attention, "MEMORY_BUDGET_BYTES", one * 4)
     assert stream.max_rows(12) == 2 and stream.max_rows(24) == 1  # a row's maps grow with its length squared
+
+
+def test_the_dense_models_thread_keeps_the_callers_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Intra-op threads are a per-thread setting: a worker (one core each) must not run its dense model on all."""
+    _budget(monkeypatch, layer_by_layer=True)
+    dense, ticket = _mha_pair()
+    batch = np.random.default_rng(0).normal(size=(4, 5))
+    stream = _stream(dense, ticket, batch)
+    seen: list[tuple[str, int]] = []
+    dense.register_forward_hook(lambda *_: seen.append((threading.current_thread().name, torch.get_num_threads())))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        stream.forward(batch)
+    finally:
+        torch.set_num_threads(before)
+    assert len(seen) == 1 and seen[0][0].startswith("ticketaudit-dense") and seen[0][1] == 1

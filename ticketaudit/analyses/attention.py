@@ -297,6 +297,12 @@ class LayerPairs:
             self._wait_for_baton(side)
 
 
+def _with_threads(threads: int, function: Callable[..., Any], *args: Any) -> Any:
+    """``function(*args)`` in a new thread with the caller's intra-op thread count (a per-thread setting)."""
+    torch.set_num_threads(threads)
+    return function(*args)
+
+
 PROBE_TOKENS = 16
 """Tokens of the one text row that reveals the models' attention layout (sizes scale with length squared)."""
 
@@ -368,7 +374,7 @@ class AttentionStream:
         if self.layer_by_layer(batch):
             pairs = LayerPairs()
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ticketaudit-dense") as pool:
-                dense_run = pool.submit(pairs.run, 0, self.dense, batch)
+                dense_run = pool.submit(_with_threads, torch.get_num_threads(), pairs.run, 0, self.dense, batch)
                 try:
                     logits_ticket = pairs.run(1, self.ticket, batch)
                 except Abandoned as abandoned:
