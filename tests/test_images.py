@@ -412,3 +412,46 @@ def test_pruned_cnn_candidates_are_saved_as_measured(images, tmp_path: Path) -> 
         for f in range(mask[name].shape[0]):
             assert bool(mask[name][f][inputs_alive].all()) or not mask[name][f].any()
         inputs_alive = mask[name].flatten(1).any(dim=1)
+
+
+@pytest.mark.parametrize("kind", ["vit", "resnet"])
+def test_pruned_huggingface_image_candidates_are_saved_as_measured(kind: str, tmp_path: Path) -> None:
+    """``prune --image`` on a Hugging Face image directory: each candidate is saved as a Hugging Face directory
+    (config and image processor copied, its own fine-tuned weights, its mask) that, audited as it is, scores
+    what alternatives.json says; the weights saved are the fine-tuned ones, not the dense model x the mask."""
+    from safetensors.torch import load_file
+
+    from ticketaudit.prune import prune, write_prune
+
+    def weights_of(folder: Path) -> dict[str, torch.Tensor]:  # by the module's own names (the file may use others)
+        return transformers.AutoModelForImageClassification.from_pretrained(folder).state_dict()
+
+    table = write_images(tmp_path, 60)
+    table.to_csv(tmp_path / "data.csv", index=False)
+    train = tmp_path / "train"
+    write_images(train, 90, seed=5).to_csv(train / "train.csv", index=False)
+    dense = huggingface_vit(tmp_path)[0] if kind == "vit" else huggingface_resnet(tmp_path)
+    result = prune(dense=dense, data=tmp_path / "data.csv", train_data=train / "train.csv", image="path",
+                   target="label", sensitive="group", sparsity=0.6, methods="all", recover="finetune", epochs=1,
+                   n_boot=100, seed=0)
+    out = tmp_path / "out"
+    write_prune(result, out)
+    document = json.loads((out / "alternatives.json").read_text())["alternatives"]
+    saved = [c for c in document["candidates"] if c["saved_to"] is not None]
+    assert {c["method"] for c in saved} == {"global-magnitude", "layerwise-magnitude", "group-balanced", "worst-group"}
+    assert any("structured pruning was skipped" in note for note in document["notes"])
+    dense_weights = weights_of(dense)
+    for candidate in saved:
+        folder = Path(candidate["saved_to"])
+        assert {"config.json", "model.safetensors", "mask.safetensors", "preprocessor_config.json"} <= \
+            {p.name for p in folder.iterdir()}
+        audit = ta.audit(dense=dense, ticket=folder, data=tmp_path / "data.csv", image="path", target="label",
+                         sensitive="group", n_boot=100, analyses="metrics")
+        assert audit.ticket.format == "huggingface"
+        assert audit.performance.overall.metrics["accuracy"].ticket == pytest.approx(candidate["accuracy"], abs=1e-9)
+        groups = {g.group: g.metrics["accuracy"].ticket for g in audit.performance.subgroups}
+        assert groups == pytest.approx(candidate["group_accuracy"], abs=1e-9)
+        assert audit.ticket.sparsity == pytest.approx(candidate["sparsity"], abs=1e-3)
+        weights, mask = weights_of(folder), load_file(str(folder / "mask.safetensors"))
+        assert all(not weights[name][m == 0].any() for name, m in mask.items())  # pruned weights stay zero
+        assert any(not torch.equal(weights[name], dense_weights[name] * m) for name, m in mask.items())  # fine-tuned

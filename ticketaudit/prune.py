@@ -24,7 +24,7 @@ from .images import ImageProcessor, absolute_images, table_folder
 from .pruning.alternatives import AlternativesResult, PruneSettings, find_alternatives
 from .tickets import LoadedModel, load_dense
 from .tickets.bundle import bundle_files
-from .tickets.huggingface import is_huggingface_module, reads_pixels
+from .tickets.huggingface import is_huggingface_module
 
 SCHEMA_VERSION = "1.0"
 
@@ -78,9 +78,6 @@ def prune(*, dense: nn.Module | str | Path, data: pd.DataFrame | str | Path, tar
     sensitive_columns = as_list(sensitive, option="--sensitive") or []
     feature_list = as_list(features, option="--features")
     loaded = load_dense(dense, factory=factory, allow_pickle=allow_pickle)
-    if reads_pixels(loaded.module):
-        fail("ticketaudit prune works on bundles, state_dicts and modules (tabular models, CNNs) and Hugging Face "
-             "text models; this is a Hugging Face image directory. Audit its pruned copies with ticketaudit report.")
     if image_processor is not None:
         loaded = dataclasses.replace(loaded, image_processor=ImageProcessor.from_file(image_processor))
     if isinstance(dense_ensemble, str):

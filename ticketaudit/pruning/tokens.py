@@ -1,5 +1,6 @@
-"""Hugging Face text classifiers in the pruning code: one (rows, 2, length) tensor of token ids and attention
-mask per call, so masks, saliency, fine-tuning and scoring treat them as any model of one input tensor."""
+"""Hugging Face classifiers in the pruning code, called with one tensor: text models with (rows, 2, length) token
+ids and attention mask, image models with pixel values. Masks, saliency, fine-tuning and scoring then treat them
+as any model of one input tensor."""
 
 from __future__ import annotations
 
@@ -29,22 +30,39 @@ class TokenClassifier(nn.Module):
         return self.model(input_ids=x[:, 0], attention_mask=x[:, 1]).logits
 
 
+class PixelClassifier(nn.Module):
+    """An image classifier called with its processed pixel values (rows, channels, height, width), in the
+    model's own precision."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = next(p.dtype for p in self.model.parameters() if p.is_floating_point())
+        return self.model(pixel_values=x.to(dtype)).logits
+
+
+WRAPPERS = (TokenClassifier, PixelClassifier)
+
+
 def reads_tokens(module: nn.Module) -> bool:
     return is_huggingface_module(module) and not reads_pixels(module)
 
 
 def wrapped(loaded: LoadedModel) -> LoadedModel:
-    """``loaded`` with its module wrapped (and its mask renamed) when it is a text model; as it is otherwise."""
-    if not reads_tokens(loaded.module):
+    """``loaded`` with its module wrapped (and its mask renamed) when it is a Hugging Face model; as it is
+    otherwise."""
+    if not is_huggingface_module(loaded.module):
         return loaded
-    module = TokenClassifier(loaded.module)
+    module = PixelClassifier(loaded.module) if reads_pixels(loaded.module) else TokenClassifier(loaded.module)
     mask = Mask({PREFIX + name: tensor for name, tensor in loaded.mask.items()}, model=module)
     return dataclasses.replace(loaded, module=module, mask=mask)
 
 
 def unwrapped(module: nn.Module, mask: Mask | None) -> tuple[nn.Module, Mask | None]:
     """The Hugging Face model inside a wrapper and its mask with the original names (others as they are)."""
-    if not isinstance(module, TokenClassifier):
+    if not isinstance(module, WRAPPERS):
         return module, mask
     inner = module.model
     if mask is None:
