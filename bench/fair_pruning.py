@@ -13,7 +13,8 @@ the gap at most half as much as global magnitude (where global magnitude widens 
 is nothing to halve: then at most 0.5 pt more) at <= 0.5 pt more cost; and never more than 1 pt worse
 than global magnitude on either measure anywhere.
 
-Run: python bench/fair_pruning.py [--seeds 5] [--sparsities 0.8,0.9,0.95] [--skip-adult] [--markdown]
+Run: python bench/fair_pruning.py [--seeds 5] [--first-seed 0] [--sparsities 0.8,0.9,0.95] [--skip-adult] [--markdown]
+(--first-seed 5: fresh data and dense models, to check a setting chosen on seeds 0-4.)
 """
 
 from __future__ import annotations
@@ -176,7 +177,7 @@ def generated(args: argparse.Namespace) -> None:
     features = list(MINORITY_FEATURES)
     runs: dict[tuple, list[dict]] = {}
     for name, make in MECHANISMS.items():
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             train_frame, test_frame = make(6000, seed=seed), make(6000, seed=1000 + seed)
             x, y = _tensors(train_frame, lambda f: f[features].to_numpy(np.float32), lambda f: f["y"].to_numpy())
             tx, ty = _tensors(test_frame, lambda f: f[features].to_numpy(np.float32), lambda f: f["y"].to_numpy())
@@ -205,7 +206,7 @@ def adult(args: argparse.Namespace) -> None:
     key = test_frame[["sex", "race"]].astype(str).agg(" & ".join, axis=1)
     test_groups = np.array([lookup.get(k, -1) for k in key])
     runs: dict[tuple, list[dict]] = {}
-    for seed in range(min(args.seeds, 2)):
+    for seed in range(args.first_seed, args.first_seed + min(args.seeds, 2)):
         torch.manual_seed(seed)
         dense, _ = train(MLP(in_features=preprocess.width, hidden=HIDDEN, out_features=2), x, y,
                          settings=TrainSettings(epochs=4, seed=seed))
@@ -219,6 +220,7 @@ def adult(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--sparsities", type=lambda s: [float(v) for v in s.split(",")], default=[0.8, 0.9, 0.95])
     parser.add_argument("--skip-adult", action="store_true")
     parser.add_argument("--skip-generated", action="store_true")

@@ -144,6 +144,31 @@ def test_anchored_methods_never_lose_to_global_magnitude_on_the_calibration_rows
         assert torch.equal(flat[method], flat["global-magnitude"])
     else:
         assert fair.gap < anchor.gap and not torch.equal(flat[method], flat["global-magnitude"])
+        assert scorer.clearly_better(fair, than=anchor)  # never a swap whose gain is noise on these rows
+
+
+def test_a_swap_must_narrow_the_gap_by_more_than_noise() -> None:
+    """Known truth, by simulation: a candidate that changes rows at random (no real gain) is rarely taken over
+    the anchor, one that fixes 10% of the minority's rows almost always is."""
+    from ticketaudit.pruning.anchored import _Scorer
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat([0, 1], [1700, 300])
+    scorer = _Scorer(torch.nn.Linear(2, 2), torch.zeros(2000, 2), torch.zeros(2000, dtype=torch.long), groups,
+                     min_rows=30)
+    taken_null, taken_real = [], []
+    for _ in range(300):
+        base = rng.random(2000) < np.where(groups == 0, 0.9, 0.7)
+        # Per group, right rows turn wrong with probability 2% and wrong rows right with the probability that
+        # keeps the expected accuracy: no gain, only noise.
+        accuracy = np.where(groups == 0, 0.9, 0.7)
+        turn = rng.random(2000) < np.where(base, 0.02, 0.02 * accuracy / (1 - accuracy))
+        flipped = base ^ turn
+        fixed = base | ((groups == 1) & (rng.random(2000) < 0.1 / 0.3))  # a tenth of the minority fixed
+        taken_null.append(scorer.clearly_better(scorer._harm(flipped), than=scorer._harm(base)))
+        taken_real.append(scorer.clearly_better(scorer._harm(fixed), than=scorer._harm(base)))
+    assert np.mean(taken_null) <= 0.05, np.mean(taken_null)
+    assert np.mean(taken_real) >= 0.95, np.mean(taken_real)
 
 
 def test_without_a_harmed_group_the_fair_methods_are_global_magnitude(problem: Problem) -> None:

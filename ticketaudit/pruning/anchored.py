@@ -8,7 +8,9 @@ that matter most to the groups with the largest excess accuracy drop (drop minus
 the calibration rows), and prune as many of the kept weights that matter least to everyone in exchange,
 so the sparsity is unchanged. The budget is chosen on the calibration rows from ``SWAP_BUDGETS``: the one
 that narrows the accuracy gap most without costing more than ``ACCURACY_SLACK`` of overall accuracy
-against global magnitude. Budget 0 — global magnitude itself — wins whenever no swap helps, so on the
+against global magnitude, among those that narrow it clearly (by more than ``CLEAR_GAIN_Z`` standard errors
+of the paired change, or while raising overall accuracy by that many: choosing the best of many swaps on the
+same rows otherwise picks noise, which then costs on new rows). Budget 0 — global magnitude itself — wins whenever no swap clearly helps, so on the
 calibration rows an anchored method never has a wider gap than global magnitude, nor more than
 ``ACCURACY_SLACK`` less accuracy.
 """
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -31,6 +33,10 @@ ACCURACY_SLACK = 0.0025
 """Overall calibration accuracy a swap may cost against global magnitude's mask (a quarter point)."""
 SHORTLIST = 3
 """Swaps (the best before recovery) that are recovered and judged again when the model will be fine-tuned."""
+CLEAR_GAIN_Z = 3.0
+"""How many standard errors a swap must narrow the calibration gap by to be taken over global magnitude's mask
+(3, chosen on bench/fair_pruning.py and checked on fresh seeds: see the README's "Fair pruning: measured").
+The standard error is the paired one, from the rows each group's prediction changes on (McNemar's counts)."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,10 @@ class Harm:
     """Largest minus smallest group accuracy."""
     excess: dict[int, float]
     """Group's accuracy drop from the dense model minus the overall drop."""
+    accuracy: dict[int, float] = field(default_factory=dict, compare=False)
+    """Group's accuracy."""
+    correct: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool), compare=False)
+    """Per calibration row: predicted right."""
 
 
 class _Scorer:
@@ -88,7 +98,28 @@ class _Scorer:
         accuracy = {g: float(correct[m].mean()) for g, m in self.members.items()}
         drop = {g: float(self.dense_correct[m].mean()) - accuracy[g] for g, m in self.members.items()}
         return Harm(overall=overall, gap=max(accuracy.values()) - min(accuracy.values()),
-                    excess={g: d - (dense_overall - overall) for g, d in drop.items()})
+                    excess={g: d - (dense_overall - overall) for g, d in drop.items()}, accuracy=accuracy,
+                    correct=correct)
+
+    def clearly_better(self, other: Harm, *, than: Harm) -> bool:
+        """Whether ``other``'s gap is narrower than ``than``'s and clearly so: it narrows by more than
+        ``CLEAR_GAIN_Z`` standard errors of the paired change (the groups at either end of either gap; per group
+        (b + c) / n^2, b and c the rows only one of the two gets right), or overall accuracy rises by that many
+        (a swap that gives everyone back their weights barely moves the gap)."""
+        gain = than.gap - other.gap
+        if gain <= 1e-12:
+            return False
+        ends = {max(than.accuracy, key=than.accuracy.get), min(than.accuracy, key=than.accuracy.get),
+                max(other.accuracy, key=other.accuracy.get), min(other.accuracy, key=other.accuracy.get)}
+        variance = 0.0
+        for group in ends:
+            rows = self.members[group]
+            changed = int((other.correct[rows] != than.correct[rows]).sum())
+            variance += changed / max(int(rows.sum()), 1) ** 2
+        if gain > CLEAR_GAIN_Z * variance ** 0.5:
+            return True
+        changed = int((other.correct != than.correct).sum())
+        return other.overall - than.overall > CLEAR_GAIN_Z * changed ** 0.5 / max(len(other.correct), 1)
 
 
 def anchored_keep(model: nn.Module, *, anchor: torch.Tensor, alive: torch.Tensor, saliency: Mapping[int, torch.Tensor], features: torch.Tensor, labels: torch.Tensor,
@@ -129,14 +160,15 @@ def anchored_keep(model: nn.Module, *, anchor: torch.Tensor, alive: torch.Tensor
                 _swap(keep, part, share=budget, restore_score=restore_score, drop_score=drop_score, anchor=anchor)
             tried.append((keep, scorer.harm(keep)))
     better = [keep for keep, harm in sorted(tried, key=lambda pair: pair[1].gap)
-              if harm.gap < base.gap - 1e-12 and harm.overall >= base.overall - ACCURACY_SLACK]
+              if scorer.clearly_better(harm, than=base) and harm.overall >= base.overall - ACCURACY_SLACK]
     if not better or recovered is None:
         return better[0] if better else anchor
     base = scorer.harm_of(recovered(anchor))  # the same comparison, after recovery
     best, best_gap = anchor, base.gap
     for keep in better[:SHORTLIST]:
         harm = scorer.harm_of(recovered(keep))
-        if harm.gap < best_gap - 1e-12 and harm.overall >= base.overall - ACCURACY_SLACK:
+        if (harm.gap < best_gap - 1e-12 and scorer.clearly_better(harm, than=base)
+                and harm.overall >= base.overall - ACCURACY_SLACK):
             best, best_gap = keep, harm.gap
     return best
 
