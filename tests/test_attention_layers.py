@@ -71,12 +71,17 @@ def _stream(dense: torch.nn.Module, ticket: torch.nn.Module, batch: Any) -> Atte
                            n_strata=1, n_boot=10, seed=0, batch_size=64)
 
 
-@pytest.mark.parametrize("kind", sorted(PAIRS))
-def test_layer_by_layer_equals_every_layer_at_once(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def _stream_of(kind: str) -> tuple[AttentionStream, Any]:
+    """A fresh model pair of ``kind``, its stream and a batch."""
     build, make_batch = PAIRS[kind]
     dense, ticket = build()
     batch = make_batch()
-    stream = _stream(dense, ticket, batch)
+    return _stream(dense, ticket, batch), batch
+
+
+@pytest.mark.parametrize("kind", sorted(PAIRS))
+def test_layer_by_layer_equals_every_layer_at_once(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    stream, batch = _stream_of(kind)
     assert stream.can_go_layer_by_layer  # Hugging Face hooks were checked against output_attentions on the probe
     _budget(monkeypatch, layer_by_layer=True)
     assert stream.layer_by_layer(batch)
@@ -92,10 +97,7 @@ def test_layer_by_layer_equals_every_layer_at_once(kind: str, monkeypatch: pytes
 
 @pytest.mark.parametrize("kind", sorted(PAIRS))
 def test_at_most_one_layer_of_maps_per_model_is_alive(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    build, make_batch = PAIRS[kind]
-    dense, ticket = build()
-    batch = make_batch()
-    stream = _stream(dense, ticket, batch)
+    stream, batch = _stream_of(kind)
     alive: weakref.WeakSet[torch.Tensor] = weakref.WeakSet()
     seen: list[int] = []
     reduce = attention.compare_layer

@@ -14,7 +14,8 @@ def share_one_malloc_arena() -> bool:
     """Make every thread allocate from glibc's main arena, as ``MALLOC_ARENA_MAX=1`` does, unless the user set
     that variable; True when applied. Why: the layer-by-layer attention pass runs the dense model in a second
     thread, and in an arena of its own glibc hands freed blocks back to the system at once, so every batch
-    pays the page faults again (25% slower on 512-token texts, measured). Must run before any thread starts."""
+    pays the page faults again (measured: 0.45 s against 0.37 s per 512-token row). Must run before any thread
+    starts."""
     if "MALLOC_ARENA_MAX" in os.environ or not sys.platform.startswith("linux"):
         return False
     try:

@@ -46,10 +46,6 @@ class PixelClassifier(nn.Module):
 WRAPPERS = (TokenClassifier, PixelClassifier)
 
 
-def reads_tokens(module: nn.Module) -> bool:
-    return is_huggingface_module(module) and not reads_pixels(module)
-
-
 def wrapped(loaded: LoadedModel) -> LoadedModel:
     """``loaded`` with its module wrapped (and its mask renamed) when it is a Hugging Face model; as it is
     otherwise."""
