@@ -137,7 +137,10 @@ class ImageProcessor:
     def __call__(self, image: Any) -> np.ndarray:
         from PIL import Image
 
-        image = image.convert("RGB" if self.channels == 3 else "L")
+        if not is_eight_bit(image):
+            fail(MSG_IMAGE_MODE.format(where=f"image processor '{self.source}'", image="an image", mode=image.mode))
+        image = to_rgb(image)
+        image = image if self.channels == 3 else image.convert("L")
         resample = Image.Resampling(self.resample)
         if self.resize is not None:
             if "height" in self.resize:
@@ -202,6 +205,26 @@ def class_defaults(config: dict[str, Any]) -> dict[str, Any]:
         elif isinstance(value, (int, float, list, tuple)):
             out[key] = list(value) if isinstance(value, tuple) else value
     return out
+
+
+def is_eight_bit(image: Any) -> bool:
+    """Whether every band of the image holds 8 bits (or 1): the modes an image processor reads as 0..255."""
+    from PIL import ImageMode
+
+    return ImageMode.getmode(image.mode).typestr in ("|u1", "|b1")
+
+
+def to_rgb(image: Any) -> Any:
+    """The image in RGB as transformers' ``convert_to_rgb`` makes it: transparency (an alpha band, or a palette's
+    or grayscale's transparent colour) composited onto white, every other 8-bit mode converted by Pillow."""
+    from PIL import Image
+
+    if image.mode == "RGB":
+        return image
+    if "A" in image.getbands() or image.info.get("transparency") is not None:
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
+    return image.convert("RGB")
 
 
 def _per_channel(value: Any, key: str, bad: Callable[[str, str], None]) -> tuple[float, ...] | None:
@@ -299,6 +322,11 @@ def describe_reference(reference: str | bytes) -> str:
     return f"file '{reference}'" if isinstance(reference, str) else f"encoded image ({len(reference)} bytes)"
 
 
+MSG_IMAGE_MODE = ("{where}: {image} has Pillow mode '{mode}' (more than 8 bits per channel), which image processors "
+                  "do not read: rescaling it to 0..255 is a choice ticketaudit will not guess (clipping would change the "
+                  "pixels). Convert the images to 8-bit (mode L or RGB) the way the model was trained on them.")
+
+
 def open_image(reference: str | bytes, *, row: Any, column: str) -> Any:
     """The decoded Pillow image, or exit 2 naming the row and the file."""
     from PIL import Image, UnidentifiedImageError
@@ -307,7 +335,7 @@ def open_image(reference: str | bytes, *, row: Any, column: str) -> Any:
     try:
         with Image.open(reference if isinstance(reference, str) else io.BytesIO(reference)) as image:
             image.load()
-            return image.copy()
+            decoded = image.copy()
     except FileNotFoundError:
         fail(f"{where}: image file '{reference}' does not exist. Relative paths are read from the data table's "
              "folder; fix the path or the file.")
@@ -319,6 +347,9 @@ def open_image(reference: str | bytes, *, row: Any, column: str) -> Any:
     except (OSError, ValueError, SyntaxError) as error:  # truncated or corrupt data, unreadable files
         fail(f"{where}: {describe_reference(reference)} cannot be decoded ({str(error).splitlines()[0]}). "
              "Fix or drop the row.")
+    if not is_eight_bit(decoded):
+        fail(MSG_IMAGE_MODE.format(where=where, image=describe_reference(reference), mode=decoded.mode))
+    return decoded
 
 
 @dataclass(frozen=True, eq=False)
@@ -375,7 +406,7 @@ def thumbnail(reference: str | bytes, *, row: Any, column: str, side: int = THUM
     """A small PNG of the image as a ``data:`` URI (allowed by the report's content security policy)."""
     import base64
 
-    image = open_image(reference, row=row, column=column).convert("RGB")
+    image = to_rgb(open_image(reference, row=row, column=column))
     image.thumbnail((side, side))
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=True)
