@@ -286,7 +286,7 @@ def test_text_padding_is_ignored(text_pair: Path) -> None:
 TEXT_BAD_INPUTS = {
     "tokenizer missing": (lambda root, a: _replace(a, "--dense", str(root / "no_tokenizer")), "has no tokenizer files"),
     "text column missing": (lambda root, a: _replace(a, "--text", "body"), "text column 'body' is not in the data"),
-    "empty strings": (lambda root, a: _replace(a, "--data", str(root / "empty.csv")), "1 empty strings"),
+    "empty strings": (lambda root, a: _replace(a, "--data", str(root / "empty.csv")), "is an empty string in 1 row"),
     "Hugging Face model without --text": (lambda root, a: a[:a.index("--text")] + a[a.index("--text") + 2:],
                                           "name the text column with --text"),
     "feature ablation on text": (lambda root, a: [*a, "--attribution-method", "feature-ablation"],

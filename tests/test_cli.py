@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import jsonschema
+import pandas as pd
 import numpy as np
 import pytest
 import torch
@@ -218,7 +219,7 @@ BAD_INPUTS: dict[str, tuple[Case, str]] = {
     "text labels without label list": (lambda a, t, f: _set(a, "--data", _table(t, f, lambda d: d.assign(y=d.y.map({0: "no", 1: "yes"})))),
                                        "no label list"),
     "NaN in features": (lambda a, t, f: _set(a, "--data", _table(t, f, lambda d: d.assign(x2=d.x2.where(d.index != 3)))),
-                        "feature column 'x2' has 1 missing, NaN or infinite"),
+                        "feature column 'x2' has a missing, NaN or infinite value in 1 row (3)"),
     "inf in features": (lambda a, t, f: _set(a, "--data", _table(t, f, lambda d: d.assign(x3=d.x3.where(d.index != 5, np.inf)))),
                         "feature column 'x3'"),
     "non-numeric feature": (lambda a, t, f: _set(a, "--features", "x1,x2,x3,sex"), "not numeric"),
@@ -374,3 +375,36 @@ def test_interrupt_leaves_no_partial_file(report_args: list[str], tmp_path: Path
     run = run_cli(report_args)
     assert run.code == 130 and "nothing was written" in run.stderr
     assert not list(tmp_path.iterdir())
+
+
+BAD_ROWS = {  # name: (column, rows, value written in place, words of the message)
+    "overflowing numbers, the first row among them": ("x2", [0, 4, 9, 13, 20, 31, 47, 58, 77, 90], "1e5000",
+                                                      "missing, NaN or infinite value in 10 rows (first: 0, 4, 9, 13, 20, ...)"),
+    "infinities after the first row": ("x3", [11, 12, 500], "-inf", "in 3 rows (first: 11, 12, 500)"),
+    "missing targets": ("y", [3, 8, 200, 201, 350], "", "target column 'y' is missing in 5 rows (first: 3, 8, 200, 201, 350)"),
+    "one missing target in the first row": ("y", [0], "", "target column 'y' is missing in 1 row (0)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ROWS))
+@pytest.mark.parametrize("layout", ["csv", "parquet-fragments"])
+def test_bad_values_are_counted_over_every_row(case: str, layout: str, fx: Fixture, report_args: list[str],
+                                               tmp_path: Path) -> None:
+    """The message gives the true count and the first row numbers (of the audited rows, across files), whether the
+    first row, one chunk or a later file shows the problem first."""
+    column, rows, value, words = BAD_ROWS[case]
+    frame = fx.frame.copy().astype({column: object})
+    frame.loc[rows, column] = value
+    if layout == "csv":
+        data = tmp_path / "bad.csv"
+        frame.to_csv(data, index=False)
+    else:
+        data = tmp_path / "parts"
+        data.mkdir()
+        typed = frame.assign(**{column: pd.to_numeric(frame[column].replace("", None), errors="coerce")})
+        for part, start in enumerate(range(0, len(typed), 150)):  # bad rows land in several files
+            typed.iloc[start:start + 150].to_parquet(data / f"part-{part:03d}.parquet", index=False)
+    run = run_cli(_set(report_args, "--data", str(data)))
+    assert run.code == 2, run.stdout + run.stderr
+    assert words in " ".join(run.stderr.split()), run.stderr
+    assert not (tmp_path / "r.html").exists()

@@ -540,3 +540,39 @@ def test_pruned_huggingface_image_candidates_are_saved_as_measured(kind: str, tm
         weights, mask = weights_of(folder), load_file(str(folder / "mask.safetensors"))
         assert all(not weights[name][m == 0].any() for name, m in mask.items())  # pruned weights stay zero
         assert any(not torch.equal(weights[name], dense_weights[name] * m) for name, m in mask.items())  # fine-tuned
+
+
+@pytest.mark.parametrize("kind", ["same path", "symlink", "hard link"])
+@pytest.mark.parametrize("output", ["--out", "--json", "--model-card"])
+def test_no_output_is_an_image_the_data_names(images, kind: str, output: str, tmp_path: Path) -> None:
+    """Every image the table names is an input: an output resolving to one (by path, symlink or hard link) is
+    exit 2 before any model runs, and the image is untouched."""
+    folder, table, dense, ticket = images
+    victim = folder / table.loc[5, "path"]
+    target = {"same path": victim, "symlink": tmp_path / "out.link", "hard link": tmp_path / "out.hard"}[kind]
+    if kind == "symlink":
+        target.symlink_to(victim)
+    elif kind == "hard link":
+        target.hardlink_to(victim)
+    before = victim.read_bytes()
+    extra = [output, str(target)] if output != "--out" else []
+    run, out = _cli(folder, dense, ticket, tmp_path, *extra)
+    if output == "--out":
+        run = run_cli(["report", "--dense", str(dense), "--ticket", str(ticket), "--data", str(folder / "data.csv"),
+                       "--image", "path", "--target", "label", "--sensitive", "group", "--analyses", "metrics",
+                       "--out", str(target), "--quiet"])
+    assert run.code == 2 and "never writes over its inputs" in run.stderr, run.stderr
+    assert "an image the data names" in run.stderr
+    assert victim.read_bytes() == before
+
+
+@pytest.mark.parametrize("processor_kind", ["cnn bundle", "huggingface vit"])
+def test_model_cards_name_the_image_task(images, processor_kind: str, tmp_path: Path) -> None:
+    folder, table, dense, ticket = images
+    if processor_kind == "huggingface vit":
+        dense, ticket = huggingface_vit(tmp_path)
+    run, out = _cli(folder, dense, ticket, tmp_path, "--model-card", str(tmp_path / "card.md"))
+    assert run.code in (0, 1), run.stderr
+    card = (tmp_path / "card.md").read_text()
+    assert "type: image-classification" in card and "text-classification" not in card
+    assert "tabular-classification" not in card

@@ -98,12 +98,17 @@ def test_junit_keeps_hostile_group_names_valid(documents: dict[str, dict[str, An
 
 # --- Markdown ---------------------------------------------------------------------------------------------
 
-def _tables(markdown: str) -> list[list[list[str]]]:
-    """Tables as rows of cell texts, parsed with GitHub's table rules (markdown-it, GFM tables); a cell
-    with any markup (emphasis, link, HTML) is marked "<markup>"."""
+def _github() -> Any:
+    """markdown-it with GitHub's extensions: tables, strikethrough and linkify (bare URLs, www., e-mail)."""
     from markdown_it import MarkdownIt
 
-    tokens = MarkdownIt("commonmark").enable("table").parse(markdown)
+    return MarkdownIt("gfm-like")
+
+
+def _tables(markdown: str) -> list[list[list[str]]]:
+    """Tables as rows of cell texts, parsed with GitHub's rules (markdown-it's GFM preset: tables and bare-URL
+    links); a cell with any markup (emphasis, link, HTML) is marked "<markup>"; code spans read as their text."""
+    tokens = _github().parse(markdown)
     tables: list[list[list[str]]] = []
     row: list[str] = []
     for i, token in enumerate(tokens):
@@ -113,7 +118,7 @@ def _tables(markdown: str) -> list[list[list[str]]]:
             row = []
         elif token.type in ("th_open", "td_open"):
             children = tokens[i + 1].children or []
-            plain = all(child.type in ("text", "softbreak") for child in children)
+            plain = all(child.type in ("text", "softbreak", "code_inline") for child in children)
             row.append("".join(child.content for child in children) if plain else "<markup>")
         elif token.type == "tr_close":
             tables[-1].append(row)
@@ -144,6 +149,31 @@ def test_markdown_stays_under_githubs_limit_and_escapes_names(documents: dict[st
     assert re.search(r"and [\d,]+ more groups", markdown)
     few = ta.render_markdown(_with_groups(documents["bad"], names[:3]))
     assert "more groups" not in few
+
+
+LINKABLE_NAMES = ["https://evil.example/x?a=1", "see www.evil.example now", "mail me@evil.example", "ftp://f.example/a|b",
+                  "sex=F`x`https://a.example", "mailto:me@evil.example"]
+BIDI_NAMES = ["sex=Female\u202e(evil)", "a\u2066b\u2069", "\u200fright", "x\u061cy"]
+
+
+@pytest.mark.parametrize("name", LINKABLE_NAMES + BIDI_NAMES)
+def test_markdown_never_links_a_group_name_nor_passes_bidi_controls(documents: dict[str, dict[str, Any]],
+                                                                   name: str) -> None:
+    """GitHub links bare URLs, www. names and addresses; the summary shows them as code. Bidirectional controls
+    (which reorder how a line reads) are written out as ⟨U+XXXX⟩ in the Markdown and the model card."""
+    from ticketaudit.report.formats import BIDI_CONTROLS
+
+    document = _with_groups(documents["bad"], [name, "plain"])
+    card = ta.render_model_card(document)
+    for text in (ta.render_markdown(document), card.split("---\n", 2)[2]):  # the card's body; its YAML is metadata
+        html = _github().render(text)
+        assert "<a " not in html, html
+        assert not any(ch in BIDI_CONTROLS for ch in text)
+    assert not any(ch in BIDI_CONTROLS for ch in card)
+    (table,) = _tables(ta.render_markdown(document))
+    shown = next(row[0] for row in table[1:] if row[0] != "plain")
+    expected = "".join(f"⟨U+{ord(ch):04X}⟩" if ch in BIDI_CONTROLS else ch for ch in name)
+    assert shown.replace(" ", "") == expected.replace(" ", "")
 
 
 # --- Model card -------------------------------------------------------------------------------------------

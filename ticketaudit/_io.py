@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import hashlib
 import os
 import shutil
@@ -11,7 +12,7 @@ import signal
 import stat
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import NoReturn
 
@@ -52,20 +53,72 @@ def check_writable(path: Path, *, what: str) -> None:
         fail(MSG_OUTPUT_DIR.format(what=what, path=path, reason=f"directory '{parent}' is not writable"))
 
 
+def input_paths(value: object) -> list[Path]:
+    """The files or directories an input option names, resolved: the path itself, or each match of a glob."""
+    if not isinstance(value, (str, Path)) or str(value) in ("", "-"):
+        return []
+    text = str(value)
+    if os.path.exists(text):
+        return [Path(os.path.realpath(text))]
+    if any(ch in text for ch in "*?["):
+        return [Path(os.path.realpath(match)) for match in sorted(glob.glob(text, recursive=True))]
+    return []
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of an existing file, so a hard link to an input is caught too."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
 def check_not_input(outputs: Mapping[str, Path], inputs: Mapping[str, object]) -> None:
-    """No output may be an input, or lie inside an input directory (a bundle, a data folder): checked
-    on resolved paths, so a symlink to the data is caught too."""
-    resolved = {}
-    for option, value in inputs.items():
-        if isinstance(value, (str, Path)) and str(value) not in ("", "-") and os.path.exists(value):
-            resolved[option] = Path(os.path.realpath(value))
+    """No output may be an input (the same path, a symlink to it, or a hard link of it), or lie inside an input
+    directory (a bundle, a data folder); a glob input protects every file it matches."""
+    resolved = [(option, source) for option, value in inputs.items() for source in input_paths(value)]
     for out_option, path in outputs.items():
         target = Path(os.path.realpath(path))
-        for in_option, source in resolved.items():
-            if target == source or (source.is_dir() and source in target.parents):
-                where = "is" if target == source else "is inside"
+        target_id = _identity(target)
+        for in_option, source in resolved:
+            same = target == source or (target_id is not None and target_id == _identity(source))
+            if same or (source.is_dir() and source in target.parents):
+                where = "is" if same else "is inside"
                 fail(f"{out_option} '{path}' {where} the input given with {in_option} ('{source}'); ticketaudit never "
                      "writes over its inputs. Choose another output path.")
+
+
+def check_outputs_not_among(outputs: Mapping[str, Path], paths: Iterable[str], *, what: str) -> None:
+    """No output may be one of ``paths`` (files the audit reads, e.g. every image of the data), as a path, a
+    symlink or a hard link; checked in one pass over ``paths``."""
+    by_path = {Path(os.path.realpath(path)): option for option, path in outputs.items()}
+    by_id = {identity: option for target, option in by_path.items() if (identity := _identity(target)) is not None}
+    for path in paths:
+        real = Path(os.path.realpath(path))
+        option = by_path.get(real) or (by_id.get(_identity(real)) if by_id else None)  # type: ignore[arg-type]
+        if option is not None:
+            fail(f"{option} '{outputs[option]}' is {what} '{path}'; ticketaudit never writes over its inputs. "
+                 "Choose another output path.")
+
+
+def check_appendable(path: Path, *, what: str, inputs: Mapping[str, object], outputs: Mapping[str, Path]) -> None:
+    """A file the run appends to (``$GITHUB_STEP_SUMMARY``): a regular writable file or a new file in an existing
+    writable directory, and neither an input nor another output."""
+    check_not_input({what: path}, inputs)
+    identity, real = _identity(path), Path(os.path.realpath(path))
+    for option, output in outputs.items():
+        if real == Path(os.path.realpath(output)) or (identity is not None and identity == _identity(output)):
+            fail(f"{what} '{path}' is the {option} output of this run; point it at a file of its own.")
+    if os.path.lexists(path):
+        if not os.path.exists(path) or not stat.S_ISREG(os.stat(path).st_mode):
+            fail(f"{what} '{path}' is not a regular file; point it at a file the summary can be appended to.")
+        if not os.access(path, os.W_OK):
+            fail(f"{what} '{path}' is not writable; fix its permissions or point it elsewhere.")
+        return
+    parent = real.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        fail(f"{what} '{path}' cannot be created: directory '{parent}' does not exist or is not writable.")
 
 
 def _is_regular_target(path: Path) -> bool:

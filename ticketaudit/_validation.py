@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
-from .exceptions import InvalidInputError
+from .exceptions import InvalidInputError, RowsProblem
 
 MSG_FILE_MISSING = "{what} '{path}' does not exist. Check the path."
 MSG_UNKNOWN_EXTENSION = (
@@ -40,6 +40,58 @@ def first_line(error: BaseException, limit: int = 300) -> str:
 def fail(message: str) -> NoReturn:
     """Raise the one error type users see for bad input."""
     raise InvalidInputError(message)
+
+
+ROWS_SHOWN = 5
+"""Row numbers a message lists for a problem that many rows share."""
+
+
+def bad_rows(values: Any, kind: str) -> Any:
+    """Which values of a column (a pandas Series) have the problem ``kind``: a boolean numpy array."""
+    import numpy as np
+    import pandas as pd
+
+    if kind == "missing":
+        return values.isna().to_numpy()
+    if kind == "empty":
+        return (values.notna() & (values.astype(str).str.strip() == "")).to_numpy()
+    numeric = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    return ~np.isfinite(numeric)
+
+
+def rows_words(count: int, positions: Sequence[int]) -> str:
+    """``10 rows (first: 3, 17, 42, 50, 61)``: how many rows, and the first few (0-based row numbers)."""
+    shown = ", ".join(str(int(p)) for p in positions[:ROWS_SHOWN])
+    more = ", ..." if count > ROWS_SHOWN else ""
+    return f"{count:,} row{'s' if count != 1 else ''} ({'first: ' if count > 1 else ''}{shown}{more})"
+
+
+def fail_rows(values: Any, kind: str, *, column: str, template: str) -> None:
+    """Raise ``RowsProblem`` when any value of ``values`` has the problem ``kind``; ``template`` takes
+    ``{rows}`` (count and first row numbers, positions within ``values``)."""
+    import numpy as np
+
+    bad = bad_rows(values, kind)
+    if bad.any():
+        positions = np.flatnonzero(bad)
+        raise RowsProblem(template.format(rows=rows_words(len(positions), positions)), column=column, kind=kind,
+                          template=template)
+
+
+def recounted(problem: RowsProblem, chunks: Any) -> RowsProblem:
+    """The same problem counted over every audited row (``chunks``: the column's values, a part at a time)."""
+    import numpy as np
+
+    count, first, offset = 0, [], 0
+    for values in chunks:
+        bad = np.flatnonzero(bad_rows(values, problem.kind))
+        count += len(bad)
+        first += [offset + int(p) for p in bad[: ROWS_SHOWN - len(first)]]
+        offset += len(values)
+    if not count:  # the data changed under us; keep what was found
+        return problem
+    return RowsProblem(problem.template.format(rows=rows_words(count, first)), column=problem.column,
+                       kind=problem.kind, template=problem.template)
 
 
 def describe(value: object) -> str:

@@ -6,9 +6,10 @@ No phase knows any analysis or kind of input by name: analyses come from the reg
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,19 +20,22 @@ import torch
 from torch import nn
 
 from . import __version__
-from ._validation import as_list, check_fraction, describe, fail
+from ._validation import as_list, check_fraction, describe, fail, recounted
 from .analyses import registry
 from .analyses.attributions import AttributionSettings, read_identity_terms
 from .analyses.base import Analysis, AnalysisSettings, AuditContext, FinishContext
 from .analyses.predict import ModelRunner, resolve_device, resolve_precision
-from .choices import PRECISIONS
-from .checks import Check, decide, group_findings, insufficient_check, rates_moved_together, verdict_of
+from ._io import check_outputs_not_among
+from .choices import PRECISIONS, TRUNCATIONS
+from .checks import (Candidate, Check, decide, group_findings, insufficient_check, not_evaluated_check,
+                     rates_moved_together, verdict_of)
 from .config import AuditConfig, EngineSettings, Policy
 from .data import load_table
+from .exceptions import RowsProblem
 from .engine.rows import AuditRows, column_chunks, open_rows, run_shards
 from .engine.shard import AuditPlan, AuditState
-from .images import ImageProcessor, absolute_images, table_folder
-from .inputs import check_classes, encode_target
+from .images import ImageProcessor, absolute_images, image_reference, table_folder
+from .inputs import check_classes, encode_target, text_limit
 from .modalities import choose_modality
 from .modalities.base import Modality
 from .preprocess import UnseenCategories
@@ -95,7 +99,7 @@ class AuditResult:
     def gate_failed(self) -> bool:
         """Whether the CLI exits 1: a check failed, or the verdict is inconclusive and the policy says
         ``on_inconclusive = "fail"``."""
-        return self.verdict == "fail" or (self.verdict == "inconclusive" and self.policy.on_inconclusive == "fail")
+        return any(self.policy.fails_gate(check.status) for check in self.checks)
 
     @property
     def failed_checks(self) -> tuple[Check, ...]:
@@ -104,6 +108,11 @@ class AuditResult:
     @property
     def inconclusive_checks(self) -> tuple[Check, ...]:
         return tuple(c for c in self.checks if c.status == "inconclusive")
+
+    @property
+    def not_evaluated_checks(self) -> tuple[Check, ...]:
+        """Gates the policy sets that this audit could not evaluate (each says why)."""
+        return tuple(c for c in self.checks if c.status == "not_evaluated")
 
     def _model(self, loaded: LoadedModel) -> dict[str, Any]:
         return {"parameters": loaded.parameters, "nonzero": loaded.nonzero, "sparsity": loaded.sparsity,
@@ -160,6 +169,9 @@ class AuditOptions:
     prune: PruneSettings | None
     train_data: pd.DataFrame | str | Path | None
     precision: str = "auto"
+    truncation: str = "head"
+    outputs: Mapping[str, Path] = field(default_factory=dict)
+    """Files the caller writes afterwards: none may be a file the audit reads (each image of the data)."""
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -178,6 +190,7 @@ class _Analysed:
     notes: list[str]
     unseen: list[dict[str, Any]]
     class_counts: np.ndarray
+    truncation: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -228,6 +241,8 @@ def audit(
     gpus_per_worker: float = 0.0,
     max_unseen_share: float = 0.05,
     precision: str = "auto",
+    truncation: str = "head",
+    outputs: Mapping[str, str | Path] | None = None,
     progress: Progress | None = None,
 ) -> AuditResult:
     """Audit ``ticket`` (or ``dense`` x ``mask``) against ``dense`` on ``data``, per group of ``sensitive``.
@@ -250,7 +265,10 @@ def audit(
     ``precision``: ``float64`` makes results independent of batch size and workers too; ``float32`` and
     ``bfloat16`` (the model's own speed) are reproducible for the same batch size and device; ``auto``
     picks float64 for small models on the CPU, else the models' own precision. The JSON records it.
-    On text models attributions are summed to words; ``identity_terms`` (a file with one term per line,
+    ``truncation``: text longer than the model's limit keeps its first tokens (``head``), its first quarter and
+    last three quarters (``head+tail``), or is refused (``error``); truncated rows are counted per group.
+    ``outputs`` (option -> path): files the caller will write; one that is a file the audit reads (an image the
+    data names) is refused before any model runs. On text models attributions are summed to words; ``identity_terms`` (a file with one term per line,
     or a list) adds words that name a group to those built from the sensitive values, and without
     ``attribution_rows`` the sample is sized to finish in about ``attribution_budget`` seconds on 2 cores.
     """
@@ -270,7 +288,7 @@ def audit(
     state = _run(options, loaded, planned, progress=advance)
     step("Measuring groups and bootstrapping", 0, 1)
     analysed = _analyse(options, loaded, planned, state, progress=step)
-    checks = _gate(options.policy, loaded.analyses, analysed.results)
+    checks = _gate(options.policy, loaded, analysed.results)
     alternative_result = None
     if options.prune is not None:
         step("Pruning alternatives at the same sparsity", 0, 1)
@@ -330,7 +348,14 @@ def _options(arguments: dict[str, Any]) -> AuditOptions:
         max_rows=arguments["max_rows"], requested=requested, factory=arguments["factory"],
         allow_pickle=arguments["allow_pickle"], max_unseen_share=float(arguments["max_unseen_share"]),
         attribution=attribution, engine=engine, prune=prune, train_data=arguments["train_data"],
-        precision=arguments["precision"])
+        precision=arguments["precision"], truncation=_truncation(arguments["truncation"]),
+        outputs={option: Path(path) for option, path in (arguments["outputs"] or {}).items()})
+
+
+def _truncation(value: str) -> str:
+    if value not in TRUNCATIONS:
+        fail(f"truncation (--truncation) must be one of {', '.join(TRUNCATIONS)}; got {value!r}.")
+    return value
 
 
 def _load(options: AuditOptions, *, dense: Any, ticket: Any, mask: Any, tokenizer: Any) -> _Loaded:
@@ -364,13 +389,19 @@ def _plan(options: AuditOptions, loaded: _Loaded, *, data: Any) -> _Planned:
         if train_frame is not None and options.image is not None:
             train_frame = absolute_images(train_frame, column=options.image, root=table_folder(options.train_data))
         check_training_data(options.prune, frame=rows.frame, train_frame=train_frame)
-    modality = loaded.modality.build(loaded.dense, probe=rows.probe, target=options.target,
-                                     features=options.features, text=options.text, image=options.image,
-                                     processor=options.image_processor, root=table_folder(data))
-    modality = modality.prepare(lambda column: column_chunks(rows, column, split=options.split))
-    n_outputs = _output_width(loaded, modality.inputs(rows.probe), device=options.engine)
-    _, class_names = encode_target(rows.probe, options.target, n_outputs=n_outputs, labels=loaded.dense.labels,
-                                   require_every_class=False)
+    with _counted_over(rows, options):  # a problem the first row shows is counted over every row
+        modality = loaded.modality.build(loaded.dense, probe=rows.probe, target=options.target,
+                                         features=options.features, text=options.text, image=options.image,
+                                         processor=options.image_processor, root=table_folder(data),
+                                         truncation=options.truncation)
+        modality = modality.prepare(lambda column: column_chunks(rows, column, split=options.split))
+    if options.outputs and options.image is not None:
+        check_outputs_not_among(options.outputs, _image_files(rows, options, root=table_folder(data)),
+                                what="an image the data names in column '" + options.image + "':")
+    with _counted_over(rows, options):
+        n_outputs = _output_width(loaded, modality.inputs(rows.probe), device=options.engine)
+        _, class_names = encode_target(rows.probe, options.target, n_outputs=n_outputs, labels=loaded.dense.labels,
+                                       require_every_class=False)
     context = AuditContext(
         dense=loaded.dense, ticket=loaded.ticket, modality=modality, groups=rows.groups, population=rows.population,
         probe=rows.probe, total_rows=rows.total, sensitive=options.sensitive, target=options.target, seed=options.seed,
@@ -379,6 +410,16 @@ def _plan(options: AuditOptions, loaded: _Loaded, *, data: Any) -> _Planned:
         precision=resolve_precision(options.precision, models=(loaded.dense.module, loaded.ticket.module),
                                     device=options.engine.device), thumbnails=options.thumbnails)
     return _Planned(rows=rows, context=context, class_names=class_names, n_outputs=n_outputs, train_frame=train_frame)
+
+
+def _image_files(rows: AuditRows, options: AuditOptions, *, root: Path) -> Iterator[str]:
+    """Every image file the audited rows name (encoded bytes name none)."""
+    assert options.image is not None
+    for chunk in column_chunks(rows, options.image, split=options.split):
+        for value in chunk.tolist():
+            reference = image_reference(value, root=root)
+            if isinstance(reference, str):
+                yield reference
 
 
 def _driver_device(engine: EngineSettings) -> torch.device:
@@ -409,8 +450,19 @@ def _run(options: AuditOptions, loaded: _Loaded, planned: _Planned, *,
         planned=tuple(analysis.plan(context) for analysis in loaded.analyses), n_boot=options.n_boot,
         seed=options.seed, ece_bins=AuditConfig().ece_bins, batch_size=context.batch_size, device=engine.device,
         precision=context.precision)
-    return run_shards(plan, planned.rows, engine=engine.engine, split=options.split, ray_address=engine.ray_address,
-                      num_workers=engine.num_workers, gpus_per_worker=engine.gpus_per_worker, progress=progress)
+    with _counted_over(planned.rows, options):
+        return run_shards(plan, planned.rows, engine=engine.engine, split=options.split,
+                          ray_address=engine.ray_address, num_workers=engine.num_workers,
+                          gpus_per_worker=engine.gpus_per_worker, progress=progress)
+
+
+@contextlib.contextmanager
+def _counted_over(rows: AuditRows, options: AuditOptions) -> Iterator[None]:
+    """Bad values found in part of the rows (the first row, one chunk) are reported as counted over all of them."""
+    try:
+        yield
+    except RowsProblem as problem:
+        raise recounted(problem, column_chunks(rows, problem.column, split=options.split)) from None
 
 
 def _analyse(options: AuditOptions, loaded: _Loaded, planned: _Planned, state: AuditState, *,
@@ -433,23 +485,48 @@ def _analyse(options: AuditOptions, loaded: _Loaded, planned: _Planned, state: A
     )
     finish = FinishContext(audit=planned.context, settings=settings, cells=cells, results={},
                            say=lambda text: progress(text, 0, 1))
-    notes: list[str] = [*loaded.notes, *(_unseen_note(entry) for entry in unseen)]
+    truncation = _truncation_summary(state.clipped, planned)
+    notes: list[str] = [*loaded.notes, *(_unseen_note(entry) for entry in unseen),
+                        *([_truncation_note(truncation)] if truncation and truncation["rows"] else [])]
     for analysis in loaded.analyses:
         progress(f"Analysing: {analysis.summary}", 0, 1)
         result = analysis.finish(state.parts.get(analysis.name), finish)
         finish.results[analysis.name] = result
         notes += analysis.notes(result, finish)
-    return _Analysed(results=finish.results, notes=notes, unseen=unseen, class_counts=class_counts)
+    return _Analysed(results=finish.results, notes=notes, unseen=unseen, class_counts=class_counts,
+                     truncation=truncation)
 
 
-def _gate(policy: Policy, analyses: tuple[Analysis, ...], results: dict[str, Any]) -> tuple[Check, ...]:
-    """Every analysis's policy checks, decided together (Holm and Bonferroni over all of them)."""
-    candidates = [c for analysis in analyses for c in analysis.candidates(results[analysis.name], policy)]
-    checks = decide(candidates, confidence=policy.confidence)
+def _gate(policy: Policy, loaded: _Loaded, results: dict[str, Any]) -> tuple[Check, ...]:
+    """Every analysis's policy checks, decided together (Holm and Bonferroni over all of them), and a
+    ``not_evaluated`` check for each gate the policy sets that no analysis could evaluate."""
+    candidates = [c for analysis in loaded.analyses for c in analysis.candidates(results[analysis.name], policy)]
+    checks = (*decide(candidates, confidence=policy.confidence), *_not_evaluated(policy, loaded, results, candidates))
     performance = results["metrics"]
     if policy.on_insufficient == "fail" and any(g.insufficient for g in performance.subgroups):
         checks = (*checks, insufficient_check(performance))
     return checks
+
+
+def _not_evaluated(policy: Policy, loaded: _Loaded, results: dict[str, Any],
+                   candidates: list[Candidate]) -> list[Check]:
+    """The gates the policy sets that made no check, each with why: its analysis was not asked for, cannot run
+    on these models, or ran without an estimate to gate."""
+    made = {c.id.split(":", 1)[0] for c in candidates}
+    out = []
+    for analysis in registry.analyses():
+        for key, family in analysis.gates.items():
+            tolerance = getattr(policy, key, None)
+            if tolerance is None or family in made:
+                continue
+            if analysis.name in results:
+                reason = analysis.why_not_evaluated(results[analysis.name], key)
+            else:
+                why_not = analysis.unavailable(dense=loaded.dense, ticket=loaded.ticket, modality=loaded.modality)
+                reason = (f"the {analysis.name} analysis {why_not}" if why_not is not None else
+                          f"the {analysis.name} analysis did not run; add {analysis.name} to --analyses")
+            out.append(not_evaluated_check(key, tolerance, family=family, reason=reason))
+    return out
 
 
 def _assemble(
@@ -470,11 +547,13 @@ def _assemble(
         "target": options.target,
         "sensitive": list(options.sensitive),
         "features": list(planned.context.modality.feature_names),
+        "modality": planned.context.modality.name,
         "classes": list(planned.class_names),
         "class_counts": {name: int(c) for name, c in zip(planned.class_names, analysed.class_counts)},
         "split": options.split,
         "groups": [g.name for g in rows.groups.groups],
         "unseen_categories": analysed.unseen,
+        **({"truncation": analysed.truncation} if analysed.truncation is not None else {}),
     }
     config = AuditConfig(
         seed=options.seed,
@@ -487,7 +566,7 @@ def _assemble(
         precision=planned.context.precision,
     )
     return AuditResult(
-        verdict=verdict_of(checks),
+        verdict=verdict_of(checks, policy=policy),
         checks=checks,
         dense=loaded.dense,
         ticket=loaded.ticket,
@@ -583,6 +662,30 @@ def _unseen_categories(accumulated: UnseenCategories | None, rows: AuditRows, *,
 def _first_values(entry: dict[str, Any]) -> str:
     shown = ", ".join(repr(v) for v in entry["values"])
     return f"e.g. {shown}" + (", ..." if len(entry["values"]) < entry["rows"] else "")
+
+
+def _truncation_summary(clipped: np.ndarray, planned: _Planned) -> dict[str, Any] | None:
+    """Texts cut to the model's limit: how many, the rule, and per group (the most affected first)."""
+    modality, rows = planned.context.modality, planned.rows
+    strategy = getattr(modality, "truncation", None)
+    if strategy is None:
+        return None
+    groups = []
+    for group in rows.groups.groups:
+        cut, size = int(clipped[list(group.strata)].sum()), int(rows.population[list(group.strata)].sum())
+        if cut:
+            groups.append({"group": group.name, "rows": cut, "share": cut / size})
+    total = int(clipped.sum())
+    return {"strategy": strategy, "limit": text_limit(getattr(modality, "max_length", None)), "rows": total,
+            "share": total / rows.total, "groups": sorted(groups, key=lambda g: (-g["share"], g["group"]))}
+
+
+def _truncation_note(summary: dict[str, Any]) -> str:
+    worst = summary["groups"][0]
+    kept = {"head": "their first", "head+tail": "their first quarter and last three quarters of"}[summary["strategy"]]
+    return (f"{summary['rows']:,} text(s) ({summary['share']:.1%}) were longer than the model's {summary['limit']} "
+            f"tokens; the models saw {kept} {summary['limit']} tokens (--truncation {summary['strategy']}). Most "
+            f"affected group: {worst['group']} ({worst['share']:.1%} of its rows).")
 
 
 def _unseen_note(entry: dict[str, Any]) -> str:

@@ -27,8 +27,9 @@ from .config import Policy
 GAP_TOLERANCES = {"accuracy": "max_gap_widening", "tpr": "max_tpr_gap_widening", "fpr": "max_fpr_gap_widening"}
 POWER = 0.8
 """The power at which ``minimum_detectable_harm`` is computed."""
-Status = Literal["pass", "fail", "inconclusive"]
+Status = Literal["pass", "fail", "inconclusive", "not_evaluated"]
 STATUS_ORDER: dict[str, int] = {"fail": 0, "inconclusive": 1, "pass": 2}
+"""Verdict order; a ``not_evaluated`` check counts as the policy's ``on_not_evaluated``."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,6 +56,8 @@ class Check:
     """The rows the check's estimate rests on (its group's, or all rows), when one group's size sets it."""
     rows_to_settle: int | None = None
     """Inconclusive checks: about how many more rows would make the current estimate pass or fail."""
+    reason: str | None = None
+    """``not_evaluated`` checks: why the audit could not evaluate the gate, and what would."""
 
     @property
     def passed(self) -> bool:
@@ -68,7 +71,7 @@ class Check:
                 "material": self.material, "significant": self.significant, "description": self.description,
                 "pass_bound": number(self.pass_bound),
                 "minimum_detectable_harm": number(self.minimum_detectable_harm), "rows": self.rows,
-                "rows_to_settle": self.rows_to_settle}
+                "rows_to_settle": self.rows_to_settle, "reason": self.reason}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -323,9 +326,20 @@ def insufficient_check(performance: PerformanceResult) -> Check:
     )
 
 
-def verdict_of(checks: tuple[Check, ...]) -> Status:
-    """``fail`` if any check fails, else ``inconclusive`` if any is, else ``pass``."""
-    return min((c.status for c in checks), key=STATUS_ORDER.__getitem__, default="pass")
+def verdict_of(checks: tuple[Check, ...], *, policy: Policy | None = None) -> Status:
+    """``fail`` if any check fails, else ``inconclusive`` if any is, else ``pass``; a ``not_evaluated`` check
+    counts as the policy's ``on_not_evaluated`` (inconclusive by default)."""
+    counted = [(policy or Policy()).counted_status(c.status) for c in checks]
+    return min(counted, key=STATUS_ORDER.__getitem__, default="pass")  # type: ignore[return-value]
+
+
+def not_evaluated_check(key: str, tolerance: float, *, family: str, reason: str) -> Check:
+    """A gate the policy sets (``key``) that this audit could not evaluate, with the reason in plain words."""
+    nan = float("nan")
+    return Check(id=family, description=f"Policy gate {key} (not evaluated)", group=None, metric="not_evaluated",
+                 value=nan, tolerance=tolerance, interval=(nan, nan), p_value=nan, p_value_raw=nan, material=False,
+                 significant=False, status="not_evaluated", pass_bound=nan, minimum_detectable_harm=nan,
+                 reason=reason)
 
 
 def group_findings(

@@ -9,6 +9,8 @@ DEVICES: tuple[str, ...] = ("cpu", "cuda", "mps")
 ENGINES: tuple[str, ...] = ("local", "ray")
 PRECISIONS: tuple[str, ...] = ("auto", "float64", "float32", "bfloat16")
 """``float64``: results independent of batch size and workers; the others: the model's own speed."""
+TRUNCATIONS: tuple[str, ...] = ("head", "head+tail", "error")
+"""Text longer than the model's limit: its first tokens, its first quarter + last three quarters, or exit 2."""
 ATTRIBUTION_METHODS: dict[str, str] = {
     "integrated-gradients": "IntegratedGradients", "saliency": "Saliency", "input-x-gradient": "InputXGradient",
     "deeplift": "DeepLift", "gradient-shap": "GradientShap", "feature-ablation": "FeatureAblation",

@@ -1,6 +1,7 @@
 """The ``ticketaudit`` command: parse options, call the API, map errors to exit codes. No logic here.
 
-Exit codes: 0 pass, 1 a policy check failed, 2 bad input or usage, 3 internal error (a bug).
+Exit codes: 0 pass, 1 a policy check failed, 2 bad input or usage, 3 internal error (a bug), 4 the files are
+written but logging them to MLflow failed.
 """
 
 from __future__ import annotations
@@ -22,15 +23,18 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import __version__, paths
-from ._io import WRITTEN, check_not_input, check_writable, sha256_file, write_atomically
+from ._io import WRITTEN, check_appendable, check_not_input, check_writable, sha256_file, write_atomically
 from ._process import share_one_malloc_arena
-from .choices import ATTRIBUTION_METHODS, DEVICES, ENGINES, PRECISIONS, PRUNING_METHODS, RECOVERIES, listed
-from .exceptions import InvalidInputError
+from .choices import (ATTRIBUTION_METHODS, DEVICES, ENGINES, PRECISIONS, PRUNING_METHODS, RECOVERIES, TRUNCATIONS,
+                      listed)
+from .exceptions import InvalidInputError, SideOutputError
+from .report.formats import visible_controls
 
 if TYPE_CHECKING:
     from .audit import AuditResult
 
-EXIT_PASS, EXIT_FAIL, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 3, 130, 143
+EXIT_PASS, EXIT_FAIL, EXIT_INPUT, EXIT_INTERNAL, EXIT_SIDE_OUTPUT = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 BUG_HINT = ("This is a bug in ticketaudit; please report it with the command line and the message above "
             "(set TICKETAUDIT_DEBUG=1 for a traceback).")
 
@@ -61,8 +65,13 @@ def _guarded(command: Callable[..., int]) -> Callable[..., None]:
         except typer.Exit:
             raise
         except InvalidInputError as error:
-            stderr.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+            stderr.print(f"[bold red]error:[/] {escape(visible_controls(str(error)))}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_INPUT) from None
+        except SideOutputError as error:
+            stderr.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+            if WRITTEN:
+                stderr.print(f"written: {', '.join(map(str, WRITTEN))}")
+            raise typer.Exit(EXIT_SIDE_OUTPUT) from None
         except KeyboardInterrupt as interrupt:
             raise typer.Exit(_report_interrupt(interrupt)) from None
         except Exception as error:  # a bug: say so, with enough to report it
@@ -81,7 +90,7 @@ def _say(text: str) -> None:
     """Print a line of the summary to stdout. When the reader has gone (``ticketaudit report ... | head``),
     the rest goes to /dev/null: the outputs are written and the exit code stands; it is not a bug."""
     try:
-        print(text, flush=True)
+        print(visible_controls(text), flush=True)
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
@@ -186,6 +195,7 @@ def report(
     num_workers: Annotated[int, typer.Option(help="Ray workers, each loading both models once (never changes results).")] = 2,
     gpus_per_worker: Annotated[float, typer.Option(help="GPUs per Ray worker (fractions share a GPU); use with --device cuda.")] = 0.0,
     precision: Annotated[str, typer.Option(help=f"{listed(PRECISIONS)}: float64 = the same results at any batch size and worker count; float32/bfloat16 = the model's own speed, reproducible for the same batch size and device; auto = float64 for small models on the CPU.")] = "auto",
+    truncation: Annotated[str, typer.Option(help=f"Text longer than the model's limit: {listed(TRUNCATIONS)} (head: its first tokens; head+tail: its first quarter and last three quarters; error: exit 2). Truncated rows are counted per group either way.")] = "head",
     max_unseen_share: Annotated[float, typer.Option(help="Refuse when more than this share of rows has a one-hot value the model has no category for (counted and noted either way).")] = 0.05,
     junit: Annotated[Optional[Path], typer.Option(help="Also write the checks as JUnit XML (one test case per check) for CI test reporters.")] = None,
     markdown: Annotated[Optional[Path], typer.Option(help="Also write a pull-request summary in Markdown (appended to $GITHUB_STEP_SUMMARY when set).")] = None,
@@ -214,10 +224,15 @@ def report(
     if out is None:
         html_path.parent.mkdir(parents=True, exist_ok=True)
     _check_outputs(outputs)
+    if markdown is not None and os.environ.get("GITHUB_STEP_SUMMARY"):
+        check_appendable(Path(os.environ["GITHUB_STEP_SUMMARY"]), what="$GITHUB_STEP_SUMMARY", inputs=inputs,
+                         outputs=outputs)
+        outputs["$GITHUB_STEP_SUMMARY"] = Path(os.environ["GITHUB_STEP_SUMMARY"])
     if workflow.mlflow is not None:
-        from .workflow.mlflow_run import require_mlflow
+        from .workflow.mlflow_run import check_tracking_uri, require_mlflow
 
         require_mlflow()
+        check_tracking_uri(workflow.mlflow)
     the_policy = Policy.from_toml(policy) if policy is not None else Policy()
     with _progress(quiet) as update:
         result = audit(dense=dense, ticket=ticket, mask=mask, data=data, target=target, sensitive=sensitive,
@@ -230,11 +245,15 @@ def report(
                        attribution_budget=attribution_budget, alternatives=prune_settings,
                        train_data=train_data, engine=engine, ray_address=ray_address, num_workers=num_workers,
                        gpus_per_worker=gpus_per_worker, max_unseen_share=max_unseen_share, precision=precision,
-                       progress=update)  # type: ignore[arg-type]
+                       truncation=truncation, outputs=outputs, progress=update)  # type: ignore[arg-type]
     if policy is not None:
         result.provenance["policy_source"] = f"{policy} — sha256 {sha256_file(policy)}"
-    write_report(result, html_path=html_path, json_path=json_path, command=command_line(), inputs=inputs,
-                 workflow=workflow)
+    try:
+        write_report(result, html_path=html_path, json_path=json_path, command=command_line(), inputs=inputs,
+                     workflow=workflow)
+    except SideOutputError:
+        _print_summary(result, html_path, json_path)  # the files hold the verdict: say it, then exit 4
+        raise
     _print_summary(result, html_path, json_path)
     for option, path in workflow.paths().items():
         _say(f"{option.removeprefix('--')}: {path}")
@@ -261,9 +280,11 @@ def _mlflow_uri(value: str | None) -> str | None:
 
 
 def _print_summary(result: AuditResult, html_path: Path, json_path: Path | None) -> None:
-    counts = {status: sum(c.status == status for c in result.checks) for status in ("pass", "fail", "inconclusive")}
-    _say(f"verdict: {result.verdict.upper()} ({counts['pass']} pass, {counts['fail']} fail, "
-          f"{counts['inconclusive']} inconclusive of {len(result.checks)} checks)")
+    from .workflow.reports import gate_line, verdict_line
+
+    document = {"verdict": result.verdict, "policy": result.policy.to_dict(),  # what the two lines read
+                "checks": [{"status": check.status} for check in result.checks]}
+    _say(verdict_line(document))
     for check in result.inconclusive_checks:  # named first: what the data could not show
         where = f" [{check.group}]" if check.group else ""
         settle = f"; about {check.rows_to_settle:,} more rows would settle it" if check.rows_to_settle else ""
@@ -273,6 +294,9 @@ def _print_summary(result: AuditResult, html_path: Path, json_path: Path | None)
         where = f" [{check.group}]" if check.group else ""
         _say(f"  FAIL {check.id}{where}: {check.value * 100:+.2f} pts (tolerance {check.tolerance * 100:.2f} pts, "
               f"adjusted p {check.p_value:.3g})")
+    for check in result.not_evaluated_checks:
+        _say(f"  NOT EVALUATED {check.id}: {check.reason} (counted as {result.policy.on_not_evaluated})")
+    _say(gate_line(document))
     _say(f"report: {html_path}")
     if json_path is not None:
         _say(f"json: {json_path}")

@@ -52,6 +52,9 @@ class Policy:
     on_inconclusive: Literal["warn", "fail"] = "warn"
     """An inconclusive verdict (some check can neither pass nor fail on these rows): exit 0 with the
     inconclusive groups named first ("warn"), or exit 1 ("fail")."""
+    on_not_evaluated: Literal["inconclusive", "fail"] = "inconclusive"
+    """A gate the policy sets that this audit could not evaluate (its analysis did not run, or does not apply to
+    this model or task): reported as a ``not_evaluated`` check that counts in the verdict as this status."""
     max_tpr_drop: float | None = None
     """Optional: gate each group's fall in true-positive rate (dense minus ticket)."""
     max_fpr_rise: float | None = None
@@ -76,6 +79,8 @@ class Policy:
         for name in ("on_insufficient", "on_inconclusive"):
             if getattr(self, name) not in ("warn", "fail"):
                 fail(f"policy.{name} must be 'warn' or 'fail', got {describe(getattr(self, name))}.")
+        if self.on_not_evaluated not in ("inconclusive", "fail"):
+            fail(f"policy.on_not_evaluated must be 'inconclusive' or 'fail', got {describe(self.on_not_evaluated)}.")
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> Policy:
@@ -107,6 +112,16 @@ class Policy:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def counted_status(self, status: str) -> str:
+        """What a check's status counts as in the verdict: ``not_evaluated`` as ``on_not_evaluated`` says."""
+        return self.on_not_evaluated if status == "not_evaluated" else status
+
+    def fails_gate(self, status: str) -> bool:
+        """Whether a check of this status makes the release gate fail (exit 1): a failure, or what counts as
+        inconclusive when ``on_inconclusive = "fail"``. JUnit, Markdown, MLflow and the exit code all ask this."""
+        counted = self.counted_status(status)
+        return counted == "fail" or (counted == "inconclusive" and self.on_inconclusive == "fail")
 
 
 @dataclass(frozen=True, kw_only=True)

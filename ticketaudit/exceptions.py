@@ -11,8 +11,21 @@ class InvalidInputError(TicketAuditError, ValueError):
     """Bad input or usage: the message names the problem and the fix (CLI exit code 2)."""
 
 
+class RowsProblem(InvalidInputError):
+    """Bad values in some rows of one column (``kind``: missing, empty, non_finite); the message names how many and
+    the first rows. Raised on a part of the data, it is counted again over every audited row (``recounted``)."""
+
+    def __init__(self, message: str, *, column: str, kind: str, template: str) -> None:
+        super().__init__(message)
+        self.column, self.kind, self.template = column, kind, template
+
+
 class UnsafeInputError(InvalidInputError):
     """Input that would execute code (a pickle) without ``allow_pickle=True``."""
+
+
+class SideOutputError(TicketAuditError):
+    """The audit's files are written, but a side effect after them failed (logging to MLflow): CLI exit code 4."""
 
 
 class SmallGroupWarning(UserWarning):

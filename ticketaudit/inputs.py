@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ._validation import check_columns, fail
+from ._validation import check_columns, fail, fail_rows, rows_words
+from .exceptions import InvalidInputError
 from .preprocess import Preprocessor, category_text, column_text
 
 
@@ -33,8 +35,8 @@ def encode_target(frame: pd.DataFrame, target: str, *, n_outputs: int, labels: t
     ``require_every_class=False`` for a part of the table (checked on the whole by ``check_classes``)."""
     check_columns("target", [target], list(frame.columns))
     column = frame[target]
-    if column.isna().any():
-        fail(f"target column '{target}' has {int(column.isna().sum())} missing values. Drop those rows first.")
+    fail_rows(column, "missing", column=target, template=f"target column '{target}' is missing in {{rows}}. Drop "
+              "those rows or fill in their labels first.")
     n_classes = 2 if n_outputs == 1 else n_outputs
     text = column_text(column, missing=None)
     if labels is not None:
@@ -92,10 +94,8 @@ def build_features(frame: pd.DataFrame, *, target: str, features: list[str] | No
             fail(f"feature column '{column}' is not numeric. Encode it, pick numeric columns with --features, "
                  "or ship a preprocess.json in the model bundle (see README, 'Bundles').")
         numeric = values.to_numpy(dtype=np.float64, na_value=np.nan)
-        bad = ~np.isfinite(numeric)
-        if bad.any():
-            fail(f"feature column '{column}' has {int(bad.sum())} missing, NaN or infinite values (first at row "
-                 f"{int(np.argmax(bad))}). Clean or impute them before the audit.")
+        fail_rows(values, "non_finite", column=column, template=f"feature column '{column}' has a missing, NaN or "
+                  "infinite value in {rows}. Clean or impute them before the audit.")
         blocks.append(numeric)
     return np.stack(blocks, axis=1), tuple(chosen)
 
@@ -114,12 +114,15 @@ class TokenInputs:
     pad_id: int = 0
     limit: int = 512
     """The model's longest input: a row is never padded beyond it."""
+    truncated: np.ndarray | None = None
+    """Per row: whether its text was longer than ``limit`` tokens and was cut (``--truncation``)."""
 
     def __len__(self) -> int:
         return len(self.input_ids)
 
     def __getitem__(self, rows: slice | np.ndarray) -> TokenInputs:
-        return dataclasses.replace(self, input_ids=self.input_ids[rows], attention_mask=self.attention_mask[rows])
+        return dataclasses.replace(self, input_ids=self.input_ids[rows], attention_mask=self.attention_mask[rows],
+                                   truncated=None if self.truncated is None else self.truncated[rows])
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -173,33 +176,31 @@ def text_limit(max_length: int | None) -> int:
     return max_length if max_length and max_length < 100_000 else 512
 
 
-def build_text_inputs(frame: pd.DataFrame, *, column: str, tokenizer: object, max_length: int | None) -> TokenInputs:
-    """Tokenise ``column`` with the model's tokenizer (truncated to the model's limit); padding is masked out
-    by ``attention_mask`` and redone per batch (``TokenInputs.batches``)."""
+def build_text_inputs(frame: pd.DataFrame, *, column: str, tokenizer: object, max_length: int | None,
+                      truncation: str = "head") -> TokenInputs:
+    """Tokenise ``column`` with the model's tokenizer (texts over the model's limit cut as ``truncation`` says and
+    marked); padding is masked out by ``attention_mask`` and redone per batch (``TokenInputs.batches``)."""
     check_columns("text", [column], list(frame.columns))
     values = frame[column]
-    missing = values.isna()
-    if missing.any():
-        fail(f"text column '{column}' has {int(missing.sum())} missing values (first at row {int(np.argmax(missing))}). "
-             "Drop or fill those rows first.")
+    fail_rows(values, "missing", column=column, template=f"text column '{column}' is missing in {{rows}}. Drop or "
+              "fill those rows first.")
+    fail_rows(values, "empty", column=column, template=f"text column '{column}' is an empty string in {{rows}}. Drop "
+              "those rows or give them text; an empty input has no attention to measure.")
     text = values.astype(str)
-    empty = text.str.strip() == ""
-    if empty.any():
-        fail(f"text column '{column}' has {int(empty.sum())} empty strings (first at row {int(np.argmax(empty))}). "
-             "Drop those rows or give them text; an empty input has no attention to measure.")
     limit = text_limit(max_length)
     pad_id = getattr(tokenizer, "pad_token_id", None)
     if pad_id is None:
         fail(f"the model's tokenizer has no padding token, so rows of column '{column}' cannot be batched. Set "
              "tokenizer.pad_token (e.g. to its eos_token) and the model config's pad_token_id, and save both.")
     parts = [_tokenise(tokenizer, list(text.iloc[start:start + TOKENISE_ROWS]), limit=limit, column=column,
-                       pad_id=int(pad_id)) for start in range(0, len(text), TOKENISE_ROWS)]
-    width = max(part.shape[1] for part, _ in parts)
+                       pad_id=int(pad_id), truncation=truncation) for start in range(0, len(text), TOKENISE_ROWS)]
+    width = max(part.shape[1] for part, _, _ in parts)
     ids = np.concatenate([np.pad(part, ((0, 0), (0, width - part.shape[1])), constant_values=pad_id)
-                          for part, _ in parts])
-    lengths = np.concatenate([part_lengths for _, part_lengths in parts])
+                          for part, _, _ in parts])
+    lengths = np.concatenate([part_lengths for _, part_lengths, _ in parts])
     mask = (np.arange(width) < lengths[:, None]).astype(np.int8)
-    return TokenInputs(ids, mask, pad_id=int(pad_id), limit=limit)
+    truncated = np.concatenate([cut for _, _, cut in parts])
+    return TokenInputs(ids, mask, pad_id=int(pad_id), limit=limit, truncated=truncated)
 
 
 TOKENISE_ROWS = 4096
@@ -207,11 +208,51 @@ TOKENISE_ROWS = 4096
 (cast to int64 one batch at a time)."""
 
 
-def _tokenise(tokenizer: object, texts: list[str], *, limit: int, column: str,
-              pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """(texts, longest) int32 token ids padded on the right with ``pad_id``, and each text's length."""
+def encode_texts(tokenizer: Any, texts: list[str], *, limit: int, truncation: str, word_ids: bool = False,
+                 **options: Any) -> tuple[dict[str, list[Any]], np.ndarray]:
+    """The tokenizer's encoding of ``texts`` (lists per key, unpadded; ``options`` as the tokenizer takes them; with
+    ``word_ids`` each token's word too) with every text over ``limit`` tokens cut: ``head`` keeps the tokenizer's own
+    truncation (its first tokens, special tokens kept), ``head+tail`` its first quarter and last three quarters (Sun
+    et al. 2019, "How to fine-tune BERT for text classification": the end of a long review often says most),
+    ``error`` refuses. Also which texts were cut. The audit's batches and text attributions both read this."""
+    def lists(batch: Any, count: int) -> dict[str, list[Any]]:
+        out = {key: list(values) for key, values in batch.items()}
+        if word_ids:
+            out["word_ids"] = [batch.word_ids(i) for i in range(count)]
+        return out
+
+    encoded = lists(tokenizer(texts, truncation=False, padding=False, verbose=False, **options), len(texts))
+    lengths = np.array([len(ids) for ids in encoded["input_ids"]], dtype=np.int64)
+    cut = lengths > limit
+    if not cut.any():
+        return encoded, cut
+    positions = np.flatnonzero(cut)
+    if truncation == "error":
+        fail(f"{rows_words(len(positions), positions)} of these texts hold more than {limit} tokens, the model's limit "
+             f"(the longest {int(lengths.max()):,}); shorten them, or choose --truncation head or head+tail.")
+    if truncation == "head":
+        again = lists(tokenizer([texts[i] for i in positions], truncation=True, max_length=limit, padding=False,
+                                **options), len(positions))
+        for key in encoded:
+            for j, i in enumerate(positions):
+                encoded[key][i] = again[key][j]
+    else:
+        head = limit // 4
+        for key in encoded:
+            for i in positions:
+                values = list(encoded[key][i])
+                encoded[key][i] = values[:head] + values[len(values) - (limit - head):]
+    return encoded, cut
+
+
+def _tokenise(tokenizer: object, texts: list[str], *, limit: int, column: str, pad_id: int,
+              truncation: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(texts, longest) int32 token ids padded on the right with ``pad_id``, each text's length, and whether it
+    was cut to ``limit``."""
     try:
-        encoded = tokenizer(texts, truncation=True, padding=False, max_length=limit)  # type: ignore[operator]
+        encoded, cut = encode_texts(tokenizer, texts, limit=limit, truncation=truncation)
+    except InvalidInputError:
+        raise
     except (ValueError, TypeError) as error:
         fail(f"the model's tokenizer cannot tokenise column '{column}': {error}.")
     rows = encoded["input_ids"]
@@ -219,4 +260,4 @@ def _tokenise(tokenizer: object, texts: list[str], *, limit: int, column: str,
     ids = np.full((len(rows), int(lengths.max())), pad_id, dtype=np.int32)
     for i, row in enumerate(rows):
         ids[i, :len(row)] = row
-    return ids, lengths
+    return ids, lengths, cut

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._validation import fail
+from ._validation import fail, fail_rows
 from .values import MISSING, canonical, canonical_texts
 
 
@@ -135,10 +135,8 @@ class Preprocessor:
             values = frame[spec.column]
             if spec.kind == "numeric":
                 numeric = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-                bad = ~np.isfinite(numeric)
-                if bad.any():
-                    fail(f"column '{spec.column}' has {int(bad.sum())} missing, non-numeric, NaN or infinite "
-                         f"values (first at row {int(np.argmax(bad))}). Clean or impute them before the audit.")
+                fail_rows(values, "non_finite", column=spec.column, template=f"column '{spec.column}' has a missing, "
+                          "non-numeric, NaN or infinite value in {rows}. Clean or impute them before the audit.")
                 blocks.append(((numeric - spec.mean) / spec.std)[:, None])
             else:
                 codes = self._codes(spec, column_text(values))

@@ -205,6 +205,9 @@ class Analysis:
     template: ClassVar[str | Path | None] = None
     schema: ClassVar[dict[str, Any]] = {"type": "object"}
     """The JSON-schema fragment of its section (the report schema includes it under ``name``)."""
+    gates: ClassVar[dict[str, str]] = {}
+    """Optional policy keys it evaluates, each with the id (family) of the checks it makes: a key the policy sets
+    that yields no check becomes a ``not_evaluated`` check, so no gate a user asked for disappears."""
 
     def unavailable(self, *, dense: LoadedModel, ticket: LoadedModel, modality: Modality) -> str | None:
         """Why it cannot run on these models, as words that follow "--analyses NAME" (e.g. "needs a model with
@@ -231,6 +234,10 @@ class Analysis:
     def notes(self, result: Any, context: FinishContext) -> list[str]:
         """Plain-words notes about its result for the report."""
         return []
+
+    def why_not_evaluated(self, result: Any, key: str) -> str:
+        """Why its gate ``key`` made no check on this result (it ran): words that end a sentence."""
+        return f"the {self.name} analysis ran but had no estimate to gate {key} on (see the report's notes)"
 
     def schema_properties(self) -> dict[str, Any]:
         """Its entries of the report schema's top-level properties (by default ``{name: schema}``)."""

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .._validation import fail
+from ..inputs import encode_texts, text_limit
 from .attributions import captum_class
 
 WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
@@ -158,7 +159,7 @@ def estimate_seconds(dense: torch.nn.Module, ticket: torch.nn.Module, sample: An
         started = time.perf_counter()
         attribute_words(dense, ticket, texts[:count], sample.targets[:count], tokenizer=modality.tokenizer,
                         max_length=modality.max_length, method=settings.method, steps=settings.steps, batch_size=1,
-                        device=device)
+                        device=device, truncation=getattr(modality, "truncation", "head"))
         return time.perf_counter() - started
 
     one = timed(1)  # set-up (copying the models, Captum) and one row
@@ -166,24 +167,30 @@ def estimate_seconds(dense: torch.nn.Module, ticket: torch.nn.Module, sample: An
     return one + per_row * (len(sample.rows) - 1)
 
 
-def _encode(tokenizer: Any, texts: list[str], *, max_length: int | None) -> Any:
+def _encode(tokenizer: Any, texts: list[str], *, max_length: int | None, truncation: str) -> dict[str, Any]:
+    """Token ids, masks, offsets and word ids of ``texts`` cut as the audit's own batches cut them, padded on the
+    right whatever the tokenizer's padding_side (left padding would shift the real tokens' absolute positions, and
+    a row would be explained as it is not scored)."""
     if not getattr(tokenizer, "is_fast", False):
         fail("attributions on text need a fast tokenizer (tokenizer.json) to map tokens back to words; save the "
              "model's tokenizer with tokenizer.save_pretrained(directory) from a fast tokenizer, or leave attributions "
              "out of --analyses.")
-    limit = max_length if max_length and max_length < 100_000 else 512
-    # Padded on the right whatever the tokenizer's padding_side, as the audit's own batches are: left padding
-    # would shift the real tokens' absolute positions, and a row would be explained as it is not scored.
-    return tokenizer(texts, padding="longest", padding_side="right", truncation=True, max_length=limit,
-                     return_attention_mask=True, return_offsets_mapping=True, return_special_tokens_mask=True)
+    encoded, _ = encode_texts(tokenizer, texts, limit=text_limit(max_length), truncation=truncation, word_ids=True,
+                              return_attention_mask=True, return_offsets_mapping=True, return_special_tokens_mask=True)
+    width = max(len(ids) for ids in encoded["input_ids"])
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    fill = {"input_ids": pad, "attention_mask": 0, "special_tokens_mask": 1, "offset_mapping": (0, 0),
+            "word_ids": None, "token_type_ids": 0}
+    return {key: [list(row) + [fill.get(key, 0)] * (width - len(row)) for row in rows] for key, rows in encoded.items()}
 
 
 def attribute_words(dense: torch.nn.Module, ticket: torch.nn.Module, texts: list[str], targets: np.ndarray, *,
                     tokenizer: Any, max_length: int | None, method: str, steps: int, batch_size: int,
+                    truncation: str = "head",
                     device: torch.device) -> WordAttributions:
     """Both models' word attributions on ``texts`` for ``targets`` (same rows, target, steps and baseline:
     every non-special token replaced by the padding token)."""
-    encoded = _encode(tokenizer, texts, max_length=max_length)
+    encoded = _encode(tokenizer, texts, max_length=max_length, truncation=truncation)
     ids = np.asarray(encoded["input_ids"], dtype=np.int64)
     mask = np.asarray(encoded["attention_mask"], dtype=np.int64)
     special = np.asarray(encoded["special_tokens_mask"], dtype=bool)
@@ -199,7 +206,7 @@ def attribute_words(dense: torch.nn.Module, ticket: torch.nn.Module, texts: list
     row_words: list[dict[int, tuple[int, int]]] = []  # per row: word id -> (start, end) in its text
     for i, text in enumerate(texts):
         spans: dict[int, tuple[int, int]] = {}
-        for t, word in enumerate(encoded.word_ids(i)):
+        for t, word in enumerate(encoded["word_ids"][i]):
             if word is None or special[i, t] or not mask[i, t]:
                 continue
             start, end = encoded["offset_mapping"][i][t]
@@ -215,7 +222,7 @@ def attribute_words(dense: torch.nn.Module, ticket: torch.nn.Module, texts: list
     present = np.zeros(shape, dtype=bool)
     segments = []
     for i, text in enumerate(texts):
-        word_of_token = encoded.word_ids(i)
+        word_of_token = encoded["word_ids"][i]
         pieces, cursor = [], 0
         for word, (start, end) in sorted(row_words[i].items(), key=lambda item: item[1]):
             j = position[text[start:end].lower()]
@@ -271,13 +278,14 @@ MIN_WORD_ROWS = 3
 
 def text_attributions_from_sample(inputs: Any, sample: Any, *, population: np.ndarray, dense: torch.nn.Module,
                                   ticket: torch.nn.Module, tokenizer: Any, max_length: int | None, settings: Any,
-                                  batch_size: int, device: torch.device) -> Any:
+                                  batch_size: int, device: torch.device, truncation: str = "head") -> Any:
     """Attribute both models on the sampled texts and compare them word by word (see the module doc)."""
     from .attributions import _row_cosine, _share, summarise_attributions
 
     texts = [str(t) for t in sample.features[:, 0]]
     words = attribute_words(dense, ticket, texts, sample.targets, tokenizer=tokenizer, max_length=max_length,
-                            method=settings.method, steps=settings.steps, batch_size=batch_size, device=device)
+                            method=settings.method, steps=settings.steps, batch_size=batch_size, device=device,
+                            truncation=truncation)
     terms = tuple(sorted({*default_lexicon(_column_values(inputs.groups)), *(t.lower() for t in settings.identity_terms)}))
     identity = identity_columns(words.vocabulary, terms)
     raw = {"dense": words.dense, "ticket": words.ticket}

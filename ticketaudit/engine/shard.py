@@ -20,7 +20,7 @@ from ..analyses.base import Analysis, Batch, Worker
 from ..analyses.cells import CellAccumulator
 from ..analyses.predict import ModelRunner, forward_both, resolve_device
 from ..data import Groups, distinct_strata
-from ..exceptions import InvalidInputError
+from ..exceptions import InvalidInputError, RowsProblem
 from ..inputs import encode_target
 from ..modalities.base import Modality
 from ..preprocess import UnseenCategories
@@ -63,6 +63,8 @@ class AuditState:
         self.cells = CellAccumulator(n_classes=worker.n_classes, bins=plan.ece_bins)
         onehot = plan.modality.onehot_columns
         self.unseen = UnseenCategories(columns=onehot, n_strata=plan.groups.n_strata) if onehot else None
+        self.clipped = np.zeros(plan.groups.n_strata, dtype=np.int64)
+        """Rows per stratum whose input the model saw only in part (text cut to its limit)."""
         self.parts: dict[str, Any] = {analysis.name: analysis.accumulator(worker, planned)
                                       for analysis, planned in zip(plan.analyses, plan.planned)}
 
@@ -92,6 +94,7 @@ class AuditState:
         self.cells.merge(other.cells)
         if self.unseen is not None and other.unseen is not None:
             self.unseen.merge(other.unseen)
+        self.clipped += other.clipped
         for name, part in self.parts.items():
             if part is not None:
                 self.parts[name] = part.merge(other.parts[name])
@@ -130,6 +133,9 @@ class ShardAuditor:
                                   observer=observing[1] if observing else None, progress=progress)
             if state.unseen is not None:
                 state.unseen.update(plan.modality.unseen(chunk), strata)
+            clipped = plan.modality.clipped(inputs)
+            if clipped is not None and clipped.any():
+                state.clipped += np.bincount(strata[clipped], minlength=len(state.clipped))
             observed = {observing[0]: passed.observed} if observing and passed.observed is not None else {}
             state.update(Batch(rows=rows, frame=chunk, inputs=inputs, labels=labels, strata=strata,
                                proba_dense=passed.proba_dense, proba_ticket=passed.proba_ticket, observed=observed))
@@ -142,6 +148,8 @@ class ShardAuditor:
         try:
             frame = select_rows(read_fragment(source, fragment), split=split)
             return self.audit_frame(frame.iloc[:limit], first_row=first_row)
+        except RowsProblem:  # counted again over every row by the driver, with row numbers of the whole data
+            raise
         except InvalidInputError as error:
             if fragment.path in str(error):
                 raise

@@ -38,7 +38,7 @@ class Modality:
     @classmethod
     def build(cls, dense: LoadedModel, *, probe: pd.DataFrame, target: str, features: list[str] | None,
               text: str | None, image: str | None = None, processor: ImageProcessor | None = None,
-              root: Path | None = None) -> Modality:
+              root: Path | None = None, truncation: str = "head") -> Modality:
         """The modality of ``dense`` with the options, checked on the first row ``probe``."""
         raise NotImplementedError
 
@@ -91,6 +91,11 @@ class Modality:
     def onehot_columns(self) -> list[str]:
         """Raw columns encoded one category per input (values outside the categories are counted)."""
         return []
+
+    def clipped(self, inputs: Any) -> np.ndarray | None:
+        """Per row of ``inputs``: whether the model saw only part of it (text cut to the model's limit); None when
+        no row of this kind can be cut."""
+        return None
 
     def unseen(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         """Per one-hot column, each row's value the model has no category for (None where it has one)."""

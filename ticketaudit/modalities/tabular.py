@@ -36,7 +36,7 @@ class TabularModality(Modality):
     @classmethod
     def build(cls, dense: LoadedModel, *, probe: pd.DataFrame, target: str, features: list[str] | None,
               text: str | None, image: str | None = None, processor: ImageProcessor | None = None,
-              root: Path | None = None) -> TabularModality:
+              root: Path | None = None, truncation: str = "head") -> TabularModality:
         matrix, names = build_features(probe, target=target, features=features, preprocess=dense.preprocess)
         return cls(target=target, features=features, preprocess=dense.preprocess, names=names,
                    columns=int(matrix.shape[1]))

@@ -31,14 +31,40 @@ class TextModality(Modality):
     """Tokens (rows x padded length) per forward pass: 32 rows of 512 tokens, 256 of 64."""
     column: str
     tokenizer: Any
+    truncation: str = "head"
+    """Texts over the model's limit: ``head``, ``head+tail`` or ``error`` (``inputs.encode_texts``)."""
 
     @classmethod
     def build(cls, dense: LoadedModel, *, probe: pd.DataFrame, target: str, features: list[str] | None,
               text: str | None, image: str | None = None, processor: ImageProcessor | None = None,
-              root: Path | None = None) -> TextModality:
-        modality = cls(column=str(text), tokenizer=dense.tokenizer)
+              root: Path | None = None, truncation: str = "head") -> TextModality:
+        modality = cls(column=str(text), tokenizer=dense.tokenizer, truncation=truncation)
         modality.inputs(probe)  # checks the column and the tokenizer on the first row
         return modality
+
+    def prepare(self, values: Any) -> TextModality:
+        """With ``truncation="error"``: every row over the model's limit counted before any model runs."""
+        if self.truncation != "error":
+            return self
+        import numpy as np
+
+        from .._validation import rows_words
+        from ..exceptions import InvalidInputError
+
+        limit, offset, cut, longest = text_limit(self.max_length), 0, [], 0
+        for chunk in values(self.column):
+            texts = chunk.astype(str).tolist()
+            lengths = np.array([len(ids) for ids in self.tokenizer(texts, verbose=False)["input_ids"]])
+            cut += [offset + int(i) for i in np.flatnonzero(lengths > limit)]
+            longest, offset = max(longest, int(lengths.max(initial=0))), offset + len(texts)
+        if cut:
+            raise InvalidInputError(
+                f"text column '{self.column}': {rows_words(len(cut), cut)} hold texts longer than the model's {limit} tokens "
+                f"(the longest {longest:,}); shorten them, or choose --truncation head or head+tail.")
+        return self
+
+    def clipped(self, inputs: TokenInputs) -> Any:
+        return inputs.truncated
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -68,4 +94,8 @@ class TextModality(Modality):
         return max(1, batch_size // text_limit(self.max_length))
 
     def inputs(self, frame: pd.DataFrame) -> TokenInputs:
-        return build_text_inputs(frame, column=self.column, tokenizer=self.tokenizer, max_length=self.max_length)
+        return build_text_inputs(frame, column=self.column, tokenizer=self.tokenizer, max_length=self.max_length,
+                                 truncation=self.truncation)
+
+    def provenance(self) -> dict[str, str]:
+        return {"truncation": f"{self.truncation} (texts over {text_limit(self.max_length)} tokens)"}

@@ -7,6 +7,17 @@ import math
 from typing import Any
 
 MISSING = "—"
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+"""Unicode's Bidi_Control characters: they reorder how the text around them is shown (a group value holding
+U+202E can make a report line read backwards), so user text shows them as ``⟨U+202E⟩`` instead."""
+
+
+def visible_controls(text: str) -> str:
+    """``text`` with each bidirectional-control character written out as ``⟨U+XXXX⟩`` (same type, e.g. Markup)."""
+    if not any(ch in BIDI_CONTROLS for ch in text):
+        return text
+    shown = "".join(f"⟨U+{ord(ch):04X}⟩" if ch in BIDI_CONTROLS else ch for ch in text)
+    return type(text)(shown) if isinstance(text, str) and type(text) is not str else shown
 
 
 def _missing(value: Any) -> bool:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 
 from .._io import check_not_input, write_atomically
+from ..gate import gate_fails
 from .._resources import templates_dir
 from . import charts, formats, schema
 
@@ -62,10 +63,15 @@ def _plugin_template(name: str) -> str | None:
     return Path(template).read_text(encoding="utf-8") if template is not None else None
 
 
+def _shown(value: Any) -> Any:
+    """Every value a template prints, with bidirectional controls made visible (before autoescaping)."""
+    return formats.visible_controls(value) if isinstance(value, str) else value
+
+
 def _environment() -> jinja2.Environment:
     loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(templates_dir())), jinja2.FunctionLoader(_plugin_template)])
     env = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
-                             lstrip_blocks=True, keep_trailing_newline=True)
+                             lstrip_blocks=True, keep_trailing_newline=True, finalize=_shown)
     env.filters.update(pct=formats.percent, pts=formats.points, interval_pts=formats.interval_points,
                        pvalue=formats.p_value, num=formats.number)
     env.globals["charts"] = charts
@@ -121,7 +127,7 @@ def render_html(result: AuditResult | Mapping[str, Any], path: str | Path | None
         r=document, sections=_sections(document), csp=CSP,
         failed=[c for c in document["checks"] if c["status"] == "fail"],
         inconclusive=[c for c in document["checks"] if c["status"] == "inconclusive"],
-        command=command or "ticketaudit (Python API)", provenance=provenance)
+        gate_fails=gate_fails(document), command=command or "ticketaudit (Python API)", provenance=provenance)
     if path is not None:
         check_not_input({"the report path": Path(path)}, _audit_inputs(provenance))
         write_atomically({Path(path): html.encode("utf-8")})
@@ -180,8 +186,9 @@ def _workflow_files(document: dict[str, Any], outputs: WorkflowOutputs) -> dict[
 def write_report(result: AuditResult, *, html_path: Path | None, json_path: Path | None,
                  command: str | None = None, inputs: Mapping[str, object] | None = None,
                  workflow: WorkflowOutputs | None = None) -> None:
-    """Render every output in memory, log the MLflow run when asked, then write the files together
-    atomically (never over an input: ``inputs`` by option, else the result's own model and data paths)."""
+    """Render every output in memory, write the files together atomically (never over an input: ``inputs`` by
+    option, else the result's own model and data paths), then append the step summary and log the MLflow run when
+    asked (a failure there raises ``SideOutputError`` with every file in place)."""
     workflow = workflow or WorkflowOutputs()
     paths = {"--out": html_path, "--json": json_path, **workflow.paths()}
     check_not_input({k: Path(v) for k, v in paths.items() if v is not None},
@@ -197,15 +204,15 @@ def write_report(result: AuditResult, *, html_path: Path | None, json_path: Path
     if json_path is not None:
         outputs[Path(json_path)] = payload
     outputs.update(_workflow_files(document, workflow))
-    if workflow.mlflow is not None:
+    write_atomically(outputs)
+    if workflow.markdown is not None:
+        _append_step_summary(outputs[Path(workflow.markdown)])
+    if workflow.mlflow is not None:  # after the files: a store that fails now loses no output (exit 4)
         from ..workflow.mlflow_run import log_mlflow
 
         artifacts = {"report.html": html, "report.json": payload,
                      **{path.name: data for path, data in outputs.items() if path.name not in ("report.html", "report.json")}}
         log_mlflow(document, artifacts=artifacts, tracking_uri=workflow.mlflow or None)
-    write_atomically(outputs)
-    if workflow.markdown is not None:
-        _append_step_summary(outputs[Path(workflow.markdown)])
 
 
 def _append_step_summary(markdown: bytes) -> None:

@@ -1,6 +1,7 @@
 """JUnit XML of the policy checks, for the test reporters of Jenkins, GitLab and GitHub Actions: one test
 case per check (class = the check's family, name = its group); a failed check is a failure carrying its
-plain-words sentence, an inconclusive one is skipped with the reason."""
+plain-words sentence, an inconclusive or not-evaluated one is skipped with the reason, unless the policy fails
+the gate on it: then it is a failure too, so the failure count agrees with the exit code."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import Any
 
-from .reports import as_document, check_family, check_sentence, counts
+from .reports import as_document, check_family, check_sentence, fails_gate, gate_fails
 
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 """Characters XML 1.0 cannot hold at all, even escaped (group names come from user data)."""
@@ -28,14 +29,18 @@ def _element(tag: str, attributes: Mapping[str, object] | None = None, text: str
     return element
 
 
-def _testcase(check: Mapping[str, Any]) -> ET.Element:
+def _testcase(check: Mapping[str, Any], document: Mapping[str, Any]) -> ET.Element:
+    """A failure exactly when the check fails the release gate (as the exit code counts it: an inconclusive or
+    not-evaluated check too, when the policy says so); other open checks are skipped with the reason."""
     case = _element("testcase", {"classname": f"{SUITES_NAME}.{check_family(check)}",
                                  "name": check.get("group") or "overall", "time": "0"})
     sentence = check_sentence(check)
-    if check["status"] == "fail":
-        case.append(_element("failure", {"message": sentence, "type": check["id"]}, sentence))
-    elif check["status"] == "inconclusive":
-        case.append(_element("skipped", {"message": f"inconclusive: {sentence}"}))
+    status = str(check["status"]).replace("_", " ")
+    if fails_gate(check, document):
+        message = sentence if check["status"] == "fail" else f"{status}, and the policy fails the gate on it: {sentence}"
+        case.append(_element("failure", {"message": message, "type": check["id"]}, message))
+    elif check["status"] in ("inconclusive", "not_evaluated"):
+        case.append(_element("skipped", {"message": f"{status}: {sentence}"}))
     return case
 
 
@@ -46,19 +51,20 @@ def render_junit(report: Any) -> bytes:
     families: dict[str, list[Mapping[str, Any]]] = {}
     for check in document["checks"]:
         families.setdefault(check_family(check), []).append(check)
-    total = counts(document)
-    root = _element("testsuites", {"name": SUITES_NAME, "tests": len(document["checks"]), "failures": total["fail"],
+    failing = sum(fails_gate(check, document) for check in document["checks"])
+    root = _element("testsuites", {"name": SUITES_NAME, "tests": len(document["checks"]), "failures": failing,
                                    "errors": 0, "time": "0"})
     for family, checks in families.items():
         suite = _element("testsuite", {
             "name": f"{SUITES_NAME}.{family}", "tests": len(checks), "errors": 0, "time": "0",
-            "failures": sum(c["status"] == "fail" for c in checks),
-            "skipped": sum(c["status"] == "inconclusive" for c in checks)})
+            "failures": sum(fails_gate(c, document) for c in checks),
+            "skipped": sum(not fails_gate(c, document) and c["status"] in ("inconclusive", "not_evaluated")
+                           for c in checks)})
         properties = _element("properties")
         for name, value in _properties(document).items():
             properties.append(_element("property", {"name": name, "value": value}))
         suite.append(properties)
-        suite.extend(_testcase(check) for check in checks)
+        suite.extend(_testcase(check, document) for check in checks)
         root.append(suite)
     ET.indent(root)
     return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
@@ -67,6 +73,7 @@ def render_junit(report: Any) -> bytes:
 def _properties(document: Mapping[str, Any]) -> dict[str, str]:
     """What identifies the audit: verdict, versions, model and data hashes."""
     models, data = document["models"], document["data"]
-    return {"verdict": document["verdict"], "schema_version": document["schema_version"],
+    return {"verdict": document["verdict"], "gate": "fail" if gate_fails(document) else "pass",
+            "schema_version": document["schema_version"],
             "tool_version": document["tool_version"], "dense_sha256": models["dense"]["sha256"],
             "ticket_sha256": models["ticket"]["sha256"], "data_sha256": data["sha256"]}

@@ -9,26 +9,44 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ..report.formats import interval_points, percent, points
-from .reports import as_document, check_sentence, counts
+from ..report.formats import interval_points, percent, points, visible_controls
+from .reports import as_document, check_sentence, count_words, gate_line
 
 LIMIT = 65_000
 """Characters at most: GitHub refuses comments and step summaries over 65,536."""
 
 _SPECIAL = re.compile(r"([\\`*_\[\]|~#])")
+_LINKABLE = re.compile(r"(?i)(?:\b[a-z][a-z0-9+.\-]*://|\bwww\.|\b(?:mailto|xmpp):)\S+|[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+")
+"""What GitHub would turn into a link: URLs with a scheme, ``www.`` names and e-mail addresses."""
 
 
 def escape(text: object) -> str:
-    """User text as literal Markdown: no formatting, links, HTML or table breaks."""
-    flat = " ".join(str(text).split())
-    return _SPECIAL.sub(r"\\\1", flat.replace("&", "&amp;").replace("<", "&lt;"))
+    """User text as literal Markdown: no formatting, links (URLs and addresses go in code spans, which GitHub never
+    links), HTML, table breaks or bidirectional controls."""
+    flat = " ".join(visible_controls(str(text)).split())
+    pieces, last = [], 0
+    for match in _LINKABLE.finditer(flat):
+        pieces += [_literal(flat[last:match.start()]), _code(match.group())]
+        last = match.end()
+    return "".join([*pieces, _literal(flat[last:])])
+
+
+def _literal(text: str) -> str:
+    return _SPECIAL.sub(r"\\\1", text.replace("&", "&amp;").replace("<", "&lt;"))
+
+
+def _code(text: str) -> str:
+    """A code span holding ``text`` as it is (its fence longer than any backtick run inside; pipes escaped, as GFM
+    tables need even in code)."""
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text.replace('|', chr(92) + '|')}{pad}{fence}"
 
 
 def _headline(document: Mapping[str, Any]) -> list[str]:
-    n = counts(document)
     models = document["models"]
-    lines = [f"## ticketaudit: {document['verdict'].upper()}", "",
-             f"{n['pass']} pass · {n['fail']} fail · {n['inconclusive']} inconclusive of {len(document['checks'])} "
+    lines = [f"## ticketaudit: {document['verdict'].upper()}", "", f"**{gate_line(document).capitalize()}.**", "",
+             f"{count_words(document).replace(', ', ' · ')} of {len(document['checks'])} "
              f"policy checks, on {document['data']['rows']:,} rows; ticket sparsity "
              f"{models['ticket']['sparsity'] * 100:.1f}% (dense {models['dense']['sparsity'] * 100:.1f}%)."]
     overall = document.get("performance", {}).get("overall", {}).get("metrics", {}).get("accuracy")
@@ -62,7 +80,8 @@ def render_markdown(report: Any, *, limit: int = LIMIT) -> str:
     footer = ["", "_Full report: the HTML and JSON written by this run._", ""]
     lines = _headline(document)
     budget = limit - len("\n".join(footer)) - 200  # room for the "N more" lines
-    for status, title in (("fail", "Failed checks"), ("inconclusive", "Inconclusive checks (too few rows to tell)")):
+    for status, title in (("fail", "Failed checks"), ("inconclusive", "Inconclusive checks (too few rows to tell)"),
+                          ("not_evaluated", "Policy gates not evaluated")):
         checks = [c for c in document["checks"] if c["status"] == status]
         if checks:
             lines += ["", f"### {title}", ""]

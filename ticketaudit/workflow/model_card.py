@@ -8,8 +8,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from ..report.formats import visible_controls
 from .markdown import escape
-from .reports import as_document, check_sentence, counts
+from .reports import as_document, check_sentence, count_words, gate_line
 
 VERDICT_WORDS = {
     "pass": "the audit ruled out every harm its policy checks for, at the policy's tolerances",
@@ -19,9 +20,15 @@ VERDICT_WORDS = {
 }
 
 
+TASKS = {"tabular": "tabular-classification", "text": "text-classification", "image": "image-classification"}
+"""The Hugging Face task of each modality (the ``model-index`` ``task.type``)."""
+
+
 def _task(document: Mapping[str, Any]) -> dict[str, str]:
-    text = str(document["models"]["dense"].get("format", "")).startswith("hugging")
-    kind = "text-classification" if text else "tabular-classification"
+    modality = document["data"].get("modality")
+    if modality is None:  # a report written before the JSON named its modality
+        modality = "text" if str(document["models"]["dense"].get("format", "")).startswith("hugging") else "tabular"
+    kind = TASKS.get(str(modality), f"{modality}-classification")
     return {"type": kind, "name": f"{kind.replace('-', ' ').capitalize()} ({document['data']['target']})"}
 
 
@@ -51,7 +58,6 @@ def model_index(document: Mapping[str, Any], *, model_name: str = "ticket") -> l
 
 def bias_section(document: Mapping[str, Any]) -> str:
     """The "Bias, Risks, and Limitations" section in plain words, numbers from the report."""
-    n = counts(document)
     data, models = document["data"], document["models"]
     overall = document.get("performance", {}).get("overall", {}).get("metrics", {}).get("accuracy", {})
     lines = ["## Bias, Risks, and Limitations", "",
@@ -63,8 +69,9 @@ def bias_section(document: Mapping[str, Any]) -> str:
         lines += [f"- Overall accuracy went from {overall['dense'] * 100:.1f}% (dense) to "
                   f"{overall['ticket'] * 100:.1f}% (ticket), a change of {overall['delta'] * 100:+.2f} points.", ""]
     lines += [f"**Audit verdict: {document['verdict']}** — {VERDICT_WORDS[document['verdict']]} "
-              f"({n['pass']} checks passed, {n['fail']} failed, {n['inconclusive']} inconclusive).", ""]
-    for status, title in (("fail", "Harms found"), ("inconclusive", "What the audit data could not show")):
+              f"(checks: {count_words(document)}); {gate_line(document)}.", ""]
+    for status, title in (("fail", "Harms found"), ("inconclusive", "What the audit data could not show"),
+                          ("not_evaluated", "Policy gates the audit could not evaluate")):
         checks = [c for c in document["checks"] if c["status"] == status]
         if checks:
             lines += [f"### {title}", ""] + [f"- {check_sentence(c, quote=escape)}" for c in checks] + [""]
@@ -86,6 +93,6 @@ def render_model_card(report: Any, *, model_name: str = "ticket") -> str:
     import yaml
 
     document = as_document(report)
-    metadata = yaml.safe_dump({"model-index": model_index(document, model_name=model_name)}, sort_keys=False,
-                              allow_unicode=True, width=1_000)
+    metadata = visible_controls(yaml.safe_dump({"model-index": model_index(document, model_name=model_name)},
+                                               sort_keys=False, allow_unicode=True, width=1_000))
     return f"---\n{metadata}---\n\n{bias_section(document)}"

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import InvalidInputError
+from ..gate import fails_gate, gate_fails  # noqa: F401  (the adapters read the gate from here)
 from ..report.formats import interval_points, p_value, points
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 READS_MAJOR = 1
 """The schema major version this ticketaudit reads; minor versions only add keys, so any 1.x is read."""
 
-STATUS_RANK = {"pass": 0, "inconclusive": 1, "fail": 2}
+STATUS_RANK = {"pass": 0, "inconclusive": 1, "not_evaluated": 1, "fail": 2}
 """Worse is larger: a verdict or check whose rank rises between two audits is a regression."""
 
 
@@ -104,6 +105,9 @@ def check_title(check: Mapping[str, Any], *, quote: Callable[[str], str] = str) 
 def check_sentence(check: Mapping[str, Any], *, quote: Callable[[str], str] = str) -> str:
     """The check's outcome in plain words, with its value, tolerance and interval."""
     title = check_title(check, quote=quote)
+    if check["status"] == "not_evaluated":
+        reason = quote(str(check.get("reason") or "the audit had no estimate for it"))
+        return f"{title}: not evaluated, because {reason}."
     if is_count(check):
         return f"{title}: {check['value']:.0f} (tolerance {check['tolerance']:.0f}); status {check['status']}."
     value, tolerance = points(check.get("value"), 2), points(check.get("tolerance"), 2, sign=False)
@@ -126,11 +130,25 @@ def counts(document: Mapping[str, Any]) -> dict[str, int]:
     return {status: sum(c["status"] == status for c in document["checks"]) for status in STATUS_RANK}
 
 
+def count_words(document: Mapping[str, Any]) -> str:
+    """``12 pass, 0 fail, 15 inconclusive`` (and ``, 1 not evaluated`` when a gate could not be evaluated)."""
+    n = counts(document)
+    words = f"{n['pass']} pass, {n['fail']} fail, {n['inconclusive']} inconclusive"
+    return words + (f", {n['not_evaluated']} not evaluated" if n["not_evaluated"] else "")
+
+
 def verdict_line(document: Mapping[str, Any]) -> str:
     """``verdict: INCONCLUSIVE (12 pass, 0 fail, 15 inconclusive of 27 checks)``."""
-    n = counts(document)
-    return (f"verdict: {document['verdict'].upper()} ({n['pass']} pass, {n['fail']} fail, {n['inconclusive']} "
-            f"inconclusive of {len(document['checks'])} checks)")
+    return f"verdict: {document['verdict'].upper()} ({count_words(document)} of {len(document['checks'])} checks)"
+
+
+def gate_line(document: Mapping[str, Any]) -> str:
+    """What the exit code says, in words: ``release gate: FAILS (exit 1): ...``."""
+    if not gate_fails(document):
+        return "release gate: passes (exit 0)"
+    why = "a check failed" if document["verdict"] == "fail" else (
+        'the verdict is inconclusive and the policy says on_inconclusive = "fail"')
+    return f"release gate: FAILS (exit 1): {why}"
 
 
 def metric_names(document: Mapping[str, Any]) -> list[str]:

@@ -63,6 +63,7 @@ def _recorders(worker: Worker) -> tuple[Any, Any]:
 
 class Attention(Analysis):
     name = "attention"
+    gates = {"max_group_entropy_shift": "group_entropy_shift"}
     summary = "attention entropy per layer x head and group (models with attention layers)"
     order = 30
     weight_wise = "per-head attention comparisons pair each ticket head with the dense model's"
@@ -95,6 +96,10 @@ class Attention(Analysis):
             return []
         return [f"The ticket pruned {result.pruned_heads} attention head(s) entirely; they are reported as pruned, "
                 "not as entropy 0."]
+
+    def why_not_evaluated(self, result: Any, key: str) -> str:
+        return (f"no group is large enough, with attention entropies on both models, to estimate the shift that "
+                f"{key} gates")
 
     def candidates(self, result: Any, policy: Any) -> list[Any]:
         """Per group (``max_group_entropy_shift``): its change in attention entropy minus the rest's, either way."""

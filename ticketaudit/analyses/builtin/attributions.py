@@ -61,6 +61,7 @@ class _Sample:
 
 class Attributions(Analysis):
     name = "attributions"
+    gates = {"max_sensitive_reliance_increase": "sensitive_reliance_increase"}
     summary = ("Captum attributions of both models: agreement, and reliance on sensitive columns and proxies "
                "(tabular), identity terms (text), or pixel maps per group (images)")
     order = 40
@@ -132,7 +133,8 @@ class Attributions(Analysis):
         return text_attributions_from_sample(
             context.settings, sample, population=audit.population, dense=audit.dense.module,
             ticket=audit.ticket.module, tokenizer=audit.modality.tokenizer, max_length=audit.modality.max_length,
-            settings=audit.attribution, batch_size=TEXT_BATCH, device=audit.device)
+            settings=audit.attribution, batch_size=TEXT_BATCH, device=audit.device,
+            truncation=getattr(audit.modality, "truncation", "head"))
 
     def _pixels(self, state: _Sample, context: FinishContext) -> Any:
         """Images: pixel attributions of both models (Captum), compared as maps per image and per group."""
@@ -162,6 +164,15 @@ class Attributions(Analysis):
             return []
         return ["No sensitive column is a model input, so reliance on sensitive columns is not defined; the "
                 "attribution section reports proxies instead."]
+
+    def why_not_evaluated(self, result: Any, key: str) -> str:
+        if result.extra.get("unit") == "pixel":
+            return f"pixel attributions have no sensitive input whose share of attribution {key} could gate"
+        if result.extra.get("unit") == "word":
+            return (f"no identity term occurs in the attributed rows, so the share of attribution on them that {key} "
+                    "gates is not defined; give the words that name your groups with --identity-terms FILE")
+        return (f"no sensitive column is a model input, so the share of attribution on sensitive columns that {key} "
+                "gates is not defined (the attribution section reports proxies instead)")
 
     def candidates(self, result: Any, policy: Any) -> list[Any]:
         """``max_sensitive_reliance_increase``: the rise in the share of attribution on the sensitive columns."""

@@ -34,6 +34,7 @@ class Metrics(Analysis):
     order = 10
     required = True
     template = "_groups.html.j2"
+    gates = {"max_tpr_drop": "tpr_drop", "max_fpr_rise": "fpr_rise", "max_selection_rate_change": "selection_rate_change"}
 
     def finish(self, state: Any, context: FinishContext) -> Any:
         from ..performance import performance_from_cells
@@ -44,6 +45,12 @@ class Metrics(Analysis):
         from ...checks import performance_candidates
 
         return performance_candidates(policy, result)
+
+    def why_not_evaluated(self, result: Any, key: str) -> str:
+        if result.task != "binary":
+            return f"{key} gates a rate of the positive class, which a {result.task} task does not have"
+        return (f"no group is large enough (rows, positives and negatives) to estimate the rate that {key} "
+                "gates; more rows per group would")
 
     def notes(self, result: Any, context: FinishContext) -> list[str]:
         small = [g.group for g in result.subgroups if g.insufficient]
