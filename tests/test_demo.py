@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,65 @@ def test_cnn_demo_audits_images_from_a_folder_of_files(tmp_path: Path) -> None:
                      str(tmp_path / "r.json")])
     assert rerun.code in (0, 1)
     assert (tmp_path / "r.json").read_bytes() == (tmp_path / "report.json").read_bytes()
+
+
+FIGURES = re.compile(r"<!-- demo-figures: (?P<command>[^>]*?) -->(?P<text>.*?)<!-- /demo-figures -->", re.S)
+
+
+def _claims(command: str) -> str:
+    """The README's words about one demo command, between its demo-figures markers."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    found = {m.group("command"): " ".join(m.group("text").split()) for m in FIGURES.finditer(readme)}
+    assert command in found, f"README has no figures for {command!r}"
+    return found[command]
+
+
+def _check_readme(command: str, document: dict) -> None:
+    """Every verdict, accuracy and group-size range the README quotes for a demo equals a fresh run's."""
+    text = _claims(command)
+    verdict = re.search(r"\*\*(PASS|FAIL|INCONCLUSIVE)\*\*", text)
+    assert verdict and verdict.group(1).lower() == document["verdict"], (text, document["verdict"])
+    pct = lambda v: f"{v * 100:.1f}%"  # noqa: E731
+    overall = document["performance"]["overall"]["metrics"]["accuracy"]
+    assert f"overall accuracy {pct(overall['dense'])} → {pct(overall['ticket'])}" in text, text
+    for group in document["subgroups"]:
+        accuracy = group["metrics"]["accuracy"]
+        quoted = re.search(rf"`{re.escape(group['group'])}` ([\d.]+%) → ([\d.]+%)", text)
+        if quoted:
+            assert quoted.groups() == (pct(accuracy["dense"]), pct(accuracy["ticket"])), (group["group"], text)
+    sizes = re.search(r"\(([\d,]+) to ([\d,]+) rows", text)
+    if sizes:
+        rows = [c["rows"] for c in document["checks"] if c["status"] == "inconclusive" and c["rows"]]
+        assert (int(sizes.group(1).replace(",", "")), int(sizes.group(2).replace(",", ""))) == (min(rows), max(rows))
+    density = re.search(r"(\d+)% density", text)
+    if density:
+        assert int(density.group(1)) == round((1 - document["models"]["ticket"]["sparsity"]) * 100)
+    images = re.search(r"([\d,]+) test images", text)
+    if images:
+        assert int(images.group(1).replace(",", "")) == document["data"]["rows"]
+    assert len(re.findall(r"[\d.]+%", text)) == len(re.findall(r"[\d.]+% → [\d.]+%", text)) * 2 + bool(density), \
+        "a percentage the README quotes for this demo is not one this test checks"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["demo", "demo --model cnn"])
+def test_the_readmes_demo_figures_are_a_fresh_runs(command: str, tmp_path: Path) -> None:
+    run = run_cli([*command.split(), "--out", str(tmp_path), "--quiet"])
+    assert run.code == 0, run.stderr
+    _check_readme(command, json.loads((tmp_path / "report.json").read_text()))
+
+
+def test_the_readme_figure_checker_can_fail() -> None:
+    """The checker against a made-up run that matches the README's CNN figures, then with a verdict or one group's
+    accuracy off by 0.1 point: those are caught."""
+    def group(name: str, dense: float, ticket: float) -> dict:
+        return {"group": name, "metrics": {"accuracy": {"dense": dense, "ticket": ticket}}}
+
+    document = {"verdict": "inconclusive", "checks": [], "models": {"ticket": {"sparsity": 0.8}}, "data": {"rows": 830},
+                "performance": {"overall": {"metrics": {"accuracy": {"dense": 0.9952, "ticket": 0.9916}}}},
+                "subgroups": [group("background=dark", 0.9766, 0.9591), group("background=light", 1.0, 1.0)]}
+    _check_readme("demo --model cnn", document)
+    with pytest.raises(AssertionError):
+        _check_readme("demo --model cnn", {**document, "verdict": "fail"})
+    with pytest.raises(AssertionError):
+        _check_readme("demo --model cnn", {**document, "subgroups": [group("background=dark", 0.9766, 0.9581)]})
