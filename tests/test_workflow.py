@@ -217,7 +217,7 @@ def test_mlflow_run_holds_params_metrics_and_reports(documents: dict[str, dict[s
     key = f"{group['group']}/accuracy/delta".replace("=", "_")
     assert math.isclose(run.data.metrics[key], group["metrics"]["accuracy"]["delta"], rel_tol=1e-12)
     artifacts = {a.path for a in MlflowClient(tracking_uri=uri).list_artifacts(run_id)}
-    assert artifacts == {"report.json", "summary.md"}
+    assert artifacts == {"report.json", "summary.md", "metric_names.json"}
 
 
 def test_report_writes_every_workflow_output_together(fx: Fixture, report_args: list[str], tmp_path: Path,
@@ -243,11 +243,12 @@ def test_report_writes_every_workflow_output_together(fx: Fixture, report_args: 
     assert run_info.data.tags["ticketaudit.verdict"] == document["verdict"]
 
 
-def test_a_failed_mlflow_log_leaves_no_output(report_args: list[str], tmp_path: Path) -> None:
+def test_an_mlflow_store_that_cannot_be_made_leaves_no_output(report_args: list[str], tmp_path: Path) -> None:
+    """Checked before any work (exit 2); a store that fails after the files exist is exit 4 (test_gate_outputs)."""
     blocked = tmp_path / "not-a-dir"
     blocked.write_text("a file where the store's folder should be")
     run = run_cli(report_args + ["--junit", str(tmp_path / "j.xml"), "--mlflow", f"sqlite:///{blocked}/m.db"])
-    assert run.code == 2 and "cannot log the audit to MLflow" in run.stderr
+    assert run.code == 2 and "--mlflow" in run.stderr and "does not exist or is not writable" in run.stderr
     assert "Traceback" not in run.stderr
     assert not any((tmp_path / name).exists() for name in ("r.html", "r.json", "j.xml"))
 

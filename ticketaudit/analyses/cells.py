@@ -9,6 +9,8 @@ of the rows into chunks or shards merge into exactly the same table: ``CellAccum
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,7 +45,7 @@ class Layout:
     n_classes: int
     bins: int
 
-    @property
+    @functools.cached_property
     def names(self) -> tuple[str, ...]:
         names = ["n", *(f"support:{k}" for k in range(self.n_classes))]
         for m in MODELS:
@@ -59,7 +61,7 @@ class Layout:
     def index(self, name: str) -> int:
         return self._positions[name]
 
-    @property
+    @functools.cached_property
     def _positions(self) -> dict[str, int]:
         return {name: i for i, name in enumerate(self.names)}
 
@@ -92,12 +94,15 @@ class CellTable:
         return out
 
     def stratum_sums(self, cell_counts: np.ndarray, n_strata: int) -> np.ndarray:
-        """Quantity sums per stratum for (..., cells) counts; quantities scale with a cell's count."""
+        """Quantity sums per stratum for (..., cells) counts; quantities scale with a cell's count. Cells are sorted
+        by key, whose leading digit is the stratum, so each stratum's cells are one slice: one small matrix product
+        per stratum, at a cost linear in cells x replicates whatever the number of strata."""
         per_row = self.sums / self.counts[:, None]
         out = np.zeros((*cell_counts.shape[:-1], n_strata, per_row.shape[1]))
-        for s in range(n_strata):
-            member = self.stratum == s
-            out[..., s, :] = cell_counts[..., member] @ per_row[member]
+        bounds = np.searchsorted(self.stratum, np.arange(n_strata + 1))
+        for s in np.flatnonzero(bounds[1:] > bounds[:-1]):
+            start, stop = bounds[s], bounds[s + 1]
+            out[..., s, :] = cell_counts[..., start:stop] @ per_row[start:stop]
         return out
 
 

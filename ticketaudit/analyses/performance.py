@@ -152,6 +152,12 @@ class PerformanceResult:
                 "gaps": [g.to_dict() for g in self.gaps]}
 
 
+METRICFRAME_MAX_GROUPS = 50
+"""Families (a sensitive column, or an intersection) with more groups take their point estimates from the counts
+(equal to MetricFrame's by test): MetricFrame calls each scikit-learn metric once per group, about 30 ms a group,
+so 10,000 intersections would cost minutes; the counts give every group at once."""
+
+
 def _metricframe_values(settings: AnalysisSettings, cells: CellTable) -> dict[str, dict[str, dict[str, float]]]:
     """{model: {group name: {metric: value}}} from fairlearn MetricFrame, per attribute, plus overall.
 
@@ -181,6 +187,8 @@ def _metricframe_values(settings: AnalysisSettings, cells: CellTable) -> dict[st
     metrics = sklearn_metrics(n_classes)
     weights = {name: {"sample_weight": weight} for name in metrics}
     out: dict[str, dict[str, dict[str, float]]] = {}
+    families = {attribute: cell_groups for attribute, cell_groups in families.items()
+                if len(set(cell_groups)) <= METRICFRAME_MAX_GROUPS}
     for model in MODELS:
         values: dict[str, dict[str, float]] = {}
         for attribute, cell_groups in families.items():
@@ -194,13 +202,14 @@ def _metricframe_values(settings: AnalysisSettings, cells: CellTable) -> dict[st
     return out
 
 
-def _membership(groups: tuple[Group, ...], n_strata: int) -> np.ndarray:
-    """(groups + overall, strata) 0/1 matrix; the last row is the whole data."""
-    matrix = np.zeros((len(groups) + 1, n_strata))
-    for i, group in enumerate(groups):
-        matrix[i, list(group.strata)] = 1
-    matrix[-1] = 1
-    return matrix
+def _membership(groups: tuple[Group, ...], n_strata: int) -> Any:
+    """(groups + overall, strata) sparse 0/1 matrix (CSR); the last row is the whole data. Sparse, because each
+    group is a union of strata (an intersection is one): its products cost the memberships, not groups x strata."""
+    from scipy import sparse
+
+    columns = [np.asarray(group.strata, dtype=np.int64) for group in groups] + [np.arange(n_strata)]
+    rows = np.repeat(np.arange(len(columns)), [len(c) for c in columns])
+    return sparse.csr_matrix((np.ones(len(rows)), (rows, np.concatenate(columns))), shape=(len(columns), n_strata))
 
 
 def _bootstrap_metrics(inputs: AnalysisSettings, cells: CellTable, membership: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
@@ -210,7 +219,9 @@ def _bootstrap_metrics(inputs: AnalysisSettings, cells: CellTable, membership: n
     for counts in stats.stratified_multinomial(cells.counts, cells.stratum, n_strata=n_strata,
                                                n_boot=inputs.n_boot, seed=inputs.seed):
         per_stratum = cells.stratum_sums(counts, n_strata)  # (B, S, q)
-        per_group = np.einsum("gs,bsq->bgq", membership, per_stratum)
+        replicates, _, q = per_stratum.shape
+        flat = np.ascontiguousarray(per_stratum.transpose(1, 0, 2)).reshape(n_strata, replicates * q)
+        per_group = np.asarray(membership @ flat).reshape(-1, replicates, q).transpose(1, 0, 2)  # (B, G + 1, q)
         for model in MODELS:
             for name, values in metrics_from_sums(per_group, cells.layout, model).items():
                 chunks[model].setdefault(name, []).append(values)
@@ -236,7 +247,7 @@ def performance_from_cells(inputs: AnalysisSettings, cells: CellTable, *,
     n_classes = len(inputs.class_names)
     layout = cells.layout
     membership = _membership(groups.groups, groups.n_strata)
-    observed = membership @ cells.stratum_sums(cells.counts, groups.n_strata)  # (G+1, q)
+    observed = np.asarray(membership @ cells.stratum_sums(cells.counts, groups.n_strata))  # (G+1, q)
     observed_metrics = {m: metrics_from_sums(observed, layout, m) for m in MODELS}
     boot = _bootstrap_metrics(inputs, cells, membership)
     frame_values = (_metricframe_values(inputs, cells) if point_estimates == "fairlearn"
@@ -246,12 +257,13 @@ def performance_from_cells(inputs: AnalysisSettings, cells: CellTable, *,
     names = [g.name for g in groups.groups] + ["overall"]
     attributes = [g.attribute for g in groups.groups] + ["overall"]
     total = observed[-1]
+    summaries = {metric: _bootstrap_summary(boot, metric, confidence=confidence)
+                 for metric in boot["dense"] if metric not in specs}
 
     def comparison(g: int, metric: str) -> MetricComparison:
         row = observed[g]
-        dense_v = _defined(frame_values["dense"][names[g]].get(metric), observed_metrics["dense"][metric][g])
-        ticket_v = _defined(frame_values["ticket"][names[g]].get(metric), observed_metrics["ticket"][metric][g])
-        delta_boot = boot["ticket"][metric][:, g] - boot["dense"][metric][:, g]
+        dense_v = _defined(frame_values["dense"].get(names[g], {}).get(metric), observed_metrics["dense"][metric][g])
+        ticket_v = _defined(frame_values["ticket"].get(names[g], {}).get(metric), observed_metrics["ticket"][metric][g])
         if metric in specs:
             spec = specs[metric]
             b = layout.column(row, f"paired:{metric}:b")
@@ -265,11 +277,11 @@ def performance_from_cells(inputs: AnalysisSettings, cells: CellTable, *,
             ticket_ci = tuple(map(float, stats.wilson_interval(ticket_k, size, confidence=confidence)))
             domain = int(size)
         else:
-            low, high = stats.percentile_interval(delta_boot, confidence=confidence)
-            ci, method = (float(low), float(high)), "bootstrap-percentile"
-            p = float(stats.bootstrap_p_value(delta_boot))
-            dense_ci = tuple(map(float, stats.percentile_interval(boot["dense"][metric][:, g], confidence=confidence)))
-            ticket_ci = tuple(map(float, stats.percentile_interval(boot["ticket"][metric][:, g], confidence=confidence)))
+            summary = summaries[metric]
+            ci, method = (float(summary["low"][g]), float(summary["high"][g])), "bootstrap-percentile"
+            p = float(summary["p"][g])
+            dense_ci = (float(summary["dense_low"][g]), float(summary["dense_high"][g]))
+            ticket_ci = (float(summary["ticket_low"][g]), float(summary["ticket_high"][g]))
             domain = int(_precision_domain(row, layout) if metric == "precision" else layout.column(row, "n"))
         insufficient = domain < (inputs.min_group_size if metric in ("accuracy", "ece", "selection_rate") else MIN_RATE_DOMAIN)
         if np.isnan(dense_v) or np.isnan(ticket_v):
@@ -361,6 +373,17 @@ def _successes(row: np.ndarray, layout: Any, spec: Any, model: str) -> float:
 
 def _precision_domain(row: np.ndarray, layout: Any) -> float:
     return float(min(layout.column(row, "dense:pred:1"), layout.column(row, "ticket:pred:1")))
+
+
+def _bootstrap_summary(boot: dict[str, dict[str, np.ndarray]], metric: str, *,
+                       confidence: float) -> dict[str, np.ndarray]:
+    """Every group's percentile intervals (delta, dense, ticket) and p-value of one metric, all groups at once."""
+    delta = boot["ticket"][metric] - boot["dense"][metric]
+    low, high = stats.percentile_interval(delta, confidence=confidence)
+    dense_low, dense_high = stats.percentile_interval(boot["dense"][metric], confidence=confidence)
+    ticket_low, ticket_high = stats.percentile_interval(boot["ticket"][metric], confidence=confidence)
+    return {"low": low, "high": high, "p": stats.bootstrap_p_value(delta), "dense_low": dense_low,
+            "dense_high": dense_high, "ticket_low": ticket_low, "ticket_high": ticket_high}
 
 
 def _macro(

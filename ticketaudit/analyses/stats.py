@@ -145,14 +145,28 @@ def se_p_value(value: float, replicates: np.ndarray) -> float:
 
 
 def percentile_interval(replicates: np.ndarray, *, confidence: float, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile bootstrap interval, ignoring replicates where the statistic is undefined."""
+    """Percentile bootstrap interval, ignoring replicates where the statistic is undefined (NaN where all are)."""
     alpha = 1 - confidence
-    reps = np.asarray(replicates, dtype=np.float64)
-    all_nan = np.isnan(reps).all(axis=axis)
-    filled = np.where(np.isnan(reps).all(axis=axis, keepdims=True), 0.0, reps)
-    low = np.nanquantile(filled, alpha / 2, axis=axis)
-    high = np.nanquantile(filled, 1 - alpha / 2, axis=axis)
-    return np.where(all_nan, np.nan, low), np.where(all_nan, np.nan, high)
+    reps = np.moveaxis(np.asarray(replicates, dtype=np.float64), axis, 0)
+    low, high = nan_quantiles(reps, (alpha / 2, 1 - alpha / 2))
+    return low, high
+
+
+def nan_quantiles(values: np.ndarray, quantiles: tuple[float, ...]) -> list[np.ndarray]:
+    """``np.nanquantile(values, q, axis=0)`` (linear interpolation) for each q, from one sort: numpy's own falls back
+    to a Python loop over columns as soon as one NaN is present (10,000 groups: seconds instead of milliseconds)."""
+    ordered = np.sort(values, axis=0)  # NaNs last
+    valid = (~np.isnan(values)).sum(axis=0)
+    out = []
+    for q in quantiles:
+        position = q * np.maximum(valid - 1, 0)
+        below = np.floor(position).astype(np.int64)
+        above = np.minimum(below + 1, np.maximum(valid - 1, 0))
+        low_v = np.take_along_axis(ordered, below[None], axis=0)[0]
+        high_v = np.take_along_axis(ordered, above[None], axis=0)[0]
+        value = low_v + (high_v - low_v) * (position - below)
+        out.append(np.where(valid > 0, value, np.nan))
+    return out
 
 
 def stratified_multinomial(
@@ -166,7 +180,8 @@ def stratified_multinomial(
     the order of cells.
     """
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n_strata)]
-    members = [np.flatnonzero(stratum_of_cell == s) for s in range(n_strata)]
+    order = np.argsort(stratum_of_cell, kind="stable")  # each stratum's cells in cell order, in one pass
+    members = np.split(order, np.cumsum(np.bincount(stratum_of_cell, minlength=n_strata))[:-1])
     sizes = [int(counts[m].sum()) for m in members]
     unit = [bool(np.all(counts[m] == 1)) for m in members]
     for start in range(0, n_boot, chunk):
