@@ -127,9 +127,19 @@ def _terminate_as_interrupt() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _progress(quiet: bool) -> Iterator[object]:
-    """Rich progress on stderr (a no-op callback with --quiet)."""
+    """Rich progress bars on a terminal; plain lines (stage, done / total, elapsed, estimate, at most every 10 s)
+    when stderr is a log or a pipe, as in CI; a no-op callback with --quiet."""
     if quiet:
         yield lambda *_: None
+        return
+    if not stderr.is_terminal:
+        from .progress import PlainProgress
+
+        plain = PlainProgress(lambda line: print(visible_controls(line), file=sys.stderr, flush=True))
+        try:
+            yield plain
+        finally:
+            plain.close()
         return
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=stderr, transient=True) as bar:
