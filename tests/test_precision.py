@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -32,15 +33,42 @@ def _counts(document: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def test_auto_is_float64_for_small_models_on_the_cpu_else_their_own(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_is_float64_for_cheap_audits_on_the_cpu_else_their_own(monkeypatch: pytest.MonkeyPatch) -> None:
     small = torch.nn.Linear(4, 2)
     assert predict.resolve_precision("auto", models=(small, small), device="cpu") == "float64"
     assert predict.resolve_precision("auto", models=(small, small), device="cuda") == "float32"
     half = torch.nn.Linear(4, 2).to(torch.bfloat16)  # Module.to works in place
     assert predict.resolve_precision("auto", models=(half, half), device="cuda") == "bfloat16"
     assert predict.resolve_precision("float32", models=(small, small), device="cpu") == "float32"
-    monkeypatch.setattr(predict, "AUTO_FLOAT64_MAX_PARAMETERS", 9)  # 4*2 + 2 = 10 parameters: "large"
-    assert predict.resolve_precision("auto", models=(small, small), device="cpu") == "float32"
+    # the cost is multiply-adds x rows, not the parameter count: a small model on many rows is costly too
+    assert predict.resolve_precision("auto", models=(small, small), device="cpu", macs_per_row=16,
+                                     rows=10**10) == "float32"
+    choice = predict.choose_precision("auto", models=(small, small), device="cpu", macs_per_row=16, rows=1000)
+    assert choice.name == "float64" and "1,000 rows" in choice.reason and "1.6e+04" in choice.reason
+
+
+def test_a_convolution_at_224_pixels_runs_in_its_own_precision_by_default() -> None:
+    """Few parameters, much compute: a 224-px CNN of 0.6M parameters (the old rule said float64) costs ~2e9
+    multiply-adds an image, so 600 images on both models are far over the float64 budget."""
+    cnn = torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.Conv2d(64, 64, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(64, 64, 3, padding=1),
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(64, 2))
+    per_image = predict.forward_macs(cnn, np.zeros((1, 3, 224, 224), dtype=np.float32))
+    assert 3.5e9 < per_image < 4.5e9  # 2 x 64 x 64 x 9 x 224 x 224 + 3 x 64 x 9 x 224 x 224
+    choice = predict.choose_precision("auto", models=(cnn, cnn), device="cpu", macs_per_row=2 * per_image, rows=600)
+    assert choice.name == "float32" and "over" in choice.reason
+
+
+def test_the_json_and_provenance_say_why(fx: Fixture) -> None:
+    result = ta.audit(dense=fx.dense, ticket=fx.ticket, data=fx.frame, target="y", sensitive=["sex"],
+                      features=FEATURES, analyses="metrics", seed=0, n_boot=200)
+    settings = report_dict(result)["settings"]
+    assert settings["precision"] == "float64" and settings["precision_reason"].startswith("auto:")
+    assert f"{len(fx.frame):,} rows" in settings["precision_reason"]
+    assert result.provenance["precision"].startswith("float64 (auto:")
+    forced = ta.audit(dense=fx.dense, ticket=fx.ticket, data=fx.frame, target="y", sensitive=["sex"],
+                      features=FEATURES, analyses="metrics", seed=0, n_boot=200, precision="float32")
+    assert report_dict(forced)["settings"]["precision_reason"] == "requested"
 
 
 def test_precisions_agree_on_every_count_and_the_json_says_which(fx: Fixture) -> None:
@@ -50,7 +78,10 @@ def test_precisions_agree_on_every_count_and_the_json_says_which(fx: Fixture) ->
              for p in ("auto", "float64", "float32", "bfloat16")}
     assert {p: d["settings"]["precision"] for p, d in found.items()} == {
         "auto": "float64", "float64": "float64", "float32": "float32", "bfloat16": "bfloat16"}
-    assert found["auto"] == found["float64"]
+    assert found["auto"]["settings"]["precision_reason"].startswith("auto:")
+    assert found["float64"]["settings"]["precision_reason"] == "requested"
+    assert {k: v for k, v in found["auto"].items() if k != "settings"} == {
+        k: v for k, v in found["float64"].items() if k != "settings"}
     assert _counts(found["float32"]) == _counts(found["float64"])
     # bfloat16 keeps 8 bits of mantissa: a near-tied row may change its prediction (here 1 of 800), never many.
     coarse, exact = found["bfloat16"], found["float64"]

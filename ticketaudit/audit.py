@@ -24,7 +24,7 @@ from ._validation import as_list, check_fraction, describe, fail, recounted
 from .analyses import registry
 from .analyses.attributions import AttributionSettings, read_identity_terms
 from .analyses.base import Analysis, AnalysisSettings, AuditContext, FinishContext
-from .analyses.predict import ModelRunner, resolve_device, resolve_precision
+from .analyses.predict import ModelRunner, PrecisionChoice, choose_precision, forward_macs, resolve_device
 from ._io import check_outputs_not_among
 from .choices import PRECISIONS, TRUNCATIONS
 from .checks import (Candidate, Check, decide, group_findings, insufficient_check, not_evaluated_check,
@@ -130,7 +130,8 @@ class AuditResult:
             "policy": self.policy.to_dict(),
             "settings": {"seed": self.config.seed, "n_boot": self.config.n_boot, "max_rows": self.config.max_rows,
                          "analyses": list(self.config.analyses), "ece_bins": self.config.ece_bins,
-                         "max_unseen_share": self.config.max_unseen_share, "precision": self.config.precision},
+                         "max_unseen_share": self.config.max_unseen_share, "precision": self.config.precision,
+                         "precision_reason": self.config.precision_reason},
             "models": {"dense": self._model(self.dense), "ticket": self._model(self.ticket)},
             "data": self.data,
             "notes": list(self.notes),
@@ -264,7 +265,8 @@ def audit(
     budget in tokens (rows x padded length, default 16,384) for text; a row's inputs never depend on it.
     ``precision``: ``float64`` makes results independent of batch size and workers too; ``float32`` and
     ``bfloat16`` (the model's own speed) are reproducible for the same batch size and device; ``auto``
-    picks float64 for small models on the CPU, else the models' own precision. The JSON records it.
+    picks float64 on the CPU when both forward passes over every row are cheap (multiply-adds counted), else the
+    models' own precision. The JSON records it and why (``settings.precision_reason``).
     ``truncation``: text longer than the model's limit keeps its first tokens (``head``), its first quarter and
     last three quarters (``head+tail``), or is refused (``error``); truncated rows are counted per group.
     ``outputs`` (option -> path): files the caller will write; one that is a file the audit reads (an image the
@@ -399,7 +401,8 @@ def _plan(options: AuditOptions, loaded: _Loaded, *, data: Any) -> _Planned:
         check_outputs_not_among(options.outputs, _image_files(rows, options, root=table_folder(data)),
                                 what="an image the data names in column '" + options.image + "':")
     with _counted_over(rows, options):
-        n_outputs = _output_width(loaded, modality.inputs(rows.probe), device=options.engine)
+        probe_inputs = modality.inputs(rows.probe)
+        n_outputs = _output_width(loaded, probe_inputs, device=options.engine)
         _, class_names = encode_target(rows.probe, options.target, n_outputs=n_outputs, labels=loaded.dense.labels,
                                        require_every_class=False)
     context = AuditContext(
@@ -407,9 +410,20 @@ def _plan(options: AuditOptions, loaded: _Loaded, *, data: Any) -> _Planned:
         probe=rows.probe, total_rows=rows.total, sensitive=options.sensitive, target=options.target, seed=options.seed,
         n_boot=options.n_boot, batch_size=options.engine.batch_size or type(modality).default_batch_size,
         device=_driver_device(options.engine), attribution=options.attribution,
-        precision=resolve_precision(options.precision, models=(loaded.dense.module, loaded.ticket.module),
-                                    device=options.engine.device), thumbnails=options.thumbnails)
+        thumbnails=options.thumbnails)
+    choice = _precision(options, loaded, probe_inputs, rows=rows.total)
+    context = dataclasses.replace(context, precision=choice.name, precision_reason=choice.reason)
     return _Planned(rows=rows, context=context, class_names=class_names, n_outputs=n_outputs, train_frame=train_frame)
+
+
+def _precision(options: AuditOptions, loaded: _Loaded, probe: Any, *, rows: int) -> PrecisionChoice:
+    """``--precision`` resolved; ``auto`` from the forward passes' cost (multiply-adds counted on the first row)."""
+    models = (loaded.dense.module, loaded.ticket.module)
+    if options.precision != "auto" or options.engine.device != "cpu":
+        return choose_precision(options.precision, models=models, device=options.engine.device)
+    per_row = forward_macs(loaded.dense.module, probe)
+    per_row += per_row if loaded.ticket.same_shape else forward_macs(loaded.ticket.module, probe)
+    return choose_precision("auto", models=models, device="cpu", macs_per_row=per_row, rows=rows)
 
 
 def _image_files(rows: AuditRows, options: AuditOptions, *, root: Path) -> Iterator[str]:
@@ -564,6 +578,7 @@ def _assemble(
         analyses=tuple(a.name for a in loaded.analyses),
         max_unseen_share=options.max_unseen_share,
         precision=planned.context.precision,
+        precision_reason=planned.context.precision_reason,
     )
     return AuditResult(
         verdict=verdict_of(checks, policy=policy),
@@ -587,6 +602,7 @@ def _assemble(
             "device": engine.device,
             "engine": engine.engine,
             "workers": engine.num_workers if engine.engine == "ray" else None,
+            "precision": f"{planned.context.precision} ({planned.context.precision_reason})",
             **planned.context.modality.provenance(),
         },
     )

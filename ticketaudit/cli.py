@@ -204,7 +204,7 @@ def report(
     ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster to join (host:port or ray://host:10001) [default: start Ray here].")] = None,
     num_workers: Annotated[int, typer.Option(help="Ray workers, each loading both models once (never changes results).")] = 2,
     gpus_per_worker: Annotated[float, typer.Option(help="GPUs per Ray worker (fractions share a GPU); use with --device cuda.")] = 0.0,
-    precision: Annotated[str, typer.Option(help=f"{listed(PRECISIONS)}: float64 = the same results at any batch size and worker count; float32/bfloat16 = the model's own speed, reproducible for the same batch size and device; auto = float64 for small models on the CPU.")] = "auto",
+    precision: Annotated[str, typer.Option(help=f"{listed(PRECISIONS)}: float64 = the same results at any batch size and worker count; float32/bfloat16 = the model's own speed, reproducible for the same batch size and device; auto = float64 on the CPU when the forward passes are cheap (multiply-adds x rows), else the models' own.")] = "auto",
     truncation: Annotated[str, typer.Option(help=f"Text longer than the model's limit: {listed(TRUNCATIONS)} (head: its first tokens; head+tail: its first quarter and last three quarters; error: exit 2). Truncated rows are counted per group either way.")] = "head",
     max_unseen_share: Annotated[float, typer.Option(help="Refuse when more than this share of rows has a one-hot value the model has no category for (counted and noted either way).")] = 0.05,
     junit: Annotated[Optional[Path], typer.Option(help="Also write the checks as JUnit XML (one test case per check) for CI test reporters.")] = None,

@@ -141,6 +141,8 @@ class AuditConfig:
     """Most rows (share) of a one-hot column whose value the model has no category for."""
     precision: str = "float64"
     """What the models ran in (float64, float32 or bfloat16: ``--precision`` resolved)."""
+    precision_reason: str = "requested"
+    """Why that precision: requested, or ``auto``'s rule with the estimated cost of the forward passes."""
 
     def __post_init__(self) -> None:
         check_int("seed", self.seed, low=0, high=2**32 - 1)

@@ -149,6 +149,8 @@ class AuditContext:
     attribution: AttributionSettings
     precision: str = "float64"
     """What the models run in (resolved from ``--precision``): float64, float32 or bfloat16."""
+    precision_reason: str = "requested"
+    """Why: requested, or ``auto``'s rule with the audit's estimated cost."""
     thumbnails: bool = True
     """Whether image reports may embed small copies of audited images (``--no-thumbnails``: never)."""
 

@@ -30,9 +30,54 @@ Features = Union[np.ndarray, TokenInputs, ImageInputs]
 
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16}
-AUTO_FLOAT64_MAX_PARAMETERS = 5_000_000
-"""``auto`` runs models up to this size in float64 on the CPU (cheap there); larger ones, and every model
-on a GPU, in their own precision."""
+AUTO_FLOAT64_MAX_MACS = 5e10
+"""``auto`` runs the audit in float64 on the CPU when both models' forward passes over every row cost at most this
+many multiply-adds (about a second of float32 work on 2 cores; float64 is 2-10x slower, convolutions most); a
+costlier audit, and every audit on a GPU, runs in the models' own precision."""
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """The precision the models run in, and why (recorded in the JSON's settings and the report's provenance)."""
+
+    name: str
+    reason: str
+
+
+def forward_macs(module: nn.Module, inputs: Any) -> float:
+    """Multiply-adds of one forward pass of ``module`` on ``inputs`` (counted by torch on the CPU in float32, not
+    timed, so the choice never depends on the machine); the parameter count per row where counting fails."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = module if own_precision(module) == "float32" else copy.deepcopy(module).to(torch.float32)
+    counter = FlopCounterMode(display=False)
+    try:
+        with counter, torch.inference_mode():
+            call_model(model, inputs, device=torch.device("cpu"), dtype=torch.float32)
+        counted = counter.get_total_flops() / 2
+    except Exception:  # noqa: BLE001 - an op the counter cannot trace: fall back to the model's size
+        counted = 0.0
+    rows = max(1, len(inputs))
+    return max(counted, float(sum(p.numel() for p in module.parameters())) * rows) / rows
+
+
+def choose_precision(requested: str, *, models: tuple[nn.Module, ...], device: str,
+                     macs_per_row: float | None = None, rows: int = 1) -> PrecisionChoice:
+    """``auto`` → float64 on the CPU when the whole audit stays cheap there (``macs_per_row`` x ``rows`` at most
+    ``AUTO_FLOAT64_MAX_MACS``), else the models' own precision (the wider of the two)."""
+    if requested != "auto":
+        return PrecisionChoice(requested, "requested")
+    per_row = macs_per_row if macs_per_row is not None else float(
+        sum(sum(p.numel() for p in m.parameters()) for m in models))
+    total = per_row * max(1, rows)
+    own = {own_precision(m) for m in models}
+    native = next(name for name in ("float64", "float32", "bfloat16") if name in own)
+    cost = f"both models' forward passes over {rows:,} rows cost about {total:.2g} multiply-adds"
+    if device != "cpu":
+        return PrecisionChoice(native, f"auto: the models' own precision on {device}")
+    if total <= AUTO_FLOAT64_MAX_MACS:
+        return PrecisionChoice("float64", f"auto: {cost}, at most {AUTO_FLOAT64_MAX_MACS:.0e}: float64 is cheap here")
+    return PrecisionChoice(native, f"auto: {cost}, over {AUTO_FLOAT64_MAX_MACS:.0e}: the models' own precision")
 
 
 def own_precision(module: nn.Module) -> str:
@@ -41,15 +86,10 @@ def own_precision(module: nn.Module) -> str:
     return {torch.float64: "float64", torch.bfloat16: "bfloat16"}.get(dtype, "float32")
 
 
-def resolve_precision(requested: str, *, models: tuple[nn.Module, ...], device: str) -> str:
-    """``auto`` → float64 for small models on the CPU, else the models' own precision (the wider of the two)."""
-    if requested != "auto":
-        return requested
-    parameters = max(sum(p.numel() for p in m.parameters()) for m in models)
-    if device == "cpu" and parameters <= AUTO_FLOAT64_MAX_PARAMETERS:
-        return "float64"
-    own = {own_precision(m) for m in models}
-    return next(name for name in ("float64", "float32", "bfloat16") if name in own)
+def resolve_precision(requested: str, *, models: tuple[nn.Module, ...], device: str,
+                      macs_per_row: float | None = None, rows: int = 1) -> str:
+    """The name of ``choose_precision``'s choice."""
+    return choose_precision(requested, models=models, device=device, macs_per_row=macs_per_row, rows=rows).name
 
 
 def call_model(module: nn.Module, batch: Features, *, device: torch.device, dtype: torch.dtype = torch.float64,
