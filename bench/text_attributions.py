@@ -20,7 +20,9 @@ import warnings
 import numpy as np
 import torch
 
-from ticketaudit.analyses.text_attributions import STEP_TOKENS, TEXT_BUDGET_SECONDS, attribute_words, budget_rows
+from ticketaudit.analyses.cost import budgeted, row_cost
+from ticketaudit.analyses.text_attributions import STEP_TOKENS, TEXT_BUDGET_SECONDS, attribute_words
+from ticketaudit.inputs import TokenInputs
 from _timing import best_of
 
 VOCAB = ("the a movie film plot acting music story good bad great awful fine dull long short funny sad loved hated "
@@ -90,8 +92,9 @@ def main() -> None:
     print(f"Captum LayerIG directly:       {args.rows / reference:.2f} rows/s ({reference:.1f} s)")
     print(f"ratio (ticketaudit / Captum time): {ours / reference:.2f}")
     tokens = float(np.mean([len(ids) for ids in tokenizer(texts)["input_ids"]]))
-    rows = budget_rows(dense, steps=args.steps, budget_seconds=TEXT_BUDGET_SECONDS, population=10**9, floor=50,
-                       tokens=tokens)
+    probe = TokenInputs(np.ones((1, int(tokens)), dtype=np.int32), np.ones((1, int(tokens)), dtype=np.int8))
+    rows = budgeted(row_cost(dense, probe), method="layer-integrated-gradients", steps=args.steps, inputs=int(tokens),
+                    precision="float32", budget_seconds=TEXT_BUDGET_SECONDS, population=10**9, floor=50).rows
     print(f"default budget {TEXT_BUDGET_SECONDS:.0f} s, {tokens:.0f} tokens/row -> {rows} rows; at the measured rate "
           f"that is "
           f"{rows * ours / args.rows:.0f} s here (target: about 120 s on 2 cores)")

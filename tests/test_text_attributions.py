@@ -15,7 +15,7 @@ from text_models import _tokenizer, prune_magnitude, save_text_model, text_table
 
 import ticketaudit as ta
 from ticketaudit.analyses.text_attributions import (
-    _attribute, attribute_words, budget_rows, default_lexicon, identity_columns)
+    _attribute, attribute_words, default_lexicon, identity_columns)
 
 CPU = torch.device("cpu")
 
@@ -129,33 +129,21 @@ def test_identical_models_explain_identically(tmp_path: Path) -> None:
     assert all(w["delta"] == pytest.approx(0.0, abs=1e-9) for g in found["changed_words"] for w in g["words"])
 
 
-def test_the_budget_sizes_the_sample_from_the_model_not_the_clock() -> None:
-    from transformers import BertConfig, BertForSequenceClassification
-
-    config = BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)
-    minilm = BertForSequenceClassification(config)  # MiniLM-L6-H384 size, untrained
-    rows = [budget_rows(minilm, steps=50, budget_seconds=s, population=10**6, floor=50, tokens=20)
-            for s in (120, 480, 1920)]
-    assert rows[0] < rows[1] < rows[2] and rows[0] == budget_rows(minilm, steps=50, budget_seconds=120,
-                                                                      population=10**6, floor=50, tokens=20)
-    assert 50 <= rows[0] <= 200 and rows[2] == pytest.approx(16 * rows[0], rel=0.01)
-    assert budget_rows(minilm, steps=50, budget_seconds=120, population=10**6, floor=50, tokens=200) == 50
-    assert budget_rows(minilm, steps=50, budget_seconds=120, population=30, floor=50) == 30
-
-
 def test_without_attribution_rows_the_budget_cuts_the_stratified_sample(tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """A budget too small for the model leaves the floor of 50 rows, every group represented, the same rows
-    each run (a slow machine is simulated by the cost rate, not by a clock)."""
-    from ticketaudit.analyses import text_attributions
+    """A budget too small for the model cuts the stratified sample (every group represented, the same rows each run;
+    a slow machine is simulated by the cost model's throughputs, not by a clock)."""
+    from ticketaudit.analyses import cost
 
-    monkeypatch.setattr(text_attributions, "COST_PER_SECOND", 1.0)
+    slow = {kind: {p: rate / 1e4 for p, rate in rates.items()} for kind, rates in cost.THROUGHPUT.items()}
+    monkeypatch.setattr(cost, "THROUGHPUT", slow)
     dense = tiny_bert(seed=8)
-    found = [_text_audit(tmp_path / str(i), prune_magnitude(dense, keep=0.5), dense, attribution_budget=1)
+    found = [_text_audit(tmp_path / str(i), prune_magnitude(dense, keep=0.5), dense, attribution_budget=30)
              for i in range(2)]
     assert found[0] == found[1]
-    assert found[0]["sample_rows"] == 50 and found[0]["population_rows"] == 300
-    assert all(g["rows"] >= 8 for g in found[0]["groups"])
+    budget = found[0]["budget"]
+    assert found[0]["population_rows"] == 300 and found[0]["sample_rows"] == budget["rows"] < 300
+    assert budget["estimated_seconds"] <= 30 and all(g["rows"] >= 1 for g in found[0]["groups"])
 
 
 def test_text_attributions_through_the_cli(tmp_path: Path) -> None:

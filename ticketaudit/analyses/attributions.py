@@ -57,7 +57,7 @@ class AttributionSettings:
     identity_terms: tuple[str, ...] = ()
     """Words naming a group (text models), besides those built from the sensitive values."""
     budget_seconds: float = 120.0
-    """Text models: without ``rows``, attribute as many rows as fit in about this many seconds on 2 CPU cores."""
+    """Without ``rows``: attribute as many rows as fit in about this many seconds on 2 CPU cores (``cost``)."""
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -233,6 +233,24 @@ def cut_sample(sample: RowSample, population: np.ndarray, rows: int, *, seed: in
     cut = RowSample(take=take, seed=seed, width=sample.features.shape[1])
     cut.update(rows=sample.rows, strata=sample.strata, features=sample.features, targets=sample.targets)
     return cut
+
+
+def within_budget(sample: RowSample, population: np.ndarray, *, dense: torch.nn.Module, modality: Any,
+                  settings: AttributionSettings, precision: str, seed: int) -> tuple[RowSample, Any]:
+    """Tables: the stratified sample cut to the rows both models attribute within ``settings.budget_seconds``, from
+    the first row's counted multiply-adds (``cost``); a small model keeps every sampled row."""
+    from .cost import BudgetedSample, budgeted, row_cost
+
+    if not len(sample.rows):
+        return sample, BudgetedSample(rows=0, steps=settings.steps, seconds=0.0, floor_missed=False)
+    plan = budgeted(row_cost(dense, sample.features[:1]), method=settings.method, steps=settings.steps,
+                    inputs=sample.features.shape[1], precision=precision, budget_seconds=settings.budget_seconds,
+                    population=len(sample.rows), floor=MIN_BUDGET_ROWS)
+    return (sample if plan.rows >= len(sample.rows) else cut_sample(sample, population, plan.rows, seed=seed)), plan
+
+
+MIN_BUDGET_ROWS = 50
+"""The rows a time budget keeps when it can (fewer say little per group); below it the budget wins, with a note."""
 
 
 def stratified_sample(stratum_of_row: np.ndarray, n_strata: int, *, rows: int, seed: int) -> np.ndarray:

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from ..images import ImageInputs, thumbnail
-from .text_attributions import COST_PER_SECOND, MIN_BUDGET_ROWS
+from .cost import BudgetedSample, budgeted, row_cost
+from .text_attributions import MIN_BUDGET_ROWS
 
 GRID = 16
 """Regions per side of the pooled maps (fewer for smaller images)."""
@@ -31,36 +32,19 @@ MAX_DIFFERING = 4
 IMAGE_METHODS = ("integrated-gradients", "saliency", "gradient-shap", "occlusion", "input-x-gradient")
 
 
-def macs_per_image(module: torch.nn.Module, pixels: np.ndarray) -> float:
-    """Multiply-adds of one forward pass on one image (counted by torch, not timed: the sample never depends on
-    the machine's speed)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    model = copy.deepcopy(module).to(torch.float32).eval()
-    with counter, torch.no_grad():
-        model(torch.as_tensor(pixels[:1], dtype=torch.float32))
-    return counter.get_total_flops() / 2
-
-
-def budget_images(dense: torch.nn.Module, pixels: np.ndarray, *, steps: int, budget_seconds: float,
-                  population: int) -> int:
-    """Images both models attribute in about ``budget_seconds`` on 2 CPU cores."""
-    per_image = 2 * 3 * steps * max(macs_per_image(dense, pixels), 1.0)
-    return int(min(population, max(MIN_BUDGET_ROWS, budget_seconds * COST_PER_SECOND // per_image)))
-
-
 def within_budget(sample: Any, population: np.ndarray, *, dense: torch.nn.Module, modality: Any, settings: Any,
-                  seed: int) -> Any:
-    """The stratified sample cut to the images that fit the budget (the sample a smaller size would draw)."""
+                  precision: str, seed: int) -> tuple[Any, BudgetedSample]:
+    """The stratified sample cut to the images both models attribute within ``settings.budget_seconds`` (the sample a
+    smaller size would draw), from the first image's counted multiply-adds (``cost``), never from a timer."""
     from .attributions import cut_sample
 
     if not len(sample.rows):
-        return sample
+        return sample, BudgetedSample(rows=0, steps=settings.steps, seconds=0.0, floor_missed=False)
     probe = _inputs(sample.features[:1, 0], modality, sample.rows[:1]).pixels()
-    rows = budget_images(dense, probe, steps=settings.steps, budget_seconds=settings.budget_seconds,
-                         population=len(sample.rows))
-    return cut_sample(sample, population, rows, seed=seed)
+    plan = budgeted(row_cost(dense, probe), method=settings.method, steps=settings.steps, inputs=GRID * GRID,
+                    precision=precision, budget_seconds=settings.budget_seconds, population=len(sample.rows),
+                    floor=MIN_BUDGET_ROWS)
+    return cut_sample(sample, population, plan.rows, seed=seed), plan
 
 
 def _inputs(references: np.ndarray, modality: Any, rows: np.ndarray) -> ImageInputs:

@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .._validation import fail
 from ..inputs import encode_texts, text_limit
+from .cost import BudgetedSample, RowCost, budgeted, row_cost
 from .attributions import captum_class
 
 WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
@@ -30,16 +32,10 @@ STEP_TOKENS = 4096
 """Tokens (interpolation steps x rows x sequence length) per forward-and-backward pass: bounds memory on
 long texts and large models (about 4 GB of activations for a BERT-base at 512 tokens). Fixed by the
 sample's padded length, never by a speed setting, so it never changes an answer between runs."""
-NOMINAL_TOKENS = 64
 TEXT_BUDGET_SECONDS = 120.0
 """The default ``--attribution-budget``."""
 MIN_BUDGET_ROWS = 50
 """The fewest rows the time budget leaves to attribute (fewer cannot say anything per group)."""
-COST_PER_SECOND = 4.3e10
-"""Weights x tokens x steps per second that LayerIG reaches on 2 CPU cores (bench/text_attributions.py:
-0.51 rows/s of 26 tokens, both models, on a MiniLM-size BERT); with the model's size and the sample's
-token counts it turns ``--attribution-budget`` into a row count without timing anything, so the sample
-(and the JSON) never depends on the machine's speed."""
 
 
 def words_of(value: str) -> list[str]:
@@ -57,32 +53,27 @@ def default_lexicon(values: dict[str, Sequence[str]]) -> tuple[str, ...]:
     return tuple(sorted(terms))
 
 
-def budget_rows(module: torch.nn.Module, *, steps: int, budget_seconds: float, population: int, floor: int,
-                tokens: float = NOMINAL_TOKENS) -> int:
-    """Rows of ``tokens`` tokens that both models attribute in about ``budget_seconds`` on 2 CPU cores,
-    from the model's size (not a timer: the sample never depends on the machine's speed)."""
-    embeddings = module.get_input_embeddings() if hasattr(module, "get_input_embeddings") else None
-    skip = {id(p) for p in embeddings.parameters()} if isinstance(embeddings, torch.nn.Module) else set()
-    weights = sum(p.numel() for p in module.parameters() if id(p) not in skip)
-    per_row = 2 * 3 * steps * max(tokens, 1.0) * max(weights, 1)  # both models, forward + backward
-    return int(min(population, max(floor, budget_seconds * COST_PER_SECOND // per_row)))
-
-
 def within_budget(sample: Any, population: np.ndarray, *, dense: torch.nn.Module, modality: Any, settings: Any,
-                  seed: int) -> Any:
+                  precision: str, seed: int) -> tuple[Any, BudgetedSample]:
     """The stratified sample cut to the rows that fit ``settings.budget_seconds``: the same rule on every
     stratum (an equal floor share, the rest by size) keeping each stratum's smallest row keys, so the cut
-    sample is the one a smaller sample size would have drawn."""
+    sample is the one a smaller sample size would have drawn. The cost of a row is the first text's counted
+    multiply-adds per token times the sample's mean length (``cost``): no timer, so no machine changes it."""
     from .attributions import cut_sample
 
     texts = [str(t) for t in sample.features[:, 0]]
     if not texts:
-        return sample
-    lengths = [len(ids) for ids in modality.tokenizer(texts, truncation=True, max_length=modality.max_length or 512)[
-        "input_ids"]]
-    rows = budget_rows(dense, steps=settings.steps, budget_seconds=settings.budget_seconds, population=len(texts),
-                       floor=MIN_BUDGET_ROWS, tokens=float(np.mean(lengths)))
-    return cut_sample(sample, population, rows, seed=seed)
+        return sample, BudgetedSample(rows=0, steps=settings.steps, seconds=0.0, floor_missed=False)
+    truncation = getattr(modality, "truncation", "head")
+    encoded, _ = encode_texts(modality.tokenizer, texts, limit=text_limit(modality.max_length), truncation=truncation)
+    lengths = np.array([len(ids) for ids in encoded["input_ids"]], dtype=np.float64)
+    probe = modality.inputs(pd.DataFrame({modality.column: texts[:1]}))
+    per_token = row_cost(dense, probe)
+    cost = RowCost({kind: macs / max(lengths[0], 1.0) * float(lengths.mean()) for kind, macs in per_token.macs.items()})
+    plan = budgeted(cost, method=settings.method, steps=settings.steps, inputs=int(lengths.mean()),
+                    precision=precision, budget_seconds=settings.budget_seconds, population=len(texts),
+                    floor=MIN_BUDGET_ROWS)
+    return cut_sample(sample, population, plan.rows, seed=seed), plan
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -144,27 +135,6 @@ def _attribute(module: torch.nn.Module, ids: np.ndarray, mask: np.ndarray, basel
                 out = explainer.attribute(x, target=target, additional_forward_args=forward_args)
         parts.append(out.detach().sum(-1).to("cpu", torch.float64).numpy())
     return np.concatenate(parts), (delta_max if integrated else None)
-
-
-def estimate_seconds(dense: torch.nn.Module, ticket: torch.nn.Module, sample: Any, *, modality: Any, settings: Any,
-                     device: torch.device) -> float:
-    """Seconds both models will take on the whole sample, from a timed probe on its first two rows
-    (said to the user before the long step; the sample itself never depends on the timing)."""
-    import time
-
-    texts = [str(t) for t in sample.features[:3, 0]]
-    if not texts:
-        return 0.0
-    def timed(count: int) -> float:
-        started = time.perf_counter()
-        attribute_words(dense, ticket, texts[:count], sample.targets[:count], tokenizer=modality.tokenizer,
-                        max_length=modality.max_length, method=settings.method, steps=settings.steps, batch_size=1,
-                        device=device, truncation=getattr(modality, "truncation", "head"))
-        return time.perf_counter() - started
-
-    one = timed(1)  # set-up (copying the models, Captum) and one row
-    per_row = max(timed(len(texts)) - one, one / 10) / max(1, len(texts) - 1) if len(texts) > 1 else one
-    return one + per_row * (len(sample.rows) - 1)
 
 
 def _encode(tokenizer: Any, texts: list[str], *, max_length: int | None, truncation: str) -> dict[str, Any]:

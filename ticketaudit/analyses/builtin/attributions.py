@@ -109,50 +109,59 @@ class Attributions(Analysis):
             return self._words(state, context)
         if audit.modality.attribution_unit == "pixel":
             return self._pixels(state, context)
-        from ..attributions import attributions_from_sample
+        from ..attributions import attributions_from_sample, within_budget
 
-        return attributions_from_sample(
-            context.settings, state.sample, state.moments, dense=audit.dense.module, ticket=audit.ticket.module,
-            column_of_input=audit.modality.column_of_input, sensitive=list(audit.sensitive), settings=audit.attribution,
+        sample, settings, plan = self._budgeted(within_budget, state, context)
+        result = attributions_from_sample(
+            context.settings, sample, state.moments, dense=audit.dense.module, ticket=audit.ticket.module,
+            column_of_input=audit.modality.column_of_input, sensitive=list(audit.sensitive), settings=settings,
             batch_size=audit.batch_size, device=audit.device, precision=audit.precision)
+        return _with_budget(result, plan, settings=audit.attribution)
+
+    @staticmethod
+    def _budgeted(within_budget: Any, state: _Sample, context: FinishContext) -> tuple[Any, Any, Any]:
+        """The sample cut to ``--attribution-budget`` (unless ``--attribution-rows`` fixed it) and the settings with
+        the steps the budget leaves; the plan is None when the rows were given."""
+        import dataclasses
+
+        audit = context.audit
+        if audit.attribution.rows is not None:
+            return state.sample, audit.attribution, None
+        sample, plan = within_budget(state.sample, audit.population, dense=audit.dense.module, modality=audit.modality,
+                                     settings=audit.attribution, precision=audit.precision, seed=audit.seed)
+        context.say(f"Attributing {plan.rows:,} rows on both models ({audit.attribution.method}, {plan.steps} steps): "
+                    f"about {plan.seconds / 60:.1f} min on 2 cores")
+        return sample, dataclasses.replace(audit.attribution, steps=plan.steps), plan
 
     def _words(self, state: _Sample, context: FinishContext) -> Any:
         """Text: LayerIG (or another gradient method) on both models' token embeddings, summed to words."""
-        from ..text_attributions import estimate_seconds, text_attributions_from_sample, within_budget
+        from ..text_attributions import text_attributions_from_sample, within_budget
 
         audit = context.audit
-        sample = state.sample
-        if audit.attribution.rows is None:  # the stratified sample, cut to what fits in the time budget
-            sample = within_budget(sample, audit.population, dense=audit.dense.module, modality=audit.modality,
-                                   settings=audit.attribution, seed=audit.seed)
-        rows = len(sample.rows)
-        seconds = estimate_seconds(audit.dense.module, audit.ticket.module, sample, modality=audit.modality,
-                                   settings=audit.attribution, device=audit.device)
-        context.say(f"Attributing {rows} rows on both models ({audit.attribution.method}, {audit.attribution.steps} "
-                    f"steps): about {seconds / 60:.1f} min here")
-        return text_attributions_from_sample(
+        sample, settings, plan = self._budgeted(within_budget, state, context)
+        result = text_attributions_from_sample(
             context.settings, sample, population=audit.population, dense=audit.dense.module,
             ticket=audit.ticket.module, tokenizer=audit.modality.tokenizer, max_length=audit.modality.max_length,
-            settings=audit.attribution, batch_size=TEXT_BATCH, device=audit.device,
+            settings=settings, batch_size=TEXT_BATCH, device=audit.device,
             truncation=getattr(audit.modality, "truncation", "head"))
+        return _with_budget(result, plan, settings=audit.attribution)
 
     def _pixels(self, state: _Sample, context: FinishContext) -> Any:
         """Images: pixel attributions of both models (Captum), compared as maps per image and per group."""
         from ..image_attributions import image_attributions_from_sample, within_budget
 
         audit = context.audit
-        sample = state.sample
-        if audit.attribution.rows is None:
-            sample = within_budget(sample, audit.population, dense=audit.dense.module, modality=audit.modality,
-                                   settings=audit.attribution, seed=audit.seed)
-        context.say(f"Attributing {len(sample.rows)} images on both models ({audit.attribution.method}, "
-                    f"{audit.attribution.steps} steps)")
-        return image_attributions_from_sample(
+        sample, settings, plan = self._budgeted(within_budget, state, context)
+        result = image_attributions_from_sample(
             context.settings, sample, population=audit.population, dense=audit.dense.module,
-            ticket=audit.ticket.module, modality=audit.modality, settings=audit.attribution, device=audit.device,
+            ticket=audit.ticket.module, modality=audit.modality, settings=settings, device=audit.device,
             precision=audit.precision, thumbnails=audit.thumbnails)
+        return _with_budget(result, plan, settings=audit.attribution)
 
     def notes(self, result: Any, context: FinishContext) -> list[str]:
+        return [*_budget_notes(result), *self._share_notes(result, context)]
+
+    def _share_notes(self, result: Any, context: FinishContext) -> list[str]:
         if result.extra.get("unit") == "pixel":
             return []
         if result.extra.get("unit") == "word":
@@ -185,6 +194,32 @@ class Attributions(Analysis):
                                     "Rise in the share of attribution on the sensitive columns", None,
                                     "attribution_share", share.delta, policy.max_sensitive_reliance_increase,
                                     result.sensitive_replicates)]
+
+
+def _with_budget(result: Any, plan: Any, *, settings: Any) -> Any:
+    """The result with what the time budget decided (``budget`` in the JSON): rows, steps, estimated seconds."""
+    import dataclasses
+
+    if plan is None:
+        return result
+    budget = {"seconds": settings.budget_seconds, "estimated_seconds": round(plan.seconds, 1), "rows": plan.rows,
+              "steps": plan.steps, "requested_steps": settings.steps, "below_floor": plan.floor_missed}
+    return dataclasses.replace(result, extra={**result.extra, "budget": budget})
+
+
+def _budget_notes(result: Any) -> list[str]:
+    budget = result.extra.get("budget")
+    if not budget:
+        return []
+    notes = []
+    if budget["steps"] < budget["requested_steps"]:
+        notes.append(f"To fit --attribution-budget {budget['seconds']:g} s, {result.method} ran {budget['steps']} steps "
+                     f"instead of {budget['requested_steps']} (its convergence delta is reported).")
+    if budget["below_floor"]:
+        notes.append(f"Only {budget['rows']} rows fit --attribution-budget {budget['seconds']:g} s on these models, so "
+                     "the per-group attribution comparison rests on very few rows; raise --attribution-budget, give "
+                     "--attribution-rows, or choose a cheaper --attribution-method (saliency).")
+    return notes
 
 
 ANALYSIS = Attributions()
