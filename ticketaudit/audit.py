@@ -36,6 +36,7 @@ from .engine.rows import AuditRows, column_chunks, open_rows, run_shards
 from .engine.shard import AuditPlan, AuditState
 from .images import ImageProcessor, absolute_images, image_reference, table_folder
 from .inputs import check_classes, encode_target, text_limit
+from .listing import bounded
 from .modalities import choose_modality
 from .modalities.base import Modality
 from .preprocess import UnseenCategories
@@ -119,8 +120,9 @@ class AuditResult:
                 "sha256": loaded.sha256, "format": loaded.format, "same_shape": loaded.same_shape,
                 "nonzero_weights_vs_dense": loaded.nonzero_weights / self.dense.weights}
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dict; byte-identical for the same inputs and seed (no paths or speed settings)."""
+    def to_dict(self, *, all_groups: bool = False) -> dict[str, Any]:
+        """JSON-safe dict; byte-identical for the same inputs and seed (no paths or speed settings). Above
+        ``listing.MAX_LISTED_GROUPS`` groups it lists those that matter and counts the rest, unless ``all_groups``."""
         out: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "tool_version": __version__}
         if self.created is not None:
             out["created"] = self.created
@@ -141,7 +143,7 @@ class AuditResult:
             out.update(registry.get(name).document(result, self))
         if self.alternatives is not None:
             out["alternatives"] = self.alternatives.to_dict()
-        return out
+        return out if all_groups else bounded(out)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)

@@ -210,6 +210,8 @@ def report(
     junit: Annotated[Optional[Path], typer.Option(help="Also write the checks as JUnit XML (one test case per check) for CI test reporters.")] = None,
     markdown: Annotated[Optional[Path], typer.Option(help="Also write a pull-request summary in Markdown (appended to $GITHUB_STEP_SUMMARY when set).")] = None,
     model_card: Annotated[Optional[Path], typer.Option(help="Also write a Hugging Face model-card fragment: model-index metadata and a Bias, Risks, and Limitations section.")] = None,
+    groups_table: Annotated[Optional[Path], typer.Option(help="Also write every group's numbers as a Parquet table (one row per group), however many groups the report lists.")] = None,
+    all_groups: Annotated[bool, typer.Option("--all-groups", help="List every group in the JSON and HTML (default: above 100 groups, those that matter, the rest counted).")] = False,
     mlflow: Annotated[Optional[str], typer.Option(metavar="[TRACKING_URI]", help="Log the audit as an MLflow run (needs ticketaudit\\[mlflow]); alone, MLflow's default tracking URI.")] = None,
     allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow loading pickled modules (runs code!).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
@@ -226,7 +228,8 @@ def report(
 
     html_path = out if out is not None else paths.default_report_path()
     workflow = WorkflowOutputs(junit=junit, markdown=markdown, model_card=model_card, mlflow=_mlflow_uri(mlflow),
-                               model_name=Path(ticket).name if ticket else "ticket")
+                               model_name=Path(ticket).name if ticket else "ticket", groups_table=groups_table,
+                               all_groups=all_groups)
     outputs = {"--out": html_path, **({"--json": json_path} if json_path is not None else {}), **workflow.paths()}
     inputs = {"--dense": dense, "--ticket": ticket, "--mask": mask, "--data": data, "--policy": policy,
               "--train-data": train_data, "--identity-terms": identity_terms, "--image-processor": image_processor}
@@ -271,7 +274,7 @@ def report(
 
 
 OUTPUT_WORDS = {"--out": "report", "--json": "JSON report", "--junit": "JUnit XML", "--markdown": "Markdown summary",
-                "--model-card": "model card"}
+                "--model-card": "model card", "--groups-table": "groups table"}
 
 
 def _check_outputs(outputs: dict[str, Path]) -> None:
@@ -289,21 +292,30 @@ def _mlflow_uri(value: str | None) -> str | None:
     return None if value is None else value.strip()
 
 
+STDOUT_CHECKS = 20
+"""Checks of one status printed to stdout at most (the report lists the rest)."""
+
+
 def _print_summary(result: AuditResult, html_path: Path, json_path: Path | None) -> None:
     from .workflow.reports import gate_line, verdict_line
 
     document = {"verdict": result.verdict, "policy": result.policy.to_dict(),  # what the two lines read
                 "checks": [{"status": check.status} for check in result.checks]}
     _say(verdict_line(document))
-    for check in result.inconclusive_checks:  # named first: what the data could not show
+    shown = STDOUT_CHECKS
+    for check in result.inconclusive_checks[:shown]:  # named first: what the data could not show
         where = f" [{check.group}]" if check.group else ""
         settle = f"; about {check.rows_to_settle:,} more rows would settle it" if check.rows_to_settle else ""
         _say(f"  INCONCLUSIVE {check.id}{where}: {check.value * 100:+.2f} pts, could be up to "
               f"{check.pass_bound * 100:+.2f} pts (tolerance {check.tolerance * 100:.2f} pts){settle}")
-    for check in result.failed_checks:
+    if len(result.inconclusive_checks) > shown:
+        _say(f"  ... and {len(result.inconclusive_checks) - shown:,} more inconclusive checks (in the report)")
+    for check in result.failed_checks[:shown]:
         where = f" [{check.group}]" if check.group else ""
         _say(f"  FAIL {check.id}{where}: {check.value * 100:+.2f} pts (tolerance {check.tolerance * 100:.2f} pts, "
               f"adjusted p {check.p_value:.3g})")
+    if len(result.failed_checks) > shown:
+        _say(f"  ... and {len(result.failed_checks) - shown:,} more failed checks (in the report)")
     for check in result.not_evaluated_checks:
         _say(f"  NOT EVALUATED {check.id}: {check.reason} (counted as {result.policy.on_not_evaluated})")
     _say(gate_line(document))

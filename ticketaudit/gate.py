@@ -25,3 +25,20 @@ def gate_fails(document: Mapping[str, Any]) -> bool:
     """Whether the audit's exit code is 1: some check fails the gate."""
     policy = document_policy(document)
     return any(policy.fails_gate(str(c["status"])) for c in document["checks"])
+
+
+STATUSES = ("pass", "inconclusive", "not_evaluated", "fail")
+
+
+def counts(document: Mapping[str, Any]) -> dict[str, int]:
+    """Checks per status, of the whole audit (a report of many groups lists some and counts all: ``listing``)."""
+    summary = document.get("checks_summary")
+    if summary:
+        return {status: int(summary["by_status"].get(status, 0)) for status in STATUSES}
+    return {status: sum(c["status"] == status for c in document["checks"]) for status in STATUSES}
+
+
+def total_checks(document: Mapping[str, Any]) -> int:
+    """How many checks the audit decided (``checks`` may list fewer)."""
+    summary = document.get("checks_summary")
+    return int(summary["total"]) if summary else len(document["checks"])

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 
 from .._io import check_not_input, write_atomically
-from ..gate import gate_fails
+from ..gate import counts, gate_fails, total_checks
 from .._resources import templates_dir
 from . import charts, formats, schema
 
@@ -36,9 +36,9 @@ def _rounded(value: Any) -> Any:
     return value
 
 
-def report_dict(result: AuditResult) -> dict[str, Any]:
-    """The validated JSON document of a result."""
-    document = _rounded(result.to_dict())
+def report_dict(result: AuditResult, *, all_groups: bool = False) -> dict[str, Any]:
+    """The validated JSON document of a result (every group listed with ``all_groups``; see ``listing``)."""
+    document = _rounded(result.to_dict(all_groups=all_groups))
     schema.validate(document)
     return schema.ValidatedDocument(document)
 
@@ -127,7 +127,7 @@ def render_html(result: AuditResult | Mapping[str, Any], path: str | Path | None
         r=document, sections=_sections(document), csp=CSP,
         failed=[c for c in document["checks"] if c["status"] == "fail"],
         inconclusive=[c for c in document["checks"] if c["status"] == "inconclusive"],
-        gate_fails=gate_fails(document), command=command or "ticketaudit (Python API)", provenance=provenance)
+        gate_fails=gate_fails(document), n_checks=total_checks(document), n_by_status=counts(document), command=command or "ticketaudit (Python API)", provenance=provenance)
     if path is not None:
         check_not_input({"the report path": Path(path)}, _audit_inputs(provenance))
         write_atomically({Path(path): html.encode("utf-8")})
@@ -155,10 +155,15 @@ class WorkflowOutputs:
     model_card: Path | None = None
     model_name: str = "ticket"
     mlflow: str | None = None
+    groups_table: Path | None = None
+    """Every group's numbers as a Parquet table (one row per group), whatever the report lists."""
+    all_groups: bool = False
+    """List every group in the JSON and HTML, however many (default: ``listing.MAX_LISTED_GROUPS``)."""
 
     def described(self) -> list[str]:
         """The outputs in words, for the HTML's provenance."""
-        words = {"--junit": "JUnit XML", "--markdown": "pull-request summary (Markdown)", "--model-card": "model card"}
+        words = {"--junit": "JUnit XML", "--markdown": "pull-request summary (Markdown)", "--model-card": "model card",
+                 "--groups-table": "every group's numbers (Parquet)"}
         out = [f"{words[option]}: {path}" for option, path in self.paths().items()]
         if self.mlflow is not None:
             out.append(f"MLflow run at {self.mlflow or 'the default tracking URI'}")
@@ -166,7 +171,8 @@ class WorkflowOutputs:
 
     def paths(self) -> dict[str, Path]:
         """Output option → path, for the checks every output gets (writable, not an input)."""
-        named = {"--junit": self.junit, "--markdown": self.markdown, "--model-card": self.model_card}
+        named = {"--junit": self.junit, "--markdown": self.markdown, "--model-card": self.model_card,
+                 "--groups-table": self.groups_table}
         return {option: Path(path) for option, path in named.items() if path is not None}
 
 
@@ -183,6 +189,30 @@ def _workflow_files(document: dict[str, Any], outputs: WorkflowOutputs) -> dict[
     return files
 
 
+def groups_table(subgroups: list[dict[str, Any]]) -> bytes:
+    """Parquet bytes of every group (a row each): size, status, and per metric dense, ticket, delta, interval, p."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = []
+    for group in subgroups:
+        row: dict[str, Any] = {key: group.get(key) for key in ("group", "attribute", "n", "positives", "insufficient",
+                                                               "status", "rows_to_settle")}
+        for metric, values in group.get("metrics", {}).items():
+            ci = values.get("ci") or [None, None]
+            row.update({f"{metric}_dense": values.get("dense"), f"{metric}_ticket": values.get("ticket"),
+                        f"{metric}_delta": values.get("delta"), f"{metric}_ci_low": ci[0], f"{metric}_ci_high": ci[1],
+                        f"{metric}_p_value": values.get("p_value")})
+        for metric, harm in (group.get("minimum_detectable_harm") or {}).items():
+            row[f"{metric}_minimum_detectable_harm"] = harm
+        rows.append(row)
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows), buffer)
+    return buffer.getvalue()
+
+
 def write_report(result: AuditResult, *, html_path: Path | None, json_path: Path | None,
                  command: str | None = None, inputs: Mapping[str, object] | None = None,
                  workflow: WorkflowOutputs | None = None) -> None:
@@ -193,7 +223,7 @@ def write_report(result: AuditResult, *, html_path: Path | None, json_path: Path
     paths = {"--out": html_path, "--json": json_path, **workflow.paths()}
     check_not_input({k: Path(v) for k, v in paths.items() if v is not None},
                     inputs if inputs is not None else _audit_inputs(result.provenance))
-    document = report_dict(result)
+    document = report_dict(result, all_groups=workflow.all_groups)
     provenance = {**result.provenance, "workflow_outputs": workflow.described()}
     needs_html = html_path is not None or workflow.mlflow is not None
     html = render_html(document, command=command, provenance=provenance).encode("utf-8") if needs_html else b""
@@ -204,6 +234,8 @@ def write_report(result: AuditResult, *, html_path: Path | None, json_path: Path
     if json_path is not None:
         outputs[Path(json_path)] = payload
     outputs.update(_workflow_files(document, workflow))
+    if workflow.groups_table is not None:
+        outputs[Path(workflow.groups_table)] = groups_table(result.to_dict(all_groups=True)["subgroups"])
     write_atomically(outputs)
     if workflow.markdown is not None:
         _append_step_summary(outputs[Path(workflow.markdown)])

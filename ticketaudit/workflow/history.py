@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..exceptions import InvalidInputError
-from .reports import counts, load_report
+from .reports import total_checks, counts, load_report
 
 TREND_METRICS = (("accuracy", "Accuracy"), ("tpr", "True-positive rate"), ("fpr", "False-positive rate"))
 
@@ -57,7 +57,7 @@ def history_context(audits: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str
     for label, document in audits:
         overall = document.get("performance", {}).get("overall", {}).get("metrics", {}).get("accuracy", {})
         releases.append({"label": label, "created": document.get("created"), "verdict": document["verdict"],
-                         "counts": counts(document), "checks": len(document["checks"]),
+                         "counts": counts(document), "checks": total_checks(document),
                          "sparsity": document["models"]["ticket"]["sparsity"], "rows": document["data"]["rows"],
                          "dense": overall.get("dense"), "ticket": overall.get("ticket"), "delta": overall.get("delta"),
                          "ci": overall.get("ci"), "tool_version": document["tool_version"],

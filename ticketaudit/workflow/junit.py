@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import Any
 
-from .reports import as_document, check_family, check_sentence, fails_gate, gate_fails
+from .reports import as_document, check_family, check_sentence, counts, fails_gate, gate_fails, total_checks
 
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 """Characters XML 1.0 cannot hold at all, even escaped (group names come from user data)."""
@@ -75,5 +75,6 @@ def _properties(document: Mapping[str, Any]) -> dict[str, str]:
     models, data = document["models"], document["data"]
     return {"verdict": document["verdict"], "gate": "fail" if gate_fails(document) else "pass",
             "schema_version": document["schema_version"],
-            "tool_version": document["tool_version"], "dense_sha256": models["dense"]["sha256"],
+            "tool_version": document["tool_version"], "checks_total": total_checks(document),
+            "checks_failed_total": counts(document)["fail"], "dense_sha256": models["dense"]["sha256"],
             "ticket_sha256": models["ticket"]["sha256"], "data_sha256": data["sha256"]}

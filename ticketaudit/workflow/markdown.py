@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..report.formats import interval_points, percent, points, visible_controls
-from .reports import as_document, check_sentence, count_words, gate_line
+from .reports import as_document, check_sentence, count_words, gate_line, total_checks
 
 LIMIT = 65_000
 """Characters at most: GitHub refuses comments and step summaries over 65,536."""
@@ -46,7 +46,7 @@ def _code(text: str) -> str:
 def _headline(document: Mapping[str, Any]) -> list[str]:
     models = document["models"]
     lines = [f"## ticketaudit: {document['verdict'].upper()}", "", f"**{gate_line(document).capitalize()}.**", "",
-             f"{count_words(document).replace(', ', ' · ')} of {len(document['checks'])} "
+             f"{count_words(document).replace(', ', ' · ')} of {total_checks(document):,} "
              f"policy checks, on {document['data']['rows']:,} rows; ticket sparsity "
              f"{models['ticket']['sparsity'] * 100:.1f}% (dense {models['dense']['sparsity'] * 100:.1f}%)."]
     overall = document.get("performance", {}).get("overall", {}).get("metrics", {}).get("accuracy")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import InvalidInputError
-from ..gate import fails_gate, gate_fails  # noqa: F401  (the adapters read the gate from here)
+from ..gate import counts, fails_gate, gate_fails, total_checks  # noqa: F401  (the adapters read them from here)
 from ..report.formats import interval_points, p_value, points
 
 if TYPE_CHECKING:
@@ -125,11 +125,6 @@ def check_sentence(check: Mapping[str, Any], *, quote: Callable[[str], str] = st
             f"{interval}).")
 
 
-def counts(document: Mapping[str, Any]) -> dict[str, int]:
-    """Checks per status."""
-    return {status: sum(c["status"] == status for c in document["checks"]) for status in STATUS_RANK}
-
-
 def count_words(document: Mapping[str, Any]) -> str:
     """``12 pass, 0 fail, 15 inconclusive`` (and ``, 1 not evaluated`` when a gate could not be evaluated)."""
     n = counts(document)
@@ -139,7 +134,7 @@ def count_words(document: Mapping[str, Any]) -> str:
 
 def verdict_line(document: Mapping[str, Any]) -> str:
     """``verdict: INCONCLUSIVE (12 pass, 0 fail, 15 inconclusive of 27 checks)``."""
-    return f"verdict: {document['verdict'].upper()} ({count_words(document)} of {len(document['checks'])} checks)"
+    return f"verdict: {document['verdict'].upper()} ({count_words(document)} of {total_checks(document)} checks)"
 
 
 def gate_line(document: Mapping[str, Any]) -> str:

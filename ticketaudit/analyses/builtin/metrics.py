@@ -28,6 +28,10 @@ GROUP = {
 }
 
 
+NAMED_SMALL_GROUPS = 10
+"""Groups too small to gate that the note names; more are counted."""
+
+
 class Metrics(Analysis):
     name = "metrics"
     summary = "paired dense -> ticket metrics per group with intervals and significance (always runs)"
@@ -56,8 +60,9 @@ class Metrics(Analysis):
         small = [g.group for g in result.subgroups if g.insufficient]
         if not small:
             return []
-        return [f"{len(small)} group(s) have fewer than {context.settings.min_group_size} rows and are reported but "
-                f"not gated: {', '.join(small)}."]
+        named = f": {', '.join(small)}" if len(small) <= NAMED_SMALL_GROUPS else " (counted, not listed one by one)"
+        return [f"{len(small):,} group(s) have fewer than {context.settings.min_group_size} rows and are reported but "
+                f"not gated{named}."]
 
     def schema_properties(self) -> dict[str, Any]:
         return {"performance": {"type": "object"}, "subgroups": {"type": "array", "items": GROUP}}
