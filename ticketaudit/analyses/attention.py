@@ -425,65 +425,83 @@ def _estimate(value: float, replicates: np.ndarray, confidence: float, *, test: 
     return Estimate(float(value), (float(low), float(high)), p)
 
 
+@dataclass(frozen=True, eq=False)
+class _Heads:
+    """Where each head's dense, ticket and JS sums sit in the bootstrap sums, and which heads the ticket kept."""
+
+    total: int
+    keep: np.ndarray
+
+    def split(self, mean: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return mean[..., :self.total], mean[..., self.total:2 * self.total], mean[..., 2 * self.total:]
+
+    def averaged(self, mean: np.ndarray) -> np.ndarray:
+        """Head-averaged (dense, ticket) over the heads the ticket kept (NaN when it kept none)."""
+        dense, ticket, _ = self.split(mean)
+        kept = max(1, int(self.keep.sum()))
+        pair = np.stack([dense[..., self.keep].sum(axis=-1), ticket[..., self.keep].sum(axis=-1)], axis=-1) / kept
+        return pair if self.keep.any() else np.full_like(pair, np.nan)
+
+
 def summarise_attention(sums: BootstrapSums, inputs: AnalysisSettings, *, source: str, layer_names: list[str],
                         heads_per_layer: list[int], pruned: list[list[bool]]) -> AttentionResult:
     """Point estimates, bootstrap intervals, head significance (Holm) and group interactions."""
-    total = sum(heads_per_layer)
-    keep = ~np.array([p for layer in pruned for p in layer], dtype=bool)
-    confidence = inputs.confidence
+    layout = _Heads(total=sum(heads_per_layer), keep=~np.array([p for layer in pruned for p in layer], dtype=bool))
     all_strata = np.arange(inputs.groups.n_strata)
-
-    def split(mean: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return mean[..., :total], mean[..., total:2 * total], mean[..., 2 * total:]
-
-    kept = max(1, int(keep.sum()))
-
-    def averaged(mean: np.ndarray) -> np.ndarray:
-        """Head-averaged (dense, ticket) over the heads the ticket kept (NaN when it kept none)."""
-        dense, ticket, _ = split(mean)
-        pair = np.stack([dense[..., keep].sum(axis=-1), ticket[..., keep].sum(axis=-1)], axis=-1) / kept
-        return pair if keep.any() else np.full_like(pair, np.nan)
-
-    def group_summary(name: str, attribute: str, strata: np.ndarray) -> tuple[GroupAttention, np.ndarray]:
-        n, mean, boot = sums.means(strata)
-        pair, pair_boot = averaged(mean), averaged(boot)
-        delta, delta_boot = pair[1] - pair[0], pair_boot[:, 1] - pair_boot[:, 0]
-        if len(strata) < len(all_strata):
-            _, rest_mean, rest_boot = sums.complement_means(strata)
-            rest_pair, rest_pair_boot = averaged(rest_mean), averaged(rest_boot)
-            inter = delta - (rest_pair[1] - rest_pair[0])
-            inter_boot = delta_boot - (rest_pair_boot[:, 1] - rest_pair_boot[:, 0])
-        else:
-            inter, inter_boot = float("nan"), np.full(len(boot), np.nan)
-        dense_h, ticket_h, _ = split(mean)
-        dense_b, ticket_b, _ = split(boot)
-        low, high = stats.percentile_interval((ticket_b - dense_b)[:, keep], confidence=confidence)
-        heads = tuple((float(d), float(t), float(t - d), float(lo), float(hi))
-                      for d, t, lo, hi in zip(dense_h[keep], ticket_h[keep], low, high))
-        result = GroupAttention(
-            group=name, attribute=attribute, n=int(n), insufficient=n < inputs.min_group_size,
-            dense=_estimate(pair[0], pair_boot[:, 0], confidence, test=False),
-            ticket=_estimate(pair[1], pair_boot[:, 1], confidence, test=False),
-            delta=_estimate(delta, delta_boot, confidence, test=True),
-            interaction=_estimate(inter, inter_boot, confidence, test=True), heads=heads)
-        return result, inter_boot
-
-    overall, _ = group_summary("overall", "", all_strata)
+    overall, _ = _group_attention(sums, inputs, layout, "overall", "", all_strata)
     groups, replicates = [], {}
     for group in inputs.groups.groups:
-        summary, inter_boot = group_summary(group.name, group.attribute, np.asarray(group.strata))
+        summary, inter_boot = _group_attention(sums, inputs, layout, group.name, group.attribute,
+                                               np.asarray(group.strata))
         groups.append(summary)
         replicates[group.name] = inter_boot
-
     n, mean, boot = sums.means(all_strata)
-    dense_h, ticket_h, js_h = split(mean)
-    dense_b, ticket_b, js_b = split(boot)
-    deltas = ticket_h - dense_h
-    delta_boot = ticket_b - dense_b
-    p_values = np.array([stats.se_p_value(deltas[i], delta_boot[:, i]) for i in range(total)])
-    adjusted = np.full(total, np.nan)
+    heads, layer_js = _head_comparisons(mean, boot, layout, heads_per_layer, confidence=inputs.confidence)
+    return AttentionResult(source=source, layer_names=tuple(layer_names), heads_per_layer=tuple(heads_per_layer),
+                           rows=int(n), heads=tuple(heads), overall=overall, layer_js=tuple(layer_js),
+                           fell=sum(h.significant == "fell" for h in heads),
+                           rose=sum(h.significant == "rose" for h in heads), groups=tuple(groups),
+                           confidence=inputs.confidence, interaction_replicates=replicates)
+
+
+def _group_attention(sums: BootstrapSums, inputs: AnalysisSettings, layout: _Heads, name: str, attribute: str,
+                     strata: np.ndarray) -> tuple[GroupAttention, np.ndarray]:
+    """One group's head-averaged entropies, their change, and the change minus the rest's (the interaction)."""
+    confidence = inputs.confidence
+    n, mean, boot = sums.means(strata)
+    pair, pair_boot = layout.averaged(mean), layout.averaged(boot)
+    delta, delta_boot = pair[1] - pair[0], pair_boot[:, 1] - pair_boot[:, 0]
+    if len(strata) < inputs.groups.n_strata:
+        _, rest_mean, rest_boot = sums.complement_means(strata)
+        rest_pair, rest_pair_boot = layout.averaged(rest_mean), layout.averaged(rest_boot)
+        inter = delta - (rest_pair[1] - rest_pair[0])
+        inter_boot = delta_boot - (rest_pair_boot[:, 1] - rest_pair_boot[:, 0])
+    else:
+        inter, inter_boot = float("nan"), np.full(len(boot), np.nan)
+    dense_h, ticket_h, _ = layout.split(mean)
+    dense_b, ticket_b, _ = layout.split(boot)
+    low, high = stats.percentile_interval((ticket_b - dense_b)[:, layout.keep], confidence=confidence)
+    heads = tuple((float(d), float(t), float(t - d), float(lo), float(hi))
+                  for d, t, lo, hi in zip(dense_h[layout.keep], ticket_h[layout.keep], low, high))
+    result = GroupAttention(
+        group=name, attribute=attribute, n=int(n), insufficient=n < inputs.min_group_size,
+        dense=_estimate(pair[0], pair_boot[:, 0], confidence, test=False),
+        ticket=_estimate(pair[1], pair_boot[:, 1], confidence, test=False),
+        delta=_estimate(delta, delta_boot, confidence, test=True),
+        interaction=_estimate(inter, inter_boot, confidence, test=True), heads=heads)
+    return result, inter_boot
+
+
+def _head_comparisons(mean: np.ndarray, boot: np.ndarray, layout: _Heads, heads_per_layer: list[int], *,
+                      confidence: float) -> tuple[list[HeadComparison], list[Estimate]]:
+    """Every head's change with its interval and Holm-adjusted p (pruned heads reported as pruned), and each layer's
+    mean Jensen-Shannon divergence between the models' attention."""
+    dense_h, ticket_h, js_h = layout.split(mean)
+    dense_b, ticket_b, js_b = layout.split(boot)
+    keep, deltas, delta_boot = layout.keep, ticket_h - dense_h, ticket_b - dense_b
+    p_values = np.array([stats.se_p_value(deltas[i], delta_boot[:, i]) for i in range(layout.total)])
+    adjusted = np.full(layout.total, np.nan)
     adjusted[keep] = stats.holm(p_values[keep])
-    alpha = 1 - confidence
     lows, highs = stats.percentile_interval(delta_boot, confidence=confidence)
     heads, layer_js, index = [], [], 0
     for layer, count in enumerate(heads_per_layer):
@@ -493,36 +511,13 @@ def summarise_attention(sums: BootstrapSums, inputs: AnalysisSettings, *, source
         js_value = float(js_h[kept_cols].mean()) if kept_cols.size else float("nan")
         layer_js.append(_estimate(js_value, js_rep, confidence, test=False))
         for head, col in enumerate(cols):
-            significant = ""
-            if keep[col] and adjusted[col] < alpha:
-                significant = "fell" if deltas[col] < 0 else "rose"
-            heads.append(
-                HeadComparison(
-                    layer=layer,
-                    head=head,
-                    pruned=not keep[col],
-                    dense=float(dense_h[col]),
-                    ticket=float(ticket_h[col]),
-                    delta=Estimate(float(deltas[col]), (float(lows[col]), float(highs[col])), float(adjusted[col])),
-                    js=float(js_h[col]),
-                    significant=significant,
-                )
-            )
+            moved = keep[col] and adjusted[col] < 1 - confidence
+            heads.append(HeadComparison(
+                layer=layer, head=head, pruned=not keep[col], dense=float(dense_h[col]), ticket=float(ticket_h[col]),
+                delta=Estimate(float(deltas[col]), (float(lows[col]), float(highs[col])), float(adjusted[col])),
+                js=float(js_h[col]), significant=("fell" if deltas[col] < 0 else "rose") if moved else ""))
         index += count
-    return AttentionResult(
-        source=source,
-        layer_names=tuple(layer_names),
-        heads_per_layer=tuple(heads_per_layer),
-        rows=int(n),
-        heads=tuple(heads),
-        overall=overall,
-        layer_js=tuple(layer_js),
-        fell=sum(h.significant == "fell" for h in heads),
-        rose=sum(h.significant == "rose" for h in heads),
-        groups=tuple(groups),
-        confidence=confidence,
-        interaction_replicates=replicates,
-    )
+    return heads, layer_js
 
 
 def analyse_attention(

@@ -477,6 +477,85 @@ def attributions_from_sample(inputs: AnalysisSettings, sample: RowSample, moment
         convergence=convergence or None, baseline=baseline)
 
 
+class _DesignSample:
+    """The stratified attribution sample with its design weights (small strata were over-sampled) and bootstrap
+    weights: design-weighted means, their replicates, and the comparisons built from them."""
+
+    def __init__(self, inputs: AnalysisSettings, *, rows: np.ndarray, strata: np.ndarray, population: np.ndarray,
+                 columns: Sequence[str], raw: dict[str, np.ndarray], per_row: dict[str, np.ndarray], top_k: int) -> None:
+        n_strata = inputs.groups.n_strata
+        self.weights = np.concatenate(list(stats.stratified_multinomial(
+            np.ones(len(rows)), strata, n_strata=n_strata, n_boot=inputs.n_boot, seed=inputs.seed)))
+        sampled = np.bincount(strata, minlength=n_strata)
+        self.design = population[strata] / sampled[strata]
+        self.magnitude = {m: np.abs(v) for m, v in raw.items()}
+        self.per_row, self.columns, self.top_k, self.confidence = per_row, columns, top_k, inputs.confidence
+
+    def mean_and_reps(self, values: np.ndarray, member: np.ndarray) -> tuple[float, np.ndarray]:
+        """Design-weighted mean over ``member`` rows (population estimate) and its bootstrap replicates."""
+        valid = member & np.isfinite(values)
+        filled = np.where(valid, values, 0.0) * self.design
+        mass = valid * self.design
+        with np.errstate(invalid="ignore", divide="ignore"):
+            reps = (self.weights @ filled) / (self.weights @ mass)
+        return (float(filled.sum() / mass.sum()) if valid.any() else float("nan")), reps
+
+    def interval(self, reps: np.ndarray) -> tuple[float, float]:
+        low, high = stats.percentile_interval(reps, confidence=self.confidence)
+        return float(low), float(high)
+
+    def comparison(self, dense_key: str, ticket_key: str, member: np.ndarray) -> tuple[Comparison, np.ndarray]:
+        d, d_reps = self.mean_and_reps(self.per_row[dense_key], member)
+        t, t_reps = self.mean_and_reps(self.per_row[ticket_key], member)
+        return Comparison(d, t, t - d, self.interval(t_reps - d_reps)), t_reps - d_reps
+
+    def top(self, values: np.ndarray) -> tuple[str, ...]:
+        order = np.lexsort((np.arange(len(values)), -values))
+        return tuple(self.columns[i] for i in order[: self.top_k] if values[i] > 0)
+
+    def top_of(self, model: str, member: np.ndarray) -> tuple[str, ...]:
+        if not member.any():
+            return ()
+        matrix = self.magnitude[model]
+        return self.top((matrix[member] * self.design[member, None]).sum(0) / self.design[member].sum())
+
+    def group(self, name: str, member: np.ndarray, agreements: tuple[str, ...]) -> tuple[GroupAttribution, np.ndarray]:
+        """One group's agreement (cosine, Spearman, top-k overlap) and reliance shares, with intervals."""
+        cosine, cos_reps = self.mean_and_reps(self.per_row["cosine"], member)
+        spearman, sp_reps = self.mean_and_reps(self.per_row["spearman"], member)
+        top_d, top_t = self.top_of("dense", member), self.top_of("ticket", member)
+        union = set(top_d) | set(top_t)
+        sensitive_share, sensitive_reps = self.comparison("sensitive_dense", "sensitive_ticket", member)
+        more = []
+        for key in agreements:
+            value, reps = self.mean_and_reps(self.per_row[key], member)
+            more.append((key, value, self.interval(reps)))
+        return GroupAttribution(
+            group=name, rows=int(member.sum()), cosine=cosine, cosine_ci=self.interval(cos_reps), spearman=spearman,
+            spearman_ci=self.interval(sp_reps),
+            top_k_jaccard=len(set(top_d) & set(top_t)) / len(union) if union else float("nan"), top_dense=top_d,
+            top_ticket=top_t, sensitive_share=sensitive_share,
+            proxy_share=self.comparison("proxy_dense", "proxy_ticket", member)[0], more=tuple(more)), sensitive_reps
+
+    def features(self) -> list[tuple[str, Comparison]]:
+        """Each unit's mean |attribution| for both models, most important first."""
+        everyone = np.ones(len(self.design), dtype=bool)
+        out = []
+        for j, column in enumerate(self.columns):
+            d_mean, d_reps = self.mean_and_reps(self.magnitude["dense"][:, j], everyone)
+            t_mean, t_reps = self.mean_and_reps(self.magnitude["ticket"][:, j], everyone)
+            out.append((column, Comparison(d_mean, t_mean, t_mean - d_mean, self.interval(t_reps - d_reps))))
+        return sorted(out, key=lambda item: (-max(item[1].dense, item[1].ticket), item[0]))
+
+    def disagreements(self, rows: np.ndarray, strata: np.ndarray, names: Sequence[str]) -> list[dict[str, Any]]:
+        """The rows whose explanations agree least (lowest cosine), with each model's top units."""
+        cosine = self.per_row["cosine"]
+        order = np.lexsort((rows, np.nan_to_num(cosine, nan=2.0)))
+        return [{"row": int(rows[i]), "group": names[strata[i]], "cosine": number(round(float(cosine[i]), 6)),
+                 "top_dense": list(self.top(self.magnitude["dense"][i])[:3]),
+                 "top_ticket": list(self.top(self.magnitude["ticket"][i])[:3])} for i in order[:MAX_DISAGREEMENTS]]
+
+
 def summarise_attributions(inputs: AnalysisSettings, *, rows: np.ndarray, strata: np.ndarray, population: np.ndarray,
                            columns: Sequence[str], raw: dict[str, np.ndarray], per_row: dict[str, np.ndarray],
                            settings: AttributionSettings, sensitive: tuple[str, ...], auto_proxies: tuple[str, ...],
@@ -486,112 +565,14 @@ def summarise_attributions(inputs: AnalysisSettings, *, rows: np.ndarray, strata
     over ``columns`` (raw columns, or the words of text rows): design-weighted means of the stratified
     sample with stratified bootstrap intervals. ``agreements`` names more per-row agreement measures of
     ``per_row`` summarised the same way (in each group's ``more``)."""
-    groups = inputs.groups
-    magnitude = {m: np.abs(v) for m, v in raw.items()}
-    sample_strata = strata
-    weights = np.concatenate(list(stats.stratified_multinomial(
-        np.ones(len(rows)), sample_strata, n_strata=groups.n_strata, n_boot=inputs.n_boot, seed=inputs.seed)))
-    confidence = inputs.confidence
-    sampled = np.bincount(sample_strata, minlength=groups.n_strata)
-    design = population[sample_strata] / sampled[sample_strata]  # small strata were over-sampled
-
-    def mean_and_reps(values: np.ndarray, member: np.ndarray) -> tuple[float, np.ndarray]:
-        """Design-weighted mean over ``member`` rows (population estimate) and its bootstrap replicates."""
-        valid = member & np.isfinite(values)
-        filled = np.where(valid, values, 0.0) * design
-        mass = valid * design
-        with np.errstate(invalid="ignore", divide="ignore"):
-            reps = (weights @ filled) / (weights @ mass)
-        return (float(filled.sum() / mass.sum()) if valid.any() else float("nan")), reps
-
-    def weighted_mean(matrix: np.ndarray, member: np.ndarray) -> np.ndarray:
-        return (matrix[member] * design[member, None]).sum(0) / design[member].sum()
-
-    def comparison(dense_key: str, ticket_key: str, member: np.ndarray) -> tuple[Comparison, np.ndarray]:
-        d, d_reps = mean_and_reps(per_row[dense_key], member)
-        t, t_reps = mean_and_reps(per_row[ticket_key], member)
-        reps = t_reps - d_reps
-        return Comparison(d, t, t - d, tuple(map(float, stats.percentile_interval(reps, confidence=confidence)))), reps
-
-    def top(values: np.ndarray) -> tuple[str, ...]:
-        order = np.lexsort((np.arange(len(values)), -values))
-        return tuple(columns[i] for i in order[: settings.top_k] if values[i] > 0)
-
-    def summarise(name: str, member: np.ndarray) -> tuple[GroupAttribution, np.ndarray]:
-        cosine, cos_reps = mean_and_reps(per_row["cosine"], member)
-        spearman, sp_reps = mean_and_reps(per_row["spearman"], member)
-        top_d = top(weighted_mean(magnitude["dense"], member)) if member.any() else ()
-        top_t = top(weighted_mean(magnitude["ticket"], member)) if member.any() else ()
-        union = set(top_d) | set(top_t)
-        jaccard = len(set(top_d) & set(top_t)) / len(union) if union else float("nan")
-        sensitive_share, sensitive_reps = comparison("sensitive_dense", "sensitive_ticket", member)
-        proxy_share, _ = comparison("proxy_dense", "proxy_ticket", member)
-        more = []
-        for key in agreements:
-            value, reps = mean_and_reps(per_row[key], member)
-            more.append((key, value, tuple(map(float, stats.percentile_interval(reps, confidence=confidence)))))
-        return GroupAttribution(
-            group=name,
-            rows=int(member.sum()),
-            cosine=cosine,
-            cosine_ci=tuple(map(float, stats.percentile_interval(cos_reps, confidence=confidence))),
-            spearman=spearman,
-            spearman_ci=tuple(map(float, stats.percentile_interval(sp_reps, confidence=confidence))),
-            top_k_jaccard=jaccard,
-            top_dense=top_d,
-            top_ticket=top_t,
-            sensitive_share=sensitive_share,
-            proxy_share=proxy_share,
-            more=tuple(more),
-        ), sensitive_reps
-
-    everyone = np.ones(len(rows), dtype=bool)
-    overall, sensitive_reps = summarise("overall", everyone)
-    group_results = tuple(summarise(g.name, np.isin(sample_strata, g.strata))[0] for g in groups.groups)
-    feature_rows = []
-    for j, column in enumerate(columns):
-        d_mean, d_reps = mean_and_reps(magnitude["dense"][:, j], everyone)
-        t_mean, t_reps = mean_and_reps(magnitude["ticket"][:, j], everyone)
-        feature_rows.append(
-            (
-                column,
-                Comparison(
-                    d_mean,
-                    t_mean,
-                    t_mean - d_mean,
-                    tuple(map(float, stats.percentile_interval(t_reps - d_reps, confidence=confidence))),
-                ),
-            )
-        )
-    feature_rows.sort(key=lambda item: (-max(item[1].dense, item[1].ticket), item[0]))
-    disagreements = []
-    order = np.lexsort((rows, np.nan_to_num(per_row["cosine"], nan=2.0)))
-    for i in order[:MAX_DISAGREEMENTS]:
-        disagreements.append(
-            {
-                "row": int(rows[i]),
-                "group": groups.strata_names[sample_strata[i]],
-                "cosine": number(round(float(per_row["cosine"][i]), 6)),
-                "top_dense": list(top(magnitude["dense"][i])[:3]),
-                "top_ticket": list(top(magnitude["ticket"][i])[:3]),
-            }
-        )
+    sample = _DesignSample(inputs, rows=rows, strata=strata, population=population, columns=columns, raw=raw,
+                           per_row=per_row, top_k=settings.top_k)
+    overall, sensitive_reps = sample.group("overall", np.ones(len(rows), dtype=bool), agreements)
+    group_results = tuple(sample.group(g.name, np.isin(strata, g.strata), agreements)[0] for g in inputs.groups.groups)
     return AttributionResult(
-        method=settings.method,
-        target=settings.target,
-        baseline=baseline,
-        steps=settings.steps,
-        top_k=settings.top_k,
-        sample_rows=len(rows),
-        population_rows=int(population.sum()),
-        sensitive=tuple(sensitive),
-        proxies=settings.proxies,
-        auto_proxies=auto_proxies,
-        convergence_delta=convergence,
-        features=tuple(feature_rows),
-        overall=overall,
-        groups=group_results,
-        disagreements=tuple(disagreements),
-        sensitive_replicates=sensitive_reps,
-        extra=extra or {},
-    )
+        method=settings.method, target=settings.target, baseline=baseline, steps=settings.steps, top_k=settings.top_k,
+        sample_rows=len(rows), population_rows=int(population.sum()), sensitive=tuple(sensitive),
+        proxies=settings.proxies, auto_proxies=auto_proxies, convergence_delta=convergence,
+        features=tuple(sample.features()), overall=overall, groups=group_results,
+        disagreements=tuple(sample.disagreements(rows, strata, inputs.groups.strata_names)),
+        sensitive_replicates=sensitive_reps, extra=extra or {})

@@ -240,115 +240,109 @@ def analyse_performance(inputs: AnalysisInputs, *, point_estimates: str = "fairl
     return performance_from_cells(inputs.settings, cells, point_estimates=point_estimates)
 
 
+@dataclass(frozen=True, eq=False)
+class _Observed:
+    """Everything the per-group comparisons read: observed sums and metrics, bootstrap summaries, fairlearn's values."""
+
+    settings: AnalysisSettings
+    layout: Any
+    observed: np.ndarray
+    """(groups + overall, quantities) sums."""
+    metrics: dict[str, dict[str, np.ndarray]]
+    boot: dict[str, dict[str, np.ndarray]]
+    frame_values: dict[str, dict[str, dict[str, float]]]
+    specs: dict[str, Any]
+    summaries: dict[str, dict[str, np.ndarray]]
+    names: list[str]
+    attributes: list[str]
+
+
 def performance_from_cells(inputs: AnalysisSettings, cells: CellTable, *,
                            point_estimates: str = "fairlearn") -> PerformanceResult:
     """``analyse_performance`` from the cells alone: what chunked and sharded audits merge."""
-    groups = inputs.groups
     n_classes = len(inputs.class_names)
-    layout = cells.layout
-    membership = _membership(groups.groups, groups.n_strata)
-    observed = np.asarray(membership @ cells.stratum_sums(cells.counts, groups.n_strata))  # (G+1, q)
-    observed_metrics = {m: metrics_from_sums(observed, layout, m) for m in MODELS}
-    boot = _bootstrap_metrics(inputs, cells, membership)
-    frame_values = (_metricframe_values(inputs, cells) if point_estimates == "fairlearn"
-                    else {m: {name: {} for name in [g.name for g in groups.groups] + ["overall"]} for m in MODELS})
-    specs = {spec.name: spec for spec in paired_specs(n_classes)}
-    confidence = inputs.confidence
-    names = [g.name for g in groups.groups] + ["overall"]
-    attributes = [g.attribute for g in groups.groups] + ["overall"]
-    total = observed[-1]
-    summaries = {metric: _bootstrap_summary(boot, metric, confidence=confidence)
-                 for metric in boot["dense"] if metric not in specs}
-
-    def comparison(g: int, metric: str) -> MetricComparison:
-        row = observed[g]
-        dense_v = _defined(frame_values["dense"].get(names[g], {}).get(metric), observed_metrics["dense"][metric][g])
-        ticket_v = _defined(frame_values["ticket"].get(names[g], {}).get(metric), observed_metrics["ticket"][metric][g])
-        if metric in specs:
-            spec = specs[metric]
-            b = layout.column(row, f"paired:{metric}:b")
-            c = layout.column(row, f"paired:{metric}:c")
-            size = domain_size(row, layout, spec)
-            diff = stats.paired_difference(b, c, size, confidence=confidence)
-            ci, method, p = (float(diff.low), float(diff.high)), "bonett-price", float(diff.p_value)
-            dense_k = _successes(row, layout, spec, "dense")
-            ticket_k = _successes(row, layout, spec, "ticket")
-            dense_ci = tuple(map(float, stats.wilson_interval(dense_k, size, confidence=confidence)))
-            ticket_ci = tuple(map(float, stats.wilson_interval(ticket_k, size, confidence=confidence)))
-            domain = int(size)
-        else:
-            summary = summaries[metric]
-            ci, method = (float(summary["low"][g]), float(summary["high"][g])), "bootstrap-percentile"
-            p = float(summary["p"][g])
-            dense_ci = (float(summary["dense_low"][g]), float(summary["dense_high"][g]))
-            ticket_ci = (float(summary["ticket_low"][g]), float(summary["ticket_high"][g]))
-            domain = int(_precision_domain(row, layout) if metric == "precision" else layout.column(row, "n"))
-        insufficient = domain < (inputs.min_group_size if metric in ("accuracy", "ece", "selection_rate") else MIN_RATE_DOMAIN)
-        if np.isnan(dense_v) or np.isnan(ticket_v):
-            ci, p = (float("nan"), float("nan")), float("nan")
-        return MetricComparison(
-            dense=dense_v,
-            ticket=ticket_v,
-            delta=ticket_v - dense_v,
-            ci=ci,
-            ci_method=method,
-            p_value=p,
-            dense_ci=dense_ci,
-            ticket_ci=ticket_ci,
-            domain=domain,
-            insufficient=bool(insufficient),
-        )
-
+    seen = _observe(inputs, cells, point_estimates=point_estimates)
     metric_names = list(sklearn_metrics(n_classes)) + ["ece"]
     if n_classes > 2:
         metric_names.insert(1, "macro_recall")
-    results = []
-    for g in range(len(names)):
-        row = observed[g]
-        acc = PairedCounts(
-            int(layout.column(row, "paired:accuracy:b")),
-            int(layout.column(row, "paired:accuracy:c")),
-            int(layout.column(row, "n")),
-        )
-        metrics = {
-            m: comparison(g, m) if m != "macro_recall" else _macro(g, observed_metrics, boot, row, layout, confidence)
-            for m in metric_names
-        }
-        complement = excess = None
-        if names[g] != "overall":
-            rest = total - row
-            complement = PairedCounts(
-                int(layout.column(rest, "paired:accuracy:b")),
-                int(layout.column(rest, "paired:accuracy:c")),
-                int(layout.column(rest, "n")),
-            )
-            excess = excess_drop(acc, complement, confidence=confidence)
-        positives = int(layout.column(row, "support:1")) if n_classes == 2 else int(layout.column(row, "n"))
-        results.append(
-            GroupMetrics(
-                group=names[g],
-                attribute=attributes[g],
-                n=acc.n,
-                positives=positives,
-                insufficient=acc.n < inputs.min_group_size,
-                metrics=metrics,
-                accuracy_counts=acc,
-                complement_counts=complement,
-                excess_drop=excess,
-                mcnemar_p=stats.mcnemar_p_value(acc.b, acc.c),
-            )
-        )
+    results = [_group_metrics(seen, g, metric_names) for g in range(len(seen.names))]
     overall = results.pop()
-    gaps = _gaps(results, boot, inputs, n_classes)
-    return PerformanceResult(
-        task="binary" if n_classes == 2 else "multiclass",
-        classes=inputs.class_names,
-        confidence=confidence,
-        n_boot=inputs.n_boot,
-        overall=overall,
-        subgroups=tuple(results),
-        gaps=gaps,
-    )
+    return PerformanceResult(task="binary" if n_classes == 2 else "multiclass", classes=inputs.class_names,
+                             confidence=inputs.confidence, n_boot=inputs.n_boot, overall=overall,
+                             subgroups=tuple(results), gaps=_gaps(results, seen.boot, inputs, n_classes))
+
+
+def _observe(inputs: AnalysisSettings, cells: CellTable, *, point_estimates: str) -> _Observed:
+    """Observed sums per group (sparse memberships), the stratified bootstrap and its per-metric summaries."""
+    groups = inputs.groups
+    membership = _membership(groups.groups, groups.n_strata)
+    observed = np.asarray(membership @ cells.stratum_sums(cells.counts, groups.n_strata))  # (G+1, q)
+    boot = _bootstrap_metrics(inputs, cells, membership)
+    names = [g.name for g in groups.groups] + ["overall"]
+    frame_values = (_metricframe_values(inputs, cells) if point_estimates == "fairlearn"
+                    else {m: {name: {} for name in names} for m in MODELS})
+    specs = {spec.name: spec for spec in paired_specs(len(inputs.class_names))}
+    summaries = {metric: _bootstrap_summary(boot, metric, confidence=inputs.confidence)
+                 for metric in boot["dense"] if metric not in specs}
+    return _Observed(settings=inputs, layout=cells.layout, observed=observed,
+                     metrics={m: metrics_from_sums(observed, cells.layout, m) for m in MODELS}, boot=boot,
+                     frame_values=frame_values, specs=specs, summaries=summaries, names=names,
+                     attributes=[g.attribute for g in groups.groups] + ["overall"])
+
+
+def _comparison(seen: _Observed, g: int, metric: str) -> MetricComparison:
+    """One metric of one group: score-type intervals for paired proportions, the bootstrap for the rest."""
+    row, layout, confidence = seen.observed[g], seen.layout, seen.settings.confidence
+    dense_v = _defined(seen.frame_values["dense"].get(seen.names[g], {}).get(metric), seen.metrics["dense"][metric][g])
+    ticket_v = _defined(seen.frame_values["ticket"].get(seen.names[g], {}).get(metric),
+                        seen.metrics["ticket"][metric][g])
+    if metric in seen.specs:
+        spec = seen.specs[metric]
+        size = domain_size(row, layout, spec)
+        diff = stats.paired_difference(layout.column(row, f"paired:{metric}:b"), layout.column(row, f"paired:{metric}:c"),
+                                       size, confidence=confidence)
+        ci, method, p = (float(diff.low), float(diff.high)), "bonett-price", float(diff.p_value)
+        dense_ci = tuple(map(float, stats.wilson_interval(_successes(row, layout, spec, "dense"), size,
+                                                          confidence=confidence)))
+        ticket_ci = tuple(map(float, stats.wilson_interval(_successes(row, layout, spec, "ticket"), size,
+                                                           confidence=confidence)))
+        domain = int(size)
+    else:
+        summary = seen.summaries[metric]
+        ci, method = (float(summary["low"][g]), float(summary["high"][g])), "bootstrap-percentile"
+        p = float(summary["p"][g])
+        dense_ci = (float(summary["dense_low"][g]), float(summary["dense_high"][g]))
+        ticket_ci = (float(summary["ticket_low"][g]), float(summary["ticket_high"][g]))
+        domain = int(_precision_domain(row, layout) if metric == "precision" else layout.column(row, "n"))
+    needed = seen.settings.min_group_size if metric in ("accuracy", "ece", "selection_rate") else MIN_RATE_DOMAIN
+    if np.isnan(dense_v) or np.isnan(ticket_v):
+        ci, p = (float("nan"), float("nan")), float("nan")
+    return MetricComparison(dense=dense_v, ticket=ticket_v, delta=ticket_v - dense_v, ci=ci, ci_method=method,
+                            p_value=p, dense_ci=dense_ci, ticket_ci=ticket_ci, domain=domain,
+                            insufficient=bool(domain < needed))
+
+
+def _counts(row: np.ndarray, layout: Any) -> PairedCounts:
+    return PairedCounts(int(layout.column(row, "paired:accuracy:b")), int(layout.column(row, "paired:accuracy:c")),
+                        int(layout.column(row, "n")))
+
+
+def _group_metrics(seen: _Observed, g: int, metric_names: list[str]) -> GroupMetrics:
+    """Every metric of group ``g`` (the last is the whole data), its excess drop against the rest, McNemar's p."""
+    row, layout = seen.observed[g], seen.layout
+    acc = _counts(row, layout)
+    metrics = {m: _comparison(seen, g, m) if m != "macro_recall"
+               else _macro(g, seen.metrics, seen.boot, row, layout, seen.settings.confidence) for m in metric_names}
+    complement = excess = None
+    if seen.names[g] != "overall":
+        complement = _counts(seen.observed[-1] - row, layout)
+        excess = excess_drop(acc, complement, confidence=seen.settings.confidence)
+    two = len(seen.settings.class_names) == 2
+    return GroupMetrics(group=seen.names[g], attribute=seen.attributes[g], n=acc.n,
+                        positives=int(layout.column(row, "support:1")) if two else int(layout.column(row, "n")),
+                        insufficient=acc.n < seen.settings.min_group_size, metrics=metrics, accuracy_counts=acc,
+                        complement_counts=complement, excess_drop=excess,
+                        mcnemar_p=stats.mcnemar_p_value(acc.b, acc.c))
 
 
 def _defined(frame_value: float | None, counts_value: float) -> float:

@@ -341,6 +341,23 @@ def check_training_data(settings: PruneSettings, *, frame: pd.DataFrame, train_f
             )
 
 
+@dataclass(frozen=True, eq=False)
+class _Setup:
+    """What every candidate is made from and measured on: the models, the rows of each half, the evaluator."""
+
+    dense: LoadedModel
+    audited: LoadedModel | None
+    dense_ensemble: list[LoadedModel]
+    methods: list[str]
+    split: str
+    calibration_frame: pd.DataFrame
+    evaluation_frame: pd.DataFrame
+    evaluation: Any
+    calibration: Calibration
+    evaluator: _Evaluator
+    notes: list[str]
+
+
 def find_alternatives(
     dense: LoadedModel,
     *,
@@ -367,9 +384,35 @@ def find_alternatives(
         def inputs_of(table: pd.DataFrame) -> np.ndarray:
             return build_features(table, target=target, features=features, preprocess=dense.preprocess)[0]
 
+    setup = _setup(dense, frame=frame, target=target, sensitive=sensitive, settings=settings, policy=policy, seed=seed,
+                   n_boot=n_boot, train_frame=train_frame, audited=audited, batch_size=batch_size,
+                   explicit_methods=explicit_methods, inputs_of=inputs_of, dense_ensemble=dense_ensemble)
+    sparsity, overall = _target_sparsity(settings, setup)
+    candidates = _audited_candidate(setup, overall, policy)
+    ensembles: list[tuple[Candidate, np.ndarray]] = []  # each method's ensemble of its seeds' tickets (seeds > 1)
+    for method in setup.methods:
+        made, ensemble = _method_candidates(setup, method, sparsity=sparsity, overall=overall, settings=settings,
+                                            policy=policy, seed=seed)
+        candidates += made
+        if ensemble is not None:
+            ensembles.append(ensemble)
+            candidates.append(ensemble[0])
+    compute_fair = None
+    if settings.seeds > 1:
+        reference, compute_fair = _compute_fair(setup, ensembles, settings=settings, policy=policy, seed=seed,
+                                                trained_here=train_frame is not None)
+        candidates.append(reference)
+    return _result(setup, candidates, settings=settings, policy=policy, seed=seed, compute_fair=compute_fair)
+
+
+def _setup(dense: LoadedModel, *, frame: pd.DataFrame, target: str, sensitive: list[str], settings: PruneSettings,
+           policy: Policy, seed: int, n_boot: int, train_frame: pd.DataFrame | None, audited: LoadedModel | None,
+           batch_size: int, explicit_methods: bool, inputs_of: InputsOf,
+           dense_ensemble: Sequence[LoadedModel]) -> _Setup:
+    """The halves (training data, or the audit data split by group), the methods that apply, both halves' rows."""
     notes: list[str] = []
     dense, audited = wrapped(dense), (wrapped(audited) if audited is not None else None)
-    dense_ensemble = [wrapped(model) for model in dense_ensemble]
+    ensemble = [wrapped(model) for model in dense_ensemble]
     check_training_data(settings, frame=frame, train_frame=train_frame)
     if train_frame is not None:
         calibration_frame, evaluation_frame = train_frame, frame
@@ -396,148 +439,123 @@ def find_alternatives(
             "pruning alternatives need a model with one logit per class (2 or more outputs); this model has a "
             "single output (a sigmoid head). Audit it without --alternatives, or prune a model with a softmax head."
         )
-    _check_dense_ensemble(dense_ensemble, dense=dense, settings=settings, n_outputs=n_outputs, probe=probe)
+    _check_dense_ensemble(ensemble, dense=dense, settings=settings, n_outputs=n_outputs, probe=probe)
     evaluation = _rows(evaluation_frame, dense=dense, target=target, inputs_of=inputs_of, n_outputs=n_outputs)
     calibration_rows = _rows(calibration_frame, dense=dense, target=target, inputs_of=inputs_of, n_outputs=n_outputs)
     calibration_groups = build_groups(calibration_frame, sensitive)
-    calibration = Calibration(
-        torch.tensor(calibration_rows.features, dtype=torch.float32),
-        torch.tensor(calibration_rows.labels),
-        calibration_groups.stratum_of_row,
-        calibration_groups.strata_names,
-    )
-    evaluator = _Evaluator(
-        dense_runner, evaluation, sensitive=sensitive, policy=policy, n_boot=n_boot, seed=seed, batch_size=batch_size
-    )
+    calibration = Calibration(torch.tensor(calibration_rows.features, dtype=torch.float32),
+                              torch.tensor(calibration_rows.labels), calibration_groups.stratum_of_row,
+                              calibration_groups.strata_names)
+    evaluator = _Evaluator(dense_runner, evaluation, sensitive=sensitive, policy=policy, n_boot=n_boot, seed=seed,
+                           batch_size=batch_size)
+    return _Setup(dense=dense, audited=audited, dense_ensemble=ensemble, methods=methods, split=split,
+                  calibration_frame=calibration_frame, evaluation_frame=evaluation_frame, evaluation=evaluation,
+                  calibration=calibration, evaluator=evaluator, notes=notes)
+
+
+def _target_sparsity(settings: PruneSettings, setup: _Setup) -> tuple[float | dict[str, float], float]:
+    """The sparsity every candidate prunes to (per layer when matching the audited ticket), and its overall share."""
+    audited, dense = setup.audited, setup.dense
     if settings.sparsity is not None:
-        sparsity: float | dict[str, float] = settings.sparsity
-        overall = settings.sparsity
-    elif audited is not None and not audited.same_shape:
-        sparsity = overall = 1 - audited.nonzero_weights / dense.weights
-        if not 0 < sparsity < 1:
+        return settings.sparsity, settings.sparsity
+    if audited is not None and not audited.same_shape:
+        overall = 1 - audited.nonzero_weights / dense.weights
+        if not 0 < overall < 1:
             fail(
                 f"the audited ticket keeps {audited.nonzero_weights} non-zero weights against the dense model's "
                 f"{dense.weights}; alternatives at the same sparsity need a ticket smaller than the dense model."
             )
-        notes.append(
+        setup.notes.append(
             "The audited ticket has its own, smaller architecture; candidates keep as many non-zero weights "
-            "of the dense model as it has (overall sparsity {:.1%}).".format(sparsity)
+            "of the dense model as it has (overall sparsity {:.1%}).".format(overall)
         )
-    elif audited is not None:
-        sparsity = {n: 1 - d for n, d in audited.mask.density().items()}
-        overall = _sparsity_of(audited.mask)
-        notes.append(
+        return overall, overall
+    if audited is not None:
+        setup.notes.append(
             "Candidates match the audited ticket's density layer by layer (so global and layer-wise "
             "magnitude coincide); structured pruning matches its overall sparsity."
         )
-    else:
-        fail("give --sparsity (the share of weights to prune, in (0, 1)).")
-    candidates: list[Candidate] = []
-    if audited is not None:
-        proba = evaluator.probabilities(audited.module)
-        audited_sparsity = _sparsity_of(audited.mask) if audited.same_shape else overall
-        candidates.append(
-            _summarise(
-                AUDITED,
-                "audited",
-                "-",
-                None,
-                audited_sparsity,
-                evaluator.performance(proba),
-                policy,
-                mask=None,
-                module=None,
-            )
-        )
-    ensembles: list[tuple[Candidate, np.ndarray]] = []  # each method's ensemble of its seeds' tickets (seeds > 1)
-    for method in methods:
-        probabilities = []
-        for s in range(settings.seeds):
-            rows = calibration if s == 0 else _resampled(calibration, seed=seed + s)
-            method_sparsity = overall if method == "structured" else sparsity  # whole neurons: one overall share
-            module, mask = find_ticket(
-                method,
-                dense.module,
-                sparsity=method_sparsity,
-                calibration=rows,
-                settings=settings,
-                seed=seed + s,
-                min_group_rows=policy.min_group_size,
-            )
-            proba = evaluator.probabilities(module)
-            probabilities.append(proba)
-            reached = _sparsity_of(mask)
-            if method == "structured" and attention_heads(dense.module) and s == 0 and reached < overall - 0.005:
-                notes.append(f"structured pruning removes whole attention heads, which hold part of the weights: it "
-                             f"reached {reached:.1%} sparsity of the {overall:.1%} asked (one head is kept "
-                             "per layer), so compare it with the others on accuracy per weight, not at equal sparsity.")
-            name = method if settings.seeds == 1 else f"{method} #{s + 1}"
-            if settings.recover != "none":
-                name += f" + {settings.recover}"
-            candidates.append(
-                _summarise(
-                    name,
-                    method,
-                    settings.recover,
-                    seed + s,
-                    _zeros_share(module),
-                    evaluator.performance(proba),
-                    policy,
-                    mask=mask,
-                    module=module,
-                )
-            )
-        if settings.seeds > 1:
-            mean = np.mean(probabilities, axis=0)
-            ensembles.append((
-                _summarise(
-                    f"{method} ensemble of {settings.seeds}",
-                    method,
-                    settings.recover,
-                    None,
-                    float(np.mean([c.sparsity for c in candidates[-settings.seeds :]])),
-                    evaluator.performance(mean),
-                    policy,
-                    mask=None,
-                    module=None,
-                ), mean))
-            candidates.append(ensembles[-1][0])
-    compute_fair = None
-    if settings.seeds > 1:
-        reference, reference_proba, compute_fair, note = _dense_ensemble(
-            dense, dense_ensemble, evaluator=evaluator, calibration=calibration if train_frame is not None else None,
-            tickets=settings.seeds, sparsity=float(np.mean([c.sparsity for c, _ in ensembles])), settings=settings,
-            seed=seed, policy=policy)
-        candidates.append(reference)
-        compute_fair["comparisons"] = [
-            compare_ensembles(evaluator.performance(proba, reference=reference_proba), tickets=c.name,
-                              dense=reference.name, confidence=policy.confidence)
-            for c, proba in ensembles]
-        notes.append(note)
-    sweep = _sweep(methods, dense.module, calibration, evaluator, settings, seed=seed, min_rows=policy.min_group_size)
+        return {n: 1 - d for n, d in audited.mask.density().items()}, _sparsity_of(audited.mask)
+    fail("give --sparsity (the share of weights to prune, in (0, 1)).")
+
+
+def _audited_candidate(setup: _Setup, overall: float, policy: Policy) -> list[Candidate]:
+    audited = setup.audited
+    if audited is None:
+        return []
+    performance = setup.evaluator.performance(setup.evaluator.probabilities(audited.module))
+    sparsity = _sparsity_of(audited.mask) if audited.same_shape else overall
+    return [_summarise(AUDITED, "audited", "-", None, sparsity, performance, policy, mask=None, module=None)]
+
+
+def _method_candidates(setup: _Setup, method: str, *, sparsity: float | dict[str, float], overall: float,
+                       settings: PruneSettings, policy: Policy, seed: int
+                       ) -> tuple[list[Candidate], tuple[Candidate, np.ndarray] | None]:
+    """One method's ticket per seed (each seed but the first on resampled calibration rows) and, with several
+    seeds, their ensemble (mean probabilities)."""
+    made, probabilities = [], []
+    for s in range(settings.seeds):
+        rows = setup.calibration if s == 0 else _resampled(setup.calibration, seed=seed + s)
+        method_sparsity = overall if method == "structured" else sparsity  # whole neurons: one overall share
+        module, mask = find_ticket(method, setup.dense.module, sparsity=method_sparsity, calibration=rows,
+                                   settings=settings, seed=seed + s, min_group_rows=policy.min_group_size)
+        proba = setup.evaluator.probabilities(module)
+        probabilities.append(proba)
+        reached = _sparsity_of(mask)
+        if method == "structured" and attention_heads(setup.dense.module) and s == 0 and reached < overall - 0.005:
+            setup.notes.append(f"structured pruning removes whole attention heads, which hold part of the weights: it "
+                               f"reached {reached:.1%} sparsity of the {overall:.1%} asked (one head is kept per "
+                               "layer), so compare it with the others on accuracy per weight, not at equal sparsity.")
+        name = method if settings.seeds == 1 else f"{method} #{s + 1}"
+        if settings.recover != "none":
+            name += f" + {settings.recover}"
+        made.append(_summarise(name, method, settings.recover, seed + s, _zeros_share(module),
+                               setup.evaluator.performance(proba), policy, mask=mask, module=module))
+    if settings.seeds == 1:
+        return made, None
+    mean = np.mean(probabilities, axis=0)
+    ensemble = _summarise(f"{method} ensemble of {settings.seeds}", method, settings.recover, None,
+                          float(np.mean([c.sparsity for c in made])), setup.evaluator.performance(mean), policy,
+                          mask=None, module=None)
+    return made, (ensemble, mean)
+
+
+def _compute_fair(setup: _Setup, ensembles: list[tuple[Candidate, np.ndarray]], *, settings: PruneSettings,
+                  policy: Policy, seed: int, trained_here: bool) -> tuple[Candidate, dict[str, Any]]:
+    """The K-model dense ensemble of equal compute, and each method's ensemble compared with it per group."""
+    reference, reference_proba, compute_fair, note = _dense_ensemble(
+        setup.dense, setup.dense_ensemble, evaluator=setup.evaluator,
+        calibration=setup.calibration if trained_here else None, tickets=settings.seeds,
+        sparsity=float(np.mean([c.sparsity for c, _ in ensembles])), settings=settings, seed=seed, policy=policy)
+    compute_fair["comparisons"] = [
+        compare_ensembles(setup.evaluator.performance(proba, reference=reference_proba), tickets=c.name,
+                          dense=reference.name, confidence=policy.confidence)
+        for c, proba in ensembles]
+    setup.notes.append(note)
+    return reference, compute_fair
+
+
+def _result(setup: _Setup, candidates: list[Candidate], *, settings: PruneSettings, policy: Policy, seed: int,
+            compute_fair: dict[str, Any] | None) -> AlternativesResult:
+    """The comparison with its sparsity sweeps (critical sparsity, per share of the training rows) and the
+    recommendation."""
+    evaluator, calibration = setup.evaluator, setup.calibration
+    sweep = _sweep(setup.methods, setup.dense.module, calibration, evaluator, settings, seed=seed,
+                   min_rows=policy.min_group_size)
     tolerance = policy.max_overall_accuracy_drop
     by_fraction = {}
     for fraction in settings.data_fractions:
         subset = _subset(calibration, fraction, seed=seed)
-        points = _sweep(methods, dense.module, subset, evaluator, settings, seed=seed, min_rows=policy.min_group_size)
+        points = _sweep(setup.methods, setup.dense.module, subset, evaluator, settings, seed=seed,
+                        min_rows=policy.min_group_size)
         by_fraction[f"{fraction:g}"] = critical_sparsity(points, tolerance)
-    dense_accuracy = float(np.mean(evaluator.dense_proba.argmax(1) == evaluation.labels))
     text, best = recommend(candidates, policy)
     return AlternativesResult(
-        split=split,
-        calibration_rows=len(calibration_frame),
-        evaluation_rows=len(evaluation_frame),
-        dense_accuracy=dense_accuracy,
-        candidates=tuple(candidates),
-        sweep=tuple(sweep),
-        critical=critical_sparsity(sweep, tolerance),
-        critical_by_fraction=by_fraction,
-        recommendation=text,
-        recommended=best,
-        tolerance=tolerance,
-        notes=tuple(notes),
-        compute_fair=compute_fair,
-    )
+        split=setup.split, calibration_rows=len(setup.calibration_frame), evaluation_rows=len(setup.evaluation_frame),
+        dense_accuracy=float(np.mean(evaluator.dense_proba.argmax(1) == setup.evaluation.labels)),
+        candidates=tuple(candidates), sweep=tuple(sweep), critical=critical_sparsity(sweep, tolerance),
+        critical_by_fraction=by_fraction, recommendation=text, recommended=best, tolerance=tolerance,
+        notes=tuple(setup.notes), compute_fair=compute_fair)
 
 
 DENSE_ENSEMBLE = "dense-ensemble"

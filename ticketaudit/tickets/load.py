@@ -461,97 +461,54 @@ def load_ticket(
     if source is not None and mask is not None:
         fail("give either --ticket or --mask, not both: with --mask the ticket is the dense weights times the mask.")
     if mask is not None:
-        mask_path = Path(mask)
-        the_mask = _read_mask_file(mask_path, model=dense.module)
-        return LoadedModel(
-            module=the_mask.apply(dense.module),
-            mask=the_mask,
-            format="mask-file",
-            sha256=sha256_path(mask_path),
-            source=str(mask_path),
-            labels=dense.labels,
-            preprocess=dense.preprocess,
-            tokenizer=dense.tokenizer,
-            image_processor=dense.image_processor,
-        )
+        the_mask = _read_mask_file(Path(mask), model=dense.module)
+        return _ticket(dense, the_mask.apply(dense.module), the_mask, "mask-file", sha256_path(Path(mask)), str(mask),
+                       compare_shapes=False)
     assert source is not None
     if isinstance(source, nn.Module):
         module = _private_copy(source)
-        return LoadedModel(
-            module=module,
-            mask=Mask.from_zeros(module),
-            format="module",
-            sha256=_hash_module(module),
-            source="<nn.Module>",
-            labels=dense.labels,
-            preprocess=dense.preprocess,
-            tokenizer=dense.tokenizer,
-            image_processor=dense.image_processor,
-            same_shape=_same_shape(dense.module, module),
-        )
+        return _ticket(dense, module, Mask.from_zeros(module), "module", _hash_module(module), "<nn.Module>")
     path = Path(source)
     if path.is_dir() and not (path / paths.BUNDLE_CONFIG).is_file():
         return _load_weights_directory(path, dense=dense, factory=factory)
-    if path.is_dir() and is_huggingface_dir(path):
-        hf = read_huggingface(path)
-        _check_same_metadata(dense, labels=hf.labels, preprocess=None, source=path)
-        module, the_mask = hf.module, Mask.from_zeros(hf.module)
-        if (path / paths.BUNDLE_MASK).is_file():  # what ticketaudit prune saves: the mask it measured
-            the_mask = _read_mask_file(path / paths.BUNDLE_MASK, model=hf.module)
-            module = the_mask.apply(hf.module)
-        return LoadedModel(
-            module=module,
-            mask=the_mask,
-            format="huggingface",
-            sha256=sha256_path(path),
-            source=str(path),
-            labels=dense.labels,
-            tokenizer=hf.tokenizer or dense.tokenizer,
-            image_processor=dense.image_processor,
-            same_shape=_same_shape(dense.module, module),
-        )
     if path.is_dir():
-        bundle = _read_bundle(path)
-        _check_same_metadata(dense, labels=bundle.labels, preprocess=bundle.preprocess, source=path)
-        the_mask = bundle.mask if bundle.mask is not None else Mask.from_zeros(bundle.module)
-        return LoadedModel(
-            module=bundle.module,
-            mask=the_mask,
-            format="bundle",
-            sha256=sha256_path(path),
-            source=str(path),
-            labels=dense.labels,
-            preprocess=dense.preprocess,
-            image_processor=dense.image_processor,
-            same_shape=_same_shape(dense.module, bundle.module),
-        )
+        return _huggingface_ticket(path, dense) if is_huggingface_dir(path) else _bundle_ticket(path, dense)
     weights = _read_weights(path, allow_pickle=allow_pickle)
     if isinstance(weights, nn.Module):
         module = _private_copy(weights)
-        return LoadedModel(
-            module=module,
-            mask=Mask.from_zeros(module),
-            format="pickled-module",
-            sha256=sha256_path(path),
-            source=str(path),
-            labels=dense.labels,
-            preprocess=dense.preprocess,
-            tokenizer=dense.tokenizer,
-            image_processor=dense.image_processor,
-            same_shape=_same_shape(dense.module, module),
-        )
+        return _ticket(dense, module, Mask.from_zeros(module), "pickled-module", sha256_path(path), str(path))
     module, the_mask, fmt = _ticket_from_state(weights, path=path, dense=dense, factory=factory)
-    return LoadedModel(
-        module=module,
-        mask=the_mask,
-        format=fmt,
-        sha256=sha256_path(path),
-        source=str(path),
-        labels=dense.labels,
-        preprocess=dense.preprocess,
-        tokenizer=dense.tokenizer,
-        image_processor=dense.image_processor,
-    )
+    return _ticket(dense, module, the_mask, fmt, sha256_path(path), str(path), compare_shapes=False)
+
+
+def _ticket(dense: LoadedModel, module: nn.Module, mask: Mask, fmt: str, sha256: str, source: str, *,
+            compare_shapes: bool = True, **own: Any) -> LoadedModel:
+    """A ticket: its module and mask, with what it shares with the dense model (labels, preprocessing, tokenizer,
+    image processor) unless ``own`` gives its own."""
+    shared = {"labels": dense.labels, "preprocess": dense.preprocess, "tokenizer": dense.tokenizer,
+              "image_processor": dense.image_processor}
+    extra = {"same_shape": _same_shape(dense.module, module)} if compare_shapes else {}
+    return LoadedModel(module=module, mask=mask, format=fmt, sha256=sha256, source=source, **{**shared, **own},
+                       **extra)
+
+
+def _huggingface_ticket(path: Path, dense: LoadedModel) -> LoadedModel:
+    """A Hugging Face directory; with a ``mask.safetensors`` beside it (what ``ticketaudit prune`` saves), that mask."""
+    hf = read_huggingface(path)
+    _check_same_metadata(dense, labels=hf.labels, preprocess=None, source=path)
+    module, the_mask = hf.module, Mask.from_zeros(hf.module)
+    if (path / paths.BUNDLE_MASK).is_file():
+        the_mask = _read_mask_file(path / paths.BUNDLE_MASK, model=hf.module)
+        module = the_mask.apply(hf.module)
+    return _ticket(dense, module, the_mask, "huggingface", sha256_path(path), str(path), preprocess=None,
+                   tokenizer=hf.tokenizer or dense.tokenizer)
+
+
+def _bundle_ticket(path: Path, dense: LoadedModel) -> LoadedModel:
+    bundle = _read_bundle(path)
+    _check_same_metadata(dense, labels=bundle.labels, preprocess=bundle.preprocess, source=path)
+    the_mask = bundle.mask if bundle.mask is not None else Mask.from_zeros(bundle.module)
+    return _ticket(dense, bundle.module, the_mask, "bundle", sha256_path(path), str(path), tokenizer=None)
 
 
 def _ticket_from_state(
