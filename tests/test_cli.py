@@ -366,12 +366,12 @@ def test_internal_error_is_exit_3_without_partial_files(report_args: list[str], 
 
 
 def test_interrupt_leaves_no_partial_file(report_args: list[str], tmp_path: Path, monkeypatch) -> None:
-    import ticketaudit.report.render as render_module
+    import ticketaudit.outputs as outputs_module
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(render_module, "report_dict", interrupted)
+    monkeypatch.setattr(outputs_module, "report_dict", interrupted)
     run = run_cli(report_args)
     assert run.code == 130 and "nothing was written" in run.stderr
     assert not list(tmp_path.iterdir())

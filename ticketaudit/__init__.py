@@ -11,15 +11,15 @@ import sys
 import types
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 from .exceptions import InvalidInputError, SmallGroupWarning, TicketAuditError, UnsafeInputError  # noqa: E402
 
 _LAZY = {
     "AuditResult": ".audit", "audit": ".audit", "AuditConfig": ".config", "Policy": ".config",
-    "render_html": ".report.render", "render_json": ".report.render", "write_report": ".report.render",
+    "render_html": ".report.render", "render_json": ".report.render", "write_report": ".outputs",
     "Mask": ".tickets", "load_dense": ".tickets", "load_ticket": ".tickets",
-    "WorkflowOutputs": ".report.render", "render_junit": ".workflow.junit", "render_markdown": ".workflow.markdown",
+    "WorkflowOutputs": ".outputs", "render_junit": ".workflow.junit", "render_markdown": ".workflow.markdown",
     "render_model_card": ".workflow.model_card", "log_mlflow": ".workflow.mlflow_run", "diff_reports": ".workflow.diff",
     "load_report": ".workflow.reports", "render_history": ".workflow.history", "load_history": ".workflow.history",
     "Analysis": ".analyses.base", "Batch": ".analyses.base", "register_analysis": ".analyses.registry",
@@ -30,7 +30,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .analyses.registry import register_analysis
     from .audit import AuditResult, audit
     from .config import AuditConfig, Policy
-    from .report.render import WorkflowOutputs, render_html, render_json, write_report
+    from .outputs import WorkflowOutputs, write_report
+    from .report.render import render_html, render_json
     from .workflow.diff import diff_reports
     from .workflow.history import load_history, render_history
     from .workflow.junit import render_junit

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import __version__
+from ._version import __version__
 from ._validation import as_list, check_fraction, describe, fail, recounted
 from .analyses import registry
 from .analyses.attributions import AttributionSettings, read_identity_terms
@@ -321,6 +321,10 @@ def _options(arguments: dict[str, Any]) -> AuditOptions:
         created = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
     AuditConfig(seed=seed, n_boot=arguments["n_boot"], max_rows=arguments["max_rows"],  # checks them before any work
                 analyses=requested if requested is not None else ("metrics",))
+    for name in requested or ():
+        registry.get(name)  # an unknown name is exit 2, naming the known ones
+    if requested is not None and not requested:
+        fail("choose at least one analysis: " + ", ".join(registry.names()) + ".")
     sensitive = as_list(arguments["sensitive"], option="--sensitive") or []
     features = as_list(arguments["features"], option="--features")
     if features is not None and not features:

@@ -22,7 +22,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from . import __version__, paths
+from . import paths
+from ._version import __version__
 from ._io import WRITTEN, check_appendable, check_not_input, check_writable, sha256_file, write_atomically
 from ._process import share_one_malloc_arena
 from .choices import (ATTRIBUTION_METHODS, DEVICES, ENGINES, PRECISIONS, PRUNING_METHODS, RECOVERIES, TRUNCATIONS,
@@ -220,7 +221,8 @@ def report(
     from .audit import audit
     from .config import Policy
     from .pruning.alternatives import PruneSettings
-    from .report.render import WorkflowOutputs, command_line, write_report
+    from .outputs import WorkflowOutputs, write_report
+    from .report.render import command_line
 
     if not alternatives and (train_data is not None or recover != "none"):
         raise InvalidInputError("--train-data and --recover belong to --alternatives; add --alternatives or drop them.")

@@ -20,11 +20,15 @@ MSG_POLICY_TOML = "policy file '{path}' is not valid TOML: {error}. Fix the synt
 MSG_POLICY_TABLE = "policy file '{path}' has no [policy] table. Put the settings under a '[policy]' header."
 
 def __getattr__(name: str) -> object:
-    """``ANALYSES`` (kept for compatibility): the names of every registered analysis, in report order."""
+    """``ANALYSES`` (deprecated; ``ticketaudit.analyses.registry.names()``): the registered analyses, in report order.
+    Loaded by name at call time, so this data module never imports the analyses above it."""
     if name == "ANALYSES":
-        from .analyses import registry
+        import importlib
+        import warnings
 
-        return registry.names()
+        warnings.warn("ticketaudit.config.ANALYSES is deprecated; use ticketaudit.analyses.registry.names()",
+                      DeprecationWarning, stacklevel=2)
+        return importlib.import_module("ticketaudit.analyses.registry").names()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -153,12 +157,8 @@ class AuditConfig:
             check_int("max_rows", self.max_rows, low=1, high=10**12)
         if self.device not in DEVICES:
             fail(f"device must be one of {', '.join(DEVICES)}; got {self.device!r}.")
-        from .analyses import registry
-
-        for name in self.analyses:
-            registry.get(name)
-        if not self.analyses:
-            fail("choose at least one analysis: " + ", ".join(registry.names()) + ".")
+        if not self.analyses or not all(isinstance(name, str) for name in self.analyses):
+            fail(f"analyses must name at least one analysis, got {describe(self.analyses)}.")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -45,7 +45,7 @@ def run_demo(out: Path, *, seed: int = 0, model: Architecture = "mlp",
 
     ``model="transformer"`` trains a small FT-Transformer (one token per column) instead of the MLP.
     """
-    from .report.render import write_report
+    from .outputs import write_report
 
     step = progress or (lambda *_: None)
     torch.manual_seed(seed)

@@ -41,7 +41,7 @@ def write_images(frame: pd.DataFrame, folder: Path) -> list[str]:
 
 def run_image_demo(out: Path, *, seed: int = 0, progress: Callable[[str, int, int], None] | None = None) -> AuditResult:
     """Write images/, shapes_train.csv, shapes_test.csv, dense/ and ticket/ bundles, report.html and report.json."""
-    from .report.render import write_report
+    from .outputs import write_report
 
     step = progress or (lambda *_: None)
     torch.manual_seed(seed)

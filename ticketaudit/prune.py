@@ -15,7 +15,8 @@ import torch
 from safetensors.torch import save as save_tensors
 from torch import nn
 
-from . import __version__, paths
+from . import paths
+from ._version import __version__
 from ._io import check_not_input, write_atomically
 from ._validation import as_list, fail
 from .config import Policy

@@ -28,12 +28,11 @@ if TYPE_CHECKING:
     import pandas as pd
     import torch
 
-    from ..checks import Candidate
     from ..config import Policy
     from ..data import Groups
     from ..modalities.base import Modality
     from ..tickets.load import LoadedModel
-    from .attributions import AttributionSettings
+
     from .cells import CellTable
     from .predict import ModelRunner, Predictions
 
@@ -146,7 +145,8 @@ class AuditContext:
     n_boot: int
     batch_size: int
     device: torch.device
-    attribution: AttributionSettings
+    attribution: Any
+    """The ``analyses.attributions.AttributionSettings`` (by name only: this layer sits below the analyses)."""
     precision: str = "float64"
     """What the models run in (resolved from ``--precision``): float64, float32 or bfloat16."""
     precision_reason: str = "requested"
@@ -229,8 +229,8 @@ class Analysis:
         """The result from the merged state of every row."""
         raise NotImplementedError(f"analysis {self.name!r} does not implement finish()")
 
-    def candidates(self, result: Any, policy: Policy) -> list[Candidate]:
-        """The policy checks it contributes (decided together with every other analysis's)."""
+    def candidates(self, result: Any, policy: Policy) -> list[Any]:
+        """The policy checks it contributes (``analyses.candidates.Candidate``; decided with every other analysis's)."""
         return []
 
     def notes(self, result: Any, context: FinishContext) -> list[str]:

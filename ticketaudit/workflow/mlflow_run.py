@@ -124,7 +124,7 @@ def log_mlflow(report: Any, *, artifacts: Mapping[str, bytes] | None = None, tra
     require_mlflow()
     document = as_document(report)
     if artifacts is None:
-        from ..report.render import document_bytes
+        from ..report.document import document_bytes
 
         artifacts = {"report.json": document_bytes(document)}
     artifacts = {**artifacts, "metric_names.json": json.dumps(metric_names(document), indent=1).encode("utf-8")}

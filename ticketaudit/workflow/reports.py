@@ -14,7 +14,7 @@ from ..gate import counts, fails_gate, gate_fails, total_checks  # noqa: F401  (
 from ..report.formats import interval_points, p_value, points
 
 if TYPE_CHECKING:
-    from ..audit import AuditResult
+    from ..report.document import AuditResult
 
 READS_MAJOR = 1
 """The schema major version this ticketaudit reads; minor versions only add keys, so any 1.x is read."""
@@ -33,7 +33,7 @@ def as_document(report: AuditResult | Mapping[str, Any] | str | Path, *, what: s
         return report
     if isinstance(report, Mapping):
         return _validated(dict(report), source=f"the {what}")
-    from ..report.render import report_dict
+    from ..report.document import report_dict
 
     return report_dict(report)
 

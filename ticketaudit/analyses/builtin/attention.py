@@ -105,7 +105,7 @@ class Attention(Analysis):
         """Per group (``max_group_entropy_shift``): its change in attention entropy minus the rest's, either way."""
         if policy.max_group_entropy_shift is None:
             return []
-        from ...checks import replicate_candidate
+        from ..candidates import replicate_candidate
 
         out = []
         for group in result.groups:

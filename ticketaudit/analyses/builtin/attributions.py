@@ -188,7 +188,7 @@ class Attributions(Analysis):
         share = result.overall.sensitive_share
         if policy.max_sensitive_reliance_increase is None or not math.isfinite(share.delta):
             return []
-        from ...checks import replicate_candidate
+        from ..candidates import replicate_candidate
 
         return [replicate_candidate("sensitive_reliance_increase",
                                     "Rise in the share of attribution on the sensitive columns", None,

@@ -46,7 +46,7 @@ class Metrics(Analysis):
         return performance_from_cells(context.settings, context.cells)
 
     def candidates(self, result: Any, policy: Any) -> list[Any]:
-        from ...checks import performance_candidates
+        from ..candidates import performance_candidates
 
         return performance_candidates(policy, result)
 
