@@ -14,6 +14,7 @@ import torch
 
 import ticketaudit as ta
 from ticketaudit.analyses import predict
+from ticketaudit.analyses.cost import row_cost
 from ticketaudit.report.render import report_dict
 
 from conftest import FEATURES, Fixture
@@ -53,7 +54,7 @@ def test_a_convolution_at_224_pixels_runs_in_its_own_precision_by_default() -> N
     cnn = torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3, padding=1), torch.nn.ReLU(),
                               torch.nn.Conv2d(64, 64, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(64, 64, 3, padding=1),
                               torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(64, 2))
-    per_image = predict.forward_macs(cnn, np.zeros((1, 3, 224, 224), dtype=np.float32))
+    per_image = row_cost(cnn, np.zeros((1, 3, 224, 224), dtype=np.float32)).total
     assert 3.5e9 < per_image < 4.5e9  # 2 x 64 x 64 x 9 x 224 x 224 + 3 x 64 x 9 x 224 x 224
     choice = predict.choose_precision("auto", models=(cnn, cnn), device="cpu", macs_per_row=2 * per_image, rows=600)
     assert choice.name == "float32" and "over" in choice.reason

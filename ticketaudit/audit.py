@@ -24,7 +24,8 @@ from ._validation import as_list, check_fraction, describe, fail, recounted
 from .analyses import registry
 from .analyses.attributions import AttributionSettings, read_identity_terms
 from .analyses.base import Analysis, AnalysisSettings, AuditContext, FinishContext
-from .analyses.predict import ModelRunner, PrecisionChoice, choose_precision, forward_macs, resolve_device
+from .analyses.cost import row_cost
+from .analyses.predict import ModelRunner, PrecisionChoice, choose_precision, resolve_device
 from ._io import check_outputs_not_among
 from .choices import PRECISIONS, TRUNCATIONS
 from .checks import (Candidate, Check, decide, group_findings, insufficient_check, not_evaluated_check,
@@ -427,8 +428,8 @@ def _precision(options: AuditOptions, loaded: _Loaded, probe: Any, *, rows: int)
     models = (loaded.dense.module, loaded.ticket.module)
     if options.precision != "auto" or options.engine.device != "cpu":
         return choose_precision(options.precision, models=models, device=options.engine.device)
-    per_row = forward_macs(loaded.dense.module, probe)
-    per_row += per_row if loaded.ticket.same_shape else forward_macs(loaded.ticket.module, probe)
+    per_row = row_cost(loaded.dense.module, probe).total
+    per_row += per_row if loaded.ticket.same_shape else row_cost(loaded.ticket.module, probe).total
     return choose_precision("auto", models=models, device="cpu", macs_per_row=per_row, rows=rows)
 
 

@@ -15,11 +15,12 @@ import math
 from collections import Counter
 from typing import Any
 
+from .gate import STATUSES
+
 MAX_LISTED_GROUPS = 100
 """Groups listed in the JSON and HTML when an audit has more (the rest are counted)."""
 EXTREMES = 10
 """The largest and the smallest auditable groups always listed (when there are more than the limit)."""
-STATUSES = ("fail", "inconclusive", "not_evaluated", "pass")
 
 
 def _severity(check: dict[str, Any]) -> float:

@@ -41,6 +41,11 @@ class RowCost:
 
     macs: dict[str, float]
 
+    @property
+    def total(self) -> float:
+        """Multiply-adds of every kind: what ``--precision auto`` weighs."""
+        return sum(self.macs.values())
+
     def seconds(self, *, passes: float, precision: str) -> float:
         """Seconds for ``passes`` forward-pass equivalents of one model on one row."""
         rate = {kind: THROUGHPUT[kind].get(precision, THROUGHPUT[kind]["float32"]) for kind in THROUGHPUT}

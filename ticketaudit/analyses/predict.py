@@ -44,23 +44,6 @@ class PrecisionChoice:
     reason: str
 
 
-def forward_macs(module: nn.Module, inputs: Any) -> float:
-    """Multiply-adds of one forward pass of ``module`` on ``inputs`` (counted by torch on the CPU in float32, not
-    timed, so the choice never depends on the machine); the parameter count per row where counting fails."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    model = module if own_precision(module) == "float32" else copy.deepcopy(module).to(torch.float32)
-    counter = FlopCounterMode(display=False)
-    try:
-        with counter, torch.inference_mode():
-            call_model(model, inputs, device=torch.device("cpu"), dtype=torch.float32)
-        counted = counter.get_total_flops() / 2
-    except Exception:  # noqa: BLE001 - an op the counter cannot trace: fall back to the model's size
-        counted = 0.0
-    rows = max(1, len(inputs))
-    return max(counted, float(sum(p.numel() for p in module.parameters())) * rows) / rows
-
-
 def choose_precision(requested: str, *, models: tuple[nn.Module, ...], device: str,
                      macs_per_row: float | None = None, rows: int = 1) -> PrecisionChoice:
     """``auto`` → float64 on the CPU when the whole audit stays cheap there (``macs_per_row`` x ``rows`` at most

@@ -10,7 +10,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import Any
 
-from .reports import as_document, check_family, check_sentence, counts, fails_gate, gate_fails, total_checks
+from ..config import Policy
+from .reports import as_document, check_family, check_sentence, counts, document_policy, gate_fails, total_checks
 
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 """Characters XML 1.0 cannot hold at all, even escaped (group names come from user data)."""
@@ -29,14 +30,14 @@ def _element(tag: str, attributes: Mapping[str, object] | None = None, text: str
     return element
 
 
-def _testcase(check: Mapping[str, Any], document: Mapping[str, Any]) -> ET.Element:
+def _testcase(check: Mapping[str, Any], policy: Policy) -> ET.Element:
     """A failure exactly when the check fails the release gate (as the exit code counts it: an inconclusive or
     not-evaluated check too, when the policy says so); other open checks are skipped with the reason."""
     case = _element("testcase", {"classname": f"{SUITES_NAME}.{check_family(check)}",
                                  "name": check.get("group") or "overall", "time": "0"})
     sentence = check_sentence(check)
     status = str(check["status"]).replace("_", " ")
-    if fails_gate(check, document):
+    if policy.fails_gate(str(check["status"])):
         message = sentence if check["status"] == "fail" else f"{status}, and the policy fails the gate on it: {sentence}"
         case.append(_element("failure", {"message": message, "type": check["id"]}, message))
     elif check["status"] in ("inconclusive", "not_evaluated"):
@@ -51,20 +52,21 @@ def render_junit(report: Any) -> bytes:
     families: dict[str, list[Mapping[str, Any]]] = {}
     for check in document["checks"]:
         families.setdefault(check_family(check), []).append(check)
-    failing = sum(fails_gate(check, document) for check in document["checks"])
+    policy = document_policy(document)
+    failing = sum(policy.fails_gate(str(check["status"])) for check in document["checks"])
     root = _element("testsuites", {"name": SUITES_NAME, "tests": len(document["checks"]), "failures": failing,
                                    "errors": 0, "time": "0"})
     for family, checks in families.items():
         suite = _element("testsuite", {
             "name": f"{SUITES_NAME}.{family}", "tests": len(checks), "errors": 0, "time": "0",
-            "failures": sum(fails_gate(c, document) for c in checks),
-            "skipped": sum(not fails_gate(c, document) and c["status"] in ("inconclusive", "not_evaluated")
+            "failures": sum(policy.fails_gate(str(c["status"])) for c in checks),
+            "skipped": sum(not policy.fails_gate(str(c["status"])) and c["status"] in ("inconclusive", "not_evaluated")
                            for c in checks)})
         properties = _element("properties")
         for name, value in _properties(document).items():
             properties.append(_element("property", {"name": name, "value": value}))
         suite.append(properties)
-        suite.extend(_testcase(check, document) for check in checks)
+        suite.extend(_testcase(check, policy) for check in checks)
         root.append(suite)
     ET.indent(root)
     return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
