@@ -125,6 +125,8 @@ LAYERS = {  # a module (prefix) and the modules (prefixes) above it that it must
                            "ticketaudit.workflow", "ticketaudit.outputs", "ticketaudit.cli"),
     "ticketaudit.analyses": ("ticketaudit.checks", "ticketaudit.audit", "ticketaudit.report", "ticketaudit.workflow",
                              "ticketaudit.outputs", "ticketaudit.cli"),
+    "ticketaudit.llm": ("ticketaudit.analyses", "ticketaudit.checks", "ticketaudit.audit", "ticketaudit.report",
+                        "ticketaudit.workflow", "ticketaudit.outputs", "ticketaudit.cli"),
     "ticketaudit.tickets": ("ticketaudit.analyses", "ticketaudit.audit", "ticketaudit.report", "ticketaudit.workflow",
                             "ticketaudit.cli"),
     "ticketaudit.checks": ("ticketaudit.audit", "ticketaudit.report", "ticketaudit.workflow", "ticketaudit.outputs"),

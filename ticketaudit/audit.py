@@ -38,7 +38,9 @@ from .engine.shard import AuditPlan, AuditState
 from .images import ImageProcessor, absolute_images, image_reference, table_folder
 from .inputs import check_classes, encode_target, text_limit
 from .listing import bounded
+from .llm.tasks import read_items, resolve_task
 from .modalities import choose_modality
+from .modalities.choice import ChoiceTask
 from .modalities.base import Modality
 from .preprocess import UnseenCategories
 from .pruning.alternatives import AlternativesResult, PruneSettings, check_training_data, find_alternatives
@@ -119,7 +121,8 @@ class AuditResult:
     def _model(self, loaded: LoadedModel) -> dict[str, Any]:
         return {"parameters": loaded.parameters, "nonzero": loaded.nonzero, "sparsity": loaded.sparsity,
                 "sha256": loaded.sha256, "format": loaded.format, "same_shape": loaded.same_shape,
-                "nonzero_weights_vs_dense": loaded.nonzero_weights / self.dense.weights}
+                "nonzero_weights_vs_dense": loaded.nonzero_weights / self.dense.weights,
+                **({"quantization": loaded.quantization} if loaded.quantization is not None else {})}
 
     def to_dict(self, *, all_groups: bool = False) -> dict[str, Any]:
         """JSON-safe dict; byte-identical for the same inputs and seed (no paths or speed settings). Above
@@ -154,6 +157,10 @@ class AuditOptions:
     target: str
     sensitive: tuple[str, ...]
     features: list[str] | None
+    task: ChoiceTask | None
+    """A language model's items (``--task choice`` or ``--benchmark``); None for classifiers."""
+    items: pd.DataFrame | None
+    """The rows a benchmark's reader (or the JSONL reader) made of ``data``; None: ``data`` is read as a table."""
     text: str | None
     image: str | None
     image_processor: ImageProcessor | None
@@ -212,8 +219,8 @@ def audit(
     ticket: nn.Module | str | Path | None = None,
     mask: str | Path | None = None,
     data: pd.DataFrame | str | Path,
-    target: str,
-    sensitive: str | Sequence[str],
+    target: str | None = None,
+    sensitive: str | Sequence[str] | None = None,
     features: str | Sequence[str] | None = None,
     text: str | None = None,
     tokenizer: Any = None,
@@ -246,6 +253,13 @@ def audit(
     max_unseen_share: float = 0.05,
     precision: str = "auto",
     truncation: str = "head",
+    task: str | None = None,
+    benchmark: str | None = None,
+    prompt: str | None = None,
+    choices: str | Sequence[str] | None = None,
+    prompt_template: str | Path | None = None,
+    bbq_choices: str = "harness",
+    limit: int | None = None,
     outputs: Mapping[str, str | Path] | None = None,
     progress: Progress | None = None,
 ) -> AuditResult:
@@ -272,6 +286,9 @@ def audit(
     models' own precision. The JSON records it and why (``settings.precision_reason``).
     ``truncation``: text longer than the model's limit keeps its first tokens (``head``), its first quarter and
     last three quarters (``head+tail``), or is refused (``error``); truncated rows are counted per group.
+    Language models (a causal LM directory or .gguf file): ``benchmark`` (``bbq`` or ``crows-pairs``, with ``data``
+    the release's files and ``limit`` items at most) fills the items, the target and the groups; ``task="choice"``
+    scores the user's items (``prompt`` or ``prompt_template``, ``choices`` columns, ``target`` the right choice's index).
     ``outputs`` (option -> path): files the caller will write; one that is a file the audit reads (an image the
     data names) is refused before any model runs. On text models attributions are summed to words; ``identity_terms`` (a file with one term per line,
     or a list) adds words that name a group to those built from the sensitive values, and without
@@ -326,7 +343,7 @@ def _options(arguments: dict[str, Any]) -> AuditOptions:
         registry.get(name)  # an unknown name is exit 2, naming the known ones
     if requested is not None and not requested:
         fail("choose at least one analysis: " + ", ".join(registry.names()) + ".")
-    sensitive = as_list(arguments["sensitive"], option="--sensitive") or []
+    task, target, sensitive, items = _items(arguments)
     features = as_list(arguments["features"], option="--features")
     if features is not None and not features:
         fail("--features names no column; list the model's input columns, or leave --features out.")
@@ -344,12 +361,13 @@ def _options(arguments: dict[str, Any]) -> AuditOptions:
         resolve_device(engine.device)
     check_fraction("max_unseen_share (--max-unseen-share)", arguments["max_unseen_share"], open_low=False,
                    open_high=False)
-    if arguments["target"] in sensitive:
-        fail(f"the target column '{arguments['target']}' cannot also be a sensitive column.")
+    if target in sensitive:
+        fail(f"the target column '{target}' cannot also be a sensitive column.")
     chosen = arguments["alternatives"]
     prune = (chosen if isinstance(chosen, PruneSettings) else PruneSettings()) if chosen else None
     return AuditOptions(
-        target=arguments["target"], sensitive=tuple(sensitive), features=features, text=arguments["text"],
+        target=target, sensitive=tuple(sensitive), features=features, text=arguments["text"], task=task,
+        items=items if isinstance(items, pd.DataFrame) else None,
         image=arguments["image"], image_processor=(ImageProcessor.from_file(arguments["image_processor"])
                                                    if arguments["image_processor"] is not None else None),
         thumbnails=arguments["thumbnails"],
@@ -359,6 +377,23 @@ def _options(arguments: dict[str, Any]) -> AuditOptions:
         attribution=attribution, engine=engine, prune=prune, train_data=arguments["train_data"],
         precision=arguments["precision"], truncation=_truncation(arguments["truncation"]),
         outputs={option: Path(path) for option, path in (arguments["outputs"] or {}).items()})
+
+
+def _items(arguments: dict[str, Any]) -> tuple[ChoiceTask | None, str, tuple[str, ...], Any]:
+    """A language model's task, the target and groups (a benchmark's own unless named), and the rows it read."""
+    task, target, sensitive = resolve_task(
+        task=arguments["task"], benchmark=arguments["benchmark"], prompt=arguments["prompt"],
+        choices=as_list(arguments["choices"], option="--choices"), prompt_template=arguments["prompt_template"],
+        bbq_choices=arguments["bbq_choices"], target=arguments["target"],
+        sensitive=as_list(arguments["sensitive"], option="--sensitive") or [])
+    if target is None or not sensitive:
+        fail("name the label column with --target COL and the group columns with --sensitive COL[,COL...].")
+    items = None
+    if task is not None:
+        items = read_items(task, arguments["data"], limit=arguments["limit"])
+        if task.benchmark is not None and not arguments["sensitive"]:  # the benchmark's groups that vary here
+            sensitive = tuple(c for c in sensitive if items[c].nunique() > 1) or sensitive
+    return task, target, sensitive, items
 
 
 def _truncation(value: str) -> str:
@@ -375,7 +410,7 @@ def _load(options: AuditOptions, *, dense: Any, ticket: Any, mask: Any, tokenize
     ticket_model = load_ticket(ticket, dense=dense_model, mask=mask, factory=options.factory,
                                allow_pickle=options.allow_pickle)
     modality = choose_modality(dense_model, target=options.target, sensitive=options.sensitive,
-                               features=options.features, text=options.text, image=options.image)
+                               features=options.features, text=options.text, image=options.image, task=options.task)
     if options.image_processor is not None and modality.name != "image":
         fail("--image-processor belongs to image models (with --image COL); leave it out for this model.")
     if options.prune is not None and not modality.prunable:
@@ -387,6 +422,7 @@ def _load(options: AuditOptions, *, dense: Any, ticket: Any, mask: Any, tokenize
 def _plan(options: AuditOptions, loaded: _Loaded, *, data: Any) -> _Planned:
     """Open the rows (first pass: groups and their sizes), fix the model inputs and the classes, and let
     every analysis plan its part before any model runs."""
+    data = options.items if options.items is not None else data
     rows = open_rows(data, engine=options.engine.engine, split=options.split, max_rows=options.max_rows,
                      sensitive=list(options.sensitive), target=options.target,
                      in_memory=loaded.modality.in_memory or options.prune is not None)
@@ -402,7 +438,7 @@ def _plan(options: AuditOptions, loaded: _Loaded, *, data: Any) -> _Planned:
         modality = loaded.modality.build(loaded.dense, probe=rows.probe, target=options.target,
                                          features=options.features, text=options.text, image=options.image,
                                          processor=options.image_processor, root=table_folder(data),
-                                         truncation=options.truncation)
+                                         truncation=options.truncation, task=options.task)
         modality = modality.prepare(lambda column: column_chunks(rows, column, split=options.split))
     if options.outputs and options.image is not None:
         check_outputs_not_among(options.outputs, _image_files(rows, options, root=table_folder(data)),
@@ -621,8 +657,8 @@ _ARGUMENT_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "ticket": ((nn.Module, *_PATH, type(None)), "an nn.Module, a path, or None (with mask=...)"),
     "mask": ((*_PATH, type(None)), "a path to a mask file, or None"),
     "data": ((pd.DataFrame, *_PATH), "a pandas DataFrame or a path (str or pathlib.Path)"),
-    "target": ((str,), "a column name (str)"),
-    "sensitive": ((str, list, tuple), "a column name or a list of column names"),
+    "target": ((str, type(None)), "a column name (str); None only with benchmark="),
+    "sensitive": ((str, list, tuple, type(None)), "a column name or a list of column names; None only with benchmark="),
     "features": ((str, list, tuple, type(None)), "a list of column names, a comma-separated string, or None"),
     "text": ((str, type(None)), "a column name (str) or None"),
     "image": ((str, type(None)), "a column name (str) or None"),
@@ -649,6 +685,13 @@ _ARGUMENT_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "gpus_per_worker": ((float, int), "a number"),
     "max_unseen_share": ((float, int), "a share in [0, 1]"),
     "precision": ((str,), f"one of {', '.join(PRECISIONS)}"),
+    "task": ((str, type(None)), "'choice' or None"),
+    "benchmark": ((str, type(None)), "'bbq', 'crows-pairs' or None"),
+    "prompt": ((str, type(None)), "a column name (str) or None"),
+    "choices": ((str, list, tuple, type(None)), "a list of column names, a comma-separated string, or None"),
+    "prompt_template": ((*_PATH, type(None)), "a path to a Jinja template, or None"),
+    "bbq_choices": ((str,), "'harness' or 'original'"),
+    "limit": ((int, type(None)), "an integer or None"),
 }
 
 

@@ -169,10 +169,17 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
 @app.command()
 @_guarded
 def report(
-    dense: Annotated[str, typer.Option(help="Dense model: bundle directory, state_dict file, or pickled module.")],
-    data: Annotated[str, typer.Option(help="Table: .csv, .tsv, .parquet, a directory or glob of Parquet/CSV files, or - for CSV on stdin.")],
-    target: Annotated[str, typer.Option(help="Label column.")],
-    sensitive: Annotated[str, typer.Option(help="Sensitive column(s), comma-separated; several form intersections.")],
+    dense: Annotated[str, typer.Option(help="Dense model: bundle directory, Hugging Face directory (classifier or causal LM), .gguf file, state_dict file, or pickled module.")],
+    data: Annotated[str, typer.Option(help="Table: .csv, .tsv, .parquet, a directory or glob of Parquet/CSV files, or - for CSV on stdin; with --benchmark the benchmark's files; with --task choice also .jsonl.")],
+    target: Annotated[Optional[str], typer.Option(help="Label column (with --task choice: the index of the right choice; --benchmark fills it).")] = None,
+    sensitive: Annotated[Optional[str], typer.Option(help="Sensitive column(s), comma-separated; several form intersections (--benchmark fills them).")] = None,
+    benchmark: Annotated[Optional[str], typer.Option(help="Language models: bbq (the BBQ JSONL release: a file or its folder) or crows-pairs (its CSV), scored as lm-evaluation-harness does.")] = None,
+    task: Annotated[Optional[str], typer.Option(help="Language models on your own items: choice (multiple choice by summed log-likelihood).")] = None,
+    prompt: Annotated[Optional[str], typer.Option(help="--task choice: the prompt column.")] = None,
+    choices: Annotated[Optional[str], typer.Option(help="--task choice: the choice columns, comma-separated (the target is the right one's index).")] = None,
+    prompt_template: Annotated[Optional[Path], typer.Option(help="--task choice: a Jinja template rendering each item's prompt from its columns (instead of --prompt).")] = None,
+    bbq_choices: Annotated[str, typer.Option(help="--benchmark bbq: harness (the two named answers plus the harness's 10 'unknown' phrasings, as lm-evaluation-harness) or original (the release's three answers).")] = "harness",
+    limit: Annotated[Optional[int], typer.Option(help="--benchmark / --task: read at most N items.")] = None,
     ticket: Annotated[Optional[str], typer.Option(help="Ticket (pruned model) in any supported format.")] = None,
     mask: Annotated[Optional[str], typer.Option(help="Mask file; the ticket is then dense weights x mask.")] = None,
     factory: Annotated[Optional[str], typer.Option(help="MODULE:FUNC building the nn.Module for plain state_dicts.")] = None,
@@ -234,7 +241,8 @@ def report(
                                all_groups=all_groups)
     outputs = {"--out": html_path, **({"--json": json_path} if json_path is not None else {}), **workflow.paths()}
     inputs = {"--dense": dense, "--ticket": ticket, "--mask": mask, "--data": data, "--policy": policy,
-              "--train-data": train_data, "--identity-terms": identity_terms, "--image-processor": image_processor}
+              "--train-data": train_data, "--identity-terms": identity_terms, "--image-processor": image_processor,
+              "--prompt-template": prompt_template}
     check_not_input(outputs, inputs)
     if out is None:
         html_path.parent.mkdir(parents=True, exist_ok=True)
@@ -260,7 +268,9 @@ def report(
                        attribution_budget=attribution_budget, alternatives=prune_settings,
                        train_data=train_data, engine=engine, ray_address=ray_address, num_workers=num_workers,
                        gpus_per_worker=gpus_per_worker, max_unseen_share=max_unseen_share, precision=precision,
-                       truncation=truncation, outputs=outputs, progress=update)  # type: ignore[arg-type]
+                       truncation=truncation, benchmark=benchmark, task=task, prompt=prompt, choices=choices,
+                       prompt_template=prompt_template, bbq_choices=bbq_choices, limit=limit,
+                       outputs=outputs, progress=update)  # type: ignore[arg-type]
     if policy is not None:
         result.provenance["policy_source"] = f"{policy} — sha256 {sha256_file(policy)}"
     try:

@@ -24,9 +24,11 @@ from torch import nn
 from .._validation import fail
 from ..images import ImageInputs
 from ..inputs import TokenInputs
+from ..llm.scoring import ChoiceInputs, score_answers
 
-Features = Union[np.ndarray, TokenInputs, ImageInputs]
-"""A tabular float matrix, tokenised text, or image rows (decoded batch by batch)."""
+Features = Union[np.ndarray, TokenInputs, ImageInputs, ChoiceInputs]
+"""A tabular float matrix, tokenised text, image rows (decoded batch by batch), or a language model's
+multiple-choice items."""
 
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -78,7 +80,9 @@ def resolve_precision(requested: str, *, models: tuple[nn.Module, ...], device: 
 def call_model(module: nn.Module, batch: Features, *, device: torch.device, dtype: torch.dtype = torch.float64,
                **options: Any) -> Any:
     """Run ``module`` on a batch: a ``dtype`` tensor for tables and pixels, ``input_ids`` + ``attention_mask``
-    for text."""
+    for text, each answer's log-likelihood score for a language model's items."""
+    if isinstance(batch, ChoiceInputs):
+        return score_answers(module, batch, device=device)
     if isinstance(batch, ImageInputs):
         batch = batch.pixels()
     if isinstance(batch, TokenInputs):
@@ -107,7 +111,7 @@ def row_batches(features: Features, *, batch_size: int, max_rows: Callable[[int]
     """(positions, inputs) batches: text by token budget and padded length, tables ``batch_size`` rows at a time
     (at most ``max_rows(columns)``), images ``batch_size`` rows decoded at a time. A row's inputs never depend
     on its batch."""
-    if isinstance(features, TokenInputs):
+    if isinstance(features, (TokenInputs, ChoiceInputs)):
         yield from features.batches(tokens=batch_size, max_rows=max_rows)
         return
     if isinstance(features, ImageInputs):

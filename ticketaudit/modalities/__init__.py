@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._validation import fail
 from .base import Modality
@@ -18,10 +18,15 @@ __all__ = ["Modality", "choose_modality"]
 
 
 def choose_modality(dense: LoadedModel, *, target: str, sensitive: Sequence[str], features: list[str] | None,
-                    text: str | None, image: str | None = None) -> type[Modality]:
+                    text: str | None, image: str | None = None, task: Any = None) -> type[Modality]:
     """The modality ``dense`` and the options call for, after checking that they agree (before any
     row is read: the modality decides how the rows are read)."""
+    from ..llm.models import is_causal_lm
     from ..tickets.huggingface import is_huggingface_module, reads_pixels
+
+    if is_causal_lm(dense.module) or task is not None:
+        return _choice_modality(dense, target=target, sensitive=sensitive, features=features, text=text, image=image,
+                                task=task)
 
     if image is not None or reads_pixels(dense.module) or dense.image_processor is not None:
         return _image_modality(dense, target=target, sensitive=sensitive, features=features, text=text, image=image)
@@ -45,6 +50,29 @@ def choose_modality(dense: LoadedModel, *, target: str, sensitive: Sequence[str]
     from .text import TextModality
 
     return TextModality
+
+
+def _choice_modality(dense: LoadedModel, *, target: str, sensitive: Sequence[str], features: list[str] | None,
+                     text: str | None, image: str | None, task: Any) -> type[Modality]:
+    from ..llm.models import is_causal_lm
+
+    if not is_causal_lm(dense.module):
+        fail(f"--task and --benchmark score answers with a causal language model; '{dense.source}' is not one (a Hugging "
+             "Face directory whose config.json names a ...ForCausalLM architecture, or a .gguf file).")
+    if task is None:
+        fail(f"'{dense.source}' is a causal language model: say what it answers with --benchmark bbq|crows-pairs, or "
+             "--task choice with --prompt COL (or --prompt-template FILE) and --choices COL,COL,...")
+    if text is not None or image is not None or features is not None:
+        fail("--text, --image and --features belong to classifiers; a language model reads --prompt and --choices.")
+    clash = [c for c in (*task.choices, task.prompt) if c is not None and (c == target or c in sensitive)]
+    if clash:
+        fail(f"the column '{clash[0]}' is a prompt or choice column and cannot also be the target or a sensitive column.")
+    if dense.tokenizer is None:
+        fail(f"'{dense.source}' has no tokenizer files (tokenizer.json and tokenizer_config.json). Save them beside the "
+             "model with tokenizer.save_pretrained(directory).")
+    from .choice import ChoiceModality
+
+    return ChoiceModality
 
 
 def _image_modality(dense: LoadedModel, *, target: str, sensitive: Sequence[str], features: list[str] | None,

@@ -38,8 +38,9 @@ class Modality:
     @classmethod
     def build(cls, dense: LoadedModel, *, probe: pd.DataFrame, target: str, features: list[str] | None,
               text: str | None, image: str | None = None, processor: ImageProcessor | None = None,
-              root: Path | None = None, truncation: str = "head") -> Modality:
-        """The modality of ``dense`` with the options, checked on the first row ``probe``."""
+              root: Path | None = None, truncation: str = "head", task: Any = None) -> Modality:
+        """The modality of ``dense`` with the options, checked on the first row ``probe`` (``task``: a language
+        model's ``modalities.choice.ChoiceTask``)."""
         raise NotImplementedError
 
     def prepare(self, values: Any) -> Modality:

@@ -38,7 +38,7 @@ class ImageModality(Modality):
     @classmethod
     def build(cls, dense: LoadedModel, *, probe: pd.DataFrame, target: str, features: list[str] | None,
               text: str | None, image: str | None = None, processor: ImageProcessor | None = None,
-              root: Path | None = None, truncation: str = "head") -> ImageModality:
+              root: Path | None = None, truncation: str = "head", task: Any = None) -> ImageModality:
         processor = processor or dense.image_processor
         if processor is None:
             fail(f"'{dense.source}' comes with no image processor config, so ticketaudit cannot know how to turn "

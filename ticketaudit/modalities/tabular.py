@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..inputs import build_features
 from .base import Modality
@@ -36,7 +36,7 @@ class TabularModality(Modality):
     @classmethod
     def build(cls, dense: LoadedModel, *, probe: pd.DataFrame, target: str, features: list[str] | None,
               text: str | None, image: str | None = None, processor: ImageProcessor | None = None,
-              root: Path | None = None, truncation: str = "head") -> TabularModality:
+              root: Path | None = None, truncation: str = "head", task: Any = None) -> TabularModality:
         matrix, names = build_features(probe, target=target, features=features, preprocess=dense.preprocess)
         return cls(target=target, features=features, preprocess=dense.preprocess, names=names,
                    columns=int(matrix.shape[1]))

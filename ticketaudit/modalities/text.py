@@ -37,7 +37,7 @@ class TextModality(Modality):
     @classmethod
     def build(cls, dense: LoadedModel, *, probe: pd.DataFrame, target: str, features: list[str] | None,
               text: str | None, image: str | None = None, processor: ImageProcessor | None = None,
-              root: Path | None = None, truncation: str = "head") -> TextModality:
+              root: Path | None = None, truncation: str = "head", task: Any = None) -> TextModality:
         modality = cls(column=str(text), tokenizer=dense.tokenizer, truncation=truncation)
         modality.inputs(probe)  # checks the column and the tokenizer on the first row
         return modality

@@ -15,6 +15,7 @@ from torch import nn
 
 from .. import paths
 from .._validation import fail
+from ..llm.models import names_causal_lm
 
 MSG_NO_TRANSFORMERS = (
     "'{path}' is a Hugging Face model directory, which needs the 'transformers' package. "
@@ -47,6 +48,8 @@ class HuggingFaceModel:
     labels: tuple[str, ...] | None
     image: bool = False
     """An image classifier (``AutoModelForImageClassification``): it reads pixels, not tokens."""
+    causal: bool = False
+    """A causal language model (``AutoModelForCausalLM``): it scores answers, it has no classes."""
 
 
 def _quiet_transformers(path: Path) -> Any:
@@ -84,14 +87,16 @@ def read_huggingface(path: Path) -> HuggingFaceModel:
         fail(f"Hugging Face directory '{path}' has no model.safetensors. Save it with "
              "model.save_pretrained(dir, safe_serialization=True); pickled pytorch_model.bin is not read.")
     image = is_image_config(path)
-    auto = transformers.AutoModelForImageClassification if image else transformers.AutoModelForSequenceClassification
+    causal = names_causal_lm(json.loads((path / paths.BUNDLE_CONFIG).read_text(encoding="utf-8")).get("architectures"))
+    auto = (transformers.AutoModelForCausalLM if causal else transformers.AutoModelForImageClassification if image
+            else transformers.AutoModelForSequenceClassification)
     try:
-        module = auto.from_pretrained(str(path), local_files_only=True, attn_implementation="eager",
-                                      use_safetensors=True)
+        module = auto.from_pretrained(str(path), local_files_only=True, use_safetensors=True,
+                                      attn_implementation="sdpa" if causal else "eager")
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as error:
         first = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
-        kind = "image" if image else "sequence"
-        fail(f"'{path}' could not be loaded as a Hugging Face {kind}-classification model ({first}). "
+        kind = "causal language" if causal else "image-classification" if image else "sequence-classification"
+        fail(f"'{path}' could not be loaded as a Hugging Face {kind} model ({first}). "
              "Check config.json and model.safetensors (saved with save_pretrained).")
     module.eval()
     for param in module.parameters():
@@ -104,6 +109,8 @@ def read_huggingface(path: Path) -> HuggingFaceModel:
             tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             tokenizer = None
+    if causal:
+        return HuggingFaceModel(module, tokenizer, None, causal=True)
     names = [str(module.config.id2label[i]) for i in sorted(module.config.id2label)]
     labels = None if all(DEFAULT_LABEL.match(n) for n in names) else tuple(names)
     return HuggingFaceModel(module, tokenizer, labels, image=image)

@@ -29,6 +29,7 @@ from ..exceptions import UnsafeInputError
 from ..models import build_architecture
 from ..images import PROCESSOR_FILE, ImageProcessor
 from ..preprocess import InputSpec, Preprocessor
+from ..llm.models import gguf_bits_per_weight, read_gguf, tokenizer_difference
 from .huggingface import is_huggingface_dir, read_huggingface
 from .mask import Mask, prunable_parameters
 
@@ -62,6 +63,8 @@ class LoadedModel:
     """The Hugging Face tokenizer of a text model (None for tabular models)."""
     image_processor: ImageProcessor | None = None
     """How images become the model's inputs (``preprocessor_config.json`` of a Hugging Face directory or bundle)."""
+    quantization: dict[str, Any] | None = None
+    """What a quantised file stores (GGUF: bits per weight and tensor types); None for plain weights."""
     same_shape: bool = True
     """Whether the ticket has the dense model's parameter names and shapes. A ticket with its own, smaller
     architecture (structured pruning that removed units, a distilled student) is audited on its
@@ -296,6 +299,10 @@ def load_dense(source: ModelSource, *, factory: str | None = None, allow_pickle:
         module = _private_copy(source)
         return _dense(module, format="module", sha256=_hash_module(module), source="<nn.Module>")
     path = Path(source)
+    if path.suffix.lower() == ".gguf" and path.is_file():
+        module, tokenizer = read_gguf(path)
+        return _dense(module, format="gguf", sha256=sha256_path(path), source=str(path), tokenizer=tokenizer,
+                      quantization=gguf_bits_per_weight(path))
     if path.is_dir() and is_huggingface_dir(path):
         hf = read_huggingface(path)
         return _dense(hf.module, format="huggingface", sha256=sha256_path(path), source=str(path), labels=hf.labels,
@@ -469,6 +476,8 @@ def load_ticket(
         module = _private_copy(source)
         return _ticket(dense, module, Mask.from_zeros(module), "module", _hash_module(module), "<nn.Module>")
     path = Path(source)
+    if path.suffix.lower() == ".gguf" and path.is_file():
+        return _gguf_ticket(path, dense)
     if path.is_dir() and not (path / paths.BUNDLE_CONFIG).is_file():
         return _load_weights_directory(path, dense=dense, factory=factory)
     if path.is_dir():
@@ -486,7 +495,7 @@ def _ticket(dense: LoadedModel, module: nn.Module, mask: Mask, fmt: str, sha256:
     """A ticket: its module and mask, with what it shares with the dense model (labels, preprocessing, tokenizer,
     image processor) unless ``own`` gives its own."""
     shared = {"labels": dense.labels, "preprocess": dense.preprocess, "tokenizer": dense.tokenizer,
-              "image_processor": dense.image_processor}
+              "image_processor": dense.image_processor, "quantization": None}
     extra = {"same_shape": _same_shape(dense.module, module)} if compare_shapes else {}
     return LoadedModel(module=module, mask=mask, format=fmt, sha256=sha256, source=source, **{**shared, **own},
                        **extra)
@@ -500,8 +509,26 @@ def _huggingface_ticket(path: Path, dense: LoadedModel) -> LoadedModel:
     if (path / paths.BUNDLE_MASK).is_file():
         the_mask = _read_mask_file(path / paths.BUNDLE_MASK, model=hf.module)
         module = the_mask.apply(hf.module)
+    _check_same_tokenizer(dense, hf.tokenizer, source=path)
     return _ticket(dense, module, the_mask, "huggingface", sha256_path(path), str(path), preprocess=None,
                    tokenizer=hf.tokenizer or dense.tokenizer)
+
+
+def _gguf_ticket(path: Path, dense: LoadedModel) -> LoadedModel:
+    """A GGUF twin of the dense model (quantised; dequantised to float32 here): its mask from its exact zeros."""
+    module, tokenizer = read_gguf(path)
+    _check_same_tokenizer(dense, tokenizer, source=path)
+    _check_same_architecture(dense.module, module)
+    return _ticket(dense, module, Mask.from_zeros(module), "gguf", sha256_path(path), str(path), tokenizer=tokenizer,
+                   quantization=gguf_bits_per_weight(path))
+
+
+def _check_same_tokenizer(dense: LoadedModel, tokenizer: Any, *, source: Path) -> None:
+    """A language model and its ticket must read text the same way, or their answers are not comparable."""
+    difference = tokenizer_difference(dense.tokenizer, tokenizer)
+    if difference is not None:
+        fail(f"the ticket '{source}' and the dense model '{dense.source}' have different tokenizers: {difference}. "
+             "Save the dense model's tokenizer beside the ticket (tokenizer.save_pretrained(ticket_dir)).")
 
 
 def _bundle_ticket(path: Path, dense: LoadedModel) -> LoadedModel:

@@ -71,7 +71,7 @@ class Attributions(Analysis):
     def unavailable(self, *, dense: Any, ticket: Any, modality: Any) -> str | None:
         if modality.attributable:
             return None
-        return f"is not available for {modality.name} models"
+        return f"is not available for {'language' if modality.name == 'choice' else modality.name} models"
 
     def plan(self, context: AuditContext) -> _Planned:
         from ..attributions import check_proxies, sample_sizes

@@ -1,0 +1,161 @@
+"""Multiple-choice items scored by a causal LM: the summed log-likelihood of each answer continuation.
+
+The shared prompt of an item runs once; its key/value cache is copied to every choice, so an item with
+12 choices costs one prompt pass plus 12 short continuations instead of 12 full passes (lm-evaluation-harness
+runs each request whole). Items are encoded as the harness encodes a request, so each item's scores equal
+the harness's on the same model up to floating-point rounding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True, eq=False)
+class ChoiceInputs:
+    """Encoded items: each item's context tokens, the tokens of each of its choices, and which answer each
+    choice stands for (several phrasings may give one answer, as BBQ's "unknown" ones do)."""
+
+    contexts: tuple[np.ndarray, ...]
+    continuations: tuple[tuple[np.ndarray, ...], ...]
+    answers: tuple[np.ndarray, ...]
+    """Per item, the answer index (0 .. n_answers - 1) of each choice."""
+    n_answers: int
+    truncated: np.ndarray
+    """Per item: whether its context lost its first tokens to the model's length limit."""
+
+    def __len__(self) -> int:
+        return len(self.contexts)
+
+    def __getitem__(self, rows: slice | np.ndarray) -> ChoiceInputs:
+        picked = np.arange(len(self))[rows]
+        return ChoiceInputs(contexts=tuple(self.contexts[i] for i in picked),
+                            continuations=tuple(self.continuations[i] for i in picked),
+                            answers=tuple(self.answers[i] for i in picked), n_answers=self.n_answers,
+                            truncated=self.truncated[picked])
+
+    def tokens(self, item: int) -> int:
+        """Tokens the item holds in the choices' pass: every choice's copy of the context and its own tokens."""
+        choices = self.continuations[item]
+        return len(choices) * (len(self.contexts[item]) + max(len(c) for c in choices))
+
+    def batches(self, *, tokens: int, max_rows: Callable[[int], int] | None = None
+                ) -> Iterator[tuple[np.ndarray, ChoiceInputs]]:
+        """Consecutive items holding at most ``tokens`` tokens together (at least one item per batch); an item's
+        scores never depend on its batch."""
+        start = 0
+        while start < len(self):
+            stop, held = start, 0
+            while stop < len(self) and (stop == start or held + self.tokens(stop) <= tokens):
+                held += self.tokens(stop)
+                stop += 1
+            positions = np.arange(start, stop)
+            yield positions, self[positions]
+            start = stop
+
+
+def _padded(sequences: list[np.ndarray], *, pad: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded (rows, longest) token ids and their attention mask."""
+    longest = max(1, max(len(s) for s in sequences))
+    ids = np.full((len(sequences), longest), pad, dtype=np.int64)
+    mask = np.zeros((len(sequences), longest), dtype=np.int64)
+    for row, sequence in enumerate(sequences):
+        ids[row, :len(sequence)] = sequence
+        mask[row, :len(sequence)] = 1
+    return torch.from_numpy(ids), torch.from_numpy(mask)
+
+
+def _log_softmax(logits: torch.Tensor) -> torch.Tensor:
+    return torch.log_softmax(logits.to(torch.float32) if logits.dtype in (torch.float16, torch.bfloat16) else logits,
+                             dim=-1)
+
+
+def choice_loglikelihoods(module: torch.nn.Module, batch: ChoiceInputs, *, device: torch.device) -> list[torch.Tensor]:
+    """Per item, the summed log-likelihood of each of its choices given its context (one prompt pass per batch
+    of items, then one pass over every choice continuing from the copied prompt cache)."""
+    context_ids, context_mask = _padded(list(batch.contexts))
+    lengths = context_mask.sum(dim=1)
+    ends = lengths - 1
+    keep = _keep_positions(module, ends)
+    out = module(input_ids=context_ids.to(device), attention_mask=context_mask.to(device), use_cache=True,
+                 **({"logits_to_keep": keep.to(device)} if keep is not None else {}))
+    if keep is not None:  # logits at the prompts' last positions only (the vocabulary projection is costly)
+        ends = torch.searchsorted(keep, ends)
+    last = _log_softmax(out.logits[torch.arange(len(batch)), ends.to(device)])  # predicts each first token
+    owner = np.repeat(np.arange(len(batch)), [len(c) for c in batch.continuations])
+    choices = [c for item in batch.continuations for c in item]
+    first = last[torch.as_tensor(owner, device=device), torch.as_tensor([int(c[0]) for c in choices], device=device)]
+    rest = torch.zeros_like(first)
+    if any(len(c) > 1 for c in choices):
+        cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+        rest = _continued(module, cache, choices, owner=owner, lengths=lengths,
+                          context_mask=context_mask, device=device)
+    totals = (first + rest).to("cpu")
+    return list(torch.split(totals, [len(c) for c in batch.continuations]))
+
+
+def _continued(module: torch.nn.Module, cache: Any, choices: list[np.ndarray], *, owner: np.ndarray,
+               lengths: torch.Tensor, context_mask: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Log-likelihood of each choice's tokens after its first, read from one pass that continues every item's
+    prompt cache (copied once per choice)."""
+    cache.batch_select_indices(torch.as_tensor(owner, device=device))
+    feed, feed_mask = _padded([c[:-1] for c in choices])
+    starts = lengths[torch.as_tensor(owner)]
+    positions = starts[:, None] + torch.arange(feed.shape[1])[None, :]
+    mask = torch.cat([context_mask[torch.as_tensor(owner)], feed_mask], dim=1)
+    logits = module(input_ids=feed.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+                    use_cache=True, **{_cache_argument(module): cache}).logits
+    targets, target_mask = _padded([c[1:] for c in choices])
+    picked = _log_softmax(logits).gather(2, targets.to(device)[:, :, None])[:, :, 0]
+    return (picked * target_mask.to(device, picked.dtype)).sum(dim=1)
+
+
+def _keep_positions(module: torch.nn.Module, ends: torch.Tensor) -> torch.Tensor | None:
+    """The sorted positions whose logits the prompt pass needs, when the model can keep only those."""
+    import inspect
+
+    if "logits_to_keep" not in inspect.signature(module.forward).parameters:
+        return None
+    return torch.unique(ends)
+
+
+def _cache_argument(module: torch.nn.Module) -> str:
+    """How this model's forward takes a key/value cache: ``cache`` (transformers >= 5.2x), else ``past_key_values``."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
+
+
+def answer_scores(loglikelihoods: list[torch.Tensor], batch: ChoiceInputs) -> torch.Tensor:
+    """(items, n_answers): each answer's best-scored phrasing (the harness's argmax over choices picks it); an
+    answer with no phrasing in an item scores -inf."""
+    scores = torch.full((len(batch), batch.n_answers), -torch.inf, dtype=loglikelihoods[0].dtype if loglikelihoods
+                        else torch.float64)
+    for item, (values, answers) in enumerate(zip(loglikelihoods, batch.answers)):
+        index = torch.as_tensor(answers, dtype=torch.long)
+        scores[item] = scores[item].scatter_reduce(0, index, values, reduce="amax")
+    return scores
+
+
+def score_answers(module: torch.nn.Module, batch: ChoiceInputs, *, device: torch.device) -> torch.Tensor:
+    """The (items, n_answers) scores the audit reads as logits: their softmax is each answer's share."""
+    return answer_scores(choice_loglikelihoods(module, batch, device=device), batch)
+
+
+def naive_loglikelihoods(module: torch.nn.Module, batch: ChoiceInputs, *, device: torch.device) -> list[torch.Tensor]:
+    """The reference: one full pass per choice over context + choice (what the harness runs); for tests and the
+    benchmark's baseline."""
+    out = []
+    for context, choices in zip(batch.contexts, batch.continuations):
+        values = []
+        for choice in choices:
+            whole = torch.as_tensor(np.concatenate([context, choice[:-1]]), device=device)[None, :]
+            logprobs = _log_softmax(module(input_ids=whole).logits[0, len(context) - 1:])
+            values.append(logprobs.gather(1, torch.as_tensor(choice, device=device)[:, None]).sum())
+        out.append(torch.stack(values).to("cpu"))
+    return out

@@ -1,0 +1,70 @@
+"""What a language-model audit scores: ``--benchmark`` (BBQ, CrowS-Pairs) fills the task, target and groups
+from the benchmark's own fields; ``--task choice`` takes them from the user's columns."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .._validation import fail
+from ..modalities.choice import ChoiceTask
+from .bbq import UNKNOWN_RESPONSES, read_bbq
+from .crows import read_crows_pairs
+
+BENCHMARKS = ("bbq", "crows-pairs")
+TASKS = ("choice",)
+BENCHMARK_GROUPS = {"bbq": ("category", "context_condition"), "crows-pairs": ("bias_type",)}
+
+
+def resolve_task(*, task: str | None, benchmark: str | None, prompt: str | None, choices: Sequence[str] | None,
+                 prompt_template: str | Path | None, bbq_choices: str, target: str | None,
+                 sensitive: Sequence[str]) -> tuple[ChoiceTask | None, str | None, tuple[str, ...]]:
+    """The items' task with the target and sensitive columns (a benchmark's own unless the user named others)."""
+    if benchmark is not None:
+        if benchmark not in BENCHMARKS:
+            fail(f"--benchmark must be one of {', '.join(BENCHMARKS)}; got {benchmark!r}.")
+        if prompt is not None or choices or prompt_template is not None:
+            fail("--benchmark fills --prompt, --choices and the template from the benchmark; leave them out.")
+        count = 2 if benchmark == "crows-pairs" else (2 + len(UNKNOWN_RESPONSES) if bbq_choices == "harness" else 3)
+        columns = tuple(f"choice_{j}" for j in range(count))
+        answers = tuple(f"answer_{j}" for j in range(count)) if benchmark == "bbq" else None
+        made = ChoiceTask(prompt="prompt", choices=columns, answers=answers, n_answers=3 if benchmark == "bbq" else 2,
+                          benchmark=benchmark, choice_mode=bbq_choices if benchmark == "bbq" else None)
+        return made, target or "label", tuple(sensitive) or BENCHMARK_GROUPS[benchmark]
+    if task is None:
+        if prompt is not None or choices or prompt_template is not None:
+            fail("--prompt, --choices and --prompt-template belong to --task choice; add it.")
+        return None, target, tuple(sensitive)
+    if task not in TASKS:
+        fail(f"--task must be one of {', '.join(TASKS)} (pair and likelihood are not available yet); got {task!r}.")
+    if not choices or len(choices) < 2:
+        fail("--task choice needs at least two choice columns: --choices COL,COL[,...].")
+    if (prompt is None) == (prompt_template is None):
+        fail("--task choice needs the prompt: --prompt COL, or --prompt-template FILE.jinja (not both).")
+    template = None
+    if prompt_template is not None:
+        path = Path(prompt_template)
+        if not path.is_file():
+            fail(f"--prompt-template '{path}' does not exist; give a Jinja file that renders one item's prompt.")
+        template = path.read_text(encoding="utf-8")
+    if target is None or not sensitive:
+        fail("--task choice needs --target COL (the index of the right choice) and --sensitive COL[,COL...].")
+    return ChoiceTask(prompt=prompt, choices=tuple(choices), template=template), target, tuple(sensitive)
+
+
+def read_items(task: ChoiceTask, data: Any, *, limit: int | None) -> Any:
+    """The audit rows: a benchmark's file read by its reader, a JSONL file of items, or the data as given."""
+    if task.benchmark == "bbq":
+        return read_bbq(Path(data), choices=task.choice_mode or "harness", limit=limit)
+    if task.benchmark == "crows-pairs":
+        return read_crows_pairs(Path(data), limit=limit)
+    if isinstance(data, (str, Path)) and str(data).lower().endswith(".jsonl"):
+        try:
+            frame = pd.read_json(Path(data), lines=True, nrows=limit, dtype=False)
+        except (ValueError, OSError) as error:
+            fail(f"'{data}' is not a readable JSONL file of items ({str(error).splitlines()[0]}).")
+        return frame
+    return data

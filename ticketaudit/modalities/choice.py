@@ -1,0 +1,108 @@
+"""Causal language models on multiple-choice items: each row is an item (a prompt and its choices), the
+model's "logits" are each answer's log-likelihood score, so every analysis reads it like a classifier."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .._validation import fail, rows_words
+from ..llm.encode import build_choice_inputs, model_limit
+from .base import Modality
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from ..images import ImageProcessor
+    from ..llm.scoring import ChoiceInputs
+    from ..tickets.load import LoadedModel
+
+
+@dataclass(frozen=True)
+class ChoiceTask:
+    """Which columns make an item: the prompt (or a Jinja template over the row), the choices, and the answer
+    each choice stands for (default: choice j is answer j); ``benchmark`` names the reader that built the rows."""
+
+    prompt: str | None
+    choices: tuple[str, ...]
+    answers: tuple[str, ...] | None = None
+    n_answers: int | None = None
+    template: str | None = None
+    benchmark: str | None = None
+    choice_mode: str | None = None
+    """BBQ's choices: ``harness`` (the two named answers and the harness's "unknown" phrasings) or ``original``."""
+
+    @property
+    def answer_count(self) -> int:
+        return self.n_answers if self.n_answers is not None else len(self.choices)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class ChoiceModality(Modality):
+    """Items encoded as lm-evaluation-harness encodes log-likelihood requests (``llm.encode``)."""
+
+    name: ClassVar[str] = "choice"
+    default_batch_size: ClassVar[int] = 4096
+    """Tokens held in one choices' pass (each choice's copy of its prompt plus its own tokens)."""
+    task: ChoiceTask
+    tokenizer: Any
+    limit: int
+
+    @classmethod
+    def build(cls, dense: LoadedModel, *, probe: pd.DataFrame, target: str, features: list[str] | None,
+              text: str | None, image: str | None = None, processor: ImageProcessor | None = None,
+              root: Path | None = None, truncation: str = "head", task: ChoiceTask | None = None) -> ChoiceModality:
+        assert task is not None
+        modality = cls(task=task, tokenizer=dense.tokenizer, limit=model_limit(dense.module.config))
+        modality.inputs(probe)  # checks the columns and the tokenizer on the first item
+        return modality
+
+    @property
+    def benchmark(self) -> str | None:
+        return self.task.benchmark
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(c for c in (self.task.prompt, *self.task.choices) if c is not None)
+
+    def clipped(self, inputs: ChoiceInputs) -> Any:
+        return inputs.truncated
+
+    def prompts(self, frame: pd.DataFrame) -> list[str]:
+        """Each row's prompt: its prompt column, or the template rendered with the row's columns."""
+        if self.task.template is None:
+            return frame[str(self.task.prompt)].astype(str).tolist()
+        from jinja2.sandbox import SandboxedEnvironment
+
+        template = SandboxedEnvironment(keep_trailing_newline=True).from_string(self.task.template)
+        return [template.render(**{str(k): v for k, v in row.items()}) for row in frame.to_dict("records")]
+
+    def inputs(self, frame: pd.DataFrame) -> ChoiceInputs:
+        from .._validation import check_columns
+
+        task = self.task
+        check_columns("choice", list(task.choices) + list(task.answers or ()) +
+                      ([task.prompt] if task.template is None else []), list(frame.columns))
+        choices = frame[list(task.choices)].astype(str).to_numpy().tolist()
+        empty = [i for i, row in enumerate(choices) if any(not c.strip() for c in row)]
+        if empty:
+            fail(f"{rows_words(len(empty), empty)} of the data have an empty choice; every item needs every choice "
+                 f"({', '.join(task.choices)}).")
+        answers = (frame[list(task.answers)].to_numpy(dtype="int64").tolist() if task.answers else
+                   [list(range(len(task.choices)))] * len(frame))
+        try:
+            return build_choice_inputs(self.prompts(frame), choices, answers, tokenizer=self.tokenizer,
+                                       n_answers=task.answer_count, limit=self.limit)
+        except ValueError as error:
+            fail(f"an item cannot be scored: {error}.")
+
+    def provenance(self) -> dict[str, str]:
+        out = {"scoring": "summed log-likelihood of each choice (lm-evaluation-harness's encoding); the prompt's "
+                          "cache is computed once per item", "length limit": f"{self.limit} tokens (longer prompts "
+                                                                             "keep their last tokens)"}
+        if self.task.benchmark:
+            out["benchmark"] = self.task.benchmark + (f" (choices: {self.task.choice_mode})"
+                                                      if self.task.choice_mode else "")
+        return out
