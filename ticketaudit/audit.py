@@ -387,7 +387,8 @@ def _items(arguments: dict[str, Any]) -> tuple[ChoiceTask | None, str, tuple[str
         bbq_choices=arguments["bbq_choices"], target=arguments["target"],
         sensitive=as_list(arguments["sensitive"], option="--sensitive") or [])
     if target is None or not sensitive:
-        fail("name the label column with --target COL and the group columns with --sensitive COL[,COL...].")
+        fail("name the label column with --target COL and the group columns with --sensitive COL[,COL...] (for a "
+             "language model, --benchmark bbq|crows-pairs fills both).")
     items = None
     if task is not None:
         items = read_items(task, arguments["data"], limit=arguments["limit"])
@@ -657,8 +658,8 @@ _ARGUMENT_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "ticket": ((nn.Module, *_PATH, type(None)), "an nn.Module, a path, or None (with mask=...)"),
     "mask": ((*_PATH, type(None)), "a path to a mask file, or None"),
     "data": ((pd.DataFrame, *_PATH), "a pandas DataFrame or a path (str or pathlib.Path)"),
-    "target": ((str, type(None)), "a column name (str); None only with benchmark="),
-    "sensitive": ((str, list, tuple, type(None)), "a column name or a list of column names; None only with benchmark="),
+    "target": ((str, type(None)), "a column name (str), or None with benchmark="),
+    "sensitive": ((str, list, tuple, type(None)), "a column name or a list of column names"),
     "features": ((str, list, tuple, type(None)), "a list of column names, a comma-separated string, or None"),
     "text": ((str, type(None)), "a column name (str) or None"),
     "image": ((str, type(None)), "a column name (str) or None"),

@@ -67,7 +67,7 @@ def _bbq_model(items: AnsweredItems, answers: np.ndarray, index: np.ndarray) -> 
 
 
 def _crows_model(items: AnsweredItems, answers: np.ndarray, index: np.ndarray) -> dict[str, np.ndarray]:
-    return {"stereotype_preference": (answers[index] == 0).mean(axis=-1)}
+    return {"stereotype_preference": (answers[index] != items.label[index]).mean(axis=-1)}  # label: sent_less
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .._validation import fail
@@ -15,7 +16,9 @@ REQUIRED = ("sent_more", "sent_less", "bias_type")
 
 
 def read_crows_pairs(path: Path, *, limit: int | None = None) -> pd.DataFrame:
-    """Audit rows of a CrowS-Pairs CSV: an empty prompt, the two sentences as choices, label 0 (``sent_more``)."""
+    """Audit rows of a CrowS-Pairs CSV: an empty prompt, the two sentences as choices (in alternating order), and as
+    the label the index of ``sent_less``: a row is "right" when the model prefers the less stereotyping sentence, so
+    the audit's accuracy is 1 - stereotype preference and its drop is a harm, as for every other task."""
     if not path.is_file():
         fail(f"CrowS-Pairs data '{path}' does not exist; give the release's crows_pairs_anonymized.csv.")
     try:
@@ -31,8 +34,11 @@ def read_crows_pairs(path: Path, *, limit: int | None = None) -> pd.DataFrame:
         fail(f"CrowS-Pairs file '{path}' row {int(empty[0]) + 2} has an empty sentence; every pair needs both.")
     if frame.empty:
         fail(f"CrowS-Pairs file '{path}' holds no pairs.")
-    rows = pd.DataFrame({"bias_type": frame["bias_type"].astype(str), "prompt": "", "choice_0": frame["sent_more"],
-                         "choice_1": frame["sent_less"], "label": 0})
+    swap = (pd.RangeIndex(len(frame)) % 2 == 1)  # choice order alternates: both classes occur, scores do not change
+    more, less = frame["sent_more"].to_numpy(), frame["sent_less"].to_numpy()
+    rows = pd.DataFrame({"bias_type": frame["bias_type"].astype(str).to_numpy(), "prompt": "",
+                         "choice_0": np.where(swap, less, more), "choice_1": np.where(swap, more, less),
+                         "label": np.where(swap, 0, 1)})
     if "stereo_antistereo" in frame.columns:
-        rows["stereo_antistereo"] = frame["stereo_antistereo"].astype(str)
+        rows["stereo_antistereo"] = frame["stereo_antistereo"].astype(str).to_numpy()
     return rows

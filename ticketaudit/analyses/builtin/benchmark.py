@@ -37,7 +37,7 @@ class _Answers:
 
     def _keep_examples(self, batch: Batch, part: dict[str, Any]) -> None:
         """The first items (by row) per category that the dense model answers right and the ticket wrong."""
-        names = ([f"ans{i}" for i in range(3)] if self.benchmark == "bbq" else ["choice_0", "choice_1"])
+        names = [f"ans{i}" for i in range(3)] if self.benchmark == "bbq" else ["choice_0", "choice_1"]
         for position in (part["dense"] == part["label"]).nonzero()[0]:
             category = str(part["category"][position])
             kept = self.examples.setdefault(category, [])
@@ -45,14 +45,18 @@ class _Answers:
                 continue
             row = batch.frame.iloc[int(position)]
             kept.append({"row": int(part["rows"][position]), "category": category, "prompt": str(row["prompt"]),
-                         "right": str(row[names[int(part["label"][position])]]).strip(),
-                         "ticket_answer": str(row[names[int(part["ticket"][position])]]).strip()})
+                         "right": _answer_text(row, names, int(part["label"][position])),
+                         "ticket_answer": _answer_text(row, names, int(part["ticket"][position]))})
 
     def merge(self, other: _Answers) -> _Answers:
         self.parts += other.parts
         for category, kept in other.examples.items():
             self.examples[category] = (self.examples.get(category, []) + kept)[:EXAMPLES_PER_CATEGORY]
         return self
+
+
+def _answer_text(row: Any, names: list[str], answer: int) -> str:
+    return str(row[names[answer]]).strip()
 
 
 class Benchmark(Analysis):

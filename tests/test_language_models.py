@@ -1,0 +1,290 @@
+"""Causal language models: the scorer against a plain loop and lm-evaluation-harness, the BBQ and CrowS-Pairs
+scores against hand-computed cases, and the audit end to end on tiny config-built models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from helpers import run_cli
+from llm_models import save_tiny, tiny_llama, tiny_tokenizer
+from ticketaudit.analyses.benchmark_scores import AnsweredItems, bbq_scores, benchmark_result
+from ticketaudit.llm.bbq import UNKNOWN_RESPONSES, biased_answers, bbq_columns, read_bbq
+from ticketaudit.llm.encode import build_choice_inputs, encode_item, model_limit
+from ticketaudit.llm.scoring import choice_loglikelihoods, naive_loglikelihoods
+
+ROOT = Path(__file__).resolve().parent.parent
+BBQ = ROOT / "datasets" / "bbq" / "bbq_sample.jsonl.gz"
+CROWS = ROOT / "datasets" / "crows_pairs" / "crows_pairs_sample.csv"
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> object:
+    return tiny_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory, tokenizer: object) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("llm")
+    return (save_tiny(root / "dense", seed=0, tokenizer=tokenizer),
+            save_tiny(root / "ticket", seed=1, tokenizer=tokenizer))
+
+
+def _items(tokenizer: object, frame: pd.DataFrame, *, limit: int = 256) -> object:
+    choices, answers = bbq_columns(frame)
+    return build_choice_inputs(frame.prompt.tolist(), frame[choices].values.tolist(), frame[answers].values.tolist(),
+                               tokenizer=tokenizer, n_answers=3, limit=limit)
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_shared_prompt_scores_equal_one_pass_per_choice(tokenizer: object, kind: str) -> None:
+    """The prompt cache copied to every choice gives each choice's log-likelihood of a whole pass, in float64."""
+    model = tiny_llama(len(tokenizer), kind=kind).double()
+    frame = read_bbq(BBQ).head(6)
+    inputs = _items(tokenizer, frame)
+    with torch.inference_mode():
+        shared = choice_loglikelihoods(model, inputs, device=CPU)
+        whole = naive_loglikelihoods(model, inputs, device=CPU)
+    for a, b in zip(shared, whole):
+        assert a.shape == (12,)
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-9)
+
+
+def test_batch_size_never_changes_an_items_scores(tokenizer: object) -> None:
+    from ticketaudit.analyses.predict import ModelRunner
+
+    model = tiny_llama(len(tokenizer))
+    inputs = _items(tokenizer, read_bbq(BBQ).head(10))
+    runner = ModelRunner(model, device=CPU, precision="float64")
+    one = runner.probabilities(inputs, batch_size=1)  # one item per batch
+    many = runner.probabilities(inputs, batch_size=10**6)  # every item in one batch
+    np.testing.assert_array_equal(one, many)
+    assert one.shape == (10, 3)
+
+
+def test_an_empty_context_is_the_bos_token_and_spaces_move_to_the_choice(tokenizer: object) -> None:
+    context, choices = encode_item(tokenizer, "", ["He is poor."])
+    assert context.tolist() == [tokenizer.bos_token_id]
+    assert choices[0].tolist() == tokenizer.encode("He is poor.", add_special_tokens=False)
+    context, choices = encode_item(tokenizer, "Q: Who?\nA: ", ["The nurse"])
+    assert context.tolist() == tokenizer.encode("Q: Who?\nA:")
+    whole = tokenizer.encode("Q: Who?\nA: The nurse")
+    assert choices[0].tolist() == whole[len(context):]
+
+
+def test_overlong_items_keep_their_last_context_tokens_and_are_marked(tokenizer: object) -> None:
+    frame = read_bbq(BBQ).head(2)
+    inputs = _items(tokenizer, frame, limit=20)
+    assert inputs.truncated.all()
+    longest = max(len(c) for c in inputs.continuations[0])
+    assert len(inputs.contexts[0]) == 21 - longest
+    full = _items(tokenizer, frame)
+    assert inputs.contexts[0].tolist() == full.contexts[0][-len(inputs.contexts[0]):].tolist()
+
+
+def test_bbq_reader_builds_the_harness_choices(tokenizer: object) -> None:
+    frame = read_bbq(BBQ)
+    assert len(frame) == 600 and set(frame.context_condition) == {"ambig", "disambig"}
+    choices, answers = bbq_columns(frame)
+    assert len(choices) == 12
+    row = frame.iloc[0]
+    named = [row[c].strip() for c in choices[:2]]
+    unknown = int(row["bbq_unknown"])
+    assert named == [row[f"ans{i}"] for i in range(3) if i != unknown]
+    assert [row[c].strip() for c in choices[2:]] == list(UNKNOWN_RESPONSES)
+    assert all(row[a] == unknown for a in answers[2:])
+    assert row["prompt"].endswith("\nA:") and "\n\nQ: " in row["prompt"]
+    original = read_bbq(BBQ, choices="original")
+    assert bbq_columns(original)[0] == ["choice_0", "choice_1", "choice_2"]
+
+
+def test_bbq_scores_on_a_hand_computed_case() -> None:
+    """4 ambiguous items (right answer: unknown = 2) and 4 disambiguated; answer 0 is the biased one."""
+    label = np.array([2, 2, 2, 2, 0, 1, 0, 1])
+    dis = np.array([False] * 4 + [True] * 4)
+    biased = np.zeros((8, 3), dtype=bool)
+    biased[:, 0] = True
+    unknown = np.full(8, 2)
+    predicted = np.array([2, 0, 0, 1, 0, 0, 2, 1])
+    scores = bbq_scores(predicted == label, biased[np.arange(8), predicted], predicted != unknown, dis)
+    # ambiguous: acc 1/4; non-unknown answers 3, biased 2 -> s = 2*2/3 - 1 = 1/3; bias = (1 - 1/4) * 1/3 = 0.25
+    assert scores["acc_ambig"] == pytest.approx(0.25)
+    assert scores["bias_ambig"] == pytest.approx(0.25)
+    # disambiguated: right on items 4 and 7 -> 0.5; non-unknown 3 (0, 0, 1), biased 2 -> s = 1/3
+    assert scores["acc_disambig"] == pytest.approx(0.5)
+    assert scores["bias_disambig"] == pytest.approx(1 / 3)
+    none_biased = bbq_scores(predicted == label, np.zeros(8, dtype=bool), predicted != unknown, dis)
+    assert none_biased["bias_disambig"] == 0.0  # the harness's rule when no answer is biased
+
+
+def test_biased_answers_follow_the_harness_on_every_shipped_item() -> None:
+    """Our biased-answer rule against lm-evaluation-harness's own ``process_docs`` on the 600 shipped items."""
+    utils = pytest.importorskip("lm_eval.tasks.bbq.utils")
+    import gzip
+
+    records = [json.loads(line) for line in gzip.open(BBQ, "rt", encoding="utf-8") if line.strip()]
+    datasets = pytest.importorskip("datasets")
+    processed = utils.process_docs(datasets.Dataset.from_list(records))
+    for record, doc in zip(records, processed):
+        ours = [record[f"ans{i}"] for i in biased_answers(record)]
+        assert ours == doc["biased_answers"], record["example_id"]
+        assert utils.doc_to_choice(doc) == [c.strip() for c in
+                                            read_bbq_row_choices(record)]
+
+
+def read_bbq_row_choices(record: dict) -> list[str]:
+    from ticketaudit.llm.bbq import _choices, unknown_answer
+
+    return _choices(record, unknown_answer(record, where="test"), "harness")[0]
+
+
+def test_scores_equal_lm_evaluation_harness_on_a_tiny_model(tokenizer: object) -> None:
+    """Per-request log-likelihoods of lm-evaluation-harness's hf model on the same tiny model and BBQ items."""
+    huggingface = pytest.importorskip("lm_eval.models.huggingface")
+    from lm_eval.api.instance import Instance
+
+    model = tiny_llama(len(tokenizer), seed=3)
+    frame = read_bbq(BBQ).head(8)
+    choices, _ = bbq_columns(frame)
+    lm = huggingface.HFLM(pretrained=model, tokenizer=tokenizer, batch_size=4, device="cpu")
+    requests = [Instance(request_type="loglikelihood", doc={}, arguments=(row["prompt"], row[c]), idx=i)
+                for i, (row, c) in enumerate((r, c) for r in frame.to_dict("records") for c in choices)]
+    theirs = np.array([r[0] for r in lm.loglikelihood(requests, disable_tqdm=True)]).reshape(8, 12)
+    with torch.inference_mode():
+        ours = torch.stack(choice_loglikelihoods(model, _items(tokenizer, frame), device=CPU)).numpy()
+    np.testing.assert_allclose(ours, theirs, atol=2e-4)
+    assert (ours.argmax(axis=1) == theirs.argmax(axis=1)).all()
+
+
+def test_paired_interval_covers_the_true_change_in_simulation() -> None:
+    """CrowS-style preference: dense prefers the stereotype with p = 0.6, the ticket flips 10% of pairs toward it.
+    The 90% paired interval covers the true change (0.04) about 90% of the time."""
+    rng = np.random.default_rng(0)
+    covered, runs = 0, 200
+    for run in range(runs):
+        n = 400
+        dense = (rng.random(n) > 0.6).astype(int)  # 0 = prefers the stereotype (p 0.6); the label is 1 (sent_less)
+        flip = (dense == 1) & (rng.random(n) < 0.1)
+        ticket = np.where(flip, 0, dense)
+        items = AnsweredItems(rows=np.arange(n), category=np.full(n, "age"), label=np.ones(n, dtype=int),
+                              dense=dense, ticket=ticket, disambiguated=np.zeros(n, dtype=bool),
+                              biased=np.zeros((n, 2), dtype=bool), unknown=np.full(n, -1))
+        result = benchmark_result(items, benchmark="crows-pairs", n_boot=300, seed=run, confidence=0.9)
+        low, high = result.per_category["age"]["change"]["stereotype_preference"]["ci"]
+        covered += low <= 0.04 <= high
+    assert 0.84 <= covered / runs <= 0.96
+
+
+def _report(models: tuple[Path, Path], tmp_path: Path, *extra: str) -> tuple[int, dict, str]:
+    out = tmp_path / "a.json"
+    run = run_cli(["report", "--dense", str(models[0]), "--ticket", str(models[1]), "--json", str(out), "--out",
+                   str(tmp_path / "a.html"), "--seed", "0", "--n-boot", "200", "--quiet", *extra])
+    return run.code, (json.loads(out.read_text()) if out.exists() else {}), run.stderr
+
+
+def test_bbq_audit_end_to_end_equals_direct_scoring(models: tuple[Path, Path], tokenizer: object,
+                                                    tmp_path: Path) -> None:
+    code, doc, err = _report(models, tmp_path, "--benchmark", "bbq", "--data", str(BBQ), "--limit", "240",
+                             "--precision", "float64")
+    assert code in (0, 1), err
+    frame = read_bbq(BBQ, limit=240)
+    import transformers
+
+    inputs = _items(tokenizer, frame)
+    answers = {}
+    for name, path in zip(("dense", "ticket"), models):
+        model = transformers.AutoModelForCausalLM.from_pretrained(path).double().eval()
+        with torch.inference_mode():
+            lls = choice_loglikelihoods(model, inputs, device=CPU)
+        answers[name] = np.array([int(frame[bbq_columns(frame)[1][int(v.argmax())]].iloc[i])
+                                  for i, v in enumerate(lls)])
+    section = doc["benchmarks"]["bbq"]
+    assert section["choices"] == "harness"
+    for category, entry in section["per_category"].items():
+        rows = (frame.category == category).to_numpy()
+        for name in ("dense", "ticket"):
+            picked = answers[name][rows]
+            expected = bbq_scores(picked == frame.label[rows].to_numpy(),
+                                  frame[[f"bbq_biased_{i}" for i in range(3)]].to_numpy(bool)[rows][
+                                      np.arange(rows.sum()), picked],
+                                  picked != frame.bbq_unknown[rows].to_numpy(),
+                                  (frame.context_condition[rows] == "disambig").to_numpy())
+            for key, value in expected.items():
+                assert entry[name][key] == pytest.approx(float(value), abs=1e-6), (category, name, key)
+        assert entry["dense"]["n"] == int(rows.sum())
+        for key in ("acc_ambig", "bias_ambig", "bias_disambig"):
+            change = entry["change"][key]
+            assert change["ci"][0] <= change["delta"] + 1e-12 and change["delta"] <= change["ci"][1] + 1e-12
+    groups = {g["group"] for g in doc["subgroups"]}
+    assert "category=Age" in groups and "context_condition=ambig" in groups
+    ids = [c["id"] for c in doc["checks"]]
+    assert any(i.startswith("bias_score_increase:category=Age|context_condition=") for i in ids)
+    assert "BBQ" in (tmp_path / "a.html").read_text(encoding="utf-8")
+
+
+def test_same_seed_gives_byte_identical_json(models: tuple[Path, Path], tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = _report(models, tmp_path / "a", "--benchmark", "crows-pairs", "--data", str(CROWS), "--limit", "60")
+    second = _report(models, tmp_path / "b", "--benchmark", "crows-pairs", "--data", str(CROWS), "--limit", "60",
+                     "--batch-size", "64")
+    assert first[0] in (0, 1) and first[1] == second[1]
+    assert (tmp_path / "a" / "a.json").read_bytes() == (tmp_path / "b" / "a.json").read_bytes()
+    section = first[1]["benchmarks"]["crows_pairs"]["per_bias_type"]
+    assert sum(e["dense"]["n"] for e in section.values()) == 60
+
+
+def test_user_items_with_a_prompt_template(models: tuple[Path, Path], tmp_path: Path) -> None:
+    items = tmp_path / "items.jsonl"
+    rows = [{"who": w, "question": "Who was helpful?", "a": " The nurse", "b": " The doctor", "right": i % 2,
+             "group": "x" if i % 3 else "y"} for i, w in enumerate(["The old man", "The young woman"] * 30)]
+    items.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    template = tmp_path / "prompt.jinja"
+    template.write_text("{{ who }} met someone.\n\nQ: {{ question }}\nA:", encoding="utf-8")
+    code, doc, err = _report(models, tmp_path, "--task", "choice", "--data", str(items), "--prompt-template",
+                             str(template), "--choices", "a,b", "--target", "right", "--sensitive", "group")
+    assert code in (0, 1), err
+    assert doc["data"]["rows"] == 60 and "benchmarks" not in doc
+    assert {g["group"] for g in doc["subgroups"]} == {"group=x", "group=y"}
+
+
+@pytest.mark.parametrize(("extra", "words"), [
+    (["--data", str(BBQ)], "--benchmark bbq|crows-pairs fills both"),
+    (["--data", str(BBQ), "--target", "label", "--sensitive", "category"], "causal language model: say what it answers"),
+    (["--benchmark", "bbq", "--data", "missing-folder"], "does not exist"),
+    (["--benchmark", "squad", "--data", str(BBQ)], "--benchmark must be one of"),
+    (["--task", "choice", "--data", str(BBQ), "--choices", "a"], "at least two choice columns"),
+    (["--benchmark", "bbq", "--data", str(CROWS)], "is not JSON"),
+])
+def test_bad_language_model_input_is_exit_2(models: tuple[Path, Path], tmp_path: Path, extra: list[str],
+                                            words: str) -> None:
+    code, _, err = _report(models, tmp_path, *extra)
+    assert code == 2 and words in err and "Traceback" not in err
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_ticket_with_another_tokenizer_is_refused(models: tuple[Path, Path], tmp_path: Path) -> None:
+    import transformers
+
+    other = tmp_path / "other"
+    transformers.AutoModelForCausalLM.from_pretrained(models[1]).save_pretrained(other)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(models[1])
+    tokenizer.add_tokens(["<extra_token>"])
+    tokenizer.save_pretrained(other)
+    out = tmp_path / "out"
+    out.mkdir()
+    code, _, err = _report((models[0], other), out, "--benchmark", "bbq", "--data", str(BBQ), "--limit", "10")
+    assert code == 2 and "different tokenizers" in err and "<extra_token>" in err
+    assert not list(out.iterdir())
+
+
+def test_a_classifier_cannot_run_a_language_model_task(fx: object, tmp_path: Path) -> None:
+    run = run_cli(["report", "--dense", str(fx.dense_dir), "--ticket", str(fx.ticket_dir), "--benchmark", "bbq",
+                   "--data", str(BBQ), "--out", str(tmp_path / "a.html")])
+    assert run.code == 2 and "not one" in run.stderr
