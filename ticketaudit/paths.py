@@ -8,6 +8,7 @@ from pathlib import Path
 REPORTS_DIR = Path("reports")
 DEMO_DIR = REPORTS_DIR / "demo"
 IMAGE_DEMO_DIR = REPORTS_DIR / "demo-cnn"
+LLM_DEMO_DIR = REPORTS_DIR / "demo-llm"
 BUNDLE_CONFIG = "config.json"
 BUNDLE_WEIGHTS = "model.safetensors"
 BUNDLE_MASK = "mask.safetensors"

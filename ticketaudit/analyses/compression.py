@@ -21,11 +21,14 @@ class LayerCompression:
     mask_entropy_bits: float
     dense_bits: float
     ticket_bits: float
+    pattern: str | None = None
+    """The N:M pattern the mask follows along its last dimension (``2:4``, ``4:8``), if any."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "shape": list(self.shape), "parameters": self.parameters, "kept": self.kept,
                 "density": number(self.density), "mask_entropy_bits": number(self.mask_entropy_bits),
-                "dense_bits": number(self.dense_bits), "ticket_bits": number(self.ticket_bits)}
+                "dense_bits": number(self.dense_bits), "ticket_bits": number(self.ticket_bits),
+                "pattern": self.pattern}
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,16 @@ class CompressionResult:
         return (f"The ticket is NOT smaller than the dense model: it keeps {self.density:.1%} of its prunable "
                 f"weights, and storing those plus the mask takes {ratio:.1%} of the dense size.")
 
+    @property
+    def pattern(self) -> str | None:
+        """The N:M pattern every pruned layer follows, if they all follow the same one (a layer with under 1% zeros,
+        such as an embedding with a zero padding row, counts as kept)."""
+        found = {layer.pattern for layer in self.layers if layer.density < 0.99}
+        return found.pop() if len(found) == 1 else None
+
     def to_dict(self) -> dict[str, Any]:
         return {"layers": [layer.to_dict() for layer in self.layers], "bits_per_weight": self.bits_per_weight,
+                "pattern": self.pattern,
                 "density": number(self.density), "dense_bits": number(self.dense_bits),
                 "ticket_bits": number(self.ticket_bits), "smaller": self.smaller, "statement": self.statement}
 
@@ -78,6 +89,7 @@ def analyse_compression(mask: Mask, model: torch.nn.Module) -> CompressionResult
                 mask_entropy_bits=entropy,
                 dense_bits=float(total * bits),
                 ticket_bits=float(kept * bits + total * entropy),
+                pattern=nm_pattern(tensor) if kept < total else None,
             )
         )
     dense_bits = sum(layer.dense_bits for layer in layers)
@@ -86,3 +98,15 @@ def analyse_compression(mask: Mask, model: torch.nn.Module) -> CompressionResult
     return CompressionResult(
         tuple(layers), bits, sum(layer.kept for layer in layers) / total if total else 1.0, dense_bits, ticket_bits
     )
+
+
+def nm_pattern(mask: torch.Tensor) -> str | None:
+    """``N:M`` when every group of M consecutive weights along the last dimension keeps at most N = M/2 (M = 4, 8:
+    the patterns sparse tensor cores run), else None."""
+    for group in (4, 8):
+        if mask.dim() < 2 or mask.shape[-1] % group:
+            continue
+        kept = mask.reshape(-1, group).sum(dim=1)
+        if int(kept.max()) <= group // 2:
+            return f"{group // 2}:{group}"
+    return None

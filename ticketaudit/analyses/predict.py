@@ -150,7 +150,7 @@ class ModelRunner:
         self.device = device
         self.precision = precision
         self.dtype = DTYPES[precision]
-        self.module = copy.deepcopy(module).to(device=device, dtype=self.dtype).eval()
+        self.module = _runnable(module, device=device, dtype=self.dtype)
 
     def logits(self, features: Features) -> torch.Tensor:
         with torch.inference_mode():
@@ -190,6 +190,18 @@ class ModelRunner:
             if progress is not None:
                 progress(len(proba))
         return finite(in_row_order(pieces, rows=len(features)))
+
+
+def _runnable(module: nn.Module, *, device: torch.device, dtype: torch.dtype) -> nn.Module:
+    """The model on ``device`` in ``dtype``: a private copy, except a language model already there (the loader's own
+    private copy; copying a 135M-parameter model again would double the memory), which is only read."""
+    from ..llm.models import is_causal_lm
+
+    first = next(module.parameters(), None)
+    if (is_causal_lm(module) and not module.training and first is not None and first.dtype == dtype
+            and first.device == device):
+        return module
+    return copy.deepcopy(module).to(device=device, dtype=dtype).eval()
 
 
 def probabilities_of(logits: torch.Tensor, dtype: torch.dtype) -> np.ndarray:

@@ -28,7 +28,7 @@ def names_causal_lm(architectures: Any) -> bool:
 def read_gguf(path: Path) -> tuple[nn.Module, Any]:
     """The model and tokenizer of a GGUF file, dequantised to float32 by transformers (offline)."""
     try:
-        import gguf  # noqa: F401  (transformers needs it to read the file)
+        import gguf  # noqa: F401  # transformers needs it to read the file
         import transformers
     except ImportError:
         fail(MSG_NO_GGUF.format(path=path))

@@ -1,0 +1,152 @@
+"""Language-model pruning: the keep rules against direct computation, SparseGPT against its known special case,
+the layer-by-layer driver on tiny Llama and GPT-2 models, and ``prune --model`` end to end."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers import run_cli
+from llm_models import CORPUS, save_tiny, tiny_llama, tiny_tokenizer
+from ticketaudit.pruning.language import calibration_batches, full_mask, row_mask
+from ticketaudit.pruning.sequential import block_linears, decoder_blocks, prune_layerwise, sparsegpt_prune
+
+
+def test_row_mask_keeps_each_rows_largest_scores_and_nm_groups() -> None:
+    torch.manual_seed(0)
+    score = torch.rand(6, 16, dtype=torch.float64)
+    kept = row_mask(score, sparsity=0.5, pattern=None)
+    for row in range(6):
+        assert set(torch.nonzero(kept[row]).flatten().tolist()) == set(torch.topk(score[row], 8).indices.tolist())
+    nm = row_mask(score, sparsity=0.5, pattern=(2, 4))
+    groups = nm.reshape(6, 4, 4)
+    assert (groups.sum(dim=-1) == 2).all()
+    best = torch.topk(score.reshape(6, 4, 4), 2, dim=-1).indices
+    assert torch.gather(groups, -1, best).all()
+
+
+def test_sparsegpt_with_an_identity_hessian_is_magnitude_pruning_without_updates() -> None:
+    """With H = I the inverse Hessian is diagonal: no error spreads to other weights, and the scores are w^2 (up to
+    one constant), so SparseGPT keeps each block's largest weights unchanged."""
+    torch.manual_seed(1)
+    weight = torch.randn(8, 256, dtype=torch.float64)
+    pruned, kept = sparsegpt_prune(weight, torch.eye(256, dtype=torch.float64), sparsity=0.5, pattern=None)
+    for start in (0, 128):  # blocks of 128 columns, one threshold each (the reference's rule)
+        block = weight[:, start:start + 128].abs()
+        threshold = torch.sort(block.flatten())[0][int(block.numel() * 0.5)]
+        assert torch.equal(kept[:, start:start + 128], block > threshold)
+    torch.testing.assert_close(pruned, weight * kept, rtol=0, atol=1e-12)
+
+
+def test_sparsegpt_compensates_the_removed_weights_on_correlated_inputs() -> None:
+    """On correlated inputs the updated kept weights reproduce the layer's outputs better than masking alone."""
+    torch.manual_seed(2)
+    base = torch.randn(512, 8, dtype=torch.float64)
+    inputs = base @ torch.randn(8, 64, dtype=torch.float64) + 0.05 * torch.randn(512, 64, dtype=torch.float64)
+    weight = torch.randn(16, 64, dtype=torch.float64)
+    hessian = 2 * inputs.T @ inputs / len(inputs)
+    pruned, kept = sparsegpt_prune(weight, hessian, sparsity=0.5, pattern=(2, 4))
+    assert (kept.reshape(16, 16, 4).sum(dim=-1) == 2).all() and torch.equal(pruned == 0, ~kept | (pruned == 0))
+    masked_error = ((inputs @ (weight * kept).T - inputs @ weight.T) ** 2).mean()
+    updated_error = ((inputs @ pruned.T - inputs @ weight.T) ** 2).mean()
+    assert updated_error < 0.5 * masked_error
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+@pytest.mark.parametrize(("method", "pattern"), [("magnitude", None), ("wanda", None), ("wanda", (2, 4)),
+                                                 ("sparsegpt", None), ("sparsegpt", (4, 8))])
+def test_layerwise_pruning_prunes_every_decoder_linear_and_nothing_else(kind: str, method: str,
+                                                                        pattern: tuple[int, int] | None) -> None:
+    tokenizer = tiny_tokenizer()
+    model = tiny_llama(len(tokenizer), kind=kind)
+    original = copy.deepcopy(model)
+    batches = calibration_batches(tokenizer, " ".join(CORPUS * 4), sequences=4, length=32)
+    kept = prune_layerwise(model, batches, method=method, sparsity=0.5, pattern=pattern)
+    blocks = decoder_blocks(model)
+    assert len(kept) == len(blocks) * len(block_linears(blocks[0]))
+    parameters, before = dict(model.named_parameters()), dict(original.named_parameters())
+    for name, keep in kept.items():
+        assert keep.float().mean() == pytest.approx(0.5, abs=0.01)
+        assert torch.all(parameters[name][~keep] == 0)
+        if method != "sparsegpt":  # masking only: kept weights are the dense ones
+            assert torch.equal(parameters[name][keep], before[name][keep])
+    for name, tensor in parameters.items():
+        if name not in kept:
+            assert torch.equal(tensor, before[name]), name  # embeddings, norms, head untouched
+    mask = full_mask(model, kept)
+    assert mask.kept < mask.total
+
+
+def test_wanda_reads_the_pruned_first_blocks_outputs_in_the_second_block() -> None:
+    """Block 1's Wanda masks equal those computed by hand from a full forward pass of the model whose block 0 alone
+    is pruned (input norms recorded by hooks), and differ from those of the all-dense model's activations."""
+    tokenizer = tiny_tokenizer()
+    model = tiny_llama(len(tokenizer), seed=4)
+    batches = calibration_batches(tokenizer, " ".join(CORPUS * 4), sequences=4, length=32)
+    kept = prune_layerwise(copy.deepcopy(model), batches, method="wanda", sparsity=0.5)
+
+    def block1_masks(reference: torch.nn.Module) -> dict[str, torch.Tensor]:
+        norms: dict[str, torch.Tensor] = {}
+        linears = block_linears(decoder_blocks(reference)[1])
+        hooks = [layer.register_forward_hook(
+            lambda _, i, __, n=name: norms.__setitem__(n, norms.get(n, 0) + i[0].double().pow(2).sum(dim=(0, 1))))
+            for name, (layer, _) in linears.items()]
+        with torch.no_grad():
+            for batch in batches:
+                reference(input_ids=batch, use_cache=False)
+        for hook in hooks:
+            hook.remove()
+        return {name: row_mask(layer.weight.double().abs() * norms[name].sqrt()[None, :], sparsity=0.5, pattern=None)
+                for name, (layer, _) in linears.items()}
+
+    first_pruned = copy.deepcopy(model)
+    parameters = dict(first_pruned.named_parameters())
+    with torch.no_grad():
+        for name, keep in kept.items():
+            if name.startswith("model.layers.0."):
+                parameters[name].mul_(keep)
+    by_hand = block1_masks(first_pruned)
+    for name, keep in by_hand.items():
+        assert torch.equal(kept[f"model.layers.1.{name}.weight"], keep), name
+    dense = block1_masks(model)
+    assert any(not torch.equal(dense[n], by_hand[n]) for n in dense)
+
+
+def test_prune_model_writes_a_directory_that_report_loads(tmp_path: Path) -> None:
+    tokenizer = tiny_tokenizer()
+    dense = save_tiny(tmp_path / "dense", tokenizer=tokenizer)
+    calibration = tmp_path / "calibration.txt"
+    calibration.write_text(" ".join(CORPUS * 20), encoding="utf-8")
+    run = run_cli(["prune", "--model", str(dense), "--method", "sparsegpt", "--pattern", "2:4", "--sparsity", "0.5",
+                   "--calibration", str(calibration), "--out", str(tmp_path / "ticket"), "--quiet"])
+    assert run.code == 0, run.stderr
+    summary = json.loads((tmp_path / "ticket" / "prune.json").read_text())
+    assert summary["decoder_weight_sparsity"] == pytest.approx(0.5) and summary["pattern"] == "2:4"
+    run = run_cli(["report", "--dense", str(dense), "--ticket", str(tmp_path / "ticket"), "--benchmark", "bbq",
+                   "--data", str(Path(__file__).parent.parent / "datasets" / "bbq" / "bbq_sample.jsonl.gz"),
+                   "--limit", "30", "--json", str(tmp_path / "a.json"), "--out", str(tmp_path / "a.html"), "--quiet"])
+    assert run.code in (0, 1), run.stderr
+    doc = json.loads((tmp_path / "a.json").read_text())
+    assert doc["compression"]["pattern"] == "2:4"
+    assert doc["models"]["ticket"]["format"] == "huggingface"
+
+
+@pytest.mark.parametrize(("extra", "words"), [
+    (["--method", "all"], "choose the language-model method"),
+    (["--method", "obc"], "must be one of magnitude, wanda, sparsegpt"),
+    (["--method", "wanda", "--pattern", "3:4"], "--pattern must be one of"),
+    (["--method", "wanda", "--pattern", "2:4", "--sparsity", "0.3"], "give --sparsity 0.5"),
+    (["--method", "wanda", "--data", "x.csv"], "leave out --dense, --data"),
+])
+def test_bad_prune_options_are_exit_2(tmp_path: Path, extra: list[str], words: str) -> None:
+    dense = save_tiny(tmp_path / "dense")
+    args = ["prune", "--model", str(dense), "--out", str(tmp_path / "out"), "--quiet", *extra]
+    if "--sparsity" not in extra:
+        args += ["--sparsity", "0.5"]
+    run = run_cli(args)
+    assert run.code == 2 and words in run.stderr, run.stderr
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,98 @@
+"""``ticketaudit prune --model DIR|FILE.gguf`` for causal language models: magnitude, Wanda or SparseGPT, unstructured
+or N:M, layer by layer on calibration text; writes a Hugging Face directory (weights with exact zeros, config,
+tokenizer) that ``report --ticket DIR`` loads as it is, and ``prune.json`` saying how it was made."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ._io import sha256_path
+from ._validation import fail
+from .llm.models import is_causal_lm
+
+PATTERNS = {"2:4": (2, 4), "4:8": (4, 8)}
+SEQUENCES = 32
+LENGTH = 128
+"""Calibration: 32 sequences of 128 tokens by default (the papers: 128 x 2,048; a CPU budget here)."""
+
+
+def parse_pattern(pattern: str | None) -> tuple[int, int] | None:
+    if pattern is None:
+        return None
+    if pattern not in PATTERNS:
+        fail(f"--pattern must be one of {', '.join(PATTERNS)}; got {pattern!r}.")
+    return PATTERNS[pattern]
+
+
+def calibration_text(path: Path | None) -> tuple[str, str]:
+    """The calibration text and where it came from (the shipped text by default)."""
+    from ._resources import datasets_dir
+
+    path = path or datasets_dir() / "calibration" / "ticketaudit_docs.txt"
+    if not path.is_file():
+        fail(f"--calibration '{path}' does not exist; give a UTF-8 text file of the kind of text the model will see.")
+    try:
+        return path.read_text(encoding="utf-8"), f"{path.name} (sha256 {sha256_path(path)[:16]})"
+    except UnicodeDecodeError:
+        fail(f"--calibration '{path}' is not UTF-8 text.")
+
+
+def token_loss(module: torch.nn.Module, batches: list[torch.Tensor]) -> float:
+    """Mean next-token loss (nats per token) over ``batches``."""
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for batch in batches:
+            loss = module(input_ids=batch, labels=batch, use_cache=False).loss
+            total += float(loss) * (batch.shape[1] - 1)
+            count += batch.shape[1] - 1
+    return total / count
+
+
+def prune_language_model(model: str | Path, *, method: str, sparsity: float, pattern: str | None, out: Path,
+                         calibration: Path | None = None, sequences: int = SEQUENCES, length: int = LENGTH,
+                         progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+    """Prune a causal LM and save it to ``out``; returns the summary also written to ``out/prune.json``."""
+    from .pruning.language import calibration_batches
+    from .pruning.sequential import prune_layerwise
+    from .tickets.load import load_dense
+
+    step = progress or (lambda *_: None)
+    if not 0 < sparsity < 1:
+        fail(f"--sparsity must be in (0, 1); got {sparsity}.")
+    shape = parse_pattern(pattern)
+    if shape is not None and abs(sparsity - (1 - shape[0] / shape[1])) > 1e-9:
+        fail(f"--pattern {pattern} removes {1 - shape[0] / shape[1]:.0%} of each layer; give --sparsity "
+             f"{1 - shape[0] / shape[1]:g} with it.")
+    text, source = calibration_text(calibration)
+    step("Loading the model", 0, 1)
+    loaded = load_dense(model)
+    if not is_causal_lm(loaded.module) or loaded.tokenizer is None:
+        fail(f"'{model}' is not a causal language model with a tokenizer (a Hugging Face ...ForCausalLM directory or "
+             "a .gguf file). For classifiers use --dense with --data, --target and --sensitive.")
+    batches = calibration_batches(loaded.tokenizer, text, sequences=sequences, length=length)
+    held_out = batches[-max(1, len(batches) // 8):]
+    before = token_loss(loaded.module, held_out)
+    start = time.perf_counter()
+    masks = prune_layerwise(loaded.module, batches, method=method, sparsity=sparsity, pattern=shape,
+                            progress=lambda done, total: step(f"Pruning with {method}, block by block", done, total))
+    seconds = time.perf_counter() - start
+    after = token_loss(loaded.module, held_out)
+    out.mkdir(parents=True, exist_ok=True)
+    loaded.module.save_pretrained(out)
+    loaded.tokenizer.save_pretrained(out)
+    kept = sum(int(m.sum()) for m in masks.values())
+    total = sum(m.numel() for m in masks.values())
+    summary = {"model": str(model), "method": method, "sparsity": sparsity, "pattern": pattern,
+               "calibration": {"source": source, "sequences": len(batches), "tokens_per_sequence": length},
+               "decoder_weight_sparsity": 1 - kept / total, "pruned_tensors": len(masks),
+               "loss_per_token": {"dense": before, "ticket": after, "on": "the last eighth of the calibration "
+                                                                          "sequences (also used to calibrate)"},
+               "seconds": round(seconds, 1)}
+    (out / "prune.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary
