@@ -398,9 +398,8 @@ def prune(
                                out=out, quiet=quiet, extra=dense or data or target or sensitive)
     missing = [o for o, v in (("--dense", dense), ("--data", data), ("--target", target), ("--sensitive", sensitive))
                if v is None]
-    if missing:
+    if dense is None or data is None or target is None or sensitive is None:
         raise InvalidInputError(f"prune needs {', '.join(missing)} (or, for a language model, --model DIR).")
-    assert dense is not None and data is not None and target is not None and sensitive is not None
     _check_output_directory(out, first_file="alternatives.json", what="prune output")
     inputs = {"--dense": dense, "--data": data, "--train-data": train_data, "--policy": policy,
               "--image-processor": image_processor,

@@ -3,6 +3,8 @@ check that a dense model and its ticket read text the same way (one tokenizer)."
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +37,11 @@ def read_gguf(path: Path) -> tuple[nn.Module, Any]:
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     try:
-        module = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
+        with contextlib.redirect_stderr(io.StringIO()):  # transformers' own progress bar for GGUF ignores its switch
+            module = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
+                                                                       local_files_only=True)
+            tokenizer = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name,
                                                                    local_files_only=True)
-        tokenizer = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name,
-                                                               local_files_only=True)
     except (OSError, ValueError, KeyError, RuntimeError, TypeError, NotImplementedError) as error:
         first = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
         fail(f"'{path}' could not be loaded as a GGUF causal language model ({first}). Check that it is a complete "

@@ -46,15 +46,16 @@ class ChoiceInputs:
 
     def batches(self, *, tokens: int, max_rows: Callable[[int], int] | None = None
                 ) -> Iterator[tuple[np.ndarray, ChoiceInputs]]:
-        """Consecutive items holding at most ``tokens`` tokens together (at least one item per batch); an item's
-        scores never depend on its batch."""
+        """Items of similar prompt length together (less padding), at most ``tokens`` tokens per batch (at least one
+        item); positions are the items' own rows. The order depends only on the items, never on the batch size."""
+        order = np.argsort([len(c) for c in self.contexts], kind="stable")
         start = 0
-        while start < len(self):
+        while start < len(order):
             stop, held = start, 0
-            while stop < len(self) and (stop == start or held + self.tokens(stop) <= tokens):
-                held += self.tokens(stop)
+            while stop < len(order) and (stop == start or held + self.tokens(int(order[stop])) <= tokens):
+                held += self.tokens(int(order[stop]))
                 stop += 1
-            positions = np.arange(start, stop)
+            positions = order[start:stop]
             yield positions, self[positions]
             start = stop
 
