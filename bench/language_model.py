@@ -108,7 +108,7 @@ def memory(args: argparse.Namespace) -> None:
                 weight[weight.abs() <= weight.abs().flatten().kthvalue(weight.numel() // 2).values] = 0
         dense.module.save_pretrained(Path(folder) / "ticket")
         dense.tokenizer.save_pretrained(Path(folder) / "ticket")
-        command = [sys.executable, "-m", "ticketaudit.cli", "report", "--dense", str(smollm2()), "--ticket",
+        command = [str(Path(sys.executable).parent / "ticketaudit"), "report", "--dense", str(smollm2()), "--ticket",
                    str(Path(folder) / "ticket"), "--benchmark", "bbq", "--data", str(SAMPLE), "--limit", "48",
                    "--json", str(Path(folder) / "a.json"), "--out", str(Path(folder) / "a.html"), "--seed", "0",
                    "--quiet"]

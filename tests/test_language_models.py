@@ -288,3 +288,20 @@ def test_a_classifier_cannot_run_a_language_model_task(fx: object, tmp_path: Pat
     run = run_cli(["report", "--dense", str(fx.dense_dir), "--ticket", str(fx.ticket_dir), "--benchmark", "bbq",
                    "--data", str(BBQ), "--out", str(tmp_path / "a.html")])
     assert run.code == 2 and "not one" in run.stderr
+
+
+def test_a_quantised_checkpoint_without_its_package_is_exit_2(models: tuple[Path, Path], tmp_path: Path) -> None:
+    """A GPTQ directory whose package is missing: one message naming the method and the package, no traceback."""
+    import shutil
+
+    quantised = tmp_path / "gptq"
+    shutil.copytree(models[1], quantised)
+    config = json.loads((quantised / "config.json").read_text())
+    config["quantization_config"] = {"quant_method": "gptq", "bits": 4, "group_size": 128}
+    (quantised / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "out"
+    out.mkdir()
+    code, _, err = _report((models[0], quantised), out, "--benchmark", "bbq", "--data", str(BBQ), "--limit", "10")
+    assert code == 2 and "Traceback" not in err, err
+    assert "gptq" in err.lower()
+    assert not list(out.iterdir())

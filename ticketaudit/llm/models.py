@@ -49,7 +49,20 @@ def read_gguf(path: Path) -> tuple[nn.Module, Any]:
     module.eval()
     for param in module.parameters():
         param.requires_grad_(False)
+    _forget_quantizer(module)
     return module, tokenizer
+
+
+def _forget_quantizer(module: nn.Module) -> None:
+    """The weights are plain floats once dequantised: drop the GGUF marks, so the model (a pruned ticket of it) can be
+    saved as an ordinary Hugging Face directory."""
+    module.hf_quantizer = None
+    if hasattr(module.config, "quantization_config"):
+        del module.config.quantization_config
+    try:
+        module.is_quantized = False
+    except AttributeError:  # a read-only property in some versions
+        pass
 
 
 def gguf_bits_per_weight(path: Path) -> dict[str, Any]:

@@ -93,6 +93,10 @@ def read_huggingface(path: Path) -> HuggingFaceModel:
     try:
         module = auto.from_pretrained(str(path), local_files_only=True, use_safetensors=True,
                                       attn_implementation="sdpa" if causal else "eager")
+    except ImportError as error:  # a quantised checkpoint (GPTQ, AWQ, compressed-tensors) whose package is missing
+        method = _quantization_method(path)
+        fail(f"'{path}' is a {method or 'quantised'} checkpoint and loading it needs a package that is not installed "
+             f"({str(error).splitlines()[0][:200]}). Install the package the message names, then run again.")
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as error:
         first = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
         kind = "causal language" if causal else "image-classification" if image else "sequence-classification"
@@ -114,6 +118,13 @@ def read_huggingface(path: Path) -> HuggingFaceModel:
     names = [str(module.config.id2label[i]) for i in sorted(module.config.id2label)]
     labels = None if all(DEFAULT_LABEL.match(n) for n in names) else tuple(names)
     return HuggingFaceModel(module, tokenizer, labels, image=image)
+
+
+def _quantization_method(path: Path) -> str | None:
+    """The ``quant_method`` a Hugging Face config declares (gptq, awq, compressed-tensors, ...), if any."""
+    config = json.loads((path / paths.BUNDLE_CONFIG).read_text(encoding="utf-8"))
+    quantization = config.get("quantization_config")
+    return str(quantization.get("quant_method")) if isinstance(quantization, dict) and quantization.get("quant_method") else None
 
 
 def reads_pixels(module: nn.Module) -> bool:
