@@ -305,3 +305,20 @@ def test_a_quantised_checkpoint_without_its_package_is_exit_2(models: tuple[Path
     assert code == 2 and "Traceback" not in err, err
     assert "gptq" in err.lower()
     assert not list(out.iterdir())
+
+
+def test_acc_norm_divides_each_choices_score_by_its_length(tokenizer: object) -> None:
+    """``acc_norm`` as lm-evaluation-harness: log-likelihood / characters (without the leading space), argmax."""
+    from ticketaudit.llm.scoring import score_answers
+
+    model = tiny_llama(len(tokenizer), seed=5).double()
+    contexts = ["Q: Who was helpful?\nA:"] * 2
+    choices = [[" The nurse", " Not enough information"], [" He", " The young woman"]]
+    plain = build_choice_inputs(contexts, choices, [[0, 1]] * 2, tokenizer=tokenizer, n_answers=2, limit=256)
+    normed = build_choice_inputs(contexts, choices, [[0, 1]] * 2, tokenizer=tokenizer, n_answers=2, limit=256,
+                                 normalize=True)
+    with torch.inference_mode():
+        raw = torch.stack(choice_loglikelihoods(model, plain, device=CPU))
+        scores = score_answers(model, normed, device=CPU)
+    lengths = torch.tensor([[9.0, 22.0], [2.0, 15.0]], dtype=torch.float64)
+    torch.testing.assert_close(scores, raw / lengths)

@@ -259,6 +259,7 @@ def audit(
     choices: str | Sequence[str] | None = None,
     prompt_template: str | Path | None = None,
     bbq_choices: str = "harness",
+    choice_score: str = "acc",
     limit: int | None = None,
     outputs: Mapping[str, str | Path] | None = None,
     progress: Progress | None = None,
@@ -288,7 +289,8 @@ def audit(
     last three quarters (``head+tail``), or is refused (``error``); truncated rows are counted per group.
     Language models (a causal LM directory or .gguf file): ``benchmark`` (``bbq`` or ``crows-pairs``, with ``data``
     the release's files and ``limit`` items at most) fills the items, the target and the groups; ``task="choice"``
-    scores the user's items (``prompt`` or ``prompt_template``, ``choices`` columns, ``target`` the right choice's index).
+    scores the user's items (``prompt`` or ``prompt_template``, ``choices`` columns, ``target`` the right choice's index);
+    ``choice_score="acc_norm"`` picks the choice with the highest log-likelihood per character.
     ``outputs`` (option -> path): files the caller will write; one that is a file the audit reads (an image the
     data names) is refused before any model runs. On text models attributions are summed to words; ``identity_terms`` (a file with one term per line,
     or a list) adds words that name a group to those built from the sensitive values, and without
@@ -384,7 +386,7 @@ def _items(arguments: dict[str, Any]) -> tuple[ChoiceTask | None, str, tuple[str
     task, target, sensitive = resolve_task(
         task=arguments["task"], benchmark=arguments["benchmark"], prompt=arguments["prompt"],
         choices=as_list(arguments["choices"], option="--choices"), prompt_template=arguments["prompt_template"],
-        bbq_choices=arguments["bbq_choices"], target=arguments["target"],
+        bbq_choices=arguments["bbq_choices"], target=arguments["target"], score=arguments["choice_score"],
         sensitive=as_list(arguments["sensitive"], option="--sensitive") or [])
     if target is None or not sensitive:
         fail("name the label column with --target COL and the group columns with --sensitive COL[,COL...] (for a "
@@ -606,6 +608,8 @@ def _assemble(
         "sensitive": list(options.sensitive),
         "features": list(planned.context.modality.feature_names),
         "modality": planned.context.modality.name,
+        **({"task": dataclasses.asdict(options.task) | {"template": options.task.template is not None}}
+           if options.task is not None else {}),
         "classes": list(planned.class_names),
         "class_counts": {name: int(c) for name, c in zip(planned.class_names, analysed.class_counts)},
         "split": options.split,
@@ -692,6 +696,7 @@ _ARGUMENT_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "choices": ((str, list, tuple, type(None)), "a list of column names, a comma-separated string, or None"),
     "prompt_template": ((*_PATH, type(None)), "a path to a Jinja template, or None"),
     "bbq_choices": ((str,), "'harness' or 'original'"),
+    "choice_score": ((str,), "'acc' or 'acc_norm'"),
     "limit": ((int, type(None)), "an integer or None"),
 }
 

@@ -179,6 +179,7 @@ def report(
     choices: Annotated[Optional[str], typer.Option(help="--task choice: the choice columns, comma-separated (the target is the right one's index).")] = None,
     prompt_template: Annotated[Optional[Path], typer.Option(help="--task choice: a Jinja template rendering each item's prompt from its columns (instead of --prompt).")] = None,
     bbq_choices: Annotated[str, typer.Option(help="--benchmark bbq: harness (the two named answers plus the harness's 10 'unknown' phrasings, as lm-evaluation-harness) or original (the release's three answers).")] = "harness",
+    choice_score: Annotated[str, typer.Option(help="Language models: acc (the choice with the highest summed log-likelihood) or acc_norm (per character, lm-evaluation-harness's acc_norm).")] = "acc",
     limit: Annotated[Optional[int], typer.Option(help="--benchmark / --task: read at most N items.")] = None,
     ticket: Annotated[Optional[str], typer.Option(help="Ticket (pruned model) in any supported format.")] = None,
     mask: Annotated[Optional[str], typer.Option(help="Mask file; the ticket is then dense weights x mask.")] = None,
@@ -269,7 +270,7 @@ def report(
                        train_data=train_data, engine=engine, ray_address=ray_address, num_workers=num_workers,
                        gpus_per_worker=gpus_per_worker, max_unseen_share=max_unseen_share, precision=precision,
                        truncation=truncation, benchmark=benchmark, task=task, prompt=prompt, choices=choices,
-                       prompt_template=prompt_template, bbq_choices=bbq_choices, limit=limit,
+                       prompt_template=prompt_template, bbq_choices=bbq_choices, choice_score=choice_score, limit=limit,
                        outputs=outputs, progress=update)  # type: ignore[arg-type]
     if policy is not None:
         result.provenance["policy_source"] = f"{policy} — sha256 {sha256_file(policy)}"

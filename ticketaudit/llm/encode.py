@@ -65,8 +65,9 @@ def encode_item(tokenizer: Any, context: str, choices: Sequence[str]) -> tuple[n
 
 
 def build_choice_inputs(contexts: Sequence[str], choices: Sequence[Sequence[str]], answers: Sequence[Sequence[int]],
-                        *, tokenizer: Any, n_answers: int, limit: int) -> ChoiceInputs:
-    """Every item encoded; an item longer than ``limit`` + 1 tokens keeps its context's last tokens (marked)."""
+                        *, tokenizer: Any, n_answers: int, limit: int, normalize: bool = False) -> ChoiceInputs:
+    """Every item encoded; an item longer than ``limit`` + 1 tokens keeps its context's last tokens (marked).
+    ``normalize``: score each choice per character (``acc_norm``; its length without the leading space)."""
     encoded_contexts, encoded_choices, truncated = [], [], []
     for context, item_choices in zip(contexts, choices):
         context_ids, continuation_ids = encode_item(tokenizer, context, item_choices)
@@ -77,4 +78,6 @@ def build_choice_inputs(contexts: Sequence[str], choices: Sequence[Sequence[str]
         truncated.append(cut)
     return ChoiceInputs(contexts=tuple(encoded_contexts), continuations=tuple(encoded_choices),
                         answers=tuple(np.asarray(a, dtype=np.int64) for a in answers), n_answers=n_answers,
-                        truncated=np.array(truncated, dtype=bool))
+                        truncated=np.array(truncated, dtype=bool),
+                        divisors=tuple(np.array([max(1, len(c.removeprefix(" "))) for c in item], dtype=np.float64)
+                                       for item in choices) if normalize else None)

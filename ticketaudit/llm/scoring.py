@@ -28,6 +28,9 @@ class ChoiceInputs:
     n_answers: int
     truncated: np.ndarray
     """Per item: whether its context lost its first tokens to the model's length limit."""
+    divisors: tuple[np.ndarray, ...] | None = None
+    """``acc_norm``: per item, each choice's length in characters (its log-likelihood is divided by it, as
+    lm-evaluation-harness's ``acc_norm``); None: summed log-likelihoods (``acc``)."""
 
     def __len__(self) -> int:
         return len(self.contexts)
@@ -37,7 +40,8 @@ class ChoiceInputs:
         return ChoiceInputs(contexts=tuple(self.contexts[i] for i in picked),
                             continuations=tuple(self.continuations[i] for i in picked),
                             answers=tuple(self.answers[i] for i in picked), n_answers=self.n_answers,
-                            truncated=self.truncated[picked])
+                            truncated=self.truncated[picked],
+                            divisors=None if self.divisors is None else tuple(self.divisors[i] for i in picked))
 
     def tokens(self, item: int) -> int:
         """Tokens the item holds in the choices' pass: every choice's copy of the context and its own tokens."""
@@ -145,7 +149,10 @@ def answer_scores(loglikelihoods: list[torch.Tensor], batch: ChoiceInputs) -> to
 
 def score_answers(module: torch.nn.Module, batch: ChoiceInputs, *, device: torch.device) -> torch.Tensor:
     """The (items, n_answers) scores the audit reads as logits: their softmax is each answer's share."""
-    return answer_scores(choice_loglikelihoods(module, batch, device=device), batch)
+    scores = choice_loglikelihoods(module, batch, device=device)
+    if batch.divisors is not None:
+        scores = [values / torch.as_tensor(divisor, dtype=values.dtype) for values, divisor in zip(scores, batch.divisors)]
+    return answer_scores(scores, batch)
 
 
 def naive_loglikelihoods(module: torch.nn.Module, batch: ChoiceInputs, *, device: torch.device) -> list[torch.Tensor]:

@@ -16,13 +16,16 @@ from .crows import read_crows_pairs
 
 BENCHMARKS = ("bbq", "crows-pairs")
 TASKS = ("choice",)
+SCORES = ("acc", "acc_norm")
 BENCHMARK_GROUPS = {"bbq": ("category", "context_condition"), "crows-pairs": ("bias_type",)}
 
 
 def resolve_task(*, task: str | None, benchmark: str | None, prompt: str | None, choices: Sequence[str] | None,
                  prompt_template: str | Path | None, bbq_choices: str, target: str | None,
-                 sensitive: Sequence[str]) -> tuple[ChoiceTask | None, str | None, tuple[str, ...]]:
+                 sensitive: Sequence[str], score: str = "acc") -> tuple[ChoiceTask | None, str | None, tuple[str, ...]]:
     """The items' task with the target and sensitive columns (a benchmark's own unless the user named others)."""
+    if score not in SCORES:
+        fail(f"--choice-score must be one of {', '.join(SCORES)}; got {score!r}.")
     if benchmark is not None:
         if benchmark not in BENCHMARKS:
             fail(f"--benchmark must be one of {', '.join(BENCHMARKS)}; got {benchmark!r}.")
@@ -32,11 +35,11 @@ def resolve_task(*, task: str | None, benchmark: str | None, prompt: str | None,
         columns = tuple(f"choice_{j}" for j in range(count))
         answers = tuple(f"answer_{j}" for j in range(count)) if benchmark == "bbq" else None
         made = ChoiceTask(prompt="prompt", choices=columns, answers=answers, n_answers=3 if benchmark == "bbq" else 2,
-                          benchmark=benchmark, choice_mode=bbq_choices if benchmark == "bbq" else None)
+                          benchmark=benchmark, choice_mode=bbq_choices if benchmark == "bbq" else None, score=score)
         return made, target or "label", tuple(sensitive) or BENCHMARK_GROUPS[benchmark]
     if task is None:
-        if prompt is not None or choices or prompt_template is not None:
-            fail("--prompt, --choices and --prompt-template belong to --task choice; add it.")
+        if prompt is not None or choices or prompt_template is not None or score != "acc":
+            fail("--prompt, --choices, --prompt-template and --choice-score belong to --task choice; add it.")
         return None, target, tuple(sensitive)
     if task not in TASKS:
         fail(f"--task must be one of {', '.join(TASKS)} (pair and likelihood are not available yet); got {task!r}.")
@@ -52,7 +55,8 @@ def resolve_task(*, task: str | None, benchmark: str | None, prompt: str | None,
         template = path.read_text(encoding="utf-8")
     if target is None or not sensitive:
         fail("--task choice needs --target COL (the index of the right choice) and --sensitive COL[,COL...].")
-    return ChoiceTask(prompt=prompt, choices=tuple(choices), template=template), target, tuple(sensitive)
+    return (ChoiceTask(prompt=prompt, choices=tuple(choices), template=template, score=score), target,
+            tuple(sensitive))
 
 
 def read_items(task: ChoiceTask, data: Any, *, limit: int | None) -> Any:

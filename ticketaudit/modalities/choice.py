@@ -33,6 +33,8 @@ class ChoiceTask:
     benchmark: str | None = None
     choice_mode: str | None = None
     """BBQ's choices: ``harness`` (the two named answers and the harness's "unknown" phrasings) or ``original``."""
+    score: str = "acc"
+    """``acc``: the choice with the highest summed log-likelihood; ``acc_norm``: per character (the harness's)."""
 
     @property
     def answer_count(self) -> int:
@@ -94,7 +96,7 @@ class ChoiceModality(Modality):
                    [list(range(len(task.choices)))] * len(frame))
         try:
             return build_choice_inputs(self.prompts(frame), choices, answers, tokenizer=self.tokenizer,
-                                       n_answers=task.answer_count, limit=self.limit)
+                                       n_answers=task.answer_count, limit=self.limit, normalize=task.score == "acc_norm")
         except ValueError as error:
             fail(f"an item cannot be scored: {error}.")
 
@@ -102,6 +104,8 @@ class ChoiceModality(Modality):
         out = {"scoring": "summed log-likelihood of each choice (lm-evaluation-harness's encoding); the prompt's "
                           "cache is computed once per item", "length limit": f"{self.limit} tokens (longer prompts "
                                                                              "keep their last tokens)"}
+        if self.task.score == "acc_norm":
+            out["scoring"] += "; acc_norm: each choice's log-likelihood divided by its length in characters"
         if self.task.benchmark:
             out["benchmark"] = self.task.benchmark + (f" (choices: {self.task.choice_mode})"
                                                       if self.task.choice_mode else "")
