@@ -322,3 +322,33 @@ def test_acc_norm_divides_each_choices_score_by_its_length(tokenizer: object) ->
         scores = score_answers(model, normed, device=CPU)
     lengths = torch.tensor([[9.0, 22.0], [2.0, 15.0]], dtype=torch.float64)
     torch.testing.assert_close(scores, raw / lengths)
+
+
+@pytest.mark.parametrize(("kind", "window"), [("qwen2", None), ("phi3", None), ("gpt_neox", None), ("opt", None),
+                                              ("mistral", 16), ("gemma2", 4096), ("gemma2", 16)])
+def test_shared_prompt_scores_hold_across_architectures(tokenizer: object, kind: str, window: int | None) -> None:
+    """Other decoder families, including sliding-window attention shorter than an item (scored one pass per choice,
+    since such a cache keeps only the window) and longer (the shared cache)."""
+    import transformers
+
+    common = {"vocab_size": len(tokenizer), "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "max_position_embeddings": 256, "bos_token_id": 0, "eos_token_id": 0}
+    configs = {
+        "qwen2": lambda: transformers.Qwen2Config(**common, intermediate_size=64, num_key_value_heads=2),
+        "phi3": lambda: transformers.Phi3Config(**common, intermediate_size=64, num_key_value_heads=2, pad_token_id=0),
+        "gpt_neox": lambda: transformers.GPTNeoXConfig(**common, intermediate_size=64),
+        "opt": lambda: transformers.OPTConfig(**common, ffn_dim=64, word_embed_proj_dim=32, pad_token_id=1),
+        "mistral": lambda: transformers.MistralConfig(**common, intermediate_size=64, num_key_value_heads=2,
+                                                      sliding_window=window),
+        "gemma2": lambda: transformers.Gemma2Config(**common, intermediate_size=64, num_key_value_heads=2, head_dim=8,
+                                                    sliding_window=window, pad_token_id=0),
+    }
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(configs[kind]()).double().eval()
+    inputs = _items(tokenizer, read_bbq(BBQ).head(4), limit=200)
+    with torch.inference_mode():
+        shared = choice_loglikelihoods(model, inputs, device=CPU)
+        whole = naive_loglikelihoods(model, inputs, device=CPU)
+    for a, b in zip(shared, whole):
+        assert torch.isfinite(a).all()
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-6)

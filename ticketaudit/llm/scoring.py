@@ -82,7 +82,12 @@ def _log_softmax(logits: torch.Tensor) -> torch.Tensor:
 
 def choice_loglikelihoods(module: torch.nn.Module, batch: ChoiceInputs, *, device: torch.device) -> list[torch.Tensor]:
     """Per item, the summed log-likelihood of each of its choices given its context (one prompt pass per batch
-    of items, then one pass over every choice continuing from the copied prompt cache)."""
+    of items, then one pass over every choice continuing from the copied prompt cache). A model with sliding-window
+    attention shorter than an item scores that batch one full pass per choice (its cache keeps only the window)."""
+    window = _sliding_window(module)
+    if window is not None and any(len(c) + max(len(x) for x in item) > window
+                                  for c, item in zip(batch.contexts, batch.continuations)):
+        return naive_loglikelihoods(module, batch, device=device)
     context_ids, context_mask = _padded(list(batch.contexts))
     lengths = context_mask.sum(dim=1)
     ends = lengths - 1
@@ -118,6 +123,15 @@ def _continued(module: torch.nn.Module, cache: Any, choices: list[np.ndarray], *
     targets, target_mask = _padded([c[1:] for c in choices])
     picked = _log_softmax(logits).gather(2, targets.to(device)[:, :, None])[:, :, 0]
     return (picked * target_mask.to(device, picked.dtype)).sum(dim=1)
+
+
+def _sliding_window(module: torch.nn.Module) -> int | None:
+    """The attention window of a model that attends to its last N tokens only (Mistral, Gemma 2, ...), if any."""
+    config = getattr(module, "config", None)
+    window = getattr(config, "sliding_window", None)
+    if not isinstance(window, int) or window <= 0 or getattr(config, "use_sliding_window", True) is False:
+        return None
+    return window
 
 
 def _keep_positions(module: torch.nn.Module, ends: torch.Tensor) -> torch.Tensor | None:
