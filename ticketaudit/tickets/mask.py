@@ -35,7 +35,8 @@ def binary_entropy_bits(p: float) -> float:
 class Mask(Mapping[str, torch.Tensor]):
     """Immutable mapping of prunable weight names to boolean keep-masks, validated against a model."""
 
-    def __init__(self, tensors: Mapping[str, torch.Tensor], *, model: nn.Module) -> None:
+    def __init__(self, tensors: Mapping[str, torch.Tensor], *, model: nn.Module, fresh: bool = False) -> None:
+        """``fresh``: the tensors were made for this mask (not the caller's), so they are kept without a copy."""
         prunable = prunable_parameters(model)
         known = ", ".join(list(prunable)[:10]) + (", ..." if len(prunable) > 10 else "")
         checked: dict[str, torch.Tensor] = {}
@@ -53,7 +54,7 @@ class Mask(Mapping[str, torch.Tensor]):
                 if bad.numel():
                     fail(MSG_MASK_BINARY.format(name=name, value=float(bad.flatten()[0])))
                 tensor = values != 0
-            checked[name] = tensor.detach().to("cpu").clone()
+            checked[name] = tensor.detach().to("cpu") if fresh else tensor.detach().to("cpu").clone()
         for name in prunable:
             if name not in checked:
                 fail(MSG_MASK_MISSING.format(name=name))
@@ -62,13 +63,16 @@ class Mask(Mapping[str, torch.Tensor]):
     @classmethod
     def from_zeros(cls, model: nn.Module) -> Mask:
         """Infer a mask from a ticket whose pruned weights are exact zeros."""
-        return cls({n: p.detach() != 0 for n, p in prunable_parameters(model).items()}, model=model)
+        return cls({n: p.detach() != 0 for n, p in prunable_parameters(model).items()}, model=model, fresh=True)
 
     @classmethod
     def ones(cls, model: nn.Module) -> Mask:
-        """The mask of an unpruned model."""
-        return cls({n: torch.ones_like(p, dtype=torch.bool) for n, p in prunable_parameters(model).items()},
-                   model=model)
+        """The mask of an unpruned model: one shared ``True`` seen at every shape (no memory per weight; a 135M-weight
+        language model would otherwise hold 135 MB of ones)."""
+        mask = cls.__new__(cls)
+        mask._tensors = {n: torch.ones((), dtype=torch.bool).expand(p.shape) for n, p in
+                         prunable_parameters(model).items()}
+        return mask
 
     def __getitem__(self, name: str) -> torch.Tensor:
         return self._tensors[name]
