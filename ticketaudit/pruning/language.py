@@ -12,6 +12,7 @@ from torch import nn
 from .._validation import fail
 from ..tickets.mask import Mask, prunable_parameters
 
+
 def calibration_batches(tokenizer: Any, text: str, *, sequences: int, length: int) -> list[torch.Tensor]:
     """``sequences`` chunks of ``length`` tokens of ``text`` (one batch each), tokenised once."""
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
