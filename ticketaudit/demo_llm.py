@@ -14,9 +14,6 @@ if TYPE_CHECKING:
     from .audit import AuditResult
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-CALIBRATION_SEQUENCES = 32
-CALIBRATION_LENGTH = 128
-"""Wanda's calibration: 32 sequences of 128 tokens of the shipped calibration text (the paper: 128 x 2,048)."""
 
 
 def smollm2_path() -> Path:
@@ -38,6 +35,7 @@ def run_language_demo(out: Path, *, seed: int = 0, progress: Callable[[str, int,
     from ._resources import datasets_dir
     from .audit import audit
     from .outputs import write_report
+    from .prune_language import LENGTH, SEQUENCES, calibration_text
     from .pruning.language import calibration_batches, full_mask, save_mask
     from .pruning.sequential import prune_layerwise
     from .tickets.load import load_dense
@@ -46,8 +44,8 @@ def run_language_demo(out: Path, *, seed: int = 0, progress: Callable[[str, int,
     model = smollm2_path()
     step("Loading SmolLM2-135M-Instruct (GGUF)", 0, 1)
     dense = load_dense(model)
-    text = (datasets_dir() / "calibration" / "ticketaudit_docs.txt").read_text(encoding="utf-8")
-    batches = calibration_batches(dense.tokenizer, text, sequences=CALIBRATION_SEQUENCES, length=CALIBRATION_LENGTH)
+    text, _ = calibration_text(None)  # what prune --model calibrates on by default, at its default size
+    batches = calibration_batches(dense.tokenizer, text, sequences=SEQUENCES, length=LENGTH)
     kept = prune_layerwise(dense.module, batches, method="wanda", sparsity=0.5,
                            progress=lambda done, total: step("Pruning the 50% Wanda ticket, block by block", done, total))
     mask = full_mask(dense.module, kept)  # Wanda only masks: the dense weights x this mask are the ticket

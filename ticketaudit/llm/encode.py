@@ -33,9 +33,9 @@ def prefix_token(tokenizer: Any) -> int:
     return int(token)
 
 
-def _encode(tokenizer: Any, text: str) -> list[int]:
-    """The harness's ``tok_encode``: the tokenizer's own special tokens, unless the text already starts with BOS."""
-    prefix = tokenizer.decode([prefix_token(tokenizer)])
+def _encode(tokenizer: Any, text: str, *, prefix: str) -> list[int]:
+    """The harness's ``tok_encode``: the tokenizer's own special tokens, unless the text already starts with the BOS
+    text ``prefix``."""
     if prefix and text.startswith(prefix):
         return list(tokenizer.encode(text, add_special_tokens=False))
     return list(tokenizer.encode(text))
@@ -53,10 +53,11 @@ def encode_item(tokenizer: Any, context: str, choices: Sequence[str]) -> tuple[n
         return np.array([prefix], dtype=np.int64), tuple(np.array(t, dtype=np.int64) for t in encoded)
     spaces = len(context) - len(context.rstrip())
     moved, context = context[len(context) - spaces:], context[:len(context) - spaces]
-    context_ids = _encode(tokenizer, context)
+    prefix = tokenizer.decode([prefix_token(tokenizer)])
+    context_ids = _encode(tokenizer, context, prefix=prefix)
     continuations = []
     for choice in choices:
-        whole = _encode(tokenizer, context + moved + choice)
+        whole = _encode(tokenizer, context + moved + choice, prefix=prefix)
         tokens = whole[len(context_ids):]
         if not tokens:
             raise ValueError("a choice is empty")

@@ -53,11 +53,12 @@ class ChoiceInputs:
         """Items of similar prompt length together (less padding), at most ``tokens`` tokens per batch (at least one
         item); positions are the items' own rows. The order depends only on the items, never on the batch size."""
         order = np.argsort([len(c) for c in self.contexts], kind="stable")
+        held_by = [self.tokens(int(item)) for item in order]
         start = 0
         while start < len(order):
             stop, held = start, 0
-            while stop < len(order) and (stop == start or held + self.tokens(int(order[stop])) <= tokens):
-                held += self.tokens(int(order[stop]))
+            while stop < len(order) and (stop == start or held + held_by[stop] <= tokens):
+                held += held_by[stop]
                 stop += 1
             positions = order[start:stop]
             yield positions, self[positions]
