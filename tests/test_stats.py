@@ -143,3 +143,41 @@ def test_lazy_replacements_equal_scipy_stats() -> None:
             assert mcnemar_p_value(b, c) == pytest.approx(expected, rel=1e-12, abs=1e-15)
     for confidence in (0.5, 0.9, 0.95, 0.999, 1 - 1e-6):
         assert z_value(confidence) == pytest.approx(sps.norm.ppf(0.5 + confidence / 2), rel=1e-12)
+
+
+def test_row_index_draws_have_the_multinomial_law() -> None:
+    """Strata with few rows per cell draw row indices (StratumResampler): their counts must follow the same
+    multinomial as the binomial-per-cell path: means n·p, variances n·p·(1−p), every replicate summing to n."""
+    counts = np.array([1.0, 3, 6, 2, 40, 8])  # stratum 0: 12 rows in 4 cells (index path); stratum 1: 48 in 2
+    strata = np.array([0, 0, 0, 0, 1, 1])
+    assert 12 <= stats.StratumResampler.ROWS_PER_CELL * 4 and 48 > stats.StratumResampler.ROWS_PER_CELL * 2
+    draws = np.concatenate(list(stats.stratified_multinomial(counts, strata, n_strata=2, n_boot=20000, seed=1)))
+    for cells, total in ((slice(0, 4), 12), (slice(4, 6), 48)):
+        p = counts[cells] / total
+        assert np.array_equal(draws[:, cells].sum(axis=1), np.full(20000, float(total)))
+        assert np.allclose(draws[:, cells].mean(axis=0), total * p, atol=0.05 * np.sqrt(total))
+        assert np.allclose(draws[:, cells].var(axis=0), total * p * (1 - p), rtol=0.06)
+
+
+def test_fused_bootstrap_sums_equal_the_sums_of_the_drawn_counts() -> None:
+    """CellTable.resampled_stratum_sums multiplies each stratum's redraw at once: it must equal stratum_sums of
+    stratified_multinomial's (replicates, cells) counts, replicate by replicate."""
+    from ticketaudit.analyses.cells import build_cells, metric_layout, metrics_from_sums, quantities
+
+    rng = np.random.default_rng(2)
+    proba = rng.dirichlet([1, 1], size=(2, 500))
+    cells = build_cells(labels=rng.integers(0, 2, 500), proba_dense=proba[0], proba_ticket=proba[1],
+                        stratum=rng.integers(0, 7, 500), n_strata=7, bins=10)
+    layout = metric_layout(cells.layout)
+    fused = np.concatenate([c.transpose(1, 0, 2) for c in
+                            cells.resampled_stratum_sums(7, layout=layout, n_boot=50, seed=4, chunk=16)])
+    counts = np.concatenate(list(stats.stratified_multinomial(cells.counts, cells.stratum, n_strata=7, n_boot=50,
+                                                              seed=4, chunk=16)))
+    full = cells.stratum_sums(counts, 7)
+    assert np.allclose(fused, quantities(full, cells.layout, layout), rtol=1e-12, atol=1e-9)
+    assert not np.allclose(fused[0], fused[1])
+    for model in ("dense", "ticket"):  # the reduced quantities give the same metrics as the full ones
+        reduced, whole = metrics_from_sums(fused, layout, model), metrics_from_sums(full, cells.layout, model)
+        assert reduced.keys() == whole.keys()
+        for name in whole:
+            assert np.allclose(reduced[name], whole[name], equal_nan=True), name

@@ -10,10 +10,12 @@ of the rows into chunks or shards merge into exactly the same table: ``CellAccum
 from __future__ import annotations
 
 import functools
-
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+
+from . import stats
 
 MODELS = ("dense", "ticket")
 CONFIDENCE_UNIT = 2.0**-32
@@ -44,9 +46,13 @@ class Layout:
 
     n_classes: int
     bins: int
+    only: tuple[str, ...] | None = None
+    """The bootstrap's quantities (``metric_layout``), in their order; None: every quantity."""
 
     @functools.cached_property
     def names(self) -> tuple[str, ...]:
+        if self.only is not None:
+            return self.only
         names = ["n", *(f"support:{k}" for k in range(self.n_classes))]
         for m in MODELS:
             names += [f"{m}:correct"]
@@ -104,6 +110,46 @@ class CellTable:
             start, stop = bounds[s], bounds[s + 1]
             out[..., s, :] = cell_counts[..., start:stop] @ per_row[start:stop]
         return out
+
+
+    def resampled_stratum_sums(self, n_strata: int, *, layout: Layout, n_boot: int, seed: int,
+                               chunk: int = 128) -> Iterator[np.ndarray]:
+        """Yield (strata, replicates, quantities of ``layout``) sums of the stratified bootstrap, ``chunk`` replicates
+        at a time: ``stratum_sums`` of ``stats.stratified_multinomial``'s draws (equal by test), without the
+        (replicates, cells) table, each stratum's redraw multiplied at once into its sums."""
+        per_row = quantities(self.sums, self.layout, layout) / self.counts[:, None]
+        resampler = stats.StratumResampler(self.counts, self.stratum, n_strata=n_strata, seed=seed)
+        bounds = np.searchsorted(self.stratum, np.arange(n_strata + 1))
+        filled = np.flatnonzero(bounds[1:] > bounds[:-1])
+        for start in range(0, n_boot, chunk):
+            size = min(chunk, n_boot - start)
+            out = np.zeros((n_strata, size, per_row.shape[1]))
+            for s in filled:
+                out[s] = resampler.draw(s, size) @ per_row[bounds[s]:bounds[s + 1]]
+            yield out
+
+
+def metric_layout(layout: Layout) -> Layout:
+    """The quantities ``metrics_from_sums`` reads, what the bootstrap sums: no bin counts, no paired discordances,
+    and each bin's confidence minus correct as one quantity ``ece_gap`` (ECE needs only that difference)."""
+    names: list[str] = []
+    for name in layout.names:
+        if name.startswith("paired:") or ":ece_count:" in name or ":ece_correct:" in name:
+            continue
+        names.append(name.replace(":ece_conf:", ":ece_gap:"))
+    return Layout(layout.n_classes, layout.bins, only=tuple(names))
+
+
+def quantities(sums: np.ndarray, full: Layout, layout: Layout) -> np.ndarray:
+    """The columns of ``layout`` from sums in the ``full`` layout (``ece_gap`` = confidence − correct)."""
+    columns = []
+    for name in layout.names:
+        if ":ece_gap:" in name:
+            columns.append(full.column(sums, name.replace(":ece_gap:", ":ece_conf:"))
+                           - full.column(sums, name.replace(":ece_gap:", ":ece_correct:")))
+        else:
+            columns.append(full.column(sums, name))
+    return np.stack(columns, axis=-1)
 
 
 def confidence_bins(confidence: np.ndarray, bins: int) -> np.ndarray:
@@ -236,7 +282,9 @@ def metrics_from_sums(sums: np.ndarray, layout: Layout, model: str) -> dict[str,
                 out[f"recall:{c}"] = recall[..., c]
             valid = (support > 0).sum(axis=-1)
             out["macro_recall"] = np.where(valid > 0, np.nansum(recall, axis=-1) / np.maximum(valid, 1), np.nan)
-        conf = layout.block(sums, f"{model}:ece_conf", layout.bins)
-        correct = layout.block(sums, f"{model}:ece_correct", layout.bins)
-        out["ece"] = np.abs(conf - correct).sum(axis=-1) / n
+        if f"{model}:ece_gap:0" in layout.names:
+            gap = layout.block(sums, f"{model}:ece_gap", layout.bins)
+        else:
+            gap = layout.block(sums, f"{model}:ece_conf", layout.bins) - layout.block(sums, f"{model}:ece_correct", layout.bins)
+        out["ece"] = np.abs(gap).sum(axis=-1) / n
     return out

@@ -15,7 +15,7 @@ import pandas as pd
 from ..data import Group
 from . import stats
 from .base import AnalysisInputs, AnalysisSettings, interval, number
-from .cells import MODELS, CellTable, build_cells, domain_size, metrics_from_sums, paired_specs
+from .cells import MODELS, CellTable, build_cells, domain_size, metric_layout, metrics_from_sums, paired_specs
 
 MIN_RATE_DOMAIN = 10
 """A rate needs at least this many rows in its denominator (positives for TPR, ...)."""
@@ -212,20 +212,25 @@ def _membership(groups: tuple[Group, ...], n_strata: int) -> Any:
     return sparse.csr_matrix((np.ones(len(rows)), (rows, np.concatenate(columns))), shape=(len(columns), n_strata))
 
 
-def _bootstrap_metrics(inputs: AnalysisSettings, cells: CellTable, membership: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+def _bootstrap_metrics(inputs: AnalysisSettings, cells: CellTable, membership: Any) -> dict[str, dict[str, np.ndarray]]:
     """{model: {metric: (n_boot, groups + 1)}} from the stratified multinomial bootstrap."""
     n_strata = inputs.groups.n_strata
+    layout = metric_layout(cells.layout)
+    chunk = int(np.clip(BOOTSTRAP_CHUNK_BYTES // (8 * n_strata * len(layout.names)), 8, 128))
     chunks: dict[str, dict[str, list[np.ndarray]]] = {m: {} for m in MODELS}
-    for counts in stats.stratified_multinomial(cells.counts, cells.stratum, n_strata=n_strata,
-                                               n_boot=inputs.n_boot, seed=inputs.seed):
-        per_stratum = cells.stratum_sums(counts, n_strata)  # (B, S, q)
-        replicates, _, q = per_stratum.shape
-        flat = np.ascontiguousarray(per_stratum.transpose(1, 0, 2)).reshape(n_strata, replicates * q)
-        per_group = np.asarray(membership @ flat).reshape(-1, replicates, q).transpose(1, 0, 2)  # (B, G + 1, q)
+    for per_stratum in cells.resampled_stratum_sums(n_strata, layout=layout, n_boot=inputs.n_boot, seed=inputs.seed,
+                                                    chunk=chunk):  # (S, B, q)
+        _, replicates, q = per_stratum.shape
+        per_group = np.asarray(membership @ per_stratum.reshape(n_strata, replicates * q))
+        per_group = per_group.reshape(-1, replicates, q).transpose(1, 0, 2)  # (B, G + 1, q)
         for model in MODELS:
-            for name, values in metrics_from_sums(per_group, cells.layout, model).items():
+            for name, values in metrics_from_sums(per_group, layout, model).items():
                 chunks[model].setdefault(name, []).append(values)
     return {m: {name: np.concatenate(parts) for name, parts in chunks[m].items()} for m in MODELS}
+
+
+BOOTSTRAP_CHUNK_BYTES = 256 * 2**20
+"""Replicates are summed a chunk at a time: at most this many bytes of per-stratum sums (8 to 128 replicates)."""
 
 
 def analyse_performance(inputs: AnalysisInputs, *, point_estimates: str = "fairlearn") -> PerformanceResult:

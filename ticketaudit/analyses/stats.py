@@ -169,6 +169,35 @@ def nan_quantiles(values: np.ndarray, quantiles: tuple[float, ...]) -> list[np.n
     return out
 
 
+class StratumResampler:
+    """Multinomial redraws of each stratum's cells, one random stream per stratum (results do not depend on the
+    order of cells or of strata). A stratum with few rows per cell draws row indices instead: the same
+    distribution as the multinomial (rows resampled with replacement), far faster than one binomial per cell."""
+
+    ROWS_PER_CELL = 16
+    """Up to this many rows per cell, drawing row indices costs less than a multinomial's binomial per cell."""
+
+    def __init__(self, counts: np.ndarray, stratum_of_cell: np.ndarray, *, n_strata: int, seed: int) -> None:
+        self.streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n_strata)]
+        order = np.argsort(stratum_of_cell, kind="stable")  # each stratum's cells in cell order, in one pass
+        self.members = np.split(order, np.cumsum(np.bincount(stratum_of_cell, minlength=n_strata))[:-1])
+        self.counts = counts
+        self.sizes = [int(counts[m].sum()) for m in self.members]
+
+    def draw(self, stratum: int, size: int) -> np.ndarray:
+        """(size, the stratum's cells) redrawn counts; advances the stratum's stream (call in chunk order)."""
+        total, stream, member = self.sizes[stratum], self.streams[stratum], self.members[stratum]
+        cells = len(member)
+        if total > self.ROWS_PER_CELL * cells:
+            return stream.multinomial(total, self.counts[member] / total, size=size).astype(np.float64)
+        dtype = np.uint16 if total <= np.iinfo(np.uint16).max else np.int64  # fewer random bits: same law, faster
+        drawn = stream.integers(0, total, size=(size, total), dtype=dtype).astype(np.intp)
+        if total > cells:  # some cell holds several rows: row index -> its cell
+            drawn = np.repeat(np.arange(cells), self.counts[member].astype(np.intp))[drawn]
+        drawn += (np.arange(size) * cells)[:, None]
+        return np.bincount(drawn.ravel(), minlength=size * cells).reshape(size, cells).astype(np.float64)
+
+
 def stratified_multinomial(
     counts: np.ndarray, stratum_of_cell: np.ndarray, *, n_strata: int, n_boot: int, seed: int, chunk: int = 128
 ) -> Iterator[np.ndarray]:
@@ -176,23 +205,13 @@ def stratified_multinomial(
 
     Within each stratum the cells are drawn multinomially with the stratum's size: the same
     distribution as resampling that stratum's rows with replacement, at a cost independent of
-    the number of rows. Each stratum has its own random stream, so results do not depend on
-    the order of cells.
+    the number of rows (``StratumResampler``).
     """
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n_strata)]
-    order = np.argsort(stratum_of_cell, kind="stable")  # each stratum's cells in cell order, in one pass
-    members = np.split(order, np.cumsum(np.bincount(stratum_of_cell, minlength=n_strata))[:-1])
-    sizes = [int(counts[m].sum()) for m in members]
-    unit = [bool(np.all(counts[m] == 1)) for m in members]
+    resampler = StratumResampler(counts, stratum_of_cell, n_strata=n_strata, seed=seed)
     for start in range(0, n_boot, chunk):
         size = min(chunk, n_boot - start)
         out = np.zeros((size, len(counts)), dtype=np.float64)
-        for stream, member, total, rows in zip(streams, members, sizes, unit):
-            if not total:
-                continue
-            if rows:  # one row per cell: draw row indices directly (same distribution, much faster)
-                drawn = stream.integers(0, total, size=(size, total)) + (np.arange(size) * total)[:, None]
-                out[:, member] = np.bincount(drawn.ravel(), minlength=size * total).reshape(size, total)
-            else:
-                out[:, member] = stream.multinomial(total, counts[member] / total, size=size)
+        for stratum, member in enumerate(resampler.members):
+            if resampler.sizes[stratum]:
+                out[:, member] = resampler.draw(stratum, size)
         yield out
