@@ -1,4 +1,5 @@
-"""Writing the bundle format (config.json + model.safetensors [+ mask.safetensors] [+ preprocess.json])."""
+"""The bundle format, read and written: config.json (ticketaudit's architecture name and arguments) +
+model.safetensors [+ mask.safetensors] [+ preprocess.json] [+ preprocessor_config.json]."""
 
 from __future__ import annotations
 
@@ -10,11 +11,17 @@ import torch
 from safetensors.torch import save
 from torch import nn
 
+from dataclasses import dataclass
+
 from .. import paths
-from .._io import write_atomically
-from ..images import PROCESSOR_FILE
+from .._io import sha256_path, write_atomically
+from .._validation import MSG_FILE_MISSING, fail
+from ..images import PROCESSOR_FILE, ImageProcessor
+from ..models import build_architecture
 from ..preprocess import Preprocessor
+from .checks import check_same_metadata
 from .mask import Mask
+from .model import Format, LoadedModel, dense_model, image_processor_in, ticket_model
 
 BUNDLE_VERSION = 1
 
@@ -54,3 +61,69 @@ def save_bundle(directory: Path, module: nn.Module, *, architecture: str, argume
     write_atomically(bundle_files(directory, module, architecture=architecture, arguments=arguments, labels=labels,
                                   preprocess=preprocess, mask=mask, image_processor=image_processor))
     return directory
+
+
+@dataclass(frozen=True)
+class _Bundle:
+    module: nn.Module
+    mask: Mask | None
+    labels: tuple[str, ...] | None
+    preprocess: Preprocessor | None
+    image_processor: ImageProcessor | None = None
+
+
+def dense_from_bundle(path: Path, **_: Any) -> LoadedModel:
+    bundle = _read_bundle(path)
+    return dense_model(bundle.module, format="bundle", sha256=sha256_path(path), source=str(path),
+                       labels=bundle.labels, preprocess=bundle.preprocess, image_processor=bundle.image_processor)
+
+
+def ticket_from_bundle(path: Path, *, dense: LoadedModel, **_: Any) -> LoadedModel:
+    bundle = _read_bundle(path)
+    check_same_metadata(dense, labels=bundle.labels, preprocess=bundle.preprocess, source=path)
+    the_mask = bundle.mask if bundle.mask is not None else Mask.from_zeros(bundle.module)
+    return ticket_model(dense, bundle.module, the_mask, "bundle", sha256_path(path), str(path), tokenizer=None)
+
+
+def _read_bundle(directory: Path) -> _Bundle:
+    from .weights import load_state, read_safetensors
+
+    config = _bundle_config(directory / paths.BUNDLE_CONFIG)
+    meta = config.get("ticketaudit", {})
+    labels = meta.get("labels") if isinstance(meta, dict) else None
+    if labels is not None and (not isinstance(labels, list) or len(labels) < 2 or len(set(map(str, labels))) != len(labels)):
+        fail(f"'{directory / paths.BUNDLE_CONFIG}': ticketaudit.labels must be a list of at least 2 distinct labels.")
+    skeleton = build_architecture(str(config["architecture"]), dict(config.get("arguments", {})))
+    weights_path = directory / paths.BUNDLE_WEIGHTS
+    if not weights_path.is_file():
+        fail(MSG_FILE_MISSING.format(what="bundle weights", path=weights_path))
+    module = load_state(skeleton, read_safetensors(weights_path), what=f"bundle '{directory}'",
+                        fix="The config.json arguments must describe the saved weights.")
+    mask = None
+    if (directory / paths.BUNDLE_MASK).is_file():
+        mask = Mask(read_safetensors(directory / paths.BUNDLE_MASK), model=module)
+        module = mask.apply(module)
+    preprocess_path = directory / paths.BUNDLE_PREPROCESS
+    preprocess = Preprocessor.from_file(preprocess_path) if preprocess_path.is_file() else None
+    return _Bundle(module, mask, tuple(map(str, labels)) if labels else None, preprocess,
+                   image_processor_in(directory))
+
+
+def _bundle_config(config_path: Path) -> dict[str, Any]:
+    """A bundle's config.json: a JSON object with an ``architecture`` entry."""
+    if not config_path.is_file():
+        fail(f"'{config_path.parent}' is a directory without {paths.BUNDLE_CONFIG}; a bundle holds config.json and "
+             "model.safetensors.")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        fail(f"'{config_path}' is not valid JSON: {error}.")
+    if not isinstance(config, dict):
+        fail(f"'{config_path}' must hold a JSON object.")
+    if "architecture" not in config:
+        fail(f"'{config_path}' has no \"architecture\" entry; see README, 'Bundles'.")
+    return config
+
+
+FORMAT = Format(name="bundle", matches=lambda path: path.is_dir() and (path / paths.BUNDLE_CONFIG).is_file(),
+                dense=dense_from_bundle, ticket=ticket_from_bundle)

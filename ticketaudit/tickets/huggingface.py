@@ -14,8 +14,12 @@ from typing import Any
 from torch import nn
 
 from .. import paths
+from .._io import sha256_path
 from .._validation import fail
 from ..llm.models import names_causal_lm
+from .checks import check_same_metadata, check_same_tokenizer
+from .mask import Mask
+from .model import Format, LoadedModel, dense_model, image_processor_in, ticket_model
 
 MSG_NO_TRANSFORMERS = (
     "'{path}' is a Hugging Face model directory, which needs the 'transformers' package. "
@@ -153,3 +157,28 @@ def is_causal(module: nn.Module) -> bool:
     """Whether each query may attend only to earlier keys (decoder-style self-attention)."""
     config = module.config  # type: ignore[union-attr]
     return bool(getattr(config, "is_decoder", False)) or str(config.model_type) in CAUSAL_TYPES
+
+
+def dense_from_huggingface(path: Path, **_: Any) -> LoadedModel:
+    hf = read_huggingface(path)
+    return dense_model(hf.module, format="huggingface", sha256=sha256_path(path), source=str(path), labels=hf.labels,
+                       tokenizer=hf.tokenizer, image_processor=image_processor_in(path) if hf.image else None)
+
+
+def ticket_from_huggingface(path: Path, *, dense: LoadedModel, **_: Any) -> LoadedModel:
+    """A Hugging Face directory; with a ``mask.safetensors`` beside it (what ``ticketaudit prune`` saves), that mask."""
+    from .weights import read_mask_file
+
+    hf = read_huggingface(path)
+    check_same_metadata(dense, labels=hf.labels, preprocess=None, source=path)
+    module, the_mask = hf.module, Mask.from_zeros(hf.module)
+    if (path / paths.BUNDLE_MASK).is_file():
+        the_mask = read_mask_file(path / paths.BUNDLE_MASK, model=hf.module)
+        module = the_mask.apply(hf.module)
+    check_same_tokenizer(dense, hf.tokenizer, source=path)
+    return ticket_model(dense, module, the_mask, "huggingface", sha256_path(path), str(path), preprocess=None,
+                        tokenizer=hf.tokenizer or dense.tokenizer)
+
+
+FORMAT = Format(name="huggingface", matches=lambda path: path.is_dir() and is_huggingface_dir(path),
+                dense=dense_from_huggingface, ticket=ticket_from_huggingface)
