@@ -46,6 +46,16 @@ ROWS_SHOWN = 5
 """Row numbers a message lists for a problem that many rows share."""
 
 
+def read_json(path: Any, *, what: str, fix: str = "") -> Any:
+    """The JSON document at ``path``, or exit 2 naming ``what`` is not valid JSON (and ``fix``, the way out)."""
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        fail(f"{what} is not valid JSON ({error}).{' ' + fix if fix else ''}")
+
+
 def bad_rows(values: Any, kind: str) -> Any:
     """Which values of a column (a pandas Series) have the problem ``kind``: a boolean numpy array."""
     import numpy as np

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import fail
+from ._validation import fail, read_json
 
 PROCESSOR_FILE = "preprocessor_config.json"
 RESAMPLE_NAMES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
@@ -61,11 +61,8 @@ class ImageProcessor:
         if not path.is_file():
             fail(f"image processor config '{path}' does not exist. Give the preprocessor_config.json saved with "
                  "the model (image_processor.save_pretrained(dir)).")
-        try:
-            config = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            fail(f"image processor config '{path}' is not valid JSON ({error}). Save it again with "
-                 "image_processor.save_pretrained(dir).")
+        config = read_json(path, what=f"image processor config '{path}'",
+                           fix="Save it again with image_processor.save_pretrained(dir).")
         return cls.from_dict(config, source=str(path))
 
     @classmethod

@@ -16,7 +16,6 @@ value). Input order follows ``inputs``.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._validation import fail, fail_rows
+from ._validation import fail, fail_rows, read_json
 from .values import MISSING, canonical, canonical_texts
 
 
@@ -93,11 +92,7 @@ class Preprocessor:
 
     @classmethod
     def from_file(cls, path: Path) -> Preprocessor:
-        try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            fail(f"'{path}' is not valid JSON: {error}.")
-        return cls.from_dict(document, source=str(path))
+        return cls.from_dict(read_json(path, what=f"'{path}'"), source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
         out: list[dict[str, Any]] = []

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from .. import paths
 from .._io import sha256_path, write_atomically
-from .._validation import MSG_FILE_MISSING, fail
+from .._validation import MSG_FILE_MISSING, fail, read_json
 from ..images import PROCESSOR_FILE, ImageProcessor
 from ..models import build_architecture
 from ..preprocess import Preprocessor
@@ -114,10 +114,7 @@ def _bundle_config(config_path: Path) -> dict[str, Any]:
     if not config_path.is_file():
         fail(f"'{config_path.parent}' is a directory without {paths.BUNDLE_CONFIG}; a bundle holds config.json and "
              "model.safetensors.")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        fail(f"'{config_path}' is not valid JSON: {error}.")
+    config = read_json(config_path, what=f"'{config_path}'")
     if not isinstance(config, dict):
         fail(f"'{config_path}' must hold a JSON object.")
     if "architecture" not in config:
