@@ -352,3 +352,52 @@ def test_shared_prompt_scores_hold_across_architectures(tokenizer: object, kind:
     for a, b in zip(shared, whole):
         assert torch.isfinite(a).all()
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-6)
+
+
+def _hand_entropies(model: torch.nn.Module, contexts: list[np.ndarray]) -> np.ndarray:
+    """(items, layers x heads): per item, each head's attention entropy over causal keys computed directly from
+    the eager attention probabilities: query i (i >= 1) sees keys 0..i, H_i / log(i + 1), mean over i >= 1."""
+    out = []
+    for context in contexts:
+        with torch.inference_mode():
+            attentions = model(input_ids=torch.as_tensor(context[None]), output_attentions=True).attentions
+        row = []
+        for layer in attentions:
+            probs = layer[0].double()  # (heads, T, T), zero above the diagonal
+            plogp = torch.where(probs > 0, probs * probs.clamp(min=1e-300).log(), torch.zeros_like(probs))
+            visible = torch.arange(1, probs.shape[-1] + 1, dtype=torch.float64)
+            entropy = -plogp.sum(-1)[:, 1:] / visible[1:].log()
+            row.extend(entropy.mean(-1).tolist())
+        out.append(row)
+    return np.array(out)
+
+
+def test_language_model_attention_entropy_equals_a_direct_computation(models: tuple[Path, Path], tokenizer: object,
+                                                                      tmp_path: Path) -> None:
+    """Attention for language models: each item's prompt, causal keys only, per layer x head; the JSON's per-head
+    means (overall and per group) equal entropies computed by hand from eager attention maps; the token budget
+    (--batch-size) changes nothing."""
+    code, doc, err = _report(models, tmp_path, "--benchmark", "bbq", "--data", str(BBQ), "--limit", "24",
+                             "--analyses", "benchmark,metrics,attention", "--precision", "float64")
+    assert code in (0, 1), err
+    frame = read_bbq(BBQ, limit=24)
+    contexts = list(_items(tokenizer, frame).contexts)
+    import transformers
+
+    expected = {}
+    for name, path in zip(("dense", "ticket"), models):
+        model = transformers.AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager").double().eval()
+        expected[name] = _hand_entropies(model, contexts)
+    section = doc["attention"]
+    assert section["rows"] == 24 and len(section["heads"]) == 2 * 4
+    for k, head in enumerate(section["heads"]):
+        assert head["dense"] == pytest.approx(expected["dense"][:, k].mean(), abs=2e-6)
+        assert head["ticket"] == pytest.approx(expected["ticket"][:, k].mean(), abs=2e-6)
+    ambiguous = (frame.context_condition == "ambig").to_numpy()
+    group = next(g for g in section["groups"] if g["group"] == "context_condition=ambig")
+    for k, head in enumerate(group["heads"]):
+        assert head["dense"] == pytest.approx(expected["dense"][ambiguous, k].mean(), abs=2e-6)
+    (tmp_path / "b").mkdir()
+    again = _report(models, tmp_path / "b", "--benchmark", "bbq", "--data", str(BBQ), "--limit", "24",
+                    "--analyses", "benchmark,metrics,attention", "--precision", "float64", "--batch-size", "300")
+    assert again[1]["attention"] == section

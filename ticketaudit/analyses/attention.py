@@ -23,6 +23,7 @@ from torch import nn
 
 from .._validation import fail
 from ..inputs import TokenInputs
+from ..llm.scoring import ChoiceInputs
 from ..tickets.mask import Mask
 from . import stats
 from .attention_capture import AttentionRecorder, LayerAttention
@@ -307,9 +308,23 @@ PROBE_TOKENS = 16
 """Tokens of the one text row that reveals the models' attention layout (sizes scale with length squared)."""
 
 
+def prompt_tokens(features: Features) -> Features:
+    """A language model's items as the text rows whose attention is measured: each item's prompt (its context
+    tokens, right-padded), causal keys only. Other features as they are."""
+    if not isinstance(features, ChoiceInputs):
+        return features
+    longest = max(1, max(len(c) for c in features.contexts))
+    ids = np.zeros((len(features), longest), dtype=np.int64)
+    mask = np.zeros((len(features), longest), dtype=np.int64)
+    for row, context in enumerate(features.contexts):
+        ids[row, :len(context)] = context
+        mask[row, :len(context)] = 1
+    return TokenInputs(input_ids=ids, attention_mask=mask, limit=2**31)  # padded lengths: each row's own
+
+
 def _probe_row(features: Features) -> Features:
     """One row, a text cut to ``PROBE_TOKENS`` tokens: a long text's every-layer maps would be the run's peak."""
-    row = features[:1]
+    row = prompt_tokens(features[:1])
     if isinstance(row, TokenInputs):
         return dataclasses.replace(row, input_ids=row.input_ids[:, :PROBE_TOKENS],
                                    attention_mask=row.attention_mask[:, :PROBE_TOKENS])
@@ -393,6 +408,15 @@ class AttentionStream:
         values = [torch.cat([layer[k] for layer in compared], dim=1) for k in range(3)]
         # Rounded to float32 like the predictions: the last bits of float64 attention vary with the batch size.
         return logits_dense, logits_ticket, torch.cat(values, dim=1).to("cpu", torch.float32).to(torch.float64).numpy()
+
+    def read(self, batch: Features) -> np.ndarray:
+        """Each row's values without the predictions (a language model's answers are scored apart): its prompt
+        (``prompt_tokens``), in batches of one padded length each, so a row's values never depend on its batch."""
+        tokens = prompt_tokens(batch)
+        assert isinstance(tokens, TokenInputs)
+        pieces = [(positions, self.forward(part)[2])
+                  for positions, part in tokens.batches(tokens=2**62, max_rows=self.max_rows)]
+        return in_row_order(pieces, rows=len(tokens))
 
     def add(self, values: np.ndarray, strata: np.ndarray, rows: np.ndarray) -> None:
         """Fold rows' values (from ``forward``; ids ``rows``, ascending) into the sums."""

@@ -105,6 +105,21 @@ def _blocked_from_attn_mask(mask: torch.Tensor | None, *, rows: int, heads: int)
     return blocked.reshape(rows, heads, *blocked.shape[-2:])
 
 
+@contextlib.contextmanager
+def eager_attention(module: nn.Module) -> Iterator[None]:
+    """A Hugging Face model with eager attention while it is recorded (SDPA and flash kernels return no
+    probabilities; language models load with SDPA, faster for scoring), its own implementation after."""
+    current = getattr(getattr(module, "config", None), "_attn_implementation", None)
+    if current in (None, "eager") or not hasattr(module, "set_attn_implementation"):
+        yield
+        return
+    module.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        module.set_attn_implementation(current)
+
+
 class AttentionRecorder:
     """Runs a model and returns each attention layer's probabilities for the batch."""
 
@@ -216,7 +231,7 @@ class AttentionRecorder:
         if self.kind == "huggingface":
             self._masks = self._huggingface_masks(batch)
         try:
-            with torch.inference_mode(), self._hooks():
+            with torch.inference_mode(), self._hooks(), eager_attention(self.module):
                 output = call_model(self.module, batch, device=self.device, dtype=self.dtype)
         finally:
             self._masks = None
@@ -224,7 +239,7 @@ class AttentionRecorder:
         return logits_of(output), captured
 
     def _returned_run(self, batch: Features) -> tuple[torch.Tensor, list[LayerAttention]]:
-        with torch.inference_mode():
+        with torch.inference_mode(), eager_attention(self.module):
             output = call_model(self.module, batch, device=self.device, dtype=self.dtype, output_attentions=True)
         return logits_of(output), self._huggingface_layers(batch, output.attentions or ())
 
@@ -235,10 +250,13 @@ class AttentionRecorder:
             return None
         real = torch.as_tensor(batch.attention_mask, device=self.device) != 0
         key_valid = real[:, None, None, :]
-        if is_causal(self.module):
-            length = real.shape[1]
-            key_valid = key_valid & torch.ones(length, length, dtype=torch.bool, device=self.device).tril()[None, None]
-        return key_valid, real
+        if not is_causal(self.module):
+            return key_valid, real
+        # Causal: query i sees keys 0..i. The first query sees one key (entropy 0 by construction, whatever the
+        # model): it is left out of the mean, which then reads only the queries that had a choice.
+        length = real.shape[1]
+        key_valid = key_valid & torch.ones(length, length, dtype=torch.bool, device=self.device).tril()[None, None]
+        return key_valid, real & (torch.arange(length, device=self.device) > 0)[None, :]
 
     def _huggingface_layers(self, batch: Features, attentions: tuple[torch.Tensor, ...]) -> list[LayerAttention]:
         masks = self._huggingface_masks(batch)

@@ -24,6 +24,7 @@ from torch import nn
 from .._validation import fail
 from ..images import ImageInputs
 from ..inputs import TokenInputs
+from ..llm.models import is_causal_lm
 from ..llm.scoring import ChoiceInputs, score_answers
 
 Features = Union[np.ndarray, TokenInputs, ImageInputs, ChoiceInputs]
@@ -86,6 +87,8 @@ def call_model(module: nn.Module, batch: Features, *, device: torch.device, dtyp
     if isinstance(batch, ImageInputs):
         batch = batch.pixels()
     if isinstance(batch, TokenInputs):
+        if is_causal_lm(module):  # a language model's prompts (attention): only the last position's logits
+            options = {"logits_to_keep": 1, **options}
         return module(input_ids=torch.as_tensor(batch.input_ids, dtype=torch.long, device=device),
                       attention_mask=torch.as_tensor(batch.attention_mask, dtype=torch.long, device=device), **options)
     return module(torch.as_tensor(batch, dtype=dtype, device=device), **options)
@@ -195,8 +198,6 @@ class ModelRunner:
 def _runnable(module: nn.Module, *, device: torch.device, dtype: torch.dtype) -> nn.Module:
     """The model on ``device`` in ``dtype``: a private copy, except a language model already there (the loader's own
     private copy; copying a 135M-parameter model again would double the memory), which is only read."""
-    from ..llm.models import is_causal_lm
-
     first = next(module.parameters(), None)
     if (is_causal_lm(module) and not module.training and first is not None and first.dtype == dtype
             and first.device == device):
@@ -244,6 +245,11 @@ class ForwardObserver(Protocol):
         """Both models' logits on ``batch`` and its (rows, width) values, rows in the batch's order."""
         ...
 
+    def read(self, batch: Features) -> np.ndarray:
+        """Only the (rows, width) values, for items whose predictions come from another pass (a language model's
+        answers are scored with a shared prompt cache; the observer reads the prompts)."""
+        ...
+
 
 @dataclass(frozen=True, eq=False)
 class PairedPass:
@@ -263,7 +269,10 @@ def forward_both(dense: ModelRunner, ticket: ModelRunner, features: Features, *,
     dense_pieces, ticket_pieces, observed_pieces = [], [], []
     for positions, batch in row_batches(features, batch_size=batch_size,
                                         max_rows=(lambda length: min(cap(length) for cap in caps)) if caps else None):
-        if observer is not None:
+        if observer is not None and isinstance(batch, ChoiceInputs):  # answers scored; the observer reads prompts
+            logits_dense, logits_ticket = dense.logits(batch), ticket.logits(batch)
+            observed_pieces.append((positions, observer.read(batch)))
+        elif observer is not None:
             logits_dense, logits_ticket, values = observer.forward(batch)
             observed_pieces.append((positions, values))
         else:

@@ -50,14 +50,15 @@ class ChoiceInputs:
 
     def batches(self, *, tokens: int, max_rows: Callable[[int], int] | None = None
                 ) -> Iterator[tuple[np.ndarray, ChoiceInputs]]:
-        """Items of similar prompt length together (less padding), at most ``tokens`` tokens per batch (at least one
-        item); positions are the items' own rows. The order depends only on the items, never on the batch size."""
+        """Items of similar prompt length together (less padding), at most ``tokens`` tokens per batch and
+        ``max_rows(prompt length)`` items (at least one item); positions are the items' own rows. The order depends only on the items, never on the batch size."""
         order = np.argsort([len(c) for c in self.contexts], kind="stable")
         held_by = [self.tokens(int(item)) for item in order]
         start = 0
         while start < len(order):
             stop, held = start, 0
-            while stop < len(order) and (stop == start or held + held_by[stop] <= tokens):
+            while stop < len(order) and (stop == start or held + held_by[stop] <= tokens and (
+                    max_rows is None or stop - start < max_rows(len(self.contexts[order[stop]])))):
                 held += held_by[stop]
                 stop += 1
             positions = order[start:stop]

@@ -16,7 +16,7 @@ from torch import nn
 from .. import paths
 from .._io import sha256_path
 from .._validation import fail
-from ..llm.models import names_causal_lm
+from ..llm.models import is_causal_lm, names_causal_lm
 from .checks import check_same_metadata, check_same_tokenizer
 from .mask import Mask
 from .model import Format, LoadedModel, dense_model, image_processor_in, ticket_model
@@ -156,7 +156,8 @@ def rebuilt(module: nn.Module) -> nn.Module:
 def is_causal(module: nn.Module) -> bool:
     """Whether each query may attend only to earlier keys (decoder-style self-attention)."""
     config = module.config  # type: ignore[union-attr]
-    return bool(getattr(config, "is_decoder", False)) or str(config.model_type) in CAUSAL_TYPES
+    return (bool(getattr(config, "is_decoder", False)) or str(config.model_type) in CAUSAL_TYPES
+            or is_causal_lm(module))
 
 
 def dense_from_huggingface(path: Path, **_: Any) -> LoadedModel:

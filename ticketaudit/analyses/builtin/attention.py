@@ -73,8 +73,6 @@ class Attention(Analysis):
     def unavailable(self, *, dense: Any, ticket: Any, modality: Any) -> str | None:
         from ..attention_capture import attention_source
 
-        if modality.name == "choice":
-            return "is not available for language models yet (attention over causal keys per item is planned)"
         if attention_source(dense.module) is not None:
             return None
         return (f"needs a model with attention layers (a Hugging Face model, nn.MultiheadAttention, or a "
