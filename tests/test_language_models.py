@@ -259,7 +259,7 @@ def test_user_items_with_a_prompt_template(models: tuple[Path, Path], tmp_path: 
     (["--data", str(BBQ), "--target", "label", "--sensitive", "category"], "causal language model: say what it answers"),
     (["--benchmark", "bbq", "--data", "missing-folder"], "does not exist"),
     (["--benchmark", "squad", "--data", str(BBQ)], "--benchmark must be one of"),
-    (["--task", "choice", "--data", str(BBQ), "--choices", "a"], "at least two choice columns"),
+    (["--task", "choice", "--data", str(BBQ), "--choices", "a"], "needs the prompt"),
     (["--benchmark", "bbq", "--data", str(CROWS)], "is not JSON"),
 ])
 def test_bad_language_model_input_is_exit_2(models: tuple[Path, Path], tmp_path: Path, extra: list[str],
@@ -401,3 +401,61 @@ def test_language_model_attention_entropy_equals_a_direct_computation(models: tu
     again = _report(models, tmp_path / "b", "--benchmark", "bbq", "--data", str(BBQ), "--limit", "24",
                     "--analyses", "benchmark,metrics,attention", "--precision", "float64", "--batch-size", "300")
     assert again[1]["attention"] == section
+
+
+def _list_items(path: Path, *, rows: int = 48) -> pd.DataFrame:
+    """Items whose choices are one list column with 2 to 4 choices each (as ARC's), labels within each list."""
+    rng = np.random.default_rng(3)
+    words = [" the nurse", " the doctor", " a teacher", " the old man", " nobody", " the young woman"]
+    records = []
+    for i in range(rows):
+        count = int(rng.integers(2, 5))
+        options = [str(w) for w in rng.choice(words, size=count, replace=False)]
+        records.append({"question": f"Item {i}: who helped the child?", "options": options,
+                        "right": int(rng.integers(0, count)), "group": "x" if i % 3 else "y"})
+    frame = pd.DataFrame(records)
+    frame.to_json(path, orient="records", lines=True)
+    return frame
+
+
+def test_a_list_column_of_choices_with_different_counts_equals_direct_scoring(models: tuple[Path, Path],
+                                                                              tokenizer: object, tmp_path: Path) -> None:
+    """--choices COL naming one list column: each item its own 2 to 4 choices; per-group accuracy of both models
+    equals picking, by hand, the choice with the highest one-pass-per-choice log-likelihood."""
+    frame = _list_items(tmp_path / "items.jsonl")
+    code, doc, err = _report(models, tmp_path, "--task", "choice", "--data", str(tmp_path / "items.jsonl"),
+                             "--prompt", "question", "--choices", "options", "--target", "right", "--sensitive",
+                             "group", "--precision", "float64")
+    assert code in (0, 1), err
+    import transformers
+
+    inputs = build_choice_inputs(frame.question.tolist(), frame.options.tolist(),
+                                 [list(range(len(o))) for o in frame.options], tokenizer=tokenizer, n_answers=4,
+                                 limit=256)
+    for name, path in zip(("dense", "ticket"), models):
+        model = transformers.AutoModelForCausalLM.from_pretrained(path).double().eval()
+        with torch.inference_mode():
+            picked = np.array([int(v.argmax()) for v in naive_loglikelihoods(model, inputs, device=CPU)])
+        for group in ("x", "y"):
+            rows = (frame.group == group).to_numpy()
+            entry = next(g for g in doc["subgroups"] if g["group"] == f"group={group}")
+            assert entry["metrics"]["accuracy"][name] == pytest.approx((picked == frame.right)[rows].mean())
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    (lambda f: f.assign(right=[len(o) for o in f.options]), "not the index (0, 1, ...) of one of the item's own"),
+    (lambda f: f.assign(options=[o[:1] for o in f.options]), "fewer than two choices"),
+    (lambda f: f.assign(options="the nurse"), "must hold each item's list of choices"),
+])
+def test_a_bad_list_column_is_exit_2_naming_the_rows(models: tuple[Path, Path], tmp_path: Path, change: object,
+                                                     words: str) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    frame = change(_list_items(data / "items.jsonl"))
+    frame.to_json(data / "items.jsonl", orient="records", lines=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    code, _, err = _report(models, out, "--task", "choice", "--data", str(data / "items.jsonl"), "--prompt",
+                           "question", "--choices", "options", "--target", "right", "--sensitive", "group")
+    assert code == 2 and words in err and "Traceback" not in err, err
+    assert not list(out.iterdir())

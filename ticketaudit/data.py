@@ -195,8 +195,28 @@ def _table_from_bytes(raw: bytes, *, name: str, text_columns: Sequence[str],
 def _hash_frame(frame: pd.DataFrame) -> str:
     digest = hashlib.sha256()
     digest.update(",".join(map(str, frame.columns)).encode())
-    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    digest.update(pd.util.hash_pandas_object(_hashable(frame), index=False).to_numpy().tobytes())
     return digest.hexdigest()
+
+
+def _hashable(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with list cells (a language model's list column of choices) as their JSON text, which pandas
+    can hash; other frames as they are."""
+    import json
+
+    def text(value: Any) -> Any:
+        if isinstance(value, np.ndarray):
+            value = value.tolist()
+        return json.dumps(value, default=str) if isinstance(value, (list, tuple, dict)) else value
+
+    listed = [c for c in frame.columns if frame[c].dtype == object
+              and frame[c].map(lambda v: isinstance(v, (list, tuple, dict, np.ndarray))).any()]
+    if not listed:
+        return frame
+    out = frame.copy()
+    for column in listed:
+        out[column] = out[column].map(text)
+    return out
 
 
 @dataclass(frozen=True)

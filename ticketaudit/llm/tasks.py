@@ -3,10 +3,12 @@ from the benchmark's own fields; ``--task choice`` takes them from the user's co
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .._validation import fail
@@ -43,8 +45,9 @@ def resolve_task(*, task: str | None, benchmark: str | None, prompt: str | None,
         return None, target, tuple(sensitive)
     if task not in TASKS:
         fail(f"--task must be one of {', '.join(TASKS)} (pair and likelihood are not available yet); got {task!r}.")
-    if not choices or len(choices) < 2:
-        fail("--task choice needs at least two choice columns: --choices COL,COL[,...].")
+    if not choices:
+        fail("--task choice needs the choices: --choices COL,COL[,...] (one column per choice), or --choices COL "
+             "(one column holding each item's list of choices).")
     if (prompt is None) == (prompt_template is None):
         fail("--task choice needs the prompt: --prompt COL, or --prompt-template FILE.jinja (not both).")
     template = None
@@ -60,15 +63,49 @@ def resolve_task(*, task: str | None, benchmark: str | None, prompt: str | None,
 
 
 def read_items(task: ChoiceTask, data: Any, *, limit: int | None) -> Any:
-    """The audit rows: a benchmark's file read by its reader, a JSONL file of items, or the data as given."""
+    """The audit rows: a benchmark's file read by its reader, a JSONL, CSV or Parquet file of items read whole
+    (item sets are small; a list column's longest list must be known before scoring), or the data as given."""
     if task.benchmark == "bbq":
         return read_bbq(Path(data), choices=task.choice_mode or "harness", limit=limit)
     if task.benchmark == "crows-pairs":
         return read_crows_pairs(Path(data), limit=limit)
-    if isinstance(data, (str, Path)) and str(data).lower().endswith(".jsonl"):
-        try:
-            frame = pd.read_json(Path(data), lines=True, nrows=limit, dtype=False)
-        except (ValueError, OSError) as error:
-            fail(f"'{data}' is not a readable JSONL file of items ({str(error).splitlines()[0]}).")
-        return frame
+    if not isinstance(data, (str, Path)) or not Path(data).is_file():
+        return data
+    suffix = "".join(Path(data).suffixes[-2:]).lower()
+    try:
+        if suffix.endswith((".jsonl", ".jsonl.gz")):
+            return pd.read_json(Path(data), lines=True, nrows=limit, dtype=False)
+        if suffix.endswith((".csv", ".csv.gz")):
+            return pd.read_csv(Path(data), nrows=limit)
+        if suffix.endswith(".parquet"):
+            frame = pd.read_parquet(Path(data))
+            return frame.iloc[:limit] if limit is not None else frame
+    except (ValueError, OSError, ImportError) as error:
+        fail(f"'{data}' is not a readable file of items ({str(error).splitlines()[0]}).")
     return data
+
+
+def with_choice_count(task: ChoiceTask, items: Any, *, target: str) -> ChoiceTask:
+    """With one choice column, that column holds each item's list of choices: every item needs two or more and a
+    label within its own list; the task's answer count is the longest list."""
+    if task.benchmark is not None or len(task.choices) != 1:
+        if task.benchmark is None and len(task.choices) < 2:
+            fail("--task choice needs two or more choices per item.")
+        return task
+    if not isinstance(items, pd.DataFrame):
+        fail(f"--choices {task.choices[0]} (a list column) needs the items in one JSONL, CSV or Parquet file or a "
+             "DataFrame; or name one column per choice: --choices A,B,C.")
+    from .._validation import check_columns, rows_words
+    from ..modalities.choice import choice_lists
+
+    check_columns("choice", [task.choices[0], target], list(items.columns))
+    counts = np.array([len(row) for row in choice_lists(items[task.choices[0]], column=task.choices[0])])
+    few = np.flatnonzero(counts < 2)
+    if len(few):
+        fail(f"{rows_words(len(few), few.tolist())} of the data have fewer than two choices in '{task.choices[0]}'.")
+    labels = pd.to_numeric(items[target], errors="coerce").to_numpy(dtype=float)
+    outside = np.flatnonzero(~((labels >= 0) & (labels < counts) & (labels == np.floor(labels))))
+    if len(outside):
+        fail(f"{rows_words(len(outside), outside.tolist())} of the data have a label in '{target}' that is not the "
+             f"index (0, 1, ...) of one of the item's own choices in '{task.choices[0]}'.")
+    return dataclasses.replace(task, list_column=True, n_answers=int(counts.max()))

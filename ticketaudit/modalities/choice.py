@@ -35,6 +35,9 @@ class ChoiceTask:
     """BBQ's choices: ``harness`` (the two named answers and the harness's "unknown" phrasings) or ``original``."""
     score: str = "acc"
     """``acc``: the choice with the highest summed log-likelihood; ``acc_norm``: per character (the harness's)."""
+    list_column: bool = False
+    """The one column of ``choices`` holds each item's list of choices (JSON array, Parquet list); items may have
+    different numbers of choices, up to ``n_answers``."""
 
     @property
     def answer_count(self) -> int:
@@ -87,13 +90,14 @@ class ChoiceModality(Modality):
         task = self.task
         check_columns("choice", list(task.choices) + list(task.answers or ()) +
                       ([task.prompt] if task.template is None else []), list(frame.columns))
-        choices = frame[list(task.choices)].astype(str).to_numpy().tolist()
+        choices = (choice_lists(frame[task.choices[0]], column=task.choices[0]) if task.list_column
+                   else frame[list(task.choices)].astype(str).to_numpy().tolist())
         empty = [i for i, row in enumerate(choices) if any(not c.strip() for c in row)]
         if empty:
             fail(f"{rows_words(len(empty), empty)} of the data have an empty choice; every item needs every choice "
                  f"({', '.join(task.choices)}).")
         answers = (frame[list(task.answers)].to_numpy(dtype="int64").tolist() if task.answers else
-                   [list(range(len(task.choices)))] * len(frame))
+                   [list(range(len(row))) for row in choices])
         try:
             return build_choice_inputs(self.prompts(frame), choices, answers, tokenizer=self.tokenizer,
                                        n_answers=task.answer_count, limit=self.limit, normalize=task.score == "acc_norm")
@@ -110,3 +114,25 @@ class ChoiceModality(Modality):
             out["benchmark"] = self.task.benchmark + (f" (choices: {self.task.choice_mode})"
                                                       if self.task.choice_mode else "")
         return out
+
+
+def choice_lists(values: Any, *, column: str) -> list[list[str]]:
+    """Each item's choices from a list column: lists or arrays (JSONL, Parquet), or JSON arrays written as text
+    (CSV). Anything else is refused, naming the first row."""
+    import json
+
+    import numpy as np
+
+    out: list[list[str]] = []
+    for row, value in enumerate(values):
+        if isinstance(value, str) and value.lstrip().startswith("["):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                fail(f"row {row} of choice column '{column}' is not a JSON list of choices: {value[:80]!r}.")
+        if not isinstance(value, (list, tuple, np.ndarray)):
+            fail(f"choice column '{column}' must hold each item's list of choices (a JSON array, or a Parquet list); "
+                 f"row {row} holds {type(value).__name__} {str(value)[:60]!r}. Or name one column per choice: "
+                 "--choices A,B,C.")
+        out.append([str(v) for v in value])
+    return out
