@@ -459,3 +459,34 @@ def test_a_bad_list_column_is_exit_2_naming_the_rows(models: tuple[Path, Path], 
                            "question", "--choices", "options", "--target", "right", "--sensitive", "group")
     assert code == 2 and words in err and "Traceback" not in err, err
     assert not list(out.iterdir())
+
+
+def test_sentence_pairs_equal_direct_scoring_and_skip_attention(models: tuple[Path, Path], tokenizer: object,
+                                                                tmp_path: Path) -> None:
+    """--task pair: each sentence scored whole after BOS; without --target the label is 1 (prefer the second), so
+    a group's accuracy is its share of pairs where the second sentence is the more likely; attention has no prompt
+    to read and says so."""
+    pairs = pd.DataFrame({"more": [f"The {w} man was bad at math." for w in ("old", "poor", "tall") * 16],
+                          "less": [f"The {w} man was bad at math." for w in ("young", "rich", "short") * 16],
+                          "type": ["age", "class", "height"] * 16})
+    pairs.to_csv(tmp_path / "pairs.csv", index=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    code, doc, err = _report(models, out, "--task", "pair", "--data", str(tmp_path / "pairs.csv"), "--choices",
+                             "more,less", "--sensitive", "type", "--precision", "float64")
+    assert code in (0, 1), err
+    assert "attention" not in doc and "attention" not in doc["settings"]["analyses"]
+    asked = _report(models, tmp_path, "--task", "pair", "--data", str(tmp_path / "pairs.csv"), "--choices",
+                    "more,less", "--sensitive", "type", "--analyses", "metrics,attention")
+    assert asked[0] == 2 and "pairs of whole sentences" in asked[2]
+    import transformers
+
+    inputs = build_choice_inputs([""] * len(pairs), pairs[["more", "less"]].values.tolist(), [[0, 1]] * len(pairs),
+                                 tokenizer=tokenizer, n_answers=2, limit=256)  # in the file's order (no swapping)
+    for name, path in zip(("dense", "ticket"), models):
+        model = transformers.AutoModelForCausalLM.from_pretrained(path).double().eval()
+        with torch.inference_mode():
+            second = np.array([bool(v[1] > v[0]) for v in naive_loglikelihoods(model, inputs, device=CPU)])
+        for kind in ("age", "class", "height"):
+            entry = next(g for g in doc["subgroups"] if g["group"] == f"type={kind}")
+            assert entry["metrics"]["accuracy"][name] == pytest.approx(second[(pairs.type == kind).to_numpy()].mean())

@@ -38,7 +38,7 @@ from .engine.shard import AuditPlan, AuditState
 from .images import ImageProcessor, absolute_images, image_reference, table_folder
 from .inputs import check_classes, encode_target, text_limit
 from .listing import bounded
-from .llm.tasks import read_items, resolve_task, with_choice_count
+from .llm.tasks import read_items, resolve_task, with_choice_count, with_pair_label
 from .modalities import choose_modality
 from .modalities.choice import ChoiceTask
 from .modalities.base import Modality
@@ -395,6 +395,7 @@ def _items(arguments: dict[str, Any]) -> tuple[ChoiceTask | None, str, tuple[str
     if task is not None:
         items = read_items(task, arguments["data"], limit=arguments["limit"])
         task = with_choice_count(task, items, target=target)
+        items = with_pair_label(task, items, target=target)
         if task.benchmark is not None and not arguments["sensitive"]:  # the benchmark's groups that vary here
             sensitive = tuple(c for c in sensitive if items[c].nunique() > 1) or sensitive
     return task, target, sensitive, items

@@ -17,7 +17,9 @@ from .bbq import UNKNOWN_RESPONSES, read_bbq
 from .crows import read_crows_pairs
 
 BENCHMARKS = ("bbq", "crows-pairs")
-TASKS = ("choice",)
+TASKS = ("choice", "pair")
+PAIR_LABEL = "pair_label"
+"""The label ``--task pair`` adds when no --target is given: 1, the second sentence (the one to prefer)."""
 SCORES = ("acc", "acc_norm")
 BENCHMARK_GROUPS = {"bbq": ("category", "context_condition"), "crows-pairs": ("bias_type",)}
 
@@ -44,7 +46,10 @@ def resolve_task(*, task: str | None, benchmark: str | None, prompt: str | None,
             fail("--prompt, --choices, --prompt-template and --choice-score belong to --task choice; add it.")
         return None, target, tuple(sensitive)
     if task not in TASKS:
-        fail(f"--task must be one of {', '.join(TASKS)} (pair and likelihood are not available yet); got {task!r}.")
+        fail(f"--task must be one of {', '.join(TASKS)} (likelihood is not available yet); got {task!r}.")
+    if task == "pair":
+        return _pair_task(choices=choices, prompt=prompt, prompt_template=prompt_template, target=target,
+                          sensitive=sensitive, score=score)
     if not choices:
         fail("--task choice needs the choices: --choices COL,COL[,...] (one column per choice), or --choices COL "
              "(one column holding each item's list of choices).")
@@ -60,6 +65,43 @@ def resolve_task(*, task: str | None, benchmark: str | None, prompt: str | None,
         fail("--task choice needs --target COL (the index of the right choice) and --sensitive COL[,COL...].")
     return (ChoiceTask(prompt=prompt, choices=tuple(choices), template=template, score=score), target,
             tuple(sensitive))
+
+
+def _pair_task(*, choices: Sequence[str] | None, prompt: str | None, prompt_template: str | Path | None,
+               target: str | None, sensitive: Sequence[str], score: str) -> tuple[ChoiceTask, str, tuple[str, ...]]:
+    """``--task pair``: two whole sentences per row, scored as CrowS-Pairs is (no prompt: each sentence after the
+    BOS token); the label is the index of the sentence to prefer (default 1: put the stereotyping one first)."""
+    if not choices or len(choices) != 2:
+        fail("--task pair needs the two sentence columns: --choices STEREOTYPING,OTHER (the model should not "
+             "prefer the first).")
+    if prompt is not None or prompt_template is not None:
+        fail("--task pair scores each sentence whole; leave out --prompt and --prompt-template (use --task choice "
+             "for a prompt and its answers).")
+    if not sensitive:
+        fail("--task pair needs the group columns: --sensitive COL[,COL...].")
+    return (ChoiceTask(prompt=None, choices=tuple(choices), score=score, kind="pair"), target or PAIR_LABEL,
+            tuple(sensitive))
+
+
+def with_pair_label(task: ChoiceTask, items: Any, *, target: str) -> Any:
+    """``--task pair``: the label (without --target: 1, the second sentence is the one to prefer), and, as the
+    CrowS-Pairs reader does, the two sentences swapped on every other row (label flipped): a sentence's score does
+    not depend on its place, and both classes are then present, as every rate needs."""
+    if task.kind != "pair":
+        return items
+    if not isinstance(items, pd.DataFrame):
+        fail("--task pair needs the pairs in one JSONL, CSV or Parquet file or a DataFrame.")
+    if target == PAIR_LABEL and PAIR_LABEL in items.columns:
+        fail(f"the data already has a column '{PAIR_LABEL}'; name it with --target {PAIR_LABEL} if it is the label.")
+    first, second = task.choices
+    out = items.copy() if target != PAIR_LABEL else items.assign(**{PAIR_LABEL: 1})
+    labels = pd.to_numeric(out[target], errors="coerce")
+    if not labels.isin([0, 1]).all():
+        fail(f"--task pair: the label column '{target}' must hold 0 or 1 (the index of the sentence to prefer).")
+    odd = np.arange(len(out)) % 2 == 1
+    out.loc[odd, [first, second]] = out.loc[odd, [second, first]].to_numpy()
+    out[target] = np.where(odd, 1 - labels.to_numpy(dtype=np.int64), labels.to_numpy(dtype=np.int64))
+    return out
 
 
 def read_items(task: ChoiceTask, data: Any, *, limit: int | None) -> Any:

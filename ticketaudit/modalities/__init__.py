@@ -70,9 +70,9 @@ def _choice_modality(dense: LoadedModel, *, target: str, sensitive: Sequence[str
     if dense.tokenizer is None:
         fail(f"'{dense.source}' has no tokenizer files (tokenizer.json and tokenizer_config.json). Save them beside the "
              "model with tokenizer.save_pretrained(directory).")
-    from .choice import ChoiceModality
+    from .choice import ChoiceModality, PairModality
 
-    return ChoiceModality
+    return PairModality if task is not None and not task.has_prompts else ChoiceModality
 
 
 def _image_modality(dense: LoadedModel, *, target: str, sensitive: Sequence[str], features: list[str] | None,

@@ -35,9 +35,17 @@ class ChoiceTask:
     """BBQ's choices: ``harness`` (the two named answers and the harness's "unknown" phrasings) or ``original``."""
     score: str = "acc"
     """``acc``: the choice with the highest summed log-likelihood; ``acc_norm``: per character (the harness's)."""
+    kind: str = "choice"
+    """``choice`` (a prompt and its answers) or ``pair`` (two whole sentences, no prompt)."""
     list_column: bool = False
     """The one column of ``choices`` holds each item's list of choices (JSON array, Parquet list); items may have
     different numbers of choices, up to ``n_answers``."""
+
+    @property
+    def has_prompts(self) -> bool:
+        """Whether items have a prompt to read (attention): pairs of whole sentences (``--task pair``,
+        CrowS-Pairs) have none."""
+        return self.kind != "pair" and self.benchmark != "crows-pairs"
 
     @property
     def answer_count(self) -> int:
@@ -49,6 +57,8 @@ class ChoiceModality(Modality):
     """Items encoded as lm-evaluation-harness encodes log-likelihood requests (``llm.encode``)."""
 
     name: ClassVar[str] = "choice"
+    has_prompts: ClassVar[bool] = True
+    """Whether items have a prompt to read (attention; ``PairModality``: none)."""
     default_batch_size: ClassVar[int] = 4096
     """Tokens held in one choices' pass (each choice's copy of its prompt plus its own tokens)."""
     task: ChoiceTask
@@ -68,6 +78,7 @@ class ChoiceModality(Modality):
     def benchmark(self) -> str | None:
         return self.task.benchmark
 
+
     @property
     def feature_names(self) -> tuple[str, ...]:
         return tuple(c for c in (self.task.prompt, *self.task.choices) if c is not None)
@@ -76,7 +87,9 @@ class ChoiceModality(Modality):
         return inputs.truncated
 
     def prompts(self, frame: pd.DataFrame) -> list[str]:
-        """Each row's prompt: its prompt column, or the template rendered with the row's columns."""
+        """Each row's prompt: its prompt column, or the template rendered with the row's columns (a pair: none)."""
+        if self.task.kind == "pair":
+            return [""] * len(frame)
         if self.task.template is None:
             return frame[str(self.task.prompt)].astype(str).tolist()
         from jinja2.sandbox import SandboxedEnvironment
@@ -89,7 +102,8 @@ class ChoiceModality(Modality):
 
         task = self.task
         check_columns("choice", list(task.choices) + list(task.answers or ()) +
-                      ([task.prompt] if task.template is None else []), list(frame.columns))
+                      ([task.prompt] if task.template is None and task.prompt is not None else []),
+                      list(frame.columns))
         choices = (choice_lists(frame[task.choices[0]], column=task.choices[0]) if task.list_column
                    else frame[list(task.choices)].astype(str).to_numpy().tolist())
         empty = [i for i, row in enumerate(choices) if any(not c.strip() for c in row)]
@@ -108,6 +122,9 @@ class ChoiceModality(Modality):
         out = {"scoring": "summed log-likelihood of each choice (lm-evaluation-harness's encoding); the prompt's "
                           "cache is computed once per item", "length limit": f"{self.limit} tokens (longer prompts "
                                                                              "keep their last tokens)"}
+        if self.task.kind == "pair":
+            out["task"] = ("pair: each sentence scored whole after the BOS token; the label is the index of the "
+                           "sentence to prefer")
         if self.task.score == "acc_norm":
             out["scoring"] += "; acc_norm: each choice's log-likelihood divided by its length in characters"
         if self.task.benchmark:
@@ -136,3 +153,11 @@ def choice_lists(values: Any, *, column: str) -> list[list[str]]:
                  "--choices A,B,C.")
         out.append([str(v) for v in value])
     return out
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class PairModality(ChoiceModality):
+    """Pairs of whole sentences (``--task pair``, CrowS-Pairs): each scored after the BOS token alone, so there is
+    no prompt for attention to read."""
+
+    has_prompts: ClassVar[bool] = False

@@ -73,6 +73,9 @@ class Attention(Analysis):
     def unavailable(self, *, dense: Any, ticket: Any, modality: Any) -> str | None:
         from ..attention_capture import attention_source
 
+        if modality.name == "choice" and not modality.has_prompts:
+            return ("reads each item's prompt, and pairs of whole sentences (--task pair, CrowS-Pairs) have none "
+                    "(the sentences follow the BOS token alone)")
         if attention_source(dense.module) is not None:
             return None
         return (f"needs a model with attention layers (a Hugging Face model, nn.MultiheadAttention, or a "
