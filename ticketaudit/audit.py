@@ -779,7 +779,7 @@ def _choose_analyses(
     chosen = []
     for analysis in registry.analyses():
         asked = requested is not None and analysis.name in requested
-        if not (analysis.required or asked or (requested is None and analysis.default)):
+        if not (analysis.required or asked or (requested is None and analysis.runs_by_default(modality))):
             continue
         why_not = analysis.unavailable(dense=dense, ticket=ticket, modality=modality)
         if why_not is not None:

@@ -211,6 +211,11 @@ class Analysis:
     """Optional policy keys it evaluates, each with the id (family) of the checks it makes: a key the policy sets
     that yields no check becomes a ``not_evaluated`` check, so no gate a user asked for disappears."""
 
+    def runs_by_default(self, modality: Any) -> bool:
+        """Whether it runs when ``--analyses`` is left out, on this modality (``default``; an analysis whose cost on
+        some model kind is out of proportion may ask to be named there)."""
+        return self.default
+
     def unavailable(self, *, dense: LoadedModel, ticket: LoadedModel, modality: Modality) -> str | None:
         """Why it cannot run on these models, as words that follow "--analyses NAME" (e.g. "needs a model with
         attention layers"); None: it can. ``modality`` is the modality's class."""

@@ -70,6 +70,11 @@ class Attention(Analysis):
     template = "_attention.html.j2"
     schema = {"type": "object", "required": ["source", "rows", "layers", "heads", "summary", "overall", "groups"]}
 
+    def runs_by_default(self, modality: Any) -> bool:
+        """Not by default for language models: a second pass over every prompt with eager attention costs about half
+        the scoring again (``--analyses benchmark,metrics,attention`` asks for it)."""
+        return modality.name != "choice"
+
     def unavailable(self, *, dense: Any, ticket: Any, modality: Any) -> str | None:
         from ..attention_capture import attention_source
 
