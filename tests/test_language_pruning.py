@@ -150,3 +150,90 @@ def test_bad_prune_options_are_exit_2(tmp_path: Path, extra: list[str], words: s
     run = run_cli(args)
     assert run.code == 2 and words in run.stderr, run.stderr
     assert not (tmp_path / "out").exists()
+
+
+def _grouped_texts() -> tuple[list[str], list[str]]:
+    """Two calibration groups of different text: ages and religions, several items each."""
+    ages = [CORPUS[0], CORPUS[3], CORPUS[4]] * 6
+    faiths = [CORPUS[1], CORPUS[2]] * 9
+    return ages + faiths, ["age"] * len(ages) + ["religion"] * len(faiths)
+
+
+def test_group_balanced_calibration_takes_equal_tokens_from_each_group() -> None:
+    """Each group gives the same number of sequences; every sequence's tokens are a window of its own group's text;
+    the seed decides which windows (same seed: same sequences)."""
+    from ticketaudit.pruning.language import grouped_calibration
+
+    tokenizer = tiny_tokenizer()
+    texts, groups = _grouped_texts()
+    batches, owners, names = grouped_calibration(tokenizer, texts, groups, sequences=6, length=16, seed=0)
+    assert names == ("age", "religion") and owners == [0, 0, 0, 1, 1, 1]
+    assert all(b.shape == (1, 16) for b in batches)
+    for batch, owner in zip(batches, owners):
+        own = tokenizer("\n\n".join(t for t, g in zip(texts, groups) if g == names[owner]),
+                        add_special_tokens=False)["input_ids"]
+        window = batch[0].tolist()
+        assert any(own[i:i + 16] == window for i in range(len(own) - 15))
+    again = grouped_calibration(tokenizer, texts, groups, sequences=6, length=16, seed=0)[0]
+    other = grouped_calibration(tokenizer, texts, groups, sequences=6, length=16, seed=1)[0]
+    assert all(torch.equal(a, b) for a, b in zip(batches, again))
+    assert not all(torch.equal(a, b) for a, b in zip(batches, other))
+
+
+def test_worst_group_wanda_keeps_by_the_largest_per_group_norm() -> None:
+    """wanda-worst-group's block-0 masks equal masks computed by hand: each input's root-mean-square activation per
+    group (hooks on the dense model, which block 0 reads), the largest of the groups, times |W|, top half per row;
+    and they differ from plain Wanda's on the same calibration sequences."""
+    from ticketaudit.pruning.language import grouped_calibration
+
+    tokenizer = tiny_tokenizer()
+    model = tiny_llama(len(tokenizer), seed=5)
+    texts, groups = _grouped_texts()
+    batches, owners, _ = grouped_calibration(tokenizer, texts, groups, sequences=6, length=16, seed=0)
+    worst = prune_layerwise(copy.deepcopy(model), batches, method="wanda-worst-group", sparsity=0.5, groups=owners)
+    plain = prune_layerwise(copy.deepcopy(model), batches, method="wanda", sparsity=0.5, groups=owners)
+    linears = block_linears(decoder_blocks(model)[0])
+    squares: dict[tuple[str, int], torch.Tensor] = {}
+    tokens = [0, 0]
+    current = [0]
+    hooks = [layer.register_forward_hook(lambda _, i, __, n=name: squares.__setitem__(
+        (n, current[0]), squares.get((n, current[0]), 0) + i[0].double().pow(2).sum(dim=(0, 1))))
+        for name, (layer, _) in linears.items()]
+    with torch.no_grad():
+        for batch, owner in zip(batches, owners):
+            current[0] = owner
+            tokens[owner] += batch.shape[1]
+            model(input_ids=batch, use_cache=False)
+    for hook in hooks:
+        hook.remove()
+    differs = False
+    for name, (layer, _) in linears.items():
+        norms = torch.stack([(squares[(name, g)] / tokens[g]).sqrt() for g in (0, 1)]).amax(dim=0)
+        by_hand = row_mask(layer.weight.double().abs() * norms[None, :], sparsity=0.5, pattern=None)
+        assert torch.equal(worst[f"model.layers.0.{name}.weight"], by_hand), name
+        differs |= not torch.equal(by_hand, plain[f"model.layers.0.{name}.weight"])
+    assert differs
+
+
+def test_prune_model_with_balanced_groups_records_them(tmp_path: Path) -> None:
+    tokenizer = tiny_tokenizer()
+    dense = save_tiny(tmp_path / "dense", tokenizer=tokenizer)
+    texts, groups = _grouped_texts()
+    items = tmp_path / "items.jsonl"
+    items.write_text("\n".join(json.dumps({"context": t, "category": g}) for t, g in zip(texts, groups)) + "\n",
+                     encoding="utf-8")
+    run = run_cli(["prune", "--model", str(dense), "--method", "wanda-worst-group", "--sparsity", "0.5",
+                   "--calibration", str(items), "--calibration-text", "context", "--balance-groups", "category",
+                   "--out", str(tmp_path / "ticket"), "--quiet", "--seed", "3"])
+    assert run.code == 0, run.stderr
+    calibration = json.loads((tmp_path / "ticket" / "prune.json").read_text())["calibration"]
+    assert calibration["balanced_by"] == "category" and calibration["groups"] == ["age", "religion"]
+    assert calibration["seed"] == 3 and calibration["sequences"] == 2 * calibration["sequences_per_group"]
+    for extra, words in ((["--calibration", str(items)], "name its text column with --calibration-text"),
+                         (["--calibration-text", "context"], "read an item file"),
+                         ([], "takes each input's norm per group")):
+        out = tmp_path / f"bad{len(extra)}"
+        run = run_cli(["prune", "--model", str(dense), "--method", "wanda-worst-group", "--sparsity", "0.5",
+                       "--out", str(out), "--quiet", *extra])
+        assert run.code == 2 and words in run.stderr, run.stderr
+        assert not out.exists()

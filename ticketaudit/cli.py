@@ -366,7 +366,9 @@ def prune(
     sensitive: Annotated[Optional[str], typer.Option(help="Sensitive column(s), comma-separated.")] = None,
     model: Annotated[Optional[str], typer.Option(help="Language models: a causal-LM directory or .gguf file to prune (--method magnitude, wanda or sparsegpt); writes a Hugging Face directory to --out.")] = None,
     pattern: Annotated[Optional[str], typer.Option(help="Language models: 2:4 or 4:8 (N:M sparsity; --sparsity 0.5).")] = None,
-    calibration: Annotated[Optional[Path], typer.Option(help="Language models: calibration text file [default: the shipped calibration text].")] = None,
+    calibration: Annotated[Optional[Path], typer.Option(help="Language models: calibration text file, or items (.jsonl, .csv, .parquet) with --calibration-text [default: the shipped calibration text].")] = None,
+    calibration_text: Annotated[Optional[str], typer.Option(help="Language models: the text column of --calibration items.")] = None,
+    balance_groups: Annotated[Optional[str], typer.Option(help="Language models: the group column of --calibration items; each group gives the same calibration tokens (wanda-worst-group also takes norms per group).")] = None,
     method: Annotated[str, typer.Option(help=f"Comma-separated: {listed(PRUNING_METHODS, last='and')}, or all.")] = "all",
     recover: Annotated[str, typer.Option(help=f"{listed(RECOVERIES)} (all but none need --train-data).")] = "none",
     train_data: Annotated[Optional[str], typer.Option(help="Training table (masks and fine-tuning); without it --data is split by group.")] = None,
@@ -396,6 +398,7 @@ def prune(
 
     if model is not None:
         return _prune_language(model, method=method, sparsity=sparsity, pattern=pattern, calibration=calibration,
+                               calibration_column=calibration_text, balance_groups=balance_groups, seed=seed,
                                out=out, quiet=quiet, extra=dense or data or target or sensitive)
     missing = [o for o, v in (("--dense", dense), ("--data", data), ("--target", target), ("--sensitive", sensitive))
                if v is None]
@@ -461,7 +464,8 @@ def demo(
 
 
 def _prune_language(model: str, *, method: str, sparsity: float, pattern: str | None, calibration: Path | None,
-                    out: Path, quiet: bool, extra: Any) -> int:
+                    calibration_column: str | None, balance_groups: str | None, seed: int, out: Path, quiet: bool,
+                    extra: Any) -> int:
     """``prune --model``: one language-model ticket, saved as a Hugging Face directory."""
     from .prune_language import prune_language_model
 
@@ -469,12 +473,14 @@ def _prune_language(model: str, *, method: str, sparsity: float, pattern: str | 
         raise InvalidInputError("--model prunes a language model on calibration text; leave out --dense, --data, "
                                 "--target and --sensitive (they belong to classifiers).")
     if method == "all":
-        raise InvalidInputError("choose the language-model method: --method magnitude, wanda or sparsegpt.")
+        raise InvalidInputError("choose the language-model method: --method magnitude, wanda, sparsegpt or "
+                                "wanda-worst-group.")
     _check_output_directory(out, first_file="config.json", what="prune output")
     check_not_input({"--out": out}, {"--model": model, "--calibration": calibration})
     with _progress(quiet) as update:
         summary = prune_language_model(model, method=method, sparsity=sparsity, pattern=pattern, out=out,
-                                       calibration=calibration, progress=update)
+                                       calibration=calibration, calibration_column=calibration_column,
+                                       balance_groups=balance_groups, seed=seed, progress=update)
     loss = summary["loss_per_token"]
     _say(f"{method} {pattern or 'unstructured'}: decoder weights {summary['decoder_weight_sparsity']:.1%} zero, "
          f"loss per token {loss['dense']:.3f} -> {loss['ticket']:.3f}, {summary['seconds']:.0f} s")

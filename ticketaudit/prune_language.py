@@ -43,6 +43,54 @@ def calibration_text(path: Path | None) -> tuple[str, str]:
         fail(f"--calibration '{path}' is not UTF-8 text.")
 
 
+ITEM_SUFFIXES = (".jsonl", ".jsonl.gz", ".csv", ".csv.gz", ".parquet")
+
+
+def calibration_set(tokenizer: Any, path: Path | None, *, text_column: str | None, balance_groups: str | None,
+                    sequences: int, length: int, seed: int) -> tuple[list[torch.Tensor], list[int] | None, dict[str, Any]]:
+    """The calibration sequences, each one's group (with ``balance_groups``) and what the summary says of them: a
+    text file cut into sequences, or an item file's ``text_column`` (equal tokens per group with ``balance_groups``)."""
+    from .pruning.language import calibration_batches, grouped_calibration
+
+    if path is None or not str(path).lower().endswith(ITEM_SUFFIXES):
+        if text_column is not None or balance_groups is not None:
+            fail("--calibration-text and --balance-groups read an item file (--calibration FILE.jsonl|.csv|.parquet "
+                 "with a text column and a group column).")
+        text, source = calibration_text(path)
+        return calibration_batches(tokenizer, text, sequences=sequences, length=length), None, {"source": source}
+    if text_column is None:
+        fail(f"--calibration '{path}' is a file of items: name its text column with --calibration-text COL.")
+    frame = _calibration_items(path)
+    from ._validation import check_columns
+
+    check_columns("calibration", [text_column] + ([balance_groups] if balance_groups else []), list(frame.columns))
+    texts = frame[text_column].astype(str).tolist()
+    source = f"{path.name} (sha256 {sha256_path(path)[:16]}), column '{text_column}'"
+    if balance_groups is None:
+        return calibration_batches(tokenizer, "\n\n".join(texts), sequences=sequences, length=length), None, \
+            {"source": source}
+    batches, owners, names = grouped_calibration(tokenizer, texts, frame[balance_groups].astype(str).tolist(),
+                                                 sequences=sequences, length=length, seed=seed)
+    return batches, owners, {"source": source, "balanced_by": balance_groups, "groups": list(names),
+                             "sequences_per_group": len(batches) // len(names), "seed": seed}
+
+
+def _calibration_items(path: Path) -> Any:
+    import pandas as pd
+
+    if not path.is_file():
+        fail(f"--calibration '{path}' does not exist.")
+    name = path.name.lower()
+    try:
+        if name.endswith((".jsonl", ".jsonl.gz")):
+            return pd.read_json(path, lines=True, dtype=False)
+        if name.endswith(".parquet"):
+            return pd.read_parquet(path)
+        return pd.read_csv(path)
+    except (ValueError, OSError, ImportError) as error:
+        fail(f"--calibration '{path}' is not a readable file of items ({str(error).splitlines()[0]}).")
+
+
 def token_loss(module: torch.nn.Module, batches: list[torch.Tensor]) -> float:
     """Mean next-token loss (nats per token) over ``batches``."""
     total, count = 0.0, 0
@@ -55,10 +103,10 @@ def token_loss(module: torch.nn.Module, batches: list[torch.Tensor]) -> float:
 
 
 def prune_language_model(model: str | Path, *, method: str, sparsity: float, pattern: str | None, out: Path,
-                         calibration: Path | None = None, sequences: int = SEQUENCES, length: int = LENGTH,
-                         progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+                         calibration: Path | None = None, calibration_column: str | None = None,
+                         balance_groups: str | None = None, seed: int = 0, sequences: int = SEQUENCES,
+                         length: int = LENGTH, progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     """Prune a causal LM and save it to ``out``; returns the summary also written to ``out/prune.json``."""
-    from .pruning.language import calibration_batches
     from .pruning.sequential import prune_layerwise
     from .tickets.load import load_dense
 
@@ -69,17 +117,20 @@ def prune_language_model(model: str | Path, *, method: str, sparsity: float, pat
     if shape is not None and abs(sparsity - (1 - shape[0] / shape[1])) > 1e-9:
         fail(f"--pattern {pattern} removes {1 - shape[0] / shape[1]:.0%} of each layer; give --sparsity "
              f"{1 - shape[0] / shape[1]:g} with it.")
-    text, source = calibration_text(calibration)
+    if calibration is None or not str(calibration).lower().endswith(ITEM_SUFFIXES):
+        calibration_text(calibration)  # checked before the model loads
     step("Loading the model", 0, 1)
     loaded = load_dense(model)
     if not is_causal_lm(loaded.module) or loaded.tokenizer is None:
         fail(f"'{model}' is not a causal language model with a tokenizer (a Hugging Face ...ForCausalLM directory or "
              "a .gguf file). For classifiers use --dense with --data, --target and --sensitive.")
-    batches = calibration_batches(loaded.tokenizer, text, sequences=sequences, length=length)
+    batches, groups, described = calibration_set(loaded.tokenizer, calibration, text_column=calibration_column,
+                                                 balance_groups=balance_groups, sequences=sequences, length=length,
+                                                 seed=seed)
     held_out = batches[-max(1, len(batches) // 8):]
     before = token_loss(loaded.module, held_out)
     start = time.perf_counter()
-    masks = prune_layerwise(loaded.module, batches, method=method, sparsity=sparsity, pattern=shape,
+    masks = prune_layerwise(loaded.module, batches, method=method, sparsity=sparsity, pattern=shape, groups=groups,
                             progress=lambda done, total: step(f"Pruning with {method}, block by block", done, total))
     seconds = time.perf_counter() - start
     after = token_loss(loaded.module, held_out)
@@ -89,7 +140,7 @@ def prune_language_model(model: str | Path, *, method: str, sparsity: float, pat
     kept = sum(int(m.sum()) for m in masks.values())
     total = sum(m.numel() for m in masks.values())
     summary = {"model": str(model), "method": method, "sparsity": sparsity, "pattern": pattern,
-               "calibration": {"source": source, "sequences": len(batches), "tokens_per_sequence": length},
+               "calibration": {**described, "sequences": len(batches), "tokens_per_sequence": length},
                "decoder_weight_sparsity": 1 - kept / total, "pruned_tensors": len(masks),
                "loss_per_token": {"dense": before, "ticket": after, "on": "the last eighth of the calibration "
                                                                           "sequences (also used to calibrate)"},

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -21,6 +22,32 @@ def calibration_batches(tokenizer: Any, text: str, *, sequences: int, length: in
     step = max(length, (len(ids) - length) // max(1, sequences - 1)) if sequences > 1 else length
     starts = list(range(0, len(ids) - length + 1, step))[:sequences]
     return [torch.tensor([ids[s:s + length]]) for s in starts]
+
+
+def grouped_calibration(tokenizer: Any, texts: list[str], groups: list[str], *, sequences: int, length: int,
+                        seed: int) -> tuple[list[torch.Tensor], list[int], tuple[str, ...]]:
+    """Group-balanced calibration: the same number of ``length``-token sequences (so the same tokens) from each
+    group's texts, joined in order and cut at non-overlapping starts drawn with ``seed``: ``sequences`` / groups
+    each, or fewer when the shortest group has fewer (still equal); with each sequence's group index and the group
+    names (sorted). A group shorter than one sequence is refused, named."""
+    names = tuple(sorted(set(groups)))
+    if len(names) < 2:
+        fail(f"--balance-groups needs at least two groups in the calibration items; found {len(names)}.")
+    encoded = []
+    for name in names:
+        ids = tokenizer("\n\n".join(t for t, g in zip(texts, groups) if g == name), add_special_tokens=False)["input_ids"]
+        if len(ids) < length:
+            fail(f"calibration group '{name}' has {len(ids)} tokens, fewer than one sequence of {length}; give more "
+                 "text for it, or leave it out of the calibration items.")
+        encoded.append(ids)
+    share = max(1, min(sequences // len(names), *(len(ids) // length for ids in encoded)))
+    rng = np.random.default_rng(seed)
+    batches, owners = [], []
+    for index, ids in enumerate(encoded):
+        for start in np.sort(rng.choice(len(ids) // length, size=share, replace=False)) * length:
+            batches.append(torch.tensor([ids[int(start):int(start) + length]]))
+            owners.append(index)
+    return batches, owners, names
 
 
 def row_mask(score: torch.Tensor, *, sparsity: float, pattern: tuple[int, int] | None) -> torch.Tensor:

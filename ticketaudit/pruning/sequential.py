@@ -4,6 +4,8 @@ Wanda (Sun et al. 2023) and SparseGPT (Frantar & Alistarh 2023).
 
 - ``magnitude``: the smallest |W| of each layer (or of each group of M inputs, N:M), as the Wanda code's baseline;
 - ``wanda``: the smallest |W| x ||X_j||_2 (input feature norms over the calibration tokens), per output row;
+- ``wanda-worst-group``: Wanda with each input's norm taken per calibration group (root mean square over that
+  group's tokens) and the largest kept: a weight matters as much as it matters to the group that needs it most;
 - ``sparsegpt``: the OBS-style sweep over columns with the inverse Hessian (2 X X^T, damped 1% of its mean
   diagonal): weights are removed by w^2 / [H^-1]_jj^2 within blocks of 128 columns and the rest updated to
   compensate, so the kept weights change too.
@@ -20,7 +22,7 @@ from torch import nn
 from .._validation import fail
 from .language import row_mask
 
-METHODS = ("magnitude", "wanda", "sparsegpt")
+METHODS = ("magnitude", "wanda", "sparsegpt", "wanda-worst-group")
 BLOCK_SIZE = 128
 DAMPING = 0.01
 
@@ -82,13 +84,18 @@ def _with_hidden(call: tuple[tuple[Any, ...], dict[str, Any]], hidden: torch.Ten
 
 
 class _Statistics:
-    """Per linear layer of a block: the input norms' squares (Wanda) or the Hessian 2 X X^T / n (SparseGPT)."""
+    """Per linear layer of a block: the input norms' squares (Wanda; per group for ``wanda-worst-group``) or the
+    Hessian 2 X X^T / n (SparseGPT)."""
 
-    def __init__(self, layer: nn.Module, transposed: bool, *, hessian: bool) -> None:
+    def __init__(self, layer: nn.Module, transposed: bool, *, hessian: bool, groups: int = 1) -> None:
         columns = layer.weight.shape[0] if transposed else layer.weight.shape[1]
         self.hessian = hessian
         self.tokens = 0
         self.value = torch.zeros((columns, columns) if hessian else columns, dtype=torch.float64)
+        self.per_group = torch.zeros((groups, columns), dtype=torch.float64)
+        self.group_tokens = torch.zeros(groups, dtype=torch.float64)
+        self.group = 0
+        """The group of the calibration sequence now running (set by ``_collect``)."""
 
     def add(self, inputs: torch.Tensor) -> None:
         x = inputs.detach().reshape(-1, inputs.shape[-1]).to(torch.float64)
@@ -97,8 +104,16 @@ class _Statistics:
             self.value *= self.tokens / (self.tokens + n)
             self.value += (2.0 / (self.tokens + n)) * (x.T @ x)
         else:
-            self.value += x.pow(2).sum(dim=0)
+            squares = x.pow(2).sum(dim=0)
+            self.value += squares
+            self.per_group[self.group] += squares
+            self.group_tokens[self.group] += n
         self.tokens += n
+
+    def worst_group_norms(self) -> torch.Tensor:
+        """Each input's largest per-group root mean square (groups with tokens only)."""
+        seen = self.group_tokens > 0
+        return (self.per_group[seen] / self.group_tokens[seen, None]).sqrt().amax(dim=0)
 
 
 def sparsegpt_prune(weight: torch.Tensor, hessian: torch.Tensor, *, sparsity: float,
@@ -141,19 +156,25 @@ def sparsegpt_prune(weight: torch.Tensor, hessian: torch.Tensor, *, sparsity: fl
 
 
 def prune_layerwise(module: nn.Module, batches: list[torch.Tensor], *, method: str, sparsity: float,
-                    pattern: tuple[int, int] | None = None,
+                    pattern: tuple[int, int] | None = None, groups: list[int] | None = None,
                     progress: Callable[[int, int], None] | None = None) -> dict[str, torch.Tensor]:
     """Prune ``module``'s decoder blocks in place, one at a time; returns each pruned weight's keep mask by
-    parameter name. The embeddings and the output head stay dense."""
+    parameter name. The embeddings and the output head stay dense. ``groups``: each batch's calibration group
+    (``wanda-worst-group`` needs them)."""
     if method not in METHODS:
         fail(f"--method for language models must be one of {', '.join(METHODS)}; got {method!r}.")
+    if method == "wanda-worst-group" and groups is None:
+        fail("--method wanda-worst-group takes each input's norm per group: give grouped calibration items "
+             "(--calibration FILE --calibration-text COL --balance-groups COL).")
+    owners = groups if groups is not None else [0] * len(batches)
     blocks = decoder_blocks(module)
     prefix = next(name for name, m in module.named_modules() if m is blocks)
     calls = first_block_inputs(module, batches)
     masks: dict[str, torch.Tensor] = {}
     for index, block in enumerate(blocks):
         linears = block_linears(block)
-        stats = _collect(block, linears, calls, hessian=method == "sparsegpt") if method != "magnitude" else {}
+        stats = (_collect(block, linears, calls, owners, hessian=method == "sparsegpt") if method != "magnitude"
+                 else {})
         with torch.no_grad():
             for name, (layer, transposed) in linears.items():
                 weight = layer.weight.T if transposed else layer.weight
@@ -167,13 +188,17 @@ def prune_layerwise(module: nn.Module, batches: list[torch.Tensor], *, method: s
 
 
 def _collect(block: nn.Module, linears: dict[str, tuple[nn.Module, bool]],
-             calls: list[tuple[tuple[Any, ...], dict[str, Any]]], *, hessian: bool) -> dict[str, _Statistics]:
-    stats = {name: _Statistics(layer, transposed, hessian=hessian) for name, (layer, transposed) in linears.items()}
+             calls: list[tuple[tuple[Any, ...], dict[str, Any]]], owners: list[int], *,
+             hessian: bool) -> dict[str, _Statistics]:
+    stats = {name: _Statistics(layer, transposed, hessian=hessian, groups=max(owners) + 1)
+             for name, (layer, transposed) in linears.items()}
     handles = [layer.register_forward_hook(lambda _, inputs, __, s=stats[name]: s.add(inputs[0]))
                for name, (layer, _) in linears.items()]
     try:
         with torch.inference_mode():
-            for args, kwargs in calls:
+            for (args, kwargs), owner in zip(calls, owners):
+                for statistics in stats.values():
+                    statistics.group = owner
                 block(*args, **kwargs)
     finally:
         for handle in handles:
@@ -202,6 +227,9 @@ def _prune_one(weight: torch.Tensor, stats: _Statistics | None, *, method: str, 
     if method == "wanda":
         assert stats is not None
         score = score * stats.value.sqrt()[None, :]
+    elif method == "wanda-worst-group":
+        assert stats is not None
+        score = score * stats.worst_group_norms()[None, :]
     kept = row_mask(score, sparsity=sparsity, pattern=pattern)
     weight.mul_(kept.to(weight.dtype))
     return kept
