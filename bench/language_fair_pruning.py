@@ -1,8 +1,9 @@
 """Benchmark: do the fairness-aware calibrations help a 50% Wanda ticket of SmolLM2-135M-Instruct on its worst BBQ
 category? (issue: language-model pruning, items 2 and 5.)
 
-The 600 shipped BBQ items (Age, Religion, Gender_identity, 200 each) are split by position: the even ones
-calibrate, the odd ones (300) evaluate, so no evaluated item was seen in calibration. Per calibration seed:
+The 600 shipped BBQ items (Age, Religion, Gender_identity, 200 each; in pairs of an ambiguous and a disambiguated
+item) are split by pair: every other pair calibrates, the others (300 items) evaluate, so no evaluated item was
+seen in calibration. Per calibration seed:
 - ``wanda``: plain Wanda on the shipped English text (32 x 128-token windows drawn with the seed);
 - ``wanda+balanced``: Wanda on the calibration items' prompts (context and question), the same tokens per category
   (``--balance-groups category``);
@@ -87,7 +88,8 @@ def main() -> None:
     dense = load_dense(smollm2_path())
     tokenizer = dense.tokenizer
     items = read_bbq(BBQ, choices="original")
-    calibrate, evaluate = items.iloc[0::2].reset_index(drop=True), items.iloc[1::2].reset_index(drop=True)
+    half = (np.arange(len(items)) // 2) % 2 == 1  # items come in (ambiguous, disambiguated) pairs: split by pair
+    calibrate, evaluate = items[~half].reset_index(drop=True), items[half].reset_index(drop=True)
     choices, answer_columns = bbq_columns(evaluate)
     inputs = build_choice_inputs(evaluate.prompt.tolist(), evaluate[choices].values.tolist(),
                                  evaluate[answer_columns].values.tolist(), tokenizer=tokenizer, n_answers=3, limit=2048)

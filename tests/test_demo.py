@@ -80,8 +80,10 @@ FIGURES = re.compile(r"<!-- demo-figures: (?P<command>[^>]*?) -->(?P<text>.*?)<!
 
 
 def _claims(command: str) -> str:
-    """The README's words about one demo command, between its demo-figures markers."""
-    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    """The README's or the docs' words about one demo command, between its demo-figures markers."""
+    root = Path(__file__).parent.parent
+    texts = [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
+    readme = "\n".join(path.read_text(encoding="utf-8") for path in texts)
     found = {m.group("command"): " ".join(m.group("text").split()) for m in FIGURES.finditer(readme)}
     assert command in found, f"README has no figures for {command!r}"
     return found[command]

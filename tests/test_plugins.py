@@ -23,7 +23,7 @@ from ticketaudit.exceptions import InvalidInputError
 
 from conftest import FEATURES, Fixture
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parent.parent / "docs" / "plugins.md"  # the documented plug-in example
 EDGES, NAMES = (0, 25, 45, 65), ("<25", "25-44", "45-64", "65+")
 
 
