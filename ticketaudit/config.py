@@ -16,7 +16,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 MSG_POLICY_UNKNOWN_KEY = "policy key '{key}' is unknown. Known keys: {known}."
-MSG_POLICY_TOML = "policy file '{path}' is not valid TOML: {error}. Fix the syntax (see README, 'Policy')."
+MSG_POLICY_TOML = ("policy file '{path}' is not valid TOML: {error}. Fix the syntax (see docs/verdicts.md, "
+                   "'Policy: every key').")
 MSG_POLICY_TABLE = "policy file '{path}' has no [policy] table. Put the settings under a '[policy]' header."
 
 def __getattr__(name: str) -> object:

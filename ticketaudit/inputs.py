@@ -92,7 +92,7 @@ def build_features(frame: pd.DataFrame, *, target: str, features: list[str] | No
         values = frame[column]
         if not (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)):
             fail(f"feature column '{column}' is not numeric. Encode it, pick numeric columns with --features, "
-                 "or ship a preprocess.json in the model bundle (see README, 'Bundles').")
+                 "or ship a preprocess.json in the model bundle (see docs/guide/models-and-tickets.md, 'Bundles').")
         numeric = values.to_numpy(dtype=np.float64, na_value=np.nan)
         fail_rows(values, "non_finite", column=column, template=f"feature column '{column}' has a missing, NaN or "
                   "infinite value in {rows}. Clean or impute them before the audit.")

@@ -65,7 +65,8 @@ class Preprocessor:
         if not isinstance(document, dict) or document.get("version") != 1 or not isinstance(
             document.get("inputs"), list
         ):
-            fail(f"{source} must be an object with \"version\": 1 and a list \"inputs\" (see README, 'Bundles').")
+            fail(f"{source} must be an object with \"version\": 1 and a list \"inputs\" (see "
+                 "docs/guide/models-and-tickets.md, 'Bundles').")
         specs = []
         for i, item in enumerate(document["inputs"]):
             if not isinstance(item, dict) or not isinstance(item.get("column"), str):

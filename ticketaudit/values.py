@@ -1,6 +1,6 @@
 """One meaning for a cell value, whatever the file format, dtype or fragment it came from.
 
-Rules (documented in the README, "Group values"):
+Rules (documented in docs/guide/data.md, "Group values"):
 
 - **Missing** is an empty cell in CSV/TSV, a null in Parquet, ``None``/``NaN``/``pd.NA`` in a
   DataFrame. Literal text such as ``NA``, ``N/A``, ``None`` or ``null`` is a value (a country code,

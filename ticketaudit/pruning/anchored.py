@@ -35,7 +35,8 @@ SHORTLIST = 3
 """Swaps (the best before recovery) that are recovered and judged again when the model will be fine-tuned."""
 CLEAR_GAIN_Z = 3.0
 """How many standard errors a swap must narrow the calibration gap by to be taken over global magnitude's mask
-(3, chosen on bench/fair_pruning.py and checked on fresh seeds: see the README's "Fair pruning: measured").
+(3, chosen on bench/fair_pruning.py and checked on fresh seeds: see docs/guide/alternatives.md, "Fair pruning:
+measured").
 The standard error is the paired one, from the rows each group's prediction changes on (McNemar's counts)."""
 
 

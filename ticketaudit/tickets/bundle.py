@@ -118,7 +118,7 @@ def _bundle_config(config_path: Path) -> dict[str, Any]:
     if not isinstance(config, dict):
         fail(f"'{config_path}' must hold a JSON object.")
     if "architecture" not in config:
-        fail(f"'{config_path}' has no \"architecture\" entry; see README, 'Bundles'.")
+        fail(f"'{config_path}' has no \"architecture\" entry; see docs/guide/models-and-tickets.md, 'Bundles'.")
     return config
 
 

@@ -17,7 +17,7 @@ MSG_OWN_ARCHITECTURE = (
     "A ticket given as weights must be a pruned copy of the dense model. A ticket with its own, smaller "
     "architecture (structured pruning that removed units, a distilled student) can be audited on its "
     "predictions when it carries that architecture: save it as a bundle (config.json with its own "
-    "arguments, see README 'Bundles'), or pass the nn.Module itself to ta.audit(ticket=...)."
+    "arguments, see docs/guide/models-and-tickets.md, 'Bundles'), or pass the nn.Module itself to ta.audit(ticket=...)."
 )
 
 
