@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,52 +44,52 @@ def calibration_text(path: Path | None) -> tuple[str, str]:
         fail(f"--calibration '{path}' is not UTF-8 text.")
 
 
-ITEM_SUFFIXES = (".jsonl", ".jsonl.gz", ".csv", ".csv.gz", ".parquet")
+@dataclass(frozen=True)
+class CalibrationSource:
+    """What calibrates, read and checked before the model loads: the texts, each one's group (with
+    ``--balance-groups``; None otherwise) and what ``prune.json`` says of them."""
+
+    texts: list[str]
+    groups: list[str] | None
+    described: dict[str, Any]
+
+    def sequences(self, tokenizer: Any, *, sequences: int, length: int, seed: int
+                  ) -> tuple[list[torch.Tensor], list[int] | None, dict[str, Any]]:
+        """The calibration sequences, each one's group index (or None) and the summary's entry."""
+        from .pruning.language import calibration_batches, grouped_calibration
+
+        if self.groups is None:
+            return calibration_batches(tokenizer, "\n\n".join(self.texts), sequences=sequences, length=length), None, \
+                self.described
+        batches, owners, names = grouped_calibration(tokenizer, self.texts, self.groups, sequences=sequences,
+                                                     length=length, seed=seed)
+        return batches, owners, {**self.described, "groups": list(names),
+                                 "sequences_per_group": len(batches) // len(names), "seed": seed}
 
 
-def calibration_set(tokenizer: Any, path: Path | None, *, text_column: str | None, balance_groups: str | None,
-                    sequences: int, length: int, seed: int) -> tuple[list[torch.Tensor], list[int] | None, dict[str, Any]]:
-    """The calibration sequences, each one's group (with ``balance_groups``) and what the summary says of them: a
-    text file cut into sequences, or an item file's ``text_column`` (equal tokens per group with ``balance_groups``)."""
-    from .pruning.language import calibration_batches, grouped_calibration
+def calibration_source(path: Path | None, *, text_column: str | None, balance_groups: str | None) -> CalibrationSource:
+    """A text file (the shipped text by default), or an item file's ``text_column`` grouped by ``balance_groups``."""
+    from .llm.tasks import ITEM_SUFFIXES, read_item_file
 
     if path is None or not str(path).lower().endswith(ITEM_SUFFIXES):
         if text_column is not None or balance_groups is not None:
             fail("--calibration-text and --balance-groups read an item file (--calibration FILE.jsonl|.csv|.parquet "
                  "with a text column and a group column).")
         text, source = calibration_text(path)
-        return calibration_batches(tokenizer, text, sequences=sequences, length=length), None, {"source": source}
+        return CalibrationSource([text], None, {"source": source})
     if text_column is None:
         fail(f"--calibration '{path}' is a file of items: name its text column with --calibration-text COL.")
-    frame = _calibration_items(path)
-    from ._validation import check_columns
-
-    check_columns("calibration", [text_column] + ([balance_groups] if balance_groups else []), list(frame.columns))
-    texts = frame[text_column].astype(str).tolist()
-    source = f"{path.name} (sha256 {sha256_path(path)[:16]}), column '{text_column}'"
-    if balance_groups is None:
-        return calibration_batches(tokenizer, "\n\n".join(texts), sequences=sequences, length=length), None, \
-            {"source": source}
-    batches, owners, names = grouped_calibration(tokenizer, texts, frame[balance_groups].astype(str).tolist(),
-                                                 sequences=sequences, length=length, seed=seed)
-    return batches, owners, {"source": source, "balanced_by": balance_groups, "groups": list(names),
-                             "sequences_per_group": len(batches) // len(names), "seed": seed}
-
-
-def _calibration_items(path: Path) -> Any:
-    import pandas as pd
-
     if not path.is_file():
         fail(f"--calibration '{path}' does not exist.")
-    name = path.name.lower()
-    try:
-        if name.endswith((".jsonl", ".jsonl.gz")):
-            return pd.read_json(path, lines=True, dtype=False)
-        if name.endswith(".parquet"):
-            return pd.read_parquet(path)
-        return pd.read_csv(path)
-    except (ValueError, OSError, ImportError) as error:
-        fail(f"--calibration '{path}' is not a readable file of items ({str(error).splitlines()[0]}).")
+    from ._validation import check_columns
+
+    frame = read_item_file(path, what=f"--calibration '{path}'")
+    check_columns("calibration", [text_column] + ([balance_groups] if balance_groups else []), list(frame.columns))
+    described = {"source": f"{path.name} (sha256 {sha256_path(path)[:16]}), column '{text_column}'"}
+    if balance_groups is None:
+        return CalibrationSource(frame[text_column].astype(str).tolist(), None, described)
+    return CalibrationSource(frame[text_column].astype(str).tolist(), frame[balance_groups].astype(str).tolist(),
+                             {**described, "balanced_by": balance_groups})
 
 
 def token_loss(module: torch.nn.Module, batches: list[torch.Tensor]) -> float:
@@ -117,16 +118,13 @@ def prune_language_model(model: str | Path, *, method: str, sparsity: float, pat
     if shape is not None and abs(sparsity - (1 - shape[0] / shape[1])) > 1e-9:
         fail(f"--pattern {pattern} removes {1 - shape[0] / shape[1]:.0%} of each layer; give --sparsity "
              f"{1 - shape[0] / shape[1]:g} with it.")
-    if calibration is None or not str(calibration).lower().endswith(ITEM_SUFFIXES):
-        calibration_text(calibration)  # checked before the model loads
+    source = calibration_source(calibration, text_column=calibration_column, balance_groups=balance_groups)
     step("Loading the model", 0, 1)
     loaded = load_dense(model)
     if not is_causal_lm(loaded.module) or loaded.tokenizer is None:
         fail(f"'{model}' is not a causal language model with a tokenizer (a Hugging Face ...ForCausalLM directory or "
              "a .gguf file). For classifiers use --dense with --data, --target and --sensitive.")
-    batches, groups, described = calibration_set(loaded.tokenizer, calibration, text_column=calibration_column,
-                                                 balance_groups=balance_groups, sequences=sequences, length=length,
-                                                 seed=seed)
+    batches, groups, described = source.sequences(loaded.tokenizer, sequences=sequences, length=length, seed=seed)
     held_out = batches[-max(1, len(batches) // 8):]
     before = token_loss(loaded.module, held_out)
     start = time.perf_counter()

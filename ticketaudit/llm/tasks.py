@@ -113,18 +113,27 @@ def read_items(task: ChoiceTask, data: Any, *, limit: int | None) -> Any:
         return read_crows_pairs(Path(data), limit=limit)
     if not isinstance(data, (str, Path)) or not Path(data).is_file():
         return data
-    suffix = "".join(Path(data).suffixes[-2:]).lower()
+    if not str(data).lower().endswith(ITEM_SUFFIXES):
+        return data
+    return read_item_file(Path(data), limit=limit, what=f"'{data}'")
+
+
+ITEM_SUFFIXES = (".jsonl", ".jsonl.gz", ".csv", ".csv.gz", ".parquet")
+"""Files of items read whole (a language model's items; calibration items)."""
+
+
+def read_item_file(path: Path, *, limit: int | None = None, what: str) -> pd.DataFrame:
+    """A JSONL, CSV or Parquet file of items as a frame (at most ``limit`` rows), or exit 2 naming ``what``."""
+    name = path.name.lower()
     try:
-        if suffix.endswith((".jsonl", ".jsonl.gz")):
-            return pd.read_json(Path(data), lines=True, nrows=limit, dtype=False)
-        if suffix.endswith((".csv", ".csv.gz")):
-            return pd.read_csv(Path(data), nrows=limit)
-        if suffix.endswith(".parquet"):
-            frame = pd.read_parquet(Path(data))
-            return frame.iloc[:limit] if limit is not None else frame
+        if name.endswith((".jsonl", ".jsonl.gz")):
+            return pd.read_json(path, lines=True, nrows=limit, dtype=False)
+        if name.endswith((".csv", ".csv.gz")):
+            return pd.read_csv(path, nrows=limit)
+        frame = pd.read_parquet(path)
+        return frame.iloc[:limit] if limit is not None else frame
     except (ValueError, OSError, ImportError) as error:
-        fail(f"'{data}' is not a readable file of items ({str(error).splitlines()[0]}).")
-    return data
+        fail(f"{what} is not a readable file of items ({str(error).splitlines()[0]}).")
 
 
 def with_choice_count(task: ChoiceTask, items: Any, *, target: str) -> ChoiceTask:
