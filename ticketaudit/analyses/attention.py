@@ -23,7 +23,7 @@ from torch import nn
 
 from .._validation import fail
 from ..inputs import TokenInputs
-from ..llm.scoring import ChoiceInputs
+from ..llm.scoring import ChoiceInputs, right_padded
 from ..tickets.mask import Mask
 from . import stats
 from .attention_capture import AttentionRecorder, LayerAttention
@@ -313,13 +313,8 @@ def prompt_tokens(features: Features) -> Features:
     tokens, right-padded), causal keys only. Other features as they are."""
     if not isinstance(features, ChoiceInputs):
         return features
-    longest = max(1, max(len(c) for c in features.contexts))
-    ids = np.zeros((len(features), longest), dtype=np.int64)
-    mask = np.zeros((len(features), longest), dtype=np.int64)
-    for row, context in enumerate(features.contexts):
-        ids[row, :len(context)] = context
-        mask[row, :len(context)] = 1
-    return TokenInputs(input_ids=ids, attention_mask=mask, limit=2**31)  # padded lengths: each row's own
+    ids, mask = right_padded(list(features.contexts))
+    return TokenInputs(input_ids=ids.numpy(), attention_mask=mask.numpy(), limit=2**31)  # padded lengths: each row's
 
 
 def _probe_row(features: Features) -> Features:

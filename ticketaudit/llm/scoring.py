@@ -66,7 +66,7 @@ class ChoiceInputs:
             start = stop
 
 
-def _padded(sequences: list[np.ndarray], *, pad: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def right_padded(sequences: list[np.ndarray], *, pad: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded (rows, longest) token ids and their attention mask."""
     longest = max(1, max(len(s) for s in sequences))
     ids = np.full((len(sequences), longest), pad, dtype=np.int64)
@@ -90,7 +90,7 @@ def choice_loglikelihoods(module: torch.nn.Module, batch: ChoiceInputs, *, devic
     if window is not None and any(len(c) + max(len(x) for x in item) > window
                                   for c, item in zip(batch.contexts, batch.continuations)):
         return naive_loglikelihoods(module, batch, device=device)
-    context_ids, context_mask = _padded(list(batch.contexts))
+    context_ids, context_mask = right_padded(list(batch.contexts))
     lengths = context_mask.sum(dim=1)
     ends = lengths - 1
     keep = _keep_positions(module, ends)
@@ -116,13 +116,13 @@ def _continued(module: torch.nn.Module, cache: Any, choices: list[np.ndarray], *
     """Log-likelihood of each choice's tokens after its first, read from one pass that continues every item's
     prompt cache (copied once per choice)."""
     cache.batch_select_indices(torch.as_tensor(owner, device=device))
-    feed, feed_mask = _padded([c[:-1] for c in choices])
+    feed, feed_mask = right_padded([c[:-1] for c in choices])
     starts = lengths[torch.as_tensor(owner)]
     positions = starts[:, None] + torch.arange(feed.shape[1])[None, :]
     mask = torch.cat([context_mask[torch.as_tensor(owner)], feed_mask], dim=1)
     logits = module(input_ids=feed.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
                     use_cache=True, **{_cache_argument(module): cache}).logits
-    targets, target_mask = _padded([c[1:] for c in choices])
+    targets, target_mask = right_padded([c[1:] for c in choices])
     picked = _log_softmax(logits).gather(2, targets.to(device)[:, :, None])[:, :, 0]
     return (picked * target_mask.to(device, picked.dtype)).sum(dim=1)
 
