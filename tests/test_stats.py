@@ -169,7 +169,7 @@ def test_fused_bootstrap_sums_equal_the_sums_of_the_drawn_counts() -> None:
     cells = build_cells(labels=rng.integers(0, 2, 500), proba_dense=proba[0], proba_ticket=proba[1],
                         stratum=rng.integers(0, 7, 500), n_strata=7, bins=10)
     layout = metric_layout(cells.layout)
-    fused = np.concatenate([c.transpose(1, 0, 2) for c in
+    fused = np.concatenate([c.transpose(2, 0, 1) for c in
                             cells.resampled_stratum_sums(7, layout=layout, n_boot=50, seed=4, chunk=16)])
     counts = np.concatenate(list(stats.stratified_multinomial(cells.counts, cells.stratum, n_strata=7, n_boot=50,
                                                               seed=4, chunk=16)))
@@ -181,3 +181,39 @@ def test_fused_bootstrap_sums_equal_the_sums_of_the_drawn_counts() -> None:
         assert reduced.keys() == whole.keys()
         for name in whole:
             assert np.allclose(reduced[name], whole[name], equal_nan=True), name
+
+
+def test_strata_drawn_together_keep_each_strata_law() -> None:
+    """Strata of the same row count share one block and one integer draw (StratumResampler): each stratum must still
+    keep its own size in every replicate and its multinomial means and variances, whatever its number of cells."""
+    counts = np.array([1.0, 3, 6, 2, 5, 7, 4, 4, 4, 9, 3])  # strata 0, 1, 2: 12 rows each in 4, 2, 3 cells
+    strata = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2, 3, 3])  # stratum 3: 12 rows in 2 cells too
+    resampler = stats.StratumResampler(counts, strata, n_strata=4, seed=0)
+    assert [len(block.strata) for block in resampler.blocks if block.by_row] == [4]
+    draws = np.concatenate(list(stats.stratified_multinomial(counts, strata, n_strata=4, n_boot=20000, seed=2)))
+    for s in range(4):
+        cells = strata == s
+        p = counts[cells] / 12
+        assert np.array_equal(draws[:, cells].sum(axis=1), np.full(20000, 12.0))
+        assert np.allclose(draws[:, cells].mean(axis=0), 12 * p, atol=0.05 * np.sqrt(12))
+        assert np.allclose(draws[:, cells].var(axis=0), 12 * p * (1 - p), rtol=0.06)
+    corr = np.corrcoef(draws[:, 0], draws[:, 4])[0, 1]  # strata drawn in one block stay independent
+    assert abs(corr) < 0.03
+
+
+def test_bootstrap_sums_do_not_depend_on_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of strata run on threads, each with its own random stream: one thread or several, the same sums."""
+    from ticketaudit.analyses.cells import build_cells, metric_layout
+
+    rng = np.random.default_rng(3)
+    proba = rng.dirichlet([1, 1], size=(2, 3000))
+    cells = build_cells(labels=rng.integers(0, 2, 3000), proba_dense=proba[0], proba_ticket=proba[1],
+                        stratum=rng.integers(0, 60, 3000), n_strata=60, bins=10)
+    layout = metric_layout(cells.layout)
+    results = []
+    for threads in (1, 3):
+        monkeypatch.setattr(stats, "worker_threads", lambda threads=threads: threads)
+        monkeypatch.setattr(stats.StratumResampler, "BLOCK_ROWS", 200)  # many blocks
+        results.append(np.concatenate(list(cells.resampled_stratum_sums(60, layout=layout, n_boot=40, seed=1,
+                                                                        chunk=16)), axis=2))
+    assert np.array_equal(results[0], results[1])

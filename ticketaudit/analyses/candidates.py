@@ -10,7 +10,7 @@ import numpy as np
 
 from ..config import Policy
 from . import stats
-from .performance import Gap, GroupMetrics, PerformanceResult, excess_drop
+from .performance import Gap, GroupMetrics, PerformanceResult
 
 GAP_TOLERANCES = {"accuracy": "max_gap_widening", "tpr": "max_tpr_gap_widening", "fpr": "max_fpr_gap_widening"}
 
@@ -40,7 +40,6 @@ def performance_candidates(policy: Policy, performance: PerformanceResult) -> li
             continue
         estimate = group.excess_drop
         assert estimate is not None
-        counts, rest = group.accuracy_counts, group.complement_counts
         candidates.append(
             Candidate(
                 id=f"group_excess_drop:{group.group}",
@@ -50,7 +49,7 @@ def performance_candidates(policy: Policy, performance: PerformanceResult) -> li
                 value=float(estimate.estimate),
                 tolerance=policy.max_group_excess_drop,
                 p_raw=float(estimate.p_value),
-                interval_at=lambda conf, counts=counts, rest=rest: _bounds(excess_drop(counts, rest, confidence=conf)),
+                interval_at=_normal_interval(float(estimate.centre), float(estimate.se)),  # MOVER: centre +- z se
                 se=float(estimate.se),
                 rows=group.n,
             )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,19 +115,27 @@ class CellTable:
 
     def resampled_stratum_sums(self, n_strata: int, *, layout: Layout, n_boot: int, seed: int,
                                chunk: int = 128) -> Iterator[np.ndarray]:
-        """Yield (strata, replicates, quantities of ``layout``) sums of the stratified bootstrap, ``chunk`` replicates
+        """Yield (strata, quantities of ``layout``, replicates) sums of the stratified bootstrap, ``chunk`` replicates
         at a time: ``stratum_sums`` of ``stats.stratified_multinomial``'s draws (equal by test), without the
-        (replicates, cells) table, each stratum's redraw multiplied at once into its sums."""
+        (replicates, cells) table: each block of strata's redraw is multiplied at once into its strata's sums, the
+        blocks spread over threads (each has its own random stream: the sums do not depend on the threads)."""
         per_row = quantities(self.sums, self.layout, layout) / self.counts[:, None]
         resampler = stats.StratumResampler(self.counts, self.stratum, n_strata=n_strata, seed=seed)
-        bounds = np.searchsorted(self.stratum, np.arange(n_strata + 1))
-        filled = np.flatnonzero(bounds[1:] > bounds[:-1])
-        for start in range(0, n_boot, chunk):
-            size = min(chunk, n_boot - start)
-            out = np.zeros((n_strata, size, per_row.shape[1]))
-            for s in filled:
-                out[s] = resampler.draw(s, size) @ per_row[bounds[s]:bounds[s + 1]]
-            yield out
+
+        def block_sums(b: int, size: int, out: np.ndarray) -> None:
+            block = resampler.blocks[b]
+            weights = np.zeros((len(block.strata), block.width, per_row.shape[1]))
+            stratum_of_cell = np.repeat(np.arange(len(block.strata)), np.diff(block.bounds))
+            weights[stratum_of_cell, np.arange(len(block.cells)) - block.bounds[stratum_of_cell]] = per_row[block.cells]
+            out[block.strata] = np.matmul(weights.transpose(0, 2, 1), resampler.draw_padded(b, size).transpose(0, 2, 1))
+
+        with ThreadPoolExecutor(max_workers=stats.worker_threads()) as pool:
+            for start in range(0, n_boot, chunk):
+                size = min(chunk, n_boot - start)
+                out = np.zeros((n_strata, per_row.shape[1], size))
+                for finished in [pool.submit(block_sums, b, size, out) for b in range(len(resampler.blocks))]:
+                    finished.result()
+                yield out
 
 
 def metric_layout(layout: Layout) -> Layout:

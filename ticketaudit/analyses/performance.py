@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -213,24 +214,60 @@ def _membership(groups: tuple[Group, ...], n_strata: int) -> Any:
 
 
 def _bootstrap_metrics(inputs: AnalysisSettings, cells: CellTable, membership: Any) -> dict[str, dict[str, np.ndarray]]:
-    """{model: {metric: (n_boot, groups + 1)}} from the stratified multinomial bootstrap."""
+    """{model: {metric: (n_boot, groups + 1)}} from the stratified multinomial bootstrap. Each chunk's metrics are
+    computed on a second thread while the next chunk is drawn."""
     n_strata = inputs.groups.n_strata
     layout = metric_layout(cells.layout)
     chunk = int(np.clip(BOOTSTRAP_CHUNK_BYTES // (8 * n_strata * len(layout.names)), 8, 128))
-    chunks: dict[str, dict[str, list[np.ndarray]]] = {m: {} for m in MODELS}
-    for per_stratum in cells.resampled_stratum_sums(n_strata, layout=layout, n_boot=inputs.n_boot, seed=inputs.seed,
-                                                    chunk=chunk):  # (S, B, q)
-        _, replicates, q = per_stratum.shape
-        per_group = np.asarray(membership @ per_stratum.reshape(n_strata, replicates * q))
-        per_group = per_group.reshape(-1, replicates, q).transpose(1, 0, 2)  # (B, G + 1, q)
-        for model in MODELS:
-            for name, values in metrics_from_sums(per_group, layout, model).items():
-                chunks[model].setdefault(name, []).append(values)
-    return {m: {name: np.concatenate(parts) for name, parts in chunks[m].items()} for m in MODELS}
+
+    sizes = np.diff(membership.indptr)
+    single = np.flatnonzero(sizes == 1)  # a group that is one stratum (an intersection): its sums are that stratum's
+    union = np.flatnonzero(sizes != 1)
+    single_stratum = membership.indices[membership.indptr[single]]
+    union_membership = membership[union]
+
+    def chunk_metrics(per_stratum: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+        """{model: {metric: (G + 1, replicates)}}: one-stratum groups read their stratum's metrics, the others sum
+        their strata first (no copy of every stratum's sums per group)."""
+        _, q, replicates = per_stratum.shape
+        per_union = np.asarray(union_membership @ per_stratum.reshape(n_strata, q * replicates))
+        parts = [(single, np.moveaxis(per_stratum, 1, -1), single_stratum),  # (S, B, q): each column contiguous
+                 (union, np.moveaxis(per_union.reshape(-1, q, replicates), 1, -1), slice(None))]
+        out: dict[str, dict[str, np.ndarray]] = {model: {} for model in MODELS}
+        for rows, sums, pick in parts:
+            if not len(rows):
+                continue
+            for model in MODELS:
+                for name, values in metrics_from_sums(sums, layout, model).items():
+                    target = out[model].setdefault(name, np.empty((len(sizes), replicates)))
+                    target[rows] = values[pick]
+        return out
+
+    boot: dict[str, dict[str, np.ndarray]] = {m: {} for m in MODELS}
+
+    def store(start: int, part: dict[str, dict[str, np.ndarray]]) -> None:
+        for model, values in part.items():
+            for name, value in values.items():  # (G + 1, replicates) -> rows start... of (n_boot, G + 1)
+                target = boot[model].setdefault(name, np.empty((inputs.n_boot, value.shape[0])))
+                target[start:start + value.shape[1]] = value.T
+
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        pending: tuple[int, Any] | None = None
+        start = 0
+        for per_stratum in cells.resampled_stratum_sums(n_strata, layout=layout, n_boot=inputs.n_boot,
+                                                        seed=inputs.seed, chunk=chunk):
+            if pending is not None:  # at most one chunk waits: memory stays two chunks
+                store(pending[0], pending[1].result())
+            pending = (start, worker.submit(chunk_metrics, per_stratum))
+            start += per_stratum.shape[2]
+        if pending is not None:
+            store(pending[0], pending[1].result())
+    return boot
 
 
-BOOTSTRAP_CHUNK_BYTES = 256 * 2**20
-"""Replicates are summed a chunk at a time: at most this many bytes of per-stratum sums (8 to 128 replicates)."""
+BOOTSTRAP_CHUNK_BYTES = 128 * 2**20
+"""Replicates are summed a chunk at a time: at most this many bytes of per-stratum sums (8 to 128 replicates); two
+chunks are alive at once (one drawn, one turned into metrics)."""
 
 
 def analyse_performance(inputs: AnalysisInputs, *, point_estimates: str = "fairlearn") -> PerformanceResult:
@@ -270,11 +307,12 @@ def performance_from_cells(inputs: AnalysisSettings, cells: CellTable, *,
     metric_names = list(sklearn_metrics(n_classes)) + ["ece"]
     if n_classes > 2:
         metric_names.insert(1, "macro_recall")
-    results = [_group_metrics(seen, g, metric_names) for g in range(len(seen.names))]
+    columns = {metric: _metric_columns(seen, metric) for metric in metric_names}
+    results = _group_results(seen, columns)
     overall = results.pop()
     return PerformanceResult(task="binary" if n_classes == 2 else "multiclass", classes=inputs.class_names,
                              confidence=inputs.confidence, n_boot=inputs.n_boot, overall=overall,
-                             subgroups=tuple(results), gaps=_gaps(results, seen.boot, inputs, n_classes))
+                             subgroups=tuple(results), gaps=_gaps(seen, columns, n_classes))
 
 
 def _observe(inputs: AnalysisSettings, cells: CellTable, *, point_estimates: str) -> _Observed:
@@ -287,67 +325,114 @@ def _observe(inputs: AnalysisSettings, cells: CellTable, *, point_estimates: str
     frame_values = (_metricframe_values(inputs, cells) if point_estimates == "fairlearn"
                     else {m: {name: {} for name in names} for m in MODELS})
     specs = {spec.name: spec for spec in paired_specs(len(inputs.class_names))}
-    summaries = {metric: _bootstrap_summary(boot, metric, confidence=inputs.confidence)
-                 for metric in boot["dense"] if metric not in specs}
+    summarised = [metric for metric in boot["dense"] if metric not in specs]
+    with ThreadPoolExecutor(max_workers=stats.worker_threads()) as pool:  # sorts: they release the interpreter lock
+        summaries = dict(zip(summarised, pool.map(
+            functools.partial(_bootstrap_summary, boot, confidence=inputs.confidence), summarised)))
     return _Observed(settings=inputs, layout=cells.layout, observed=observed,
                      metrics={m: metrics_from_sums(observed, cells.layout, m) for m in MODELS}, boot=boot,
                      frame_values=frame_values, specs=specs, summaries=summaries, names=names,
                      attributes=[g.attribute for g in groups.groups] + ["overall"])
 
 
-def _comparison(seen: _Observed, g: int, metric: str) -> MetricComparison:
-    """One metric of one group: score-type intervals for paired proportions, the bootstrap for the rest."""
-    row, layout, confidence = seen.observed[g], seen.layout, seen.settings.confidence
-    dense_v = _defined(seen.frame_values["dense"].get(seen.names[g], {}).get(metric), seen.metrics["dense"][metric][g])
-    ticket_v = _defined(seen.frame_values["ticket"].get(seen.names[g], {}).get(metric),
-                        seen.metrics["ticket"][metric][g])
+@dataclass(frozen=True, kw_only=True)
+class _MetricColumns:
+    """One metric of every group at once (arrays indexed by group, the last the whole data): what each
+    ``MetricComparison`` reads, computed in one pass instead of one group at a time."""
+
+    dense: np.ndarray
+    ticket: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    method: str
+    p_value: np.ndarray
+    dense_low: np.ndarray
+    dense_high: np.ndarray
+    ticket_low: np.ndarray
+    ticket_high: np.ndarray
+    domain: np.ndarray
+    insufficient: np.ndarray
+
+    def comparison(self, g: int) -> MetricComparison:
+        dense, ticket = float(self.dense[g]), float(self.ticket[g])
+        return MetricComparison(dense=dense, ticket=ticket, delta=ticket - dense,
+                                ci=(float(self.low[g]), float(self.high[g])), ci_method=self.method,
+                                p_value=float(self.p_value[g]),
+                                dense_ci=(float(self.dense_low[g]), float(self.dense_high[g])),
+                                ticket_ci=(float(self.ticket_low[g]), float(self.ticket_high[g])),
+                                domain=int(self.domain[g]), insufficient=bool(self.insufficient[g]))
+
+
+def _point_values(seen: _Observed, metric: str, model: str) -> np.ndarray:
+    """Every group's value of one metric: MetricFrame's where it defines it, NaN where undefined (``_defined``)."""
+    frame, counts = seen.frame_values[model], seen.metrics[model][metric]
+    return np.array([_defined(frame.get(name, {}).get(metric), counts[g]) for g, name in enumerate(seen.names)])
+
+
+def _metric_columns(seen: _Observed, metric: str) -> _MetricColumns:
+    """One metric of every group: score-type intervals for paired proportions, the bootstrap for the rest."""
+    rows, layout, confidence = seen.observed, seen.layout, seen.settings.confidence
+    if metric == "macro_recall":
+        return _macro_columns(seen, rows, layout)
+    dense_v, ticket_v = _point_values(seen, metric, "dense"), _point_values(seen, metric, "ticket")
     if metric in seen.specs:
         spec = seen.specs[metric]
-        size = domain_size(row, layout, spec)
-        diff = stats.paired_difference(layout.column(row, f"paired:{metric}:b"), layout.column(row, f"paired:{metric}:c"),
-                                       size, confidence=confidence)
-        ci, method, p = (float(diff.low), float(diff.high)), "bonett-price", float(diff.p_value)
-        dense_ci = tuple(map(float, stats.wilson_interval(_successes(row, layout, spec, "dense"), size,
-                                                          confidence=confidence)))
-        ticket_ci = tuple(map(float, stats.wilson_interval(_successes(row, layout, spec, "ticket"), size,
-                                                           confidence=confidence)))
-        domain = int(size)
+        size = domain_size(rows, layout, spec)
+        diff = stats.paired_difference(layout.column(rows, f"paired:{metric}:b"),
+                                       layout.column(rows, f"paired:{metric}:c"), size, confidence=confidence)
+        low, high, p, method = diff.low, diff.high, diff.p_value, "bonett-price"
+        dense_low, dense_high = stats.wilson_interval(_successes(rows, layout, spec, "dense"), size,
+                                                      confidence=confidence)
+        ticket_low, ticket_high = stats.wilson_interval(_successes(rows, layout, spec, "ticket"), size,
+                                                        confidence=confidence)
+        domain = size
     else:
         summary = seen.summaries[metric]
-        ci, method = (float(summary["low"][g]), float(summary["high"][g])), "bootstrap-percentile"
-        p = float(summary["p"][g])
-        dense_ci = (float(summary["dense_low"][g]), float(summary["dense_high"][g]))
-        ticket_ci = (float(summary["ticket_low"][g]), float(summary["ticket_high"][g]))
-        domain = int(_precision_domain(row, layout) if metric == "precision" else layout.column(row, "n"))
+        low, high, p, method = summary["low"], summary["high"], summary["p"], "bootstrap-percentile"
+        dense_low, dense_high = summary["dense_low"], summary["dense_high"]
+        ticket_low, ticket_high = summary["ticket_low"], summary["ticket_high"]
+        domain = _precision_domain(rows, layout) if metric == "precision" else layout.column(rows, "n")
     needed = seen.settings.min_group_size if metric in ("accuracy", "ece", "selection_rate") else MIN_RATE_DOMAIN
-    if np.isnan(dense_v) or np.isnan(ticket_v):
-        ci, p = (float("nan"), float("nan")), float("nan")
-    return MetricComparison(dense=dense_v, ticket=ticket_v, delta=ticket_v - dense_v, ci=ci, ci_method=method,
-                            p_value=p, dense_ci=dense_ci, ticket_ci=ticket_ci, domain=domain,
-                            insufficient=bool(domain < needed))
+    undefined = np.isnan(dense_v) | np.isnan(ticket_v)
+    low, high, p = (np.where(undefined, np.nan, x) for x in (low, high, p))
+    return _MetricColumns(dense=dense_v, ticket=ticket_v, low=low, high=high, method=method, p_value=p,
+                          dense_low=dense_low, dense_high=dense_high, ticket_low=ticket_low, ticket_high=ticket_high,
+                          domain=np.asarray(domain).astype(np.int64), insufficient=np.asarray(domain) < needed)
 
 
-def _counts(row: np.ndarray, layout: Any) -> PairedCounts:
-    return PairedCounts(int(layout.column(row, "paired:accuracy:b")), int(layout.column(row, "paired:accuracy:c")),
-                        int(layout.column(row, "n")))
+def _macro_columns(seen: _Observed, rows: np.ndarray, layout: Any) -> _MetricColumns:
+    """Macro recall (multiclass): bootstrap percentile intervals, never insufficient (each class recall says so)."""
+    summary = seen.summaries["macro_recall"]
+    n = layout.column(rows, "n")
+    return _MetricColumns(dense=seen.metrics["dense"]["macro_recall"], ticket=seen.metrics["ticket"]["macro_recall"],
+                          low=summary["low"], high=summary["high"], method="bootstrap-percentile", p_value=summary["p"],
+                          dense_low=summary["dense_low"], dense_high=summary["dense_high"],
+                          ticket_low=summary["ticket_low"], ticket_high=summary["ticket_high"],
+                          domain=n.astype(np.int64), insufficient=np.zeros(len(n), dtype=bool))
 
 
-def _group_metrics(seen: _Observed, g: int, metric_names: list[str]) -> GroupMetrics:
-    """Every metric of group ``g`` (the last is the whole data), its excess drop against the rest, McNemar's p."""
-    row, layout = seen.observed[g], seen.layout
-    acc = _counts(row, layout)
-    metrics = {m: _comparison(seen, g, m) if m != "macro_recall"
-               else _macro(g, seen.metrics, seen.boot, row, layout, seen.settings.confidence) for m in metric_names}
-    complement = excess = None
-    if seen.names[g] != "overall":
-        complement = _counts(seen.observed[-1] - row, layout)
-        excess = excess_drop(acc, complement, confidence=seen.settings.confidence)
-    two = len(seen.settings.class_names) == 2
-    return GroupMetrics(group=seen.names[g], attribute=seen.attributes[g], n=acc.n,
-                        positives=int(layout.column(row, "support:1")) if two else int(layout.column(row, "n")),
-                        insufficient=acc.n < seen.settings.min_group_size, metrics=metrics, accuracy_counts=acc,
-                        complement_counts=complement, excess_drop=excess,
-                        mcnemar_p=stats.mcnemar_p_value(acc.b, acc.c))
+def _group_results(seen: _Observed, columns: dict[str, _MetricColumns]) -> list[GroupMetrics]:
+    """Every group's metrics (the last is the whole data), its excess drop against the rest, McNemar's p."""
+    rows, layout, settings = seen.observed, seen.layout, seen.settings
+    b = layout.column(rows, "paired:accuracy:b").astype(np.int64)
+    c = layout.column(rows, "paired:accuracy:c").astype(np.int64)
+    n = layout.column(rows, "n").astype(np.int64)
+    positives = (layout.column(rows, "support:1") if len(settings.class_names) == 2 else n).astype(np.int64)
+    rest_b, rest_c, rest_n = b[-1] - b, c[-1] - c, n[-1] - n
+    excess = excess_drop(PairedCounts(b, c, n), PairedCounts(rest_b, rest_c, rest_n), confidence=settings.confidence)
+    out = []
+    for g, name in enumerate(seen.names):
+        overall = name == "overall"
+        out.append(GroupMetrics(
+            group=name, attribute=seen.attributes[g], n=int(n[g]), positives=int(positives[g]),
+            insufficient=bool(n[g] < settings.min_group_size),
+            metrics={metric: column.comparison(g) for metric, column in columns.items()},
+            accuracy_counts=PairedCounts(int(b[g]), int(c[g]), int(n[g])),
+            complement_counts=None if overall else PairedCounts(int(rest_b[g]), int(rest_c[g]), int(rest_n[g])),
+            excess_drop=None if overall else stats.PairedDifference(
+                **{f: getattr(excess, f)[g] for f in ("estimate", "centre", "se", "low", "high", "p_value")}),
+            mcnemar_p=stats.mcnemar_p_value(int(b[g]), int(c[g]))))
+    return out
 
 
 def _defined(frame_value: float | None, counts_value: float) -> float:
@@ -358,20 +443,21 @@ def _defined(frame_value: float | None, counts_value: float) -> float:
     return float(counts_value if frame_value is None else frame_value)
 
 
-def _successes(row: np.ndarray, layout: Any, spec: Any, model: str) -> float:
+def _successes(rows: np.ndarray, layout: Any, spec: Any, model: str) -> np.ndarray:
+    """Each group's successes of a paired proportion (rows: (groups, quantities) sums)."""
     if spec.indicator == "correct":
-        return float(layout.column(row, f"{model}:correct"))
+        return layout.column(rows, f"{model}:correct")
     k = spec.indicator.split(":")[1]
     if spec.domain == "all":
-        return float(layout.column(row, f"{model}:pred:{k}"))
+        return layout.column(rows, f"{model}:pred:{k}")
     domain_class = spec.domain.split(":")[1]
     if domain_class == k:
-        return float(layout.column(row, f"{model}:hit:{k}"))
-    return float(layout.column(row, f"{model}:pred:{k}") - layout.column(row, f"{model}:hit:{k}"))
+        return layout.column(rows, f"{model}:hit:{k}")
+    return layout.column(rows, f"{model}:pred:{k}") - layout.column(rows, f"{model}:hit:{k}")
 
 
-def _precision_domain(row: np.ndarray, layout: Any) -> float:
-    return float(min(layout.column(row, "dense:pred:1"), layout.column(row, "ticket:pred:1")))
+def _precision_domain(rows: np.ndarray, layout: Any) -> np.ndarray:
+    return np.minimum(layout.column(rows, "dense:pred:1"), layout.column(rows, "ticket:pred:1"))
 
 
 def _bootstrap_summary(boot: dict[str, dict[str, np.ndarray]], metric: str, *,
@@ -383,35 +469,6 @@ def _bootstrap_summary(boot: dict[str, dict[str, np.ndarray]], metric: str, *,
     ticket_low, ticket_high = stats.percentile_interval(boot["ticket"][metric], confidence=confidence)
     return {"low": low, "high": high, "p": stats.bootstrap_p_value(delta), "dense_low": dense_low,
             "dense_high": dense_high, "ticket_low": ticket_low, "ticket_high": ticket_high}
-
-
-def _macro(
-    g: int,
-    observed: dict[str, dict[str, np.ndarray]],
-    boot: dict[str, dict[str, np.ndarray]],
-    row: np.ndarray,
-    layout: Any,
-    confidence: float,
-) -> MetricComparison:
-    dense_v, ticket_v = float(observed["dense"]["macro_recall"][g]), float(observed["ticket"]["macro_recall"][g])
-    delta_boot = boot["ticket"]["macro_recall"][:, g] - boot["dense"]["macro_recall"][:, g]
-    ci = tuple(map(float, stats.percentile_interval(delta_boot, confidence=confidence)))
-    return MetricComparison(
-        dense=dense_v,
-        ticket=ticket_v,
-        delta=ticket_v - dense_v,
-        ci=ci,
-        ci_method="bootstrap-percentile",
-        p_value=float(stats.bootstrap_p_value(delta_boot)),
-        dense_ci=tuple(
-            map(float, stats.percentile_interval(boot["dense"]["macro_recall"][:, g], confidence=confidence))
-        ),
-        ticket_ci=tuple(
-            map(float, stats.percentile_interval(boot["ticket"]["macro_recall"][:, g], confidence=confidence))
-        ),
-        domain=int(layout.column(row, "n")),
-        insufficient=False,
-    )
 
 
 def excess_drop(group: PairedCounts, complement: PairedCounts, *, confidence: float) -> stats.PairedDifference:
@@ -433,47 +490,35 @@ def _spread(replicates: np.ndarray) -> np.ndarray:
         return np.nanmax(replicates, 1) - np.nanmin(replicates, 1)
 
 
-def _gaps(
-    results: list[GroupMetrics], boot: dict[str, dict[str, np.ndarray]], inputs: AnalysisSettings, n_classes: int
-) -> tuple[Gap, ...]:
+def _gaps(seen: _Observed, columns: dict[str, _MetricColumns], n_classes: int) -> tuple[Gap, ...]:
+    """Each attribute's spread (max - min over its sufficient groups) of the gap metrics, both models, with the
+    bootstrap interval of its widening."""
     gaps = []
     metrics = GAP_METRICS[2] if n_classes == 2 else GAP_METRICS["multi"]
-    attributes = list(dict.fromkeys(r.attribute for r in results))
-    for attribute in attributes:
+    attributes = np.array(seen.attributes[:-1], dtype=object)
+    names = seen.names[:-1]
+    group_sufficient = seen.layout.column(seen.observed[:-1], "n") >= seen.settings.min_group_size
+    for attribute in dict.fromkeys(seen.attributes[:-1]):
+        in_family = (attributes == attribute) & group_sufficient
         for metric in metrics:
-            members = [
-                i
-                for i, r in enumerate(results)
-                if r.attribute == attribute
-                and not r.insufficient
-                and not r.metrics[metric].insufficient
-                and not np.isnan(r.metrics[metric].dense)
-                and not np.isnan(r.metrics[metric].ticket)
-            ]
+            column = columns[metric]
+            dense_all, ticket_all = column.dense[:-1], column.ticket[:-1]
+            members = np.flatnonzero(in_family & ~column.insufficient[:-1] & ~np.isnan(dense_all)
+                                     & ~np.isnan(ticket_all))
             if len(members) < 2:
                 continue
-            dense_values = np.array([results[i].metrics[metric].dense for i in members])
-            ticket_values = np.array([results[i].metrics[metric].ticket for i in members])
+            dense_values, ticket_values = dense_all[members], ticket_all[members]
             d_gap = dense_values.max() - dense_values.min()
             t_gap = ticket_values.max() - ticket_values.min()
-            dense_reps = boot["dense"][metric][:, members]
-            ticket_reps = boot["ticket"][metric][:, members]
-            reps = _spread(ticket_reps) - _spread(dense_reps)
-            low, high = stats.percentile_interval(reps, confidence=inputs.confidence)
-            names = tuple(results[i].group for i in members)
-            gaps.append(
-                Gap(
-                    attribute=attribute,
-                    metric=metric,
-                    groups=names,
-                    dense=float(d_gap),
-                    ticket=float(t_gap),
-                    widening=float(t_gap - d_gap),
-                    ci=(float(low), float(high)),
-                    p_value=float(stats.bootstrap_p_value(reps)),
-                    dense_extremes=(names[int(np.argmax(dense_values))], names[int(np.argmin(dense_values))]),
-                    ticket_extremes=(names[int(np.argmax(ticket_values))], names[int(np.argmin(ticket_values))]),
-                    replicates=reps,
-                )
-            )
+            reps = _spread(seen.boot["ticket"][metric][:, members]) - _spread(seen.boot["dense"][metric][:, members])
+            low, high = stats.percentile_interval(reps, confidence=seen.settings.confidence)
+            member_names = tuple(names[i] for i in members)
+            gaps.append(Gap(attribute=attribute, metric=metric, groups=member_names, dense=float(d_gap),
+                            ticket=float(t_gap), widening=float(t_gap - d_gap), ci=(float(low), float(high)),
+                            p_value=float(stats.bootstrap_p_value(reps)),
+                            dense_extremes=(member_names[int(np.argmax(dense_values))],
+                                            member_names[int(np.argmin(dense_values))]),
+                            ticket_extremes=(member_names[int(np.argmax(ticket_values))],
+                                             member_names[int(np.argmin(ticket_values))]),
+                            replicates=reps))
     return tuple(gaps)

@@ -8,6 +8,8 @@ so the difference is (c - b) / n.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -169,33 +171,117 @@ def nan_quantiles(values: np.ndarray, quantiles: tuple[float, ...]) -> list[np.n
     return out
 
 
+def worker_threads() -> int:
+    """Threads for the bootstrap's draws: the processors this process may use (numpy's draws and products release
+    the interpreter lock), at most 8."""
+    available = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    return max(1, min(8, len(available)))
+
+
+@dataclass(frozen=True, eq=False)
+class ResampleBlock:
+    """Strata redrawn together from one random stream: several of the same row count with few rows per cell (row-index
+    draws, each stratum's cells padded to ``width``), or one stratum drawn multinomially (``by_row`` False)."""
+
+    strata: np.ndarray
+    cells: np.ndarray
+    """The block's cells (indices into the counts), stratum by stratum."""
+    bounds: np.ndarray
+    """Offsets of each stratum's cells in ``cells`` (strata + 1)."""
+    by_row: bool
+    width: int
+    """The most cells of any of its strata: each stratum's counts take this many columns in ``draw_padded``."""
+    rows: int
+    """Rows of each of its strata (all alike)."""
+
+
 class StratumResampler:
-    """Multinomial redraws of each stratum's cells, one random stream per stratum (results do not depend on the
-    order of cells or of strata). A stratum with few rows per cell draws row indices instead: the same
-    distribution as the multinomial (rows resampled with replacement), far faster than one binomial per cell."""
+    """Multinomial redraws of each stratum's cells (rows resampled with replacement within their stratum).
+
+    Strata with few rows per cell draw row indices: the same law as the multinomial, far faster than one binomial
+    per cell, and drawn many strata at a time (``ResampleBlock``: strata of the same row count, so one exact integer
+    draw serves them all, up to ``BLOCK_ROWS`` rows) so the cost is the draws, not a Python step per stratum. Blocks
+    and their random streams depend only on the counts and the seed, never on the threads that run them.
+    """
 
     ROWS_PER_CELL = 16
     """Up to this many rows per cell, drawing row indices costs less than a multinomial's binomial per cell."""
+    BLOCK_ROWS = 16384
+    """Rows of a block: enough that each draw is one large vectorised step, small enough to stay in cache."""
 
     def __init__(self, counts: np.ndarray, stratum_of_cell: np.ndarray, *, n_strata: int, seed: int) -> None:
-        self.streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n_strata)]
-        order = np.argsort(stratum_of_cell, kind="stable")  # each stratum's cells in cell order, in one pass
-        self.members = np.split(order, np.cumsum(np.bincount(stratum_of_cell, minlength=n_strata))[:-1])
         self.counts = counts
-        self.sizes = [int(counts[m].sum()) for m in self.members]
+        order = np.argsort(stratum_of_cell, kind="stable")  # each stratum's cells in cell order, in one pass
+        per_stratum = np.bincount(stratum_of_cell, minlength=n_strata)
+        starts = np.concatenate([[0], np.cumsum(per_stratum)])
+        sizes = np.rint(np.bincount(stratum_of_cell, weights=counts, minlength=n_strata)).astype(np.int64)
+        by_row = (sizes > 0) & (sizes <= self.ROWS_PER_CELL * per_stratum)
+        self.blocks: list[ResampleBlock] = []
+        for s in np.flatnonzero((sizes > 0) & ~by_row):
+            self.blocks.append(ResampleBlock(np.array([s]), order[starts[s]:starts[s + 1]],
+                                             np.array([0, per_stratum[s]]), False, int(per_stratum[s]), int(sizes[s])))
+        few = np.flatnonzero(by_row)
+        few = few[np.lexsort((per_stratum[few], sizes[few]))]  # equal row counts together, alike widths side by side
+        first = 0
+        while first < len(few):
+            rows = sizes[few[first]]
+            last = first + 1
+            while last < len(few) and sizes[few[last]] == rows and (last - first + 1) * rows <= self.BLOCK_ROWS:
+                last += 1
+            strata = np.sort(few[first:last])
+            cells = np.concatenate([order[starts[s]:starts[s + 1]] for s in strata])
+            self.blocks.append(ResampleBlock(strata, cells, np.concatenate([[0], np.cumsum(per_stratum[strata])]),
+                                             True, int(per_stratum[strata].max()), int(rows)))
+            first = last
+        self.streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(len(self.blocks))]
+        self._row_maps: dict[int, tuple[np.ndarray, ...]] = {}
+        self._local = threading.local()
 
-    def draw(self, stratum: int, size: int) -> np.ndarray:
-        """(size, the stratum's cells) redrawn counts; advances the stratum's stream (call in chunk order)."""
-        total, stream, member = self.sizes[stratum], self.streams[stratum], self.members[stratum]
-        cells = len(member)
-        if total > self.ROWS_PER_CELL * cells:
-            return stream.multinomial(total, self.counts[member] / total, size=size).astype(np.float64)
-        dtype = np.uint16 if total <= np.iinfo(np.uint16).max else np.int64  # fewer random bits: same law, faster
-        drawn = stream.integers(0, total, size=(size, total), dtype=dtype).astype(np.intp)
-        if total > cells:  # some cell holds several rows: row index -> its cell
-            drawn = np.repeat(np.arange(cells), self.counts[member].astype(np.intp))[drawn]
-        drawn += (np.arange(size) * cells)[:, None]
-        return np.bincount(drawn.ravel(), minlength=size * cells).reshape(size, cells).astype(np.float64)
+    def _row_map(self, b: int) -> tuple[np.ndarray, ...]:
+        """Per row of the block (strata's rows in turn, each cell's rows together): its stratum's first row, its
+        stratum's place in the block, and its cell's place in its stratum."""
+        if b not in self._row_maps:
+            block = self.blocks[b]
+            cell_rows = self.counts[block.cells].astype(np.intp)
+            stratum_of_cell = np.repeat(np.arange(len(block.strata)), np.diff(block.bounds))
+            local = np.arange(len(block.cells)) - block.bounds[stratum_of_cell]
+            row_stratum = np.repeat(stratum_of_cell, cell_rows)
+            self._row_maps[b] = (row_stratum * block.rows, row_stratum, np.repeat(local, cell_rows))
+        return self._row_maps[b]
+
+    def draw_padded(self, b: int, size: int) -> np.ndarray:
+        """(block strata, size, width) redrawn counts, each stratum's cells padded with zeros to the block's width.
+        Advances the block's stream: call in chunk order."""
+        block, stream = self.blocks[b], self.streams[b]
+        if not block.by_row:
+            counts = self.counts[block.cells]
+            return stream.multinomial(block.rows, counts / block.rows, size=size).astype(np.float64)[None]
+        first_row, row_stratum, row_cell = self._row_map(b)
+        strata, width = len(block.strata), block.width
+        index, cell = self._scratch((size, len(first_row)))
+        small = np.uint16 if block.rows <= np.iinfo(np.uint16).max else np.uint32  # fewer random bits, same law
+        np.add(stream.integers(0, block.rows, size=(size, len(first_row)), dtype=small), first_row, out=index)
+        slot = row_stratum * (size * width) + row_cell  # where a row's cell counts in (strata, size, width)
+        np.take(slot, index, out=cell)
+        cell += (np.arange(size) * width)[:, None]
+        return np.bincount(cell.ravel(), minlength=strata * size * width).reshape(strata, size, width).astype(np.float64)
+
+    def _scratch(self, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """This thread's reusable draw buffers (fresh multi-megabyte arrays on every draw cost page faults, which
+        threads take in turn)."""
+        size = shape[0] * shape[1]
+        buffers = getattr(self._local, "buffers", None)
+        if buffers is None or buffers[0].size < size:
+            buffers = (np.empty(size, dtype=np.intp), np.empty(size, dtype=np.intp))
+            self._local.buffers = buffers
+        return tuple(buffer[:size].reshape(shape) for buffer in buffers)  # type: ignore[return-value]
+
+    def draw(self, b: int, size: int) -> np.ndarray:
+        """(size, the block's cells) redrawn counts, in the order of ``blocks[b].cells``."""
+        block = self.blocks[b]
+        padded = self.draw_padded(b, size)  # (strata, size, width)
+        stratum_of_cell = np.repeat(np.arange(len(block.strata)), np.diff(block.bounds))
+        return padded[stratum_of_cell, :, np.arange(len(block.cells)) - block.bounds[stratum_of_cell]].T
 
 
 def stratified_multinomial(
@@ -211,7 +297,6 @@ def stratified_multinomial(
     for start in range(0, n_boot, chunk):
         size = min(chunk, n_boot - start)
         out = np.zeros((size, len(counts)), dtype=np.float64)
-        for stratum, member in enumerate(resampler.members):
-            if resampler.sizes[stratum]:
-                out[:, member] = resampler.draw(stratum, size)
+        for b, block in enumerate(resampler.blocks):
+            out[:, block.cells] = resampler.draw(b, size)
         yield out
