@@ -209,6 +209,7 @@ def report(
     alternatives: Annotated[bool, typer.Option("--alternatives", help="Add fairness-aware pruning alternatives at the ticket's per-layer densities.")] = False,
     train_data: Annotated[Optional[str], typer.Option(help="Training table for --alternatives (masks, fine-tuning); without it the audit data is split by group.")] = None,
     recover: Annotated[str, typer.Option(help=f"Recovery for --alternatives: {listed(RECOVERIES)} (all but none need --train-data).")] = "none",
+    alternatives_budget: Annotated[float, typer.Option(help="Estimated seconds the pruning alternatives may take on 2 CPU cores (priced from counted multiply-adds, so the same jobs run on every machine); jobs past it are skipped and named in the report.")] = 600.0,
     engine: Annotated[str, typer.Option(help=f"{listed(ENGINES)}: this process, or Ray workers with the same results (needs ticketaudit\\[ray]).")] = "local",
     ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster to join (host:port or ray://host:10001) [default: start Ray here].")] = None,
     num_workers: Annotated[int, typer.Option(help="Ray workers, each loading both models once (never changes results).")] = 2,
@@ -234,7 +235,7 @@ def report(
 
     if not alternatives and (train_data is not None or recover != "none"):
         raise InvalidInputError("--train-data and --recover belong to --alternatives; add --alternatives or drop them.")
-    prune_settings = PruneSettings(recover=recover) if alternatives else False
+    prune_settings = PruneSettings(recover=recover, budget_seconds=alternatives_budget) if alternatives else False
 
     html_path = out if out is not None else paths.default_report_path()
     workflow = WorkflowOutputs(junit=junit, markdown=markdown, model_card=model_card, mlflow=_mlflow_uri(mlflow),
@@ -384,6 +385,7 @@ def prune(
     sweep: Annotated[Optional[str], typer.Option(help="Sparsities for critical-sparsity curves, increasing, e.g. 0.5,0.7,0.9.")] = None,
     data_fractions: Annotated[Optional[str], typer.Option(help="Repeat the sweep on these shares of the training rows, e.g. 0.25,0.5,1.")] = None,
     epochs: Annotated[int, typer.Option(help="Fine-tuning epochs per round (with --recover).")] = 3,
+    budget: Annotated[float, typer.Option(help="Estimated seconds finding and comparing the candidates may take on 2 CPU cores (priced from counted multiply-adds, so the same jobs run on every machine); jobs past it are skipped and named in the report.")] = 600.0,
     policy: Annotated[Optional[Path], typer.Option(help="Policy TOML file ([policy] table).")] = None,
     out: Annotated[Path, typer.Option(help="Output directory: one bundle per candidate, alternatives.html, alternatives.json.")] = paths.REPORTS_DIR / "prune",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
@@ -418,7 +420,7 @@ def prune(
                       sweep=_floats(sweep, option="--sweep"),
                       data_fractions=_floats(data_fractions, option="--data-fractions"), epochs=epochs, factory=factory,
                       allow_pickle=allow_pickle, image=image, image_processor=image_processor,
-                      dense_ensemble=dense_ensemble, text=text)
+                      dense_ensemble=dense_ensemble, text=text, budget_seconds=budget)
     write_prune(result, out, command=command_line(), inputs=inputs)
     alternatives = result.alternatives
     for candidate in alternatives.candidates:

@@ -22,7 +22,7 @@ from ._validation import as_list, fail
 from .config import Policy
 from .data import load_table
 from .images import ImageProcessor, absolute_images, table_folder
-from .pruning.alternatives import AlternativesResult, PruneSettings, find_alternatives
+from .pruning.alternatives import DEFAULT_BUDGET_SECONDS, AlternativesResult, PruneSettings, find_alternatives
 from .tickets import LoadedModel, load_dense
 from .tickets.bundle import bundle_files
 from .tickets.huggingface import is_huggingface_module
@@ -63,6 +63,7 @@ def prune(*, dense: nn.Module | str | Path, data: pd.DataFrame | str | Path, tar
           features: str | Sequence[str] | None = None, policy: Policy | None = None, seed: int = 0,
           n_boot: int = 1000, rounds: int = 1, rewind_to: str = "dense", seeds: int = 1,
           sweep: Sequence[float] = (), data_fractions: Sequence[float] = (), epochs: int = 3,
+          budget_seconds: float | None = DEFAULT_BUDGET_SECONDS,
           factory: str | None = None, allow_pickle: bool = False, batch_size: int = 1024, image: str | None = None,
           image_processor: str | Path | None = None,
           dense_ensemble: str | Sequence[str | Path] | None = None, text: str | None = None) -> PruneResult:
@@ -75,7 +76,8 @@ def prune(*, dense: nn.Module | str | Path, data: pd.DataFrame | str | Path, tar
     method_list = as_list(methods, option="--method") or []
     settings = PruneSettings(methods=tuple(method_list), sparsity=sparsity, recover=recover, rounds=rounds,
                              rewind_to=rewind_to, seeds=seeds, sweep=tuple(sweep),
-                             data_fractions=tuple(data_fractions), epochs=epochs)
+                             data_fractions=tuple(data_fractions), epochs=epochs,
+                             budget_seconds=budget_seconds)
     sensitive_columns = as_list(sensitive, option="--sensitive") or []
     feature_list = as_list(features, option="--features")
     loaded = load_dense(dense, factory=factory, allow_pickle=allow_pickle)

@@ -8,6 +8,7 @@ never the rows that compare the candidates.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,7 @@ from torch import nn
 from .._validation import check_int, fail
 from ..analyses import stats
 from ..analyses.base import AnalysisInputs, Estimate, interval, number
+from ..analyses.cost import row_cost
 from ..analyses.performance import PerformanceResult, analyse_performance
 from ..analyses.predict import ModelRunner, Predictions
 from ..checks import evaluate_policy
@@ -28,12 +30,16 @@ from ..data import build_groups
 from ..inputs import build_features, encode_target
 from ..tickets.load import LoadedModel
 from ..tickets.mask import Mask, prunable_parameters
-from .methods import (METHODS, MSG_NO_CHAIN, Calibration, attention_heads, check_methods, choose_mask, conv_chain,
-                      linear_chain)
+from .methods import (METHODS, MSG_NO_CHAIN, SALIENCY_ROWS, Calibration, attention_heads, check_methods, choose_mask,
+                      conv_chain, linear_chain)
+from .budget import BudgetPlan, Job, Workload, plan
 from .recover import RECOVERY, RecoverySettings, recover
 from .tokens import wrapped
 
 AUDITED = "audited ticket"
+DEFAULT_BUDGET_SECONDS = 600.0
+"""``--alternatives-budget``: ten minutes of estimated work on 2 CPU cores."""
+SEEDS_JOB = "more seeds of every method and the compute-fair comparison"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,6 +57,8 @@ class PruneSettings:
     sweep: tuple[float, ...] = ()
     data_fractions: tuple[float, ...] = ()
     epochs: int = 3
+    budget_seconds: float | None = DEFAULT_BUDGET_SECONDS
+    """Estimated seconds the alternatives may take (``pruning.budget``; None: no budget)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "methods", check_methods(list(self.methods)))
@@ -62,6 +70,10 @@ class PruneSettings:
         check_int("--rounds", self.rounds, low=1, high=20)
         check_int("--seeds", self.seeds, low=1, high=20)
         check_int("--epochs", self.epochs, low=1, high=1000)
+        if self.budget_seconds is not None and not (isinstance(self.budget_seconds, (int, float))
+                                                    and self.budget_seconds > 0):
+            fail(f"--alternatives-budget (prune: --budget) must be a positive number of seconds, got {self.budget_seconds}: "
+                 "the estimated time the alternatives may take, e.g. 600.")
         if self.rewind_to not in ("dense", "none"):
             fail(f"--rewind-to must be 'dense' or 'none', got {self.rewind_to!r}.")
         for value in self.sweep:
@@ -145,9 +157,12 @@ class AlternativesResult:
     compute_fair: dict[str, Any] | None = None
     """With ``seeds`` > 1: the dense ensemble of equal compute (K = round(M (1 - s)), at least 1) against each
     method's M-ticket ensemble, per group."""
+    budget: BudgetPlan | None = None
+    """What ran within ``--alternatives-budget`` and what was skipped."""
 
     def to_dict(self) -> dict[str, Any]:
         return {**({"compute_fair": self.compute_fair} if self.compute_fair is not None else {}),
+                **({"budget": self.budget.to_dict()} if self.budget is not None else {}),
                 "split": self.split, "calibration_rows": self.calibration_rows,
                 "evaluation_rows": self.evaluation_rows, "dense_accuracy": number(self.dense_accuracy),
                 "candidates": [c.to_dict() for c in self.candidates], "sweep": [p.to_dict() for p in self.sweep],
@@ -356,6 +371,7 @@ class _Setup:
     calibration: Calibration
     evaluator: _Evaluator
     notes: list[str]
+    workload: Workload
 
 
 def find_alternatives(
@@ -388,9 +404,13 @@ def find_alternatives(
                    n_boot=n_boot, train_frame=train_frame, audited=audited, batch_size=batch_size,
                    explicit_methods=explicit_methods, inputs_of=inputs_of, dense_ensemble=dense_ensemble)
     sparsity, overall = _target_sparsity(settings, setup)
+    budget = _budget_plan(setup, settings, overall=overall)
+    settings = _within(settings, budget)
+    if note := budget.note():
+        setup.notes.append(note)
     candidates = _audited_candidate(setup, overall, policy)
     ensembles: list[tuple[Candidate, np.ndarray]] = []  # each method's ensemble of its seeds' tickets (seeds > 1)
-    for method in setup.methods:
+    for method in [m for m in setup.methods if budget.runs(m)]:
         made, ensemble = _method_candidates(setup, method, sparsity=sparsity, overall=overall, settings=settings,
                                             policy=policy, seed=seed)
         candidates += made
@@ -402,7 +422,47 @@ def find_alternatives(
         reference, compute_fair = _compute_fair(setup, ensembles, settings=settings, policy=policy, seed=seed,
                                                 trained_here=train_frame is not None)
         candidates.append(reference)
-    return _result(setup, candidates, settings=settings, policy=policy, seed=seed, compute_fair=compute_fair)
+    return _result(setup, candidates, settings=settings, policy=policy, seed=seed, compute_fair=compute_fair,
+                   budget=budget)
+
+
+def _budget_plan(setup: _Setup, settings: PruneSettings, *, overall: float) -> BudgetPlan:
+    """The alternatives' jobs in priority order, each priced by ``pruning.budget``: the audited ticket, one candidate
+    per method, more seeds, each method's sweep, the sweeps on shares of the training rows."""
+    work = setup.workload
+
+    def candidate(method: str, fraction: float = 1.0) -> float:
+        return work.candidate_seconds(method, recover=settings.recover, epochs=settings.epochs,
+                                      rounds=settings.rounds, fraction=fraction)
+
+    jobs = [Job(AUDITED, work.evaluation_seconds(), required=True)] if setup.audited is not None else []
+    jobs += [Job(method, candidate(method), required=i == 0) for i, method in enumerate(setup.methods)]
+    if settings.seeds > 1:
+        dense_models = compute_equivalent(settings.seeds, overall) - 1  # at most this many trained for compute-fair
+        jobs.append(Job(SEEDS_JOB, sum((settings.seeds - 1) * candidate(m) for m in setup.methods)
+                        + dense_models * work.recovery_seconds("finetune", settings.epochs)
+                        + (len(setup.methods) + 1) * work.evaluation_seconds()))
+    jobs += [Job(_sweep_job(method), len(settings.sweep) * candidate(method))
+             for method in setup.methods if settings.sweep]
+    jobs += [Job(_fraction_job(fraction), sum(len(settings.sweep) * candidate(m, fraction) for m in setup.methods))
+             for fraction in settings.data_fractions]
+    return plan(jobs, budget_seconds=settings.budget_seconds)
+
+
+def _sweep_job(method: str) -> str:
+    return f"sparsity sweep of {method}"
+
+
+def _fraction_job(fraction: float) -> str:
+    return f"sparsity sweep on {fraction:g} of the training rows"
+
+
+def _within(settings: PruneSettings, budget: BudgetPlan) -> PruneSettings:
+    """The settings with what the budget skipped taken out: one seed, fewer shares of the training rows."""
+    sweep = settings.sweep if any(budget.runs(_sweep_job(m)) for m in settings.methods) else ()
+    return dataclasses.replace(
+        settings, seeds=settings.seeds if budget.runs(SEEDS_JOB) else 1, sweep=sweep,
+        data_fractions=tuple(f for f in settings.data_fractions if sweep and budget.runs(_fraction_job(f))))
 
 
 def _setup(dense: LoadedModel, *, frame: pd.DataFrame, target: str, sensitive: list[str], settings: PruneSettings,
@@ -448,9 +508,12 @@ def _setup(dense: LoadedModel, *, frame: pd.DataFrame, target: str, sensitive: l
                               calibration_groups.strata_names)
     evaluator = _Evaluator(dense_runner, evaluation, sensitive=sensitive, policy=policy, n_boot=n_boot, seed=seed,
                            batch_size=batch_size)
+    workload = Workload(row=row_cost(dense.module, probe), calibration_rows=len(calibration_rows.labels),
+                        evaluation_rows=len(evaluation.labels), groups=len(np.unique(calibration.groups)),
+                        saliency_rows_per_group=SALIENCY_ROWS)
     return _Setup(dense=dense, audited=audited, dense_ensemble=ensemble, methods=methods, split=split,
                   calibration_frame=calibration_frame, evaluation_frame=evaluation_frame, evaluation=evaluation,
-                  calibration=calibration, evaluator=evaluator, notes=notes)
+                  calibration=calibration, evaluator=evaluator, notes=notes, workload=workload)
 
 
 def _target_sparsity(settings: PruneSettings, setup: _Setup) -> tuple[float | dict[str, float], float]:
@@ -536,11 +599,12 @@ def _compute_fair(setup: _Setup, ensembles: list[tuple[Candidate, np.ndarray]], 
 
 
 def _result(setup: _Setup, candidates: list[Candidate], *, settings: PruneSettings, policy: Policy, seed: int,
-            compute_fair: dict[str, Any] | None) -> AlternativesResult:
+            compute_fair: dict[str, Any] | None, budget: BudgetPlan) -> AlternativesResult:
     """The comparison with its sparsity sweeps (critical sparsity, per share of the training rows) and the
     recommendation."""
     evaluator, calibration = setup.evaluator, setup.calibration
-    sweep = _sweep(setup.methods, setup.dense.module, calibration, evaluator, settings, seed=seed,
+    swept = [m for m in setup.methods if budget.runs(_sweep_job(m))]
+    sweep = _sweep(swept, setup.dense.module, calibration, evaluator, settings, seed=seed,
                    min_rows=policy.min_group_size)
     tolerance = policy.max_overall_accuracy_drop
     by_fraction = {}
@@ -555,7 +619,7 @@ def _result(setup: _Setup, candidates: list[Candidate], *, settings: PruneSettin
         dense_accuracy=float(np.mean(evaluator.dense_proba.argmax(1) == setup.evaluation.labels)),
         candidates=tuple(candidates), sweep=tuple(sweep), critical=critical_sparsity(sweep, tolerance),
         critical_by_fraction=by_fraction, recommendation=text, recommended=best, tolerance=tolerance,
-        notes=tuple(setup.notes), compute_fair=compute_fair)
+        notes=tuple(setup.notes), compute_fair=compute_fair, budget=budget)
 
 
 DENSE_ENSEMBLE = "dense-ensemble"

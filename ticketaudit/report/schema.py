@@ -48,7 +48,10 @@ ALTERNATIVES = {
     "type": "object",
     "required": ["split", "evaluation_rows", "candidates", "recommendation", "recommended"],
     "properties": {"candidates": {"type": "array", "items": CANDIDATE}, "recommendation": {"type": "string"},
-                   "recommended": {"type": ["string", "null"]}},
+                   "recommended": {"type": ["string", "null"]},
+                   "budget": {"type": "object", "required": ["budget_seconds", "estimated_seconds", "ran", "skipped"],
+                              "description": "What ran within the time budget (estimated from counted multiply-adds) "
+                                             "and what was skipped, with each job's estimate."}},
 }
 PRUNE_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
