@@ -237,3 +237,98 @@ def test_prune_model_with_balanced_groups_records_them(tmp_path: Path) -> None:
                        "--out", str(out), "--quiet", *extra])
         assert run.code == 2 and words in run.stderr, run.stderr
         assert not out.exists()
+
+
+def test_a_token_of_weight_w_counts_as_w_copies_of_it() -> None:
+    """Protected items weigh more: Wanda's norms (overall and per group), the token count and SparseGPT's Hessian with
+    a token weighted 3 equal those with the token repeated three times."""
+    from ticketaudit.pruning.sequential import _Statistics
+
+    torch.manual_seed(4)
+    layer = torch.nn.Linear(6, 3)
+    x = torch.randn(1, 5, 6)
+    weights = torch.tensor([1.0, 3.0, 1.0, 3.0, 1.0], dtype=torch.float64)
+    repeated = torch.cat([x[:, i:i + 1].repeat(1, int(w), 1) for i, w in enumerate(weights)], dim=1)
+    for hessian in (False, True):
+        weighted, copies = (_Statistics(layer, False, hessian=hessian, groups=2) for _ in range(2))
+        for statistics in (weighted, copies):
+            statistics.group = 1
+            statistics.add(torch.randn(1, 4, 6).mul(0) + x[:, :4])  # an earlier sequence of weight 1
+        weighted.weights = weights
+        weighted.add(x)
+        copies.add(repeated)
+        torch.testing.assert_close(weighted.value, copies.value, rtol=1e-12, atol=1e-12)
+        assert weighted.tokens == copies.tokens == 4 + 9
+        if not hessian:
+            torch.testing.assert_close(weighted.worst_group_norms(), copies.worst_group_norms())
+
+
+def _protected_texts() -> tuple[list[str], list[float]]:
+    texts, _ = _grouped_texts()
+    return texts, [4.0 if i % 9 == 0 else 1.0 for i in range(len(texts))]
+
+
+def test_protection_holds_the_protected_items_and_pulls_the_mask_toward_them() -> None:
+    """The protected items' tokens open the calibration (every one of them when they fit) and weigh more; a weight
+    of 1 gives plain Wanda's masks on the same sequences exactly; a large weight gives masks closer to those of
+    calibrating on the protected items alone than plain Wanda's are."""
+    from ticketaudit.pruning.language import encode_texts, protected_batches, weighted_batches
+
+    tokenizer = tiny_tokenizer()
+    model = tiny_llama(len(tokenizer), seed=6)
+    texts, weights = _protected_texts()
+    marked = [w > 1 for w in weights]
+    protected = [t for t, m in zip(texts, marked) if m]
+    batches, token_weights, covered, total = protected_batches(tokenizer, texts, marked, sequences=8, length=16,
+                                                               weight=1.0)
+    first, _ = encode_texts(tokenizer, protected)
+    assert total == len(first) and covered == min(total, 8 * 16)
+    assert torch.cat([b[0] for b in batches])[:covered].tolist() == first[:covered]
+    assert len(batches) == 8 and all(len(w) == 16 for w in token_weights)
+    plain = prune_layerwise(copy.deepcopy(model), batches, method="wanda", sparsity=0.5)
+    ones = prune_layerwise(copy.deepcopy(model), batches, method="wanda", sparsity=0.5, token_weights=token_weights)
+    assert all(torch.equal(plain[name], ones[name]) for name in plain)
+    heavy_batches, heavy_weights, _, _ = protected_batches(tokenizer, texts, marked, sequences=8, length=16,
+                                                           weight=1000.0)
+    assert all(torch.equal(a, b) for a, b in zip(batches, heavy_batches))
+    assert float(heavy_weights[0][0]) == 1000.0 and float(heavy_weights[-1][-1]) == 1.0
+    heavy = prune_layerwise(copy.deepcopy(model), heavy_batches, method="wanda", sparsity=0.5,
+                            token_weights=heavy_weights)
+    alone_batches, _ = weighted_batches(tokenizer, protected, sequences=8, length=16)
+    alone = prune_layerwise(copy.deepcopy(model), alone_batches, method="wanda", sparsity=0.5)
+
+    def agreement(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+        return sum(int((a[n] == b[n]).sum()) for n in a) / sum(a[n].numel() for n in a)
+
+    assert agreement(heavy, alone) > agreement(plain, alone)
+
+
+def test_prune_model_with_protected_items_records_them(tmp_path: Path) -> None:
+    tokenizer = tiny_tokenizer()
+    dense = save_tiny(tmp_path / "dense", tokenizer=tokenizer)
+    texts, weights = _protected_texts()
+    items = tmp_path / "items.csv"
+    import pandas as pd
+
+    pd.DataFrame({"context": texts, "keep": ["yes" if w > 1 else "no" for w in weights]}).to_csv(items, index=False)
+    base = ["prune", "--model", str(dense), "--method", "sparsegpt", "--sparsity", "0.5", "--calibration", str(items),
+            "--calibration-text", "context", "--quiet"]
+    run = run_cli([*base, "--protect", "keep", "--protect-weight", "8", "--out", str(tmp_path / "ticket")])
+    assert run.code == 0, run.stderr
+    protected = json.loads((tmp_path / "ticket" / "prune.json").read_text())["calibration"]["protected"]
+    assert {k: protected[k] for k in ("column", "items", "of", "weight")} == {
+        "column": "keep", "items": sum(w > 1 for w in weights), "of": len(texts), "weight": 8.0}
+    assert 0 < protected["tokens_in_calibration"] <= protected["tokens"]
+    pd.DataFrame({"context": texts, "keep": ["maybe"] * len(texts), "none": ["false"] * len(texts)}).to_csv(
+        tmp_path / "bad.csv", index=False)
+    for extra, words in ((["--protect", "keep", "--calibration", str(tmp_path / "bad.csv")], "'maybe'"),
+                         (["--protect", "none", "--calibration", str(tmp_path / "bad.csv")], "marks no item"),
+                         (["--protect", "keep", "--protect-weight", "1"], "a weight of 1 protects nothing"),
+                         (["--protect", "missing"], "missing")):
+        out = tmp_path / f"bad{len(extra)}{extra[1]}"
+        run = run_cli([*base, *extra, "--out", str(out)])
+        assert run.code == 2 and words in run.stderr, run.stderr
+        assert "Traceback" not in run.stderr and not out.exists()
+    run = run_cli(["prune", "--dense", str(dense), "--data", str(items), "--target", "y", "--sensitive", "g",
+                   "--sparsity", "0.5", "--protect", "keep", "--out", str(tmp_path / "cls"), "--quiet"])
+    assert run.code == 2 and "calibrate a language model" in run.stderr

@@ -370,6 +370,8 @@ def prune(
     calibration: Annotated[Optional[Path], typer.Option(help="Language models: calibration text file, or items (.jsonl, .csv, .parquet) with --calibration-text [default: the shipped calibration text].")] = None,
     calibration_text: Annotated[Optional[str], typer.Option(help="Language models: the text column of --calibration items.")] = None,
     balance_groups: Annotated[Optional[str], typer.Option(help="Language models: the group column of --calibration items; each group gives the same calibration tokens (wanda-worst-group also takes norms per group).")] = None,
+    protect: Annotated[Optional[str], typer.Option(help="Language models: a true/false column of --calibration items marking the items whose dense answers must be kept: their tokens weigh --protect-weight times more in Wanda's norms and SparseGPT's Hessian.")] = None,
+    protect_weight: Annotated[float, typer.Option(help="Language models: how many times a protected item's tokens count (with --protect).")] = 4.0,
     method: Annotated[str, typer.Option(help=f"Comma-separated: {listed(PRUNING_METHODS, last='and')}, or all.")] = "all",
     recover: Annotated[str, typer.Option(help=f"{listed(RECOVERIES)} (all but none need --train-data).")] = "none",
     train_data: Annotated[Optional[str], typer.Option(help="Training table (masks and fine-tuning); without it --data is split by group.")] = None,
@@ -400,8 +402,14 @@ def prune(
 
     if model is not None:
         return _prune_language(model, method=method, sparsity=sparsity, pattern=pattern, calibration=calibration,
-                               calibration_column=calibration_text, balance_groups=balance_groups, seed=seed,
+                               calibration_column=calibration_text, balance_groups=balance_groups, protect=protect,
+                               protect_weight=protect_weight, seed=seed,
                                out=out, quiet=quiet, extra=dense or data or target or sensitive)
+    language_only = [o for o, v in (("--calibration", calibration), ("--calibration-text", calibration_text),
+                                    ("--balance-groups", balance_groups), ("--protect", protect)) if v is not None]
+    if language_only:
+        raise InvalidInputError(f"{', '.join(language_only)} calibrate a language model: give --model DIR|FILE.gguf "
+                                "(classifiers choose masks on --train-data or the audit data).")
     missing = [o for o, v in (("--dense", dense), ("--data", data), ("--target", target), ("--sensitive", sensitive))
                if v is None]
     if dense is None or data is None or target is None or sensitive is None:
@@ -466,8 +474,8 @@ def demo(
 
 
 def _prune_language(model: str, *, method: str, sparsity: float, pattern: str | None, calibration: Path | None,
-                    calibration_column: str | None, balance_groups: str | None, seed: int, out: Path, quiet: bool,
-                    extra: Any) -> int:
+                    calibration_column: str | None, balance_groups: str | None, protect: str | None,
+                    protect_weight: float, seed: int, out: Path, quiet: bool, extra: Any) -> int:
     """``prune --model``: one language-model ticket, saved as a Hugging Face directory."""
     from .prune_language import prune_language_model
 
@@ -482,7 +490,8 @@ def _prune_language(model: str, *, method: str, sparsity: float, pattern: str | 
     with _progress(quiet) as update:
         summary = prune_language_model(model, method=method, sparsity=sparsity, pattern=pattern, out=out,
                                        calibration=calibration, calibration_column=calibration_column,
-                                       balance_groups=balance_groups, seed=seed, progress=update)
+                                       balance_groups=balance_groups, protect=protect, protect_weight=protect_weight,
+                                       seed=seed, progress=update)
     loss = summary["loss_per_token"]
     _say(f"{method} {pattern or 'unstructured'}: decoder weights {summary['decoder_weight_sparsity']:.1%} zero, "
          f"loss per token {loss['dense']:.3f} -> {loss['ticket']:.3f}, {summary['seconds']:.0f} s")

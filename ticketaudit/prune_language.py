@@ -44,37 +44,55 @@ def calibration_text(path: Path | None) -> tuple[str, str]:
         fail(f"--calibration '{path}' is not UTF-8 text.")
 
 
+PROTECT_WEIGHT = 4.0
+"""``--protect-weight``: a protected item's tokens count this many times in the activation statistics."""
+TRUE_VALUES, FALSE_VALUES = ("true", "1", "yes", "y", "t"), ("false", "0", "no", "n", "f", "")
+
+
 @dataclass(frozen=True)
 class CalibrationSource:
     """What calibrates, read and checked before the model loads: the texts, each one's group (with
-    ``--balance-groups``; None otherwise) and what ``prune.json`` says of them."""
+    ``--balance-groups``; None otherwise), which are protected (with ``--protect``; None otherwise) and what
+    ``prune.json`` says of them."""
 
     texts: list[str]
     groups: list[str] | None
     described: dict[str, Any]
+    protected: list[bool] | None = None
+    protect_weight: float = PROTECT_WEIGHT
 
     def sequences(self, tokenizer: Any, *, sequences: int, length: int, seed: int
-                  ) -> tuple[list[torch.Tensor], list[int] | None, dict[str, Any]]:
-        """The calibration sequences, each one's group index (or None) and the summary's entry."""
-        from .pruning.language import calibration_batches, grouped_calibration
+                  ) -> tuple[list[torch.Tensor], list[int] | None, list[torch.Tensor] | None, dict[str, Any]]:
+        """The calibration sequences, each one's group index (or None), each one's token weights (or None) and the
+        summary's entry."""
+        from .pruning.language import calibration_batches, grouped_calibration, protected_batches
 
+        if self.protected is not None:
+            batches, token_weights, covered, total = protected_batches(tokenizer, self.texts, self.protected,
+                                                                sequences=sequences, length=length,
+                                                                weight=self.protect_weight)
+            described = {**self.described, "protected": {**self.described["protected"],
+                                                          "tokens": total, "tokens_in_calibration": covered}}
+            return batches, None, token_weights, described
         if self.groups is None:
-            return calibration_batches(tokenizer, "\n\n".join(self.texts), sequences=sequences, length=length), None, \
-                self.described
+            return (calibration_batches(tokenizer, "\n\n".join(self.texts), sequences=sequences, length=length),
+                    None, None, self.described)
         batches, owners, names = grouped_calibration(tokenizer, self.texts, self.groups, sequences=sequences,
                                                      length=length, seed=seed)
-        return batches, owners, {**self.described, "groups": list(names),
-                                 "sequences_per_group": len(batches) // len(names), "seed": seed}
+        return batches, owners, None, {**self.described, "groups": list(names),
+                                       "sequences_per_group": len(batches) // len(names), "seed": seed}
 
 
-def calibration_source(path: Path | None, *, text_column: str | None, balance_groups: str | None) -> CalibrationSource:
-    """A text file (the shipped text by default), or an item file's ``text_column`` grouped by ``balance_groups``."""
+def calibration_source(path: Path | None, *, text_column: str | None, balance_groups: str | None,
+                       protect: str | None = None, protect_weight: float = PROTECT_WEIGHT) -> CalibrationSource:
+    """A text file (the shipped text by default), or an item file's ``text_column`` grouped by ``balance_groups``,
+    its ``protect`` column marking the items whose activations weigh ``protect_weight`` times more."""
     from .llm.tasks import ITEM_SUFFIXES, read_item_file
 
     if path is None or not str(path).lower().endswith(ITEM_SUFFIXES):
-        if text_column is not None or balance_groups is not None:
-            fail("--calibration-text and --balance-groups read an item file (--calibration FILE.jsonl|.csv|.parquet "
-                 "with a text column and a group column).")
+        if text_column is not None or balance_groups is not None or protect is not None:
+            fail("--calibration-text, --balance-groups and --protect read an item file (--calibration "
+                 "FILE.jsonl|.csv|.parquet with a text column, and a group or protect column).")
         text, source = calibration_text(path)
         return CalibrationSource([text], None, {"source": source})
     if text_column is None:
@@ -84,12 +102,38 @@ def calibration_source(path: Path | None, *, text_column: str | None, balance_gr
     from ._validation import check_columns
 
     frame = read_item_file(path, what=f"--calibration '{path}'")
-    check_columns("calibration", [text_column] + ([balance_groups] if balance_groups else []), list(frame.columns))
-    described = {"source": f"{path.name} (sha256 {sha256_path(path)[:16]}), column '{text_column}'"}
+    check_columns("calibration", [text_column, *(c for c in (balance_groups, protect) if c)], list(frame.columns))
+    described: dict[str, Any] = {"source": f"{path.name} (sha256 {sha256_path(path)[:16]}), column '{text_column}'"}
+    texts = frame[text_column].astype(str).tolist()
+    if protect is not None:
+        if balance_groups is not None:
+            fail("--protect and --balance-groups cannot be combined yet: protect items on ungrouped calibration, or "
+                 "balance the groups without --protect.")
+        marked = _protected(frame[protect], column=protect)
+        if not 1.0 < protect_weight <= 1000.0:
+            fail(f"--protect-weight must be above 1 (a weight of 1 protects nothing) and at most 1000; got "
+                 f"{protect_weight}.")
+        described["protected"] = {"column": protect, "items": int(sum(marked)), "of": len(marked),
+                                  "weight": protect_weight}
+        return CalibrationSource(texts, None, described, marked, protect_weight)
     if balance_groups is None:
-        return CalibrationSource(frame[text_column].astype(str).tolist(), None, described)
-    return CalibrationSource(frame[text_column].astype(str).tolist(), frame[balance_groups].astype(str).tolist(),
+        return CalibrationSource(texts, None, described)
+    return CalibrationSource(texts, frame[balance_groups].astype(str).tolist(),
                              {**described, "balanced_by": balance_groups})
+
+
+def _protected(values: Any, *, column: str) -> list[bool]:
+    """The ``--protect`` column as booleans: true/false, 1/0, yes/no (any case); at least one item marked."""
+    words = [str(v).strip().lower() if v is not None and v == v else "" for v in values.tolist()]
+    unknown = sorted({w for w in words if w not in TRUE_VALUES + FALSE_VALUES})
+    if unknown:
+        fail(f"--protect column '{column}' must hold true/false (or 1/0, yes/no) per item; found "
+             f"{', '.join(repr(u) for u in unknown[:5])}.")
+    marked = [w in TRUE_VALUES for w in words]
+    if not any(marked):
+        fail(f"--protect column '{column}' marks no item as protected; mark the items whose dense answers must "
+             "be kept with true.")
+    return marked
 
 
 def token_loss(module: torch.nn.Module, batches: list[torch.Tensor]) -> float:
@@ -105,7 +149,8 @@ def token_loss(module: torch.nn.Module, batches: list[torch.Tensor]) -> float:
 
 def prune_language_model(model: str | Path, *, method: str, sparsity: float, pattern: str | None, out: Path,
                          calibration: Path | None = None, calibration_column: str | None = None,
-                         balance_groups: str | None = None, seed: int = 0, sequences: int = SEQUENCES,
+                         balance_groups: str | None = None, protect: str | None = None,
+                         protect_weight: float = PROTECT_WEIGHT, seed: int = 0, sequences: int = SEQUENCES,
                          length: int = LENGTH, progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     """Prune a causal LM and save it to ``out``; returns the summary also written to ``out/prune.json``."""
     from .pruning.sequential import prune_layerwise
@@ -118,18 +163,20 @@ def prune_language_model(model: str | Path, *, method: str, sparsity: float, pat
     if shape is not None and abs(sparsity - (1 - shape[0] / shape[1])) > 1e-9:
         fail(f"--pattern {pattern} removes {1 - shape[0] / shape[1]:.0%} of each layer; give --sparsity "
              f"{1 - shape[0] / shape[1]:g} with it.")
-    source = calibration_source(calibration, text_column=calibration_column, balance_groups=balance_groups)
+    source = calibration_source(calibration, text_column=calibration_column, balance_groups=balance_groups,
+                                protect=protect, protect_weight=protect_weight)
     step("Loading the model", 0, 1)
     loaded = load_dense(model)
     if not is_causal_lm(loaded.module) or loaded.tokenizer is None:
         fail(f"'{model}' is not a causal language model with a tokenizer (a Hugging Face ...ForCausalLM directory or "
              "a .gguf file). For classifiers use --dense with --data, --target and --sensitive.")
-    batches, groups, described = source.sequences(loaded.tokenizer, sequences=sequences, length=length, seed=seed)
+    batches, groups, token_weights, described = source.sequences(loaded.tokenizer, sequences=sequences,
+                                                                 length=length, seed=seed)
     held_out = batches[-max(1, len(batches) // 8):]
     before = token_loss(loaded.module, held_out)
     start = time.perf_counter()
     masks = prune_layerwise(loaded.module, batches, method=method, sparsity=sparsity, pattern=shape, groups=groups,
-                            progress=lambda done, total: step(f"Pruning with {method}, block by block", done, total))
+                            token_weights=token_weights, progress=lambda done, total: step(f"Pruning with {method}, block by block", done, total))
     seconds = time.perf_counter() - start
     after = token_loss(loaded.module, held_out)
     out.mkdir(parents=True, exist_ok=True)

@@ -14,14 +14,73 @@ from .._validation import fail
 from ..tickets.mask import Mask, prunable_parameters
 
 
+def encode_texts(tokenizer: Any, texts: list[str], weights: list[float] | None = None
+                 ) -> tuple[list[int], np.ndarray | None]:
+    """The texts joined by blank lines, as token ids; with ``weights`` (one per text), each text is tokenised on its
+    own so every token carries its text's weight (the blank lines weigh 1)."""
+    if weights is None:
+        return tokenizer("\n\n".join(texts), add_special_tokens=False)["input_ids"], None
+    separator = tokenizer("\n\n", add_special_tokens=False)["input_ids"]
+    ids: list[int] = []
+    token_weights: list[float] = []
+    for index, (text, weight) in enumerate(zip(texts, weights)):
+        if index:
+            ids += separator
+            token_weights += [1.0] * len(separator)
+        piece = tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids += piece
+        token_weights += [float(weight)] * len(piece)
+    return ids, np.asarray(token_weights)
+
+
+def _cut(ids: list[int], weights: np.ndarray | None, starts: Any, length: int
+         ) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+    batches = [torch.tensor([ids[int(s):int(s) + length]]) for s in starts]
+    if weights is None:
+        return batches, None
+    return batches, [torch.as_tensor(weights[int(s):int(s) + length], dtype=torch.float64) for s in starts]
+
+
 def calibration_batches(tokenizer: Any, text: str, *, sequences: int, length: int) -> list[torch.Tensor]:
     """``sequences`` chunks of ``length`` tokens of ``text`` (one batch each), tokenised once."""
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return weighted_batches(tokenizer, [text], sequences=sequences, length=length)[0]
+
+
+def weighted_batches(tokenizer: Any, texts: list[str], *, sequences: int, length: int,
+                     weights: list[float] | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+    """``sequences`` chunks of ``length`` tokens of the joined ``texts`` (one batch each), evenly spaced, with each
+    token's weight when ``weights`` gives one per text (None otherwise)."""
+    ids, token_weights = encode_texts(tokenizer, texts, weights)
     if len(ids) < length:
         fail(f"the calibration text has {len(ids)} tokens; it needs at least {length} (one sequence).")
-    step = max(length, (len(ids) - length) // max(1, sequences - 1)) if sequences > 1 else length
-    starts = list(range(0, len(ids) - length + 1, step))[:sequences]
-    return [torch.tensor([ids[s:s + length]]) for s in starts]
+    return _cut(ids, token_weights, _even_starts(len(ids), sequences, length), length)
+
+
+def _even_starts(tokens: int, sequences: int, length: int, *, first: int = 0) -> list[int]:
+    """Up to ``sequences`` window starts spread evenly over tokens ``first``..``tokens``."""
+    if sequences <= 0 or tokens - first < length:
+        return []
+    step = max(length, (tokens - first - length) // max(1, sequences - 1)) if sequences > 1 else length
+    return list(range(first, tokens - length + 1, step))[:sequences]
+
+
+def protected_batches(tokenizer: Any, texts: list[str], protected: list[bool], *, sequences: int, length: int,
+                      weight: float) -> tuple[list[torch.Tensor], list[torch.Tensor], int, int]:
+    """Calibration that always holds the protected items: their texts first, cut into consecutive windows (as many
+    as they fill, at most ``sequences``), then the other items' texts in evenly spaced windows; protected tokens
+    weigh ``weight``. Also returns how many protected tokens the windows hold, and how many there are."""
+    first, _ = encode_texts(tokenizer, [t for t, p in zip(texts, protected) if p])
+    rest, _ = encode_texts(tokenizer, [t for t, p in zip(texts, protected) if not p])
+    separator = tokenizer("\n\n", add_special_tokens=False)["input_ids"] if rest else []
+    ids = first + separator + rest
+    if len(ids) < length:
+        fail(f"the calibration items have {len(ids)} tokens; they need at least {length} (one sequence).")
+    weights = np.concatenate([np.full(len(first), float(weight)), np.ones(len(separator) + len(rest))])
+    covering = min(sequences, -(-len(first) // length), len(ids) // length)
+    starts = [i * length for i in range(covering)]
+    starts += _even_starts(len(ids), sequences - covering, length, first=covering * length)
+    batches, token_weights = _cut(ids, weights, starts, length)
+    return batches, token_weights or [], min(len(first), covering * length), len(first)
 
 
 def grouped_calibration(tokenizer: Any, texts: list[str], groups: list[str], *, sequences: int, length: int,

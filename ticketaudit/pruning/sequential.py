@@ -96,15 +96,19 @@ class _Statistics:
         self.group_tokens = torch.zeros(groups, dtype=torch.float64)
         self.group = 0
         """The group of the calibration sequence now running (set by ``_collect``)."""
+        self.weights: torch.Tensor | None = None
+        """Each token's weight in the sequence now running (protected items weigh more), or None: all 1."""
 
     def add(self, inputs: torch.Tensor) -> None:
+        """Add one sequence's inputs: a token of weight w counts as w copies of it (norms, Hessian, token count)."""
         x = inputs.detach().reshape(-1, inputs.shape[-1]).to(torch.float64)
-        n = x.shape[0]
-        if self.hessian:  # the reference's running mean: H = H * t / (t + n) + 2 X^T X / (t + n)
+        w = torch.ones(x.shape[0], dtype=torch.float64) if self.weights is None else self.weights.reshape(-1)
+        n = float(w.sum())
+        if self.hessian:  # the reference's running mean: H = H * t / (t + n) + 2 X^T W X / (t + n)
             self.value *= self.tokens / (self.tokens + n)
-            self.value += (2.0 / (self.tokens + n)) * (x.T @ x)
+            self.value += (2.0 / (self.tokens + n)) * (x.T @ (w[:, None] * x))
         else:
-            squares = x.pow(2).sum(dim=0)
+            squares = (w[:, None] * x.pow(2)).sum(dim=0)
             self.value += squares
             self.per_group[self.group] += squares
             self.group_tokens[self.group] += n
@@ -157,10 +161,11 @@ def sparsegpt_prune(weight: torch.Tensor, hessian: torch.Tensor, *, sparsity: fl
 
 def prune_layerwise(module: nn.Module, batches: list[torch.Tensor], *, method: str, sparsity: float,
                     pattern: tuple[int, int] | None = None, groups: list[int] | None = None,
+                    token_weights: list[torch.Tensor] | None = None,
                     progress: Callable[[int, int], None] | None = None) -> dict[str, torch.Tensor]:
     """Prune ``module``'s decoder blocks in place, one at a time; returns each pruned weight's keep mask by
     parameter name. The embeddings and the output head stay dense. ``groups``: each batch's calibration group
-    (``wanda-worst-group`` needs them)."""
+    (``wanda-worst-group`` needs them); ``token_weights``: each batch's per-token weights (protected items)."""
     if method not in METHODS:
         fail(f"--method for language models must be one of {', '.join(METHODS)}; got {method!r}.")
     if method == "wanda-worst-group" and groups is None:
@@ -173,8 +178,8 @@ def prune_layerwise(module: nn.Module, batches: list[torch.Tensor], *, method: s
     masks: dict[str, torch.Tensor] = {}
     for index, block in enumerate(blocks):
         linears = block_linears(block)
-        stats = (_collect(block, linears, calls, owners, hessian=method == "sparsegpt") if method != "magnitude"
-                 else {})
+        stats = (_collect(block, linears, calls, owners, token_weights, hessian=method == "sparsegpt")
+                 if method != "magnitude" else {})
         with torch.no_grad():
             for name, (layer, transposed) in linears.items():
                 weight = layer.weight.T if transposed else layer.weight
@@ -188,17 +193,18 @@ def prune_layerwise(module: nn.Module, batches: list[torch.Tensor], *, method: s
 
 
 def _collect(block: nn.Module, linears: dict[str, tuple[nn.Module, bool]],
-             calls: list[tuple[tuple[Any, ...], dict[str, Any]]], owners: list[int], *,
-             hessian: bool) -> dict[str, _Statistics]:
+             calls: list[tuple[tuple[Any, ...], dict[str, Any]]], owners: list[int],
+             token_weights: list[torch.Tensor] | None, *, hessian: bool) -> dict[str, _Statistics]:
     stats = {name: _Statistics(layer, transposed, hessian=hessian, groups=max(owners) + 1)
              for name, (layer, transposed) in linears.items()}
     handles = [layer.register_forward_hook(lambda _, inputs, __, s=stats[name]: s.add(inputs[0]))
                for name, (layer, _) in linears.items()]
     try:
         with torch.inference_mode():
-            for (args, kwargs), owner in zip(calls, owners):
+            for index, ((args, kwargs), owner) in enumerate(zip(calls, owners)):
                 for statistics in stats.values():
                     statistics.group = owner
+                    statistics.weights = None if token_weights is None else token_weights[index]
                 block(*args, **kwargs)
     finally:
         for handle in handles:
