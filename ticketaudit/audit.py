@@ -25,7 +25,7 @@ from .analyses import registry
 from .analyses.attributions import AttributionSettings, read_identity_terms
 from .analyses.base import Analysis, AnalysisSettings, AuditContext, FinishContext
 from .analyses.cost import row_cost
-from .analyses.predict import ModelRunner, PrecisionChoice, choose_precision, resolve_device
+from .analyses.predict import ModelRunner, PrecisionChoice, choose_precision, own_precision, resolve_device
 from ._io import check_outputs_not_among
 from .choices import PRECISIONS, TRUNCATIONS
 from .checks import (Candidate, Check, decide, group_findings, insufficient_check, not_evaluated_check,
@@ -493,9 +493,12 @@ def _driver_device(engine: EngineSettings) -> torch.device:
 def _output_width(loaded: _Loaded, probe: Any, *, device: EngineSettings) -> int:
     """Values per row of the dense model's output; the ticket must score the same classes."""
     where = _driver_device(device)
-    n_outputs = ModelRunner(loaded.dense.module, device=where).output_width(probe)
+    def runner(module: torch.nn.Module) -> ModelRunner:  # its own precision: no float64 copy of a large model
+        return ModelRunner(module, device=where, precision=own_precision(module))
+
+    n_outputs = runner(loaded.dense.module).output_width(probe)
     if not loaded.ticket.same_shape:
-        ticket_outputs = ModelRunner(loaded.ticket.module, device=where).output_width(probe)
+        ticket_outputs = runner(loaded.ticket.module).output_width(probe)
         if ticket_outputs != n_outputs:
             fail(f"the ticket outputs {ticket_outputs} value(s) per row but the dense model {n_outputs}; both must "
                  "score the same classes in the same order.")
