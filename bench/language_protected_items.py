@@ -7,12 +7,12 @@ Wanda changes most dense answers on the calibration items). Every ticket calibra
 (context and question):
 - ``wanda``: plain Wanda, 32 x 128-token windows evenly spread over the items;
 - ``protected x1``: the protected items' text first (every token of it), the rest evenly spread, no extra weight;
-- ``protected x4``, ``x16``: the same windows, protected tokens weighing 4 and 16 (``--protect-weight``).
+- ``protected x8``: the same windows, protected tokens weighing 8 (``--protect-weight``).
 Each ticket answers with the release's three answers; measured per ticket: the share of the protected items that
 keep the dense model's answer, the same on the held-out items of that category and on all other held-out items,
 and each change against plain Wanda with a 95% paired bootstrap interval (items resampled, 1,000 times).
 
-Run: python bench/language_protected_items.py [--weights 1,4,16] [--threads 2]
+Run: python bench/language_protected_items.py [--weights 1,8] [--threads 2]
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def encoded(frame: object, tokenizer: object) -> object:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", default="1,4,16")
+    parser.add_argument("--weights", default="1,8")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -67,8 +67,9 @@ def _even_starts(tokens: int, sequences: int, length: int, *, first: int = 0) ->
 def protected_batches(tokenizer: Any, texts: list[str], protected: list[bool], *, sequences: int, length: int,
                       weight: float) -> tuple[list[torch.Tensor], list[torch.Tensor], int, int]:
     """Calibration that always holds the protected items: their texts first, cut into consecutive windows (as many
-    as they fill, at most ``sequences``), then the other items' texts in evenly spaced windows; protected tokens
-    weigh ``weight``. Also returns how many protected tokens the windows hold, and how many there are."""
+    as they fill, at most half the ``sequences``: the other items keep the rest), then the other items' texts in
+    evenly spaced windows; protected tokens weigh ``weight``. Also returns how many protected tokens the windows
+    hold, and how many there are."""
     first, _ = encode_texts(tokenizer, [t for t, p in zip(texts, protected) if p])
     rest, _ = encode_texts(tokenizer, [t for t, p in zip(texts, protected) if not p])
     separator = tokenizer("\n\n", add_special_tokens=False)["input_ids"] if rest else []
@@ -76,7 +77,8 @@ def protected_batches(tokenizer: Any, texts: list[str], protected: list[bool], *
     if len(ids) < length:
         fail(f"the calibration items have {len(ids)} tokens; they need at least {length} (one sequence).")
     weights = np.concatenate([np.full(len(first), float(weight)), np.ones(len(separator) + len(rest))])
-    covering = min(sequences, -(-len(first) // length), len(ids) // length)
+    share = max(1, sequences // 2) if rest else sequences
+    covering = min(share, -(-len(first) // length), len(ids) // length)
     starts = [i * length for i in range(covering)]
     starts += _even_starts(len(ids), sequences - covering, length, first=covering * length)
     batches, token_weights = _cut(ids, weights, starts, length)
