@@ -25,6 +25,10 @@ STATISTICS_SECONDS_PER_ROW = 6e-5
 bootstrap), on 2 CPU cores: what dominates on small models (about 1 s at 16,000 rows)."""
 OVERHEAD_SECONDS = 0.5
 """Fixed cost of one candidate (copies of the model, mask bookkeeping)."""
+FAIR_SEARCH_SECONDS_PER_ROW = 1.2e-4
+"""Seconds per calibration row of the group-aware methods' search beyond their saliency passes (per-row gradient
+bookkeeping, the anchored swaps judged on the calibration rows), on 2 CPU cores: fitted on the Adult MLP, where it
+is most of their cost (bench/alternatives_budget.py)."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,8 @@ class Workload:
         group; structured pruning of attention heads scores the heads on the calibration rows."""
         rows = self.calibration_rows * fraction
         if method in ("group-balanced", "worst-group"):
-            return self.forward_seconds(min(rows, self.saliency_rows_per_group * self.groups), SALIENCY_PASSES)
+            return (self.forward_seconds(min(rows, self.saliency_rows_per_group * self.groups), SALIENCY_PASSES)
+                    + FAIR_SEARCH_SECONDS_PER_ROW * rows)
         if method == "structured":
             return self.forward_seconds(rows, 1.0 + BACKWARD)
         return 0.0
