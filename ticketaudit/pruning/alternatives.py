@@ -509,8 +509,10 @@ def _setup(dense: LoadedModel, *, frame: pd.DataFrame, target: str, sensitive: l
     evaluator = _Evaluator(dense_runner, evaluation, sensitive=sensitive, policy=policy, n_boot=n_boot, seed=seed,
                            batch_size=batch_size)
     workload = Workload(row=row_cost(dense.module, probe), calibration_rows=len(calibration_rows.labels),
-                        evaluation_rows=len(evaluation.labels), groups=len(np.unique(calibration.groups)),
-                        saliency_rows_per_group=SALIENCY_ROWS)
+                        evaluation_rows=len(evaluation.labels),
+                        saliency_rows=int(np.minimum(np.bincount(calibration.groups), SALIENCY_ROWS).sum()),
+                        weights=sum(p.numel() for p in prunable_parameters(dense.module).values()),
+                        per_row_gradients=bool(linear_chain(dense.module)))
     return _Setup(dense=dense, audited=audited, dense_ensemble=ensemble, methods=methods, split=split,
                   calibration_frame=calibration_frame, evaluation_frame=evaluation_frame, evaluation=evaluation,
                   calibration=calibration, evaluator=evaluator, notes=notes, workload=workload)

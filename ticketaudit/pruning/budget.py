@@ -25,10 +25,10 @@ STATISTICS_SECONDS_PER_ROW = 6e-5
 bootstrap), on 2 CPU cores: what dominates on small models (about 1 s at 16,000 rows)."""
 OVERHEAD_SECONDS = 0.5
 """Fixed cost of one candidate (copies of the model, mask bookkeeping)."""
-FAIR_SEARCH_SECONDS_PER_ROW = 1.2e-4
-"""Seconds per calibration row of the group-aware methods' search beyond their saliency passes (per-row gradient
-bookkeeping, the anchored swaps judged on the calibration rows), on 2 CPU cores: fitted on the Adult MLP, where it
-is most of their cost (bench/alternatives_budget.py)."""
+PER_ROW_GRADIENT_SECONDS = 1.4e-8
+"""Seconds per weight and saliency row of the group-aware methods on an MLP, whose saliency takes exact per-row
+gradients (every weight's gradient for every row is written, squared and summed: memory, not multiply-adds), with
+the anchored swaps judged after it; on 2 CPU cores, fitted on the Adult MLP (bench/alternatives_budget.py)."""
 
 
 @dataclass(frozen=True)
@@ -94,8 +94,12 @@ class Workload:
     row: RowCost
     calibration_rows: int
     evaluation_rows: int
-    groups: int
-    saliency_rows_per_group: int
+    saliency_rows: int
+    """Rows the group-aware methods' saliency reads: each group's calibration rows, at most a cap per group."""
+    weights: int
+    """Prunable weights of the dense model."""
+    per_row_gradients: bool
+    """Whether the saliency takes exact per-row gradients (MLPs) rather than micro-batches."""
 
     def forward_seconds(self, rows: float, passes: float) -> float:
         return self.row.seconds(passes=passes, precision="float32") * rows
@@ -105,8 +109,9 @@ class Workload:
         group; structured pruning of attention heads scores the heads on the calibration rows."""
         rows = self.calibration_rows * fraction
         if method in ("group-balanced", "worst-group"):
-            return (self.forward_seconds(min(rows, self.saliency_rows_per_group * self.groups), SALIENCY_PASSES)
-                    + FAIR_SEARCH_SECONDS_PER_ROW * rows)
+            saliency = self.saliency_rows * fraction
+            gradients = PER_ROW_GRADIENT_SECONDS * self.weights * saliency if self.per_row_gradients else 0.0
+            return self.forward_seconds(saliency, SALIENCY_PASSES) + gradients
         if method == "structured":
             return self.forward_seconds(rows, 1.0 + BACKWARD)
         return 0.0
