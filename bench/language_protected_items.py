@@ -21,22 +21,12 @@ import argparse
 import copy
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 os.environ.setdefault("TQDM_DISABLE", "1")
-ROOT = Path(__file__).resolve().parent.parent
-BBQ = ROOT / "datasets" / "bbq" / "bbq_sample.jsonl.gz"
-SEQUENCES, LENGTH, REPLICATES = 32, 128, 1000
-
-
-def answers(module: torch.nn.Module, inputs: object) -> np.ndarray:
-    from ticketaudit.llm.scoring import choice_loglikelihoods
-
-    with torch.inference_mode():
-        return np.array([int(v.argmax()) for v in choice_loglikelihoods(module, inputs, device=torch.device("cpu"))])
+from language_fair_pruning import BBQ, LENGTH, REPLICATES, SEQUENCES, answers  # noqa: E402 - the same items, scorer
 
 
 def encoded(frame: object, tokenizer: object) -> object:
