@@ -22,12 +22,11 @@ import pandas as pd
 import torch
 
 from .._validation import fail
+from ..words import words_of
 from ..inputs import encode_texts, text_limit
 from .cost import BudgetedSample, RowCost, budgeted, row_cost
 from .attributions import captum_class
 
-WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
-"""A word for matching identity terms: letters and digits (apostrophes inside)."""
 STEP_TOKENS = 4096
 """Tokens (interpolation steps x rows x sequence length) per forward-and-backward pass: bounds memory on
 long texts and large models (about 4 GB of activations for a BERT-base at 512 tokens). Fixed by the
@@ -36,11 +35,6 @@ TEXT_BUDGET_SECONDS = 120.0
 """The default ``--attribution-budget``."""
 MIN_BUDGET_ROWS = 50
 """The fewest rows the time budget leaves to attribute (fewer cannot say anything per group)."""
-
-
-def words_of(value: str) -> list[str]:
-    """The lower-cased words of ``value`` (for lexicons and for matching)."""
-    return [w.lower() for w in WORD.findall(value)]
 
 
 def default_lexicon(values: dict[str, Sequence[str]]) -> tuple[str, ...]:
@@ -93,6 +87,7 @@ class WordAttributions:
 
 
 def _forward(model: torch.nn.Module) -> Any:
+    """A classifier's logits (two columns for a one-logit model), for Captum's ``target`` to pick a class."""
     def forward(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         logits = model(input_ids=ids, attention_mask=mask).logits
         return torch.cat([-logits, logits], dim=1) if logits.shape[1] == 1 else logits
@@ -100,41 +95,53 @@ def _forward(model: torch.nn.Module) -> Any:
     return forward
 
 
-def _explainer(model: torch.nn.Module, method: str) -> Any:
+def _explainer(model: torch.nn.Module, method: str, objective: Any = _forward) -> Any:
     """Captum's layer variant of ``method`` on the model's token-embedding layer."""
     import captum.attr
 
     layer = model.get_input_embeddings()
     if method in ("integrated-gradients", "layer-integrated-gradients"):
-        return captum_class("layer-integrated-gradients")(_forward(model), layer)
-    return captum.attr.LayerGradientXActivation(_forward(model), layer, multiply_by_inputs=method == "input-x-gradient")
+        return captum_class("layer-integrated-gradients")(objective(model), layer)
+    return captum.attr.LayerGradientXActivation(objective(model), layer, multiply_by_inputs=method == "input-x-gradient")
 
 
-def _attribute(module: torch.nn.Module, ids: np.ndarray, mask: np.ndarray, baseline: np.ndarray, targets: np.ndarray,
-               *, method: str, steps: int, batch_size: int, device: torch.device) -> tuple[np.ndarray, float | None]:
+def _attribute(module: torch.nn.Module, ids: np.ndarray, mask: np.ndarray, baseline: np.ndarray,
+               targets: np.ndarray | None, *, method: str, steps: int, batch_size: int, device: torch.device,
+               objective: Any = _forward, row_args: tuple[np.ndarray, ...] = (),
+               step_tokens: int = STEP_TOKENS) -> tuple[np.ndarray, float | None]:
     """(rows, tokens) attributions on the token-embedding layer, summed over the embedding dimension;
-    Integrated Gradients' largest convergence delta (None for the other methods)."""
-    model = copy.deepcopy(module).to(device).eval()
-    explainer = _explainer(model, method)
+    Integrated Gradients' largest convergence delta (None for the other methods). ``objective`` builds the
+    model's forward (after ids and mask it takes ``row_args``, each sliced with the rows); ``targets``: the class
+    each row explains (None: the forward gives one value per row)."""
+    model = _explainable(module, device)
+    explainer = _explainer(model, method, objective)
     integrated = method in ("integrated-gradients", "layer-integrated-gradients")
     parts, delta_max = [], 0.0
     for start in range(0, len(ids), batch_size):
         rows = slice(start, start + batch_size)
         x = torch.as_tensor(ids[rows], device=device)
-        target = torch.as_tensor(targets[rows], device=device)
-        forward_args = (torch.as_tensor(mask[rows], device=device),)
+        target = None if targets is None else torch.as_tensor(targets[rows], device=device)
+        forward_args = tuple(torch.as_tensor(a[rows], device=device) for a in (mask, *row_args))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if integrated:
                 out, delta = explainer.attribute(
                     x, baselines=torch.as_tensor(baseline[rows], device=device), target=target,
                     additional_forward_args=forward_args, n_steps=steps,
-                    internal_batch_size=max(1, STEP_TOKENS // ids.shape[1]), return_convergence_delta=True)
+                    internal_batch_size=max(1, step_tokens // ids.shape[1]), return_convergence_delta=True)
                 delta_max = max(delta_max, float(delta.detach().abs().max()))
             else:
                 out = explainer.attribute(x, target=target, additional_forward_args=forward_args)
         parts.append(out.detach().sum(-1).to("cpu", torch.float64).numpy())
     return np.concatenate(parts), (delta_max if integrated else None)
+
+
+def _explainable(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """The model to explain: itself when it is already in eval mode on ``device`` (Captum's hooks are removed after
+    each call, so nothing of it changes; a language model is not copied), else an eval-mode copy on ``device``."""
+    if not module.training and all(p.device == device for p in module.parameters()):
+        return module
+    return copy.deepcopy(module).to(device).eval()
 
 
 def _encode(tokenizer: Any, texts: list[str], *, max_length: int | None, truncation: str) -> dict[str, Any]:
@@ -164,39 +171,58 @@ def attribute_words(dense: torch.nn.Module, ticket: torch.nn.Module, texts: list
     ids = np.asarray(encoded["input_ids"], dtype=np.int64)
     mask = np.asarray(encoded["attention_mask"], dtype=np.int64)
     special = np.asarray(encoded["special_tokens_mask"], dtype=bool)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.unk_token_id or 0)
-    baseline = np.where(special, ids, pad)
+    baseline = np.where(special, ids, baseline_token(tokenizer))
     token_attr, convergence = {}, {}
     for name, module in (("dense", dense), ("ticket", ticket)):
         token_attr[name], delta = _attribute(module, ids, mask, baseline, targets, method=method, steps=steps,
                                              batch_size=batch_size, device=device)
         if delta is not None:
             convergence[name] = delta
-    index: dict[str, int] = {}
-    row_words: list[dict[int, tuple[int, int]]] = []  # per row: word id -> (start, end) in its text
-    for i, text in enumerate(texts):
-        spans: dict[int, tuple[int, int]] = {}
-        for t, word in enumerate(encoded["word_ids"][i]):
-            if word is None or special[i, t] or not mask[i, t]:
-                continue
-            start, end = encoded["offset_mapping"][i][t]
-            low, high = spans.get(word, (start, end))
-            spans[word] = (min(low, start), max(high, end))
-        row_words.append(spans)
-        for start, end in spans.values():
-            index.setdefault(text[start:end].lower(), len(index))
-    vocabulary = tuple(sorted(index))
+    spans = [_word_spans(text, encoded["word_ids"][i], encoded["offset_mapping"][i], special[i] | (mask[i] == 0))
+             for i, text in enumerate(texts)]
+    return words_from_tokens(texts, spans, token_attr, convergence)
+
+
+def baseline_token(tokenizer: Any) -> int:
+    """The token every attributed token is replaced by in the baseline: padding, else unknown, else id 0."""
+    for token in (tokenizer.pad_token_id, getattr(tokenizer, "unk_token_id", None)):
+        if token is not None:
+            return int(token)
+    return 0
+
+
+def _word_spans(text: str, word_ids: Sequence[int | None], offsets: Sequence[tuple[int, int]],
+                skipped: np.ndarray) -> dict[int, tuple[int, int, list[int]]]:
+    """Per word of ``text``: its (start, end) characters without surrounding spaces, and its token positions
+    (special, padding and whitespace-only tokens belong to no word)."""
+    spans: dict[int, tuple[int, int, list[int]]] = {}
+    for t, word in enumerate(word_ids):
+        if word is None or skipped[t]:
+            continue
+        start, end = offsets[t]
+        piece = text[start:end]
+        if not piece.strip():
+            continue
+        start, end = start + len(piece) - len(piece.lstrip()), end - (len(piece) - len(piece.rstrip()))
+        low, high, tokens = spans.get(word, (start, end, []))
+        spans[word] = (min(low, start), max(high, end), [*tokens, t])
+    return spans
+
+
+def words_from_tokens(texts: list[str], spans: list[dict[int, tuple[int, int, list[int]]]],
+                      token_attr: dict[str, np.ndarray], convergence: dict[str, float]) -> WordAttributions:
+    """Token attributions summed to each row's words (``_word_spans``), on one lower-cased vocabulary."""
+    vocabulary = tuple(sorted({text[start:end].lower() for text, row in zip(texts, spans)
+                               for start, end, _ in row.values()}))
     position = {w: j for j, w in enumerate(vocabulary)}
     shape = (len(texts), len(vocabulary))
     matrices = {name: np.zeros(shape) for name in token_attr}
     present = np.zeros(shape, dtype=bool)
     segments = []
     for i, text in enumerate(texts):
-        word_of_token = encoded["word_ids"][i]
         pieces, cursor = [], 0
-        for word, (start, end) in sorted(row_words[i].items(), key=lambda item: item[1]):
+        for start, end, tokens in sorted(spans[i].values(), key=lambda span: span[:2]):
             j = position[text[start:end].lower()]
-            tokens = [t for t, w in enumerate(word_of_token) if w == word and not special[i, t] and mask[i, t]]
             for name in matrices:
                 matrices[name][i, j] += token_attr[name][i, tokens].sum()
             present[i, j] = True
@@ -250,36 +276,60 @@ def text_attributions_from_sample(inputs: Any, sample: Any, *, population: np.nd
                                   ticket: torch.nn.Module, tokenizer: Any, max_length: int | None, settings: Any,
                                   batch_size: int, device: torch.device, truncation: str = "head") -> Any:
     """Attribute both models on the sampled texts and compare them word by word (see the module doc)."""
-    from .attributions import _row_cosine, _share, summarise_attributions
-
     texts = [str(t) for t in sample.features[:, 0]]
     words = attribute_words(dense, ticket, texts, sample.targets, tokenizer=tokenizer, max_length=max_length,
                             method=settings.method, steps=settings.steps, batch_size=batch_size, device=device,
                             truncation=truncation)
-    terms = tuple(sorted({*default_lexicon(_column_values(inputs.groups)), *(t.lower() for t in settings.identity_terms)}))
-    identity = identity_columns(words.vocabulary, terms)
+    terms = group_terms(inputs.groups, settings)
+    identity = np.zeros(words.present.shape, dtype=bool)
+    identity[:, identity_columns(words.vocabulary, terms)] = True
+    return summarise_words(inputs, sample, words, identity=identity, terms=terms, population=population,
+                           settings=settings, baseline="every word replaced by the padding token")
+
+
+def group_terms(groups: Any, settings: Any) -> tuple[str, ...]:
+    """Identity terms from the sensitive values' words and ``--identity-terms``."""
+    return tuple(sorted({*default_lexicon(_column_values(groups)), *(t.lower() for t in settings.identity_terms)}))
+
+
+def summarise_words(inputs: Any, sample: Any, words: WordAttributions, *, identity: np.ndarray, terms: Sequence[str],
+                    population: np.ndarray, settings: Any, baseline: str) -> Any:
+    """Word attributions compared as columns are (``attributions.summarise_attributions``); ``identity`` marks, per
+    row, the words whose share of attribution is the reliance on identity terms."""
+    from .attributions import _row_cosine, summarise_attributions
+
     raw = {"dense": words.dense, "ticket": words.ticket}
-    nan = np.full(len(texts), np.nan)
+    nan = np.full(len(sample.rows), np.nan)
     per_row = {
         "cosine": _row_cosine(raw["dense"], raw["ticket"]),
         "spearman": row_spearman_present(raw["dense"], raw["ticket"], words.present),
-        "sensitive_dense": _share(np.abs(raw["dense"]), identity),
-        "sensitive_ticket": _share(np.abs(raw["ticket"]), identity),
+        "sensitive_dense": _identity_share(np.abs(raw["dense"]), identity),
+        "sensitive_ticket": _identity_share(np.abs(raw["ticket"]), identity),
         "proxy_dense": nan, "proxy_ticket": nan,
     }
     design = _design(sample.strata, population)
+    found = identity & words.present
     extra = {
         "unit": "word",
         "identity_terms": list(terms),
-        "identity_terms_found": [words.vocabulary[j] for j in identity],
+        "identity_terms_found": [words.vocabulary[j] for j in np.flatnonzero(found.any(axis=0))],
         "highlighted": _highlighted(words, per_row["cosine"], sample.rows, sample.strata, inputs.groups),
         "changed_words": _changed_words(words, sample.strata, design, inputs.groups),
     }
     result = summarise_attributions(
         inputs, rows=sample.rows, strata=sample.strata, population=population, columns=words.vocabulary, raw=raw,
         per_row=per_row, settings=settings, sensitive=(), auto_proxies=(), convergence=words.convergence or None,
-        baseline="every word replaced by the padding token", extra={**extra, "words_total": len(words.vocabulary)})
+        baseline=baseline, extra={**extra, "words_total": len(words.vocabulary)})
     return dataclasses.replace(result, features=result.features[:MAX_WORDS])
+
+
+def _identity_share(magnitude: np.ndarray, identity: np.ndarray) -> np.ndarray:
+    """Per row, the share of its attribution on its identity words (NaN for every row when no row has one)."""
+    total = magnitude.sum(axis=1)
+    if not identity.any():
+        return np.full(len(total), np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, (magnitude * identity).sum(axis=1) / total, np.nan)
 
 
 def _column_values(groups: Any) -> dict[str, list[str]]:

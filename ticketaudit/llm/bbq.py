@@ -145,3 +145,17 @@ def bbq_columns(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
     count = sum(1 for c in frame.columns if str(c).startswith("choice_"))
     return [f"choice_{j}" for j in range(count)], [f"answer_{j}" for j in range(count)]
 
+
+def bbq_identity_words(frame: pd.DataFrame) -> list[tuple[str, ...]]:
+    """Per BBQ item, the words that tell its two named answers apart ("The grandfather" / "The grandson":
+    grandfather, grandson), without English stop words (scikit-learn's list): the words naming *who*."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    from ..words import words_of
+
+    out = []
+    for record in frame[["ans0", "ans1", "ans2", "bbq_unknown"]].to_dict("records"):
+        named = [set(words_of(str(record[f"ans{i}"]))) for i in range(3) if i != int(record["bbq_unknown"])]
+        apart = set.symmetric_difference(*named) if len(named) == 2 else set()
+        out.append(tuple(sorted(w for w in apart if w not in ENGLISH_STOP_WORDS)))
+    return out

@@ -13,6 +13,8 @@ from .base import Modality
 if TYPE_CHECKING:
     from pathlib import Path
 
+    import numpy as np
+
     import pandas as pd
 
     from ..images import ImageProcessor
@@ -52,11 +54,24 @@ class ChoiceTask:
         return self.n_answers if self.n_answers is not None else len(self.choices)
 
 
+@dataclass(frozen=True)
+class PromptItem:
+    """What the attribution sample keeps of an item: its prompt, its choices with the answer each stands for, and the
+    words naming the people it is about (BBQ: the words that tell its two named answers apart)."""
+
+    prompt: str
+    choices: tuple[str, ...]
+    answers: tuple[int, ...]
+    identity: tuple[str, ...]
+
+
 @dataclass(frozen=True, eq=False, kw_only=True)
 class ChoiceModality(Modality):
     """Items encoded as lm-evaluation-harness encodes log-likelihood requests (``llm.encode``)."""
 
     name: ClassVar[str] = "choice"
+    attributable: ClassVar[bool] = True
+    attribution_unit: ClassVar[str] = "word"
     has_prompts: ClassVar[bool] = True
     """Whether items have a prompt to read (attention; ``PairModality``: none)."""
     default_batch_size: ClassVar[int] = 4096
@@ -118,6 +133,27 @@ class ChoiceModality(Modality):
         except ValueError as error:
             fail(f"an item cannot be scored: {error}.")
 
+    @property
+    def attribution_width(self) -> int:
+        return 1
+
+    def attribution_values(self, frame: pd.DataFrame, inputs: Any) -> np.ndarray:
+        """Each item as a ``PromptItem``: its prompt is attributed again on its own, towards one of its choices."""
+        import numpy as np
+
+        from ..llm.bbq import bbq_identity_words
+
+        task = self.task
+        choices = (choice_lists(frame[task.choices[0]], column=task.choices[0]) if task.list_column
+                   else frame[list(task.choices)].astype(str).to_numpy().tolist())
+        answers = (frame[list(task.answers)].to_numpy(dtype="int64").tolist() if task.answers else
+                   [list(range(len(row))) for row in choices])
+        identity = (bbq_identity_words(frame) if task.benchmark == "bbq" else [()] * len(frame))
+        out = np.empty((len(frame), 1), dtype=object)
+        for i, (prompt, row, answer, words) in enumerate(zip(self.prompts(frame), choices, answers, identity)):
+            out[i, 0] = PromptItem(prompt, tuple(row), tuple(int(a) for a in answer), words)
+        return out
+
     def provenance(self) -> dict[str, str]:
         out = {"scoring": "summed log-likelihood of each choice (lm-evaluation-harness's encoding); the prompt's "
                           "cache is computed once per item", "length limit": f"{self.limit} tokens (longer prompts "
@@ -161,3 +197,4 @@ class PairModality(ChoiceModality):
     no prompt for attention to read."""
 
     has_prompts: ClassVar[bool] = False
+    attributable: ClassVar[bool] = False

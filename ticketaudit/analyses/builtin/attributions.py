@@ -19,6 +19,7 @@ TEXT_BATCH = 16
 with the batch, and speed settings never change an answer."""
 
 
+
 @dataclass(frozen=True)
 class _Planned:
     take: np.ndarray
@@ -63,7 +64,8 @@ class Attributions(Analysis):
     name = "attributions"
     gates = {"max_sensitive_reliance_increase": "sensitive_reliance_increase"}
     summary = ("Captum attributions of both models: agreement, and reliance on sensitive columns and proxies "
-               "(tabular), identity terms (text), or pixel maps per group (images)")
+               "(tabular), identity terms (text), the words naming people in prompts (language models), or pixel "
+               "maps per group (images)")
     order = 40
     template = "_attributions.html.j2"
     schema = {"type": "object", "required": ["method", "target", "sample_rows", "features", "overall", "groups"]}
@@ -71,7 +73,14 @@ class Attributions(Analysis):
     def unavailable(self, *, dense: Any, ticket: Any, modality: Any) -> str | None:
         if modality.attributable:
             return None
-        return f"is not available for {'language' if modality.name == 'choice' else modality.name} models"
+        if modality.name == "choice":
+            return "is not available for sentence pairs (--task pair, CrowS-Pairs): they have no prompt to attribute"
+        return f"is not available for {modality.name} models"
+
+    def runs_by_default(self, modality: Any) -> bool:
+        """Not on language models unless named: Integrated Gradients costs about a minute per item on a 135M
+        model on 2 CPU cores, so the default budget would explain too few items to compare groups."""
+        return self.default and getattr(modality, "name", "") != "choice"
 
     def plan(self, context: AuditContext) -> _Planned:
         from ..attributions import check_proxies, sample_sizes
@@ -138,12 +147,25 @@ class Attributions(Analysis):
         from ..text_attributions import text_attributions_from_sample, within_budget
 
         audit = context.audit
+        if audit.modality.name == "choice":
+            return self._prompt_words(state, context)
         sample, settings, plan = self._budgeted(within_budget, state, context)
         result = text_attributions_from_sample(
             context.settings, sample, population=audit.population, dense=audit.dense.module,
             ticket=audit.ticket.module, tokenizer=audit.modality.tokenizer, max_length=audit.modality.max_length,
             settings=settings, batch_size=TEXT_BATCH, device=audit.device,
             truncation=getattr(audit.modality, "truncation", "head"))
+        return _with_budget(result, plan, settings=audit.attribution)
+
+    def _prompt_words(self, state: _Sample, context: FinishContext) -> Any:
+        """Language models: the prompt words that drove each sampled item's answer, on both models."""
+        from ..prompt_attributions import prompt_attributions_from_sample, within_budget
+
+        audit = context.audit
+        sample, settings, plan = self._budgeted(within_budget, state, context)
+        result = prompt_attributions_from_sample(
+            context.settings, sample, population=audit.population, dense=audit.dense.module,
+            ticket=audit.ticket.module, modality=audit.modality, settings=settings, device=audit.device)
         return _with_budget(result, plan, settings=audit.attribution)
 
     def _pixels(self, state: _Sample, context: FinishContext) -> Any:
