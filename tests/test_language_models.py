@@ -490,3 +490,23 @@ def test_sentence_pairs_equal_direct_scoring_and_skip_attention(models: tuple[Pa
         for kind in ("age", "class", "height"):
             entry = next(g for g in doc["subgroups"] if g["group"] == f"type={kind}")
             assert entry["metrics"]["accuracy"][name] == pytest.approx(second[(pairs.type == kind).to_numpy()].mean())
+
+
+@pytest.mark.slow
+def test_ray_engine_gives_the_local_report_on_benchmark_items(models: tuple[Path, Path]) -> None:
+    """BBQ items go to Ray workers as a Parquet file of fixed row groups: 1 or 2 workers, the local report."""
+    ray = pytest.importorskip("ray")
+    import ticketaudit as ta
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+
+    def audit(**engine: object) -> str:
+        result = ta.audit(dense=models[0], ticket=models[1], benchmark="bbq", data=BBQ, limit=150, seed=0, n_boot=200,
+                          analyses="benchmark,metrics,disagreement,attention", **engine)
+        return json.dumps(result.to_dict(), sort_keys=True)
+
+    local = audit()
+    assert '"bbq"' in local
+    for workers in (1, 2):
+        assert audit(engine="ray", num_workers=workers) == local, workers

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ from .checks import (Candidate, Check, decide, group_findings, insufficient_chec
 from .config import AuditConfig, EngineSettings, Policy
 from .data import load_table
 from .exceptions import RowsProblem
-from .engine.rows import AuditRows, column_chunks, open_rows, run_shards
+from .engine.rows import AuditRows, column_chunks, open_items_for_ray, open_rows, run_shards
 from .engine.shard import AuditPlan, AuditState
 from .images import ImageProcessor, absolute_images, image_reference, table_folder
 from .inputs import check_classes, encode_target, text_limit
@@ -301,30 +302,37 @@ def audit(
     step("Loading models", 0, 1)
     loaded = _load(options, dense=dense, ticket=ticket, mask=mask, tokenizer=tokenizer)
     step("Loading data", 0, 1)
-    planned = _plan(options, loaded, data=data)
-    done = 0
+    with tempfile.TemporaryDirectory(prefix="ticketaudit-") as scratch:  # items spilled for Ray workers, if any
+        planned = _plan(options, loaded, data=data, scratch=Path(scratch))
+        done = 0
 
-    def advance(count: int) -> None:
-        nonlocal done
-        done += count
-        step("Running both models", done, 2 * planned.rows.total)
+        def advance(count: int) -> None:
+            nonlocal done
+            done += count
+            step("Running both models", done, 2 * planned.rows.total)
 
-    state = _run(options, loaded, planned, progress=advance)
-    step("Measuring groups and bootstrapping", 0, 1)
-    analysed = _analyse(options, loaded, planned, state, progress=step)
-    checks = _gate(options.policy, loaded, analysed.results)
-    alternative_result = None
-    if options.prune is not None:
-        step("Pruning alternatives at the same sparsity", 0, 1)
-        assert planned.rows.frame is not None
-        alternative_result = find_alternatives(
-            loaded.dense, frame=planned.rows.frame, target=options.target, sensitive=list(options.sensitive),
-            features=options.features, settings=options.prune, policy=options.policy, seed=options.seed,
-            n_boot=options.n_boot, train_frame=planned.train_frame, audited=loaded.ticket,
-            batch_size=planned.context.modality.matrix_batch_size(planned.context.batch_size), explicit_methods=False,
-            inputs_of=planned.context.modality.matrix)
-    step("Done", 1, 1)
-    return _assemble(options, loaded, planned, analysed, checks, alternatives=alternative_result)
+        state = _run(options, loaded, planned, progress=advance)
+        step("Measuring groups and bootstrapping", 0, 1)
+        analysed = _analyse(options, loaded, planned, state, progress=step)
+        checks = _gate(options.policy, loaded, analysed.results)
+        alternative_result = None
+        if options.prune is not None:
+            step("Pruning alternatives at the same sparsity", 0, 1)
+            alternative_result = _alternatives(options, loaded, planned)
+        step("Done", 1, 1)
+        return _assemble(options, loaded, planned, analysed, checks, alternatives=alternative_result)
+
+
+def _alternatives(options: AuditOptions, loaded: _Loaded, planned: _Planned) -> AlternativesResult:
+    """``--alternatives``: candidates pruned from the dense model at the ticket's sparsity, audited alike."""
+    assert options.prune is not None and planned.rows.frame is not None
+    modality = planned.context.modality
+    return find_alternatives(
+        loaded.dense, frame=planned.rows.frame, target=options.target, sensitive=list(options.sensitive),
+        features=options.features, settings=options.prune, policy=options.policy, seed=options.seed,
+        n_boot=options.n_boot, train_frame=planned.train_frame, audited=loaded.ticket,
+        batch_size=modality.matrix_batch_size(planned.context.batch_size), explicit_methods=False,
+        inputs_of=modality.matrix)
 
 
 def _options(arguments: dict[str, Any]) -> AuditOptions:
@@ -424,13 +432,17 @@ def _load(options: AuditOptions, *, dense: Any, ticket: Any, mask: Any, tokenize
     return _Loaded(dense=dense_model, ticket=ticket_model, modality=modality, analyses=analyses, notes=tuple(skipped))
 
 
-def _plan(options: AuditOptions, loaded: _Loaded, *, data: Any) -> _Planned:
+def _plan(options: AuditOptions, loaded: _Loaded, *, data: Any, scratch: Path) -> _Planned:
     """Open the rows (first pass: groups and their sizes), fix the model inputs and the classes, and let
     every analysis plan its part before any model runs."""
     data = options.items if options.items is not None else data
-    rows = open_rows(data, engine=options.engine.engine, split=options.split, max_rows=options.max_rows,
-                     sensitive=list(options.sensitive), target=options.target,
-                     in_memory=loaded.modality.in_memory or options.prune is not None)
+    if options.items is not None and options.engine.engine == "ray":
+        rows = open_items_for_ray(options.items, folder=scratch, split=options.split, max_rows=options.max_rows,
+                                  sensitive=list(options.sensitive), target=options.target)
+    else:
+        rows = open_rows(data, engine=options.engine.engine, split=options.split, max_rows=options.max_rows,
+                         sensitive=list(options.sensitive), target=options.target,
+                         in_memory=loaded.modality.in_memory or options.prune is not None)
     train_frame = None
     if options.prune is not None:  # before any model runs: a bad training table fails fast
         assert rows.frame is not None

@@ -43,6 +43,27 @@ def _groups(scans: list[FragmentScan], sensitive: list[str]) -> tuple[Groups, np
     return groups, population.astype(np.int64)
 
 
+ITEMS_PER_FRAGMENT = 64
+"""Items per Parquet row group when a language model's items go to Ray workers: fixed by the items, never by the
+number of workers, so rows keep their ids and the report is the local one."""
+
+
+def open_items_for_ray(items: pd.DataFrame, *, folder: Path, split: str | None, max_rows: int | None,
+                       sensitive: list[str], target: str) -> AuditRows:
+    """A language model's items (read by a benchmark's or the item file's reader) for Ray workers: written to one
+    Parquet file in ``folder`` (row groups of ``ITEMS_PER_FRAGMENT``) that the workers read as any Parquet table
+    (a cluster's workers must see ``folder``); the provenance keeps the items' own hash and name."""
+    import dataclasses
+
+    frame = items.reset_index(drop=True)
+    path = folder / "items.parquet"
+    frame.to_parquet(path, index=False, row_group_size=ITEMS_PER_FRAGMENT)
+    rows = open_rows(path, engine="ray", split=split, max_rows=max_rows, sensitive=sensitive, target=target,
+                     in_memory=False)
+    table = load_table(frame)
+    return dataclasses.replace(rows, sha256=table.sha256, source=table.source)
+
+
 def open_rows(data: pd.DataFrame | str | Path, *, engine: str, split: str | None, max_rows: int | None,
               sensitive: list[str], target: str, in_memory: bool) -> AuditRows:
     """Open the audit data for ``engine``; Parquet, directories and globs are read in fragments."""
