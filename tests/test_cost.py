@@ -84,3 +84,27 @@ def test_text_expensive_model_scales_with_the_budget() -> None:
     assert rows[0].rows < rows[1].rows < rows[2].rows and rows[2].rows == pytest.approx(4 * rows[1].rows, rel=0.02)
     assert rows[1].steps == rows[2].steps == 50 and rows[0].steps < 50  # 120 s: fewer steps before fewer rows
     assert all(plan.seconds <= budget for plan, budget in zip(rows, (120, 960, 3840)))
+
+
+def test_language_model_expensive_model_scales_with_the_budget() -> None:
+    """A 12-layer 512-wide causal LM (~55M weights): its counted cost per token covers every layer and the vocabulary
+    projection; the budget buys items in proportion and Integrated Gradients gives up steps before items."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from ticketaudit.analyses.prompt_attributions import sequence_cost
+
+    config = LlamaConfig(vocab_size=8000, hidden_size=512, intermediate_size=1536, num_hidden_layers=12,
+                         num_attention_heads=8, num_key_value_heads=8, max_position_embeddings=512)
+    model = LlamaForCausalLM(config).eval()
+    per_layer = 4 * 512 * 512 + 3 * 512 * 1536
+    per_token = sequence_cost(model, np.arange(1, 129)) / 128
+    assert 12 * per_layer + 512 * 8000 <= per_token <= 1.3 * (12 * per_layer + 512 * 8000)
+    row = cost.RowCost({"matmul": per_token * 200})  # a BBQ item: about 200 tokens
+    plans = [cost.budgeted(row, method="integrated-gradients", steps=50, inputs=200, precision="float32",
+                           budget_seconds=s, population=600, floor=50) for s in (120, 1200, 4800)]
+    assert plans[0].steps == cost.MIN_STEPS and plans[0].floor_missed  # 120 s buys few items, at 16 steps
+    assert plans[0].rows < plans[1].rows < plans[2].rows
+    assert all(p.seconds <= b * 1.5 or p.rows == cost.MIN_ROWS for p, b in zip(plans, (120, 1200, 4800)))
+    cheap = cost.budgeted(row, method="input-x-gradient", steps=50, inputs=200, precision="float32",
+                          budget_seconds=120, population=600, floor=50)
+    assert cheap.rows > 10 * plans[0].rows and cheap.seconds <= 120

@@ -167,3 +167,19 @@ def test_language_model_attributions_are_named_not_default(tokenizer: object, tm
                    "--analyses", "metrics,attributions"])
     assert run.code == 2 and "sentence pairs" in run.stderr and "Traceback" not in run.stderr
     assert not (tmp_path / "a.json").exists()
+
+
+def test_a_model_without_position_ids_is_attributed_unpadded(tokenizer: object) -> None:
+    """BLOOM (ALiBi) takes no positions, so its items are explained one at a time, never left-padded: the same
+    values as each item alone, and finite."""
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.BloomConfig(vocab_size=len(tokenizer), hidden_size=32, n_layer=2, n_head=4)
+    model = transformers.BloomForCausalLM(config).double().eval()
+    together, _ = prompt_token_attributions(model, _layout(tokenizer, PROMPTS, ANSWERS)[0], method="input-x-gradient",
+                                            steps=1, device=CPU)
+    alone, _ = prompt_token_attributions(model, _layout(tokenizer, PROMPTS[1:], ANSWERS[1:])[0],
+                                         method="input-x-gradient", steps=1, device=CPU)
+    assert np.isfinite(together[1]).all()
+    np.testing.assert_allclose(together[1], alone[0], rtol=1e-9, atol=1e-15)

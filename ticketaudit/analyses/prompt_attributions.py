@@ -35,12 +35,13 @@ def _answer_forward(model: torch.nn.Module) -> Any:
     last columns' logits are computed."""
     import inspect
 
-    keeps = "logits_to_keep" in inspect.signature(model.forward).parameters
+    accepted = inspect.signature(model.forward).parameters
+    keeps, placed = "logits_to_keep" in accepted, "position_ids" in accepted  # ALiBi models (BLOOM) take no positions
 
     def forward(ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, targets: torch.Tensor,
                 target_mask: torch.Tensor) -> torch.Tensor:
         width = targets.shape[1]
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions,
+        logits = model(input_ids=ids, attention_mask=mask, **({"position_ids": positions} if placed else {}),
                        **({"logits_to_keep": width} if keeps else {})).logits[:, -width:]
         logits = logits.to(torch.float32) if logits.dtype in (torch.float16, torch.bfloat16) else logits
         picked = torch.log_softmax(logits, dim=-1).gather(2, targets[:, :, None])[:, :, 0]
@@ -64,6 +65,16 @@ class PromptTokens:
     target_mask: np.ndarray
     prompt_columns: tuple[np.ndarray, ...]
     """Per row: the columns its prompt tokens occupy."""
+
+    def alone(self, row: int) -> PromptTokens:
+        """Row ``row`` laid out on its own: no padding."""
+        start = int(self.prompt_columns[row][0]) if len(self.prompt_columns[row]) else int(np.argmax(self.mask[row]))
+        keep = slice(start, None)
+        answer = self.target_mask[row] > 0
+        return PromptTokens(ids=self.ids[row:row + 1, keep], mask=self.mask[row:row + 1, keep],
+                            positions=self.positions[row:row + 1, keep], baseline=self.baseline[row:row + 1, keep],
+                            targets=self.targets[row:row + 1, answer], target_mask=self.target_mask[row:row + 1, answer],
+                            prompt_columns=(self.prompt_columns[row] - start,))
 
 
 def lay_out_prompts(contexts: Sequence[np.ndarray], answers: Sequence[np.ndarray], special: Sequence[np.ndarray], *,
@@ -93,12 +104,27 @@ def prompt_token_attributions(module: torch.nn.Module, layout: PromptTokens, *, 
                               device: torch.device) -> tuple[list[np.ndarray], float | None]:
     """Per row, the attribution of each of its prompt tokens to the log-probability of its answer (rows in
     batches of ``STEP_TOKENS`` tokens: fixed by the items, never by a speed setting)."""
-    rows = max(1, STEP_TOKENS // layout.ids.shape[1])
+    import inspect
+
+    padded = "position_ids" in inspect.signature(module.forward).parameters  # else no left padding (ALiBi)
+    rows = max(1, STEP_TOKENS // layout.ids.shape[1]) if padded and len(layout.ids) > 1 else 1
+    if rows == 1 and len(layout.ids) > 1:
+        parts = [prompt_token_attributions(module, layout.alone(row), method=method, steps=steps, device=device)
+                 for row in range(len(layout.ids))]
+        deltas = [d for _, d in parts if d is not None]
+        return [values[0] for values, _ in parts], (max(deltas) if deltas else None)
     values, delta = _attribute(module, layout.ids, layout.mask, layout.baseline, None, method=method, steps=steps,
                                batch_size=rows, device=device, objective=_answer_forward,
                                row_args=(layout.positions, layout.targets, layout.target_mask),
                                step_tokens=STEP_TOKENS)
-    return [values[row, columns] for row, columns in enumerate(layout.prompt_columns)], delta
+    out = [values[row, columns] for row, columns in enumerate(layout.prompt_columns)]
+    for row in range(len(out)) if len(layout.ids) > 1 else ():
+        if not np.isfinite(out[row]).all():  # a model whose padded rows overflow: that row again, unpadded
+            again, row_delta = prompt_token_attributions(module, layout.alone(row), method=method, steps=steps,
+                                                         device=device)
+            out[row] = again[0]
+            delta = None if delta is None or row_delta is None else max(delta, row_delta)
+    return out, delta
 
 
 def _context_words(tokenizer: Any, prompt: str, context_ids: np.ndarray
