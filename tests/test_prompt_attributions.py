@@ -153,7 +153,8 @@ def test_language_model_identity_share_equals_a_direct_computation(tokenizer: ob
 
 
 def test_language_model_attributions_are_named_not_default(tokenizer: object, tmp_path: Path) -> None:
-    """Left out of a plain language-model report (too costly by default on CPUs); refused on sentence pairs."""
+    """Left out of a plain language-model report (too costly by default on CPUs); when named, gradient x activation
+    unless a method is named; refused on sentence pairs."""
     models = (save_tiny(tmp_path / "dense", seed=0, tokenizer=tokenizer),
               save_tiny(tmp_path / "ticket", seed=1, tokenizer=tokenizer))
     base = ["report", "--dense", str(models[0]), "--ticket", str(models[1]), "--seed", "0", "--n-boot", "100",
@@ -161,6 +162,10 @@ def test_language_model_attributions_are_named_not_default(tokenizer: object, tm
     run = run_cli([*base, "--benchmark", "bbq", "--data", str(BBQ), "--limit", "12"])
     assert run.code in (0, 1), run.stderr
     assert "attributions" not in json.loads((tmp_path / "a.json").read_text())
+    run = run_cli([*base, "--benchmark", "bbq", "--data", str(BBQ), "--limit", "12", "--analyses",
+                   "metrics,attributions", "--attribution-rows", "12"])
+    assert run.code in (0, 1), run.stderr
+    assert json.loads((tmp_path / "a.json").read_text())["attributions"]["method"] == "input-x-gradient"
     (tmp_path / "a.json").unlink()
     (tmp_path / "a.html").unlink()
     run = run_cli([*base, "--benchmark", "crows-pairs", "--data", str(CROWS), "--limit", "12",

@@ -23,7 +23,7 @@ from torch import nn
 from ._version import __version__
 from ._validation import as_list, check_fraction, describe, fail, recounted
 from .analyses import registry
-from .analyses.attributions import AttributionSettings, read_identity_terms
+from .analyses.attributions import DEFAULT_METHOD, AttributionSettings, read_identity_terms
 from .analyses.base import Analysis, AnalysisSettings, AuditContext, FinishContext
 from .analyses.cost import row_cost
 from .analyses.predict import ModelRunner, PrecisionChoice, choose_precision, own_precision, resolve_device
@@ -239,7 +239,7 @@ def audit(
     analyses: str | Sequence[str] | None = None,
     factory: str | None = None,
     allow_pickle: bool = False,
-    attribution_method: str = "integrated-gradients",
+    attribution_method: str | None = None,
     attribution_target: str = "label",
     attribution_rows: int | None = None,
     proxies: str | Sequence[str] | None = None,
@@ -358,7 +358,8 @@ def _options(arguments: dict[str, Any]) -> AuditOptions:
     if features is not None and not features:
         fail("--features names no column; list the model's input columns, or leave --features out.")
     attribution = AttributionSettings(
-        method=arguments["attribution_method"], target=arguments["attribution_target"],
+        method=arguments["attribution_method"] or DEFAULT_METHOD, method_named=arguments["attribution_method"] is not None,
+        target=arguments["attribution_target"],
         rows=arguments["attribution_rows"], proxies=tuple(as_list(arguments["proxies"], option="--proxies") or ()),
         identity_terms=read_identity_terms(arguments["identity_terms"]), budget_seconds=arguments["attribution_budget"])
     engine = EngineSettings(engine=arguments["engine"], device=arguments["device"],
@@ -469,7 +470,7 @@ def _plan(options: AuditOptions, loaded: _Loaded, *, data: Any, scratch: Path) -
         dense=loaded.dense, ticket=loaded.ticket, modality=modality, groups=rows.groups, population=rows.population,
         probe=rows.probe, total_rows=rows.total, sensitive=options.sensitive, target=options.target, seed=options.seed,
         n_boot=options.n_boot, batch_size=options.engine.batch_size or type(modality).default_batch_size,
-        device=_driver_device(options.engine), attribution=options.attribution,
+        device=_driver_device(options.engine), attribution=options.attribution.for_modality(modality.name),
         thumbnails=options.thumbnails)
     choice = _precision(options, loaded, probe_inputs, rows=rows.total)
     context = dataclasses.replace(context, precision=choice.name, precision_reason=choice.reason)

@@ -200,7 +200,7 @@ def report(
     batch_size: Annotated[Optional[int], typer.Option(help="Rows per forward pass for tables (default 1024) and images (default 64), tokens (rows x padded length) for text (default 16384); never changes results.")] = None,
     max_rows: Annotated[Optional[int], typer.Option(help="Audit only the first N rows.")] = None,
     analyses: Annotated[Optional[str], typer.Option(help=_analyses_help())] = None,
-    attribution_method: Annotated[str, typer.Option(help=f"{listed(ATTRIBUTION_METHODS)} (layer-integrated-gradients: column tokens of an ft-transformer).")] = "integrated-gradients",
+    attribution_method: Annotated[Optional[str], typer.Option(help=f"{listed(ATTRIBUTION_METHODS)} (layer-integrated-gradients: column tokens of an ft-transformer) [default: integrated-gradients; input-x-gradient for language models].")] = None,
     attribution_target: Annotated[str, typer.Option(help="label (default) or predicted (the dense model's prediction), for both models.")] = "label",
     attribution_rows: Annotated[Optional[int], typer.Option(help="Rows to attribute, drawn stratified by group [default: 2000 or all].")] = None,
     proxies: Annotated[Optional[str], typer.Option(help="Columns to treat as proxies of the sensitive ones, comma-separated.")] = None,

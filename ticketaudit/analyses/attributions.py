@@ -5,6 +5,7 @@ and their proxies), with stratified bootstrap intervals."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import warnings
 from pathlib import Path
 from collections.abc import Callable, Sequence
@@ -22,6 +23,10 @@ from ..values import quote_label
 from .base import AnalysisInputs, AnalysisSettings, interval, number
 
 METHODS = ATTRIBUTION_METHODS
+DEFAULT_METHOD = "integrated-gradients"
+"""``--attribution-method`` when none is named (tables, text, images)."""
+LANGUAGE_MODEL_METHOD = "input-x-gradient"
+"""``--attribution-method`` when none is named, on a language model."""
 """Each method's Captum class, by name: Captum (and the matplotlib it imports) loads only when an
 audit attributes, not with ``import ticketaudit``."""
 
@@ -48,6 +53,8 @@ class AttributionSettings:
     """What to attribute and how; identical for both models."""
 
     method: str = "integrated-gradients"
+    method_named: bool = True
+    """Whether the user chose ``method``; if not, a language model takes ``LANGUAGE_MODEL_METHOD`` instead."""
     target: Target = "label"
     rows: int | None = None
     """Rows to attribute (a stratified sample); None: ``DEFAULT_ROWS`` or every row, whichever is fewer."""
@@ -71,6 +78,14 @@ class AttributionSettings:
             fail(f"--attribution-budget must be a number of seconds in [1, 86400], got {self.budget_seconds!r}.")
         if not 1 <= self.steps <= 10_000:
             fail(f"attribution steps must be in [1, 10000], got {self.steps}.")
+
+    def for_modality(self, modality: str) -> AttributionSettings:
+        """The settings for models of ``modality``: a language model explains with gradient x activation unless a
+        method was named (Integrated Gradients costs (3 x steps + 1) passes per item: a handful of items per CPU
+        budget, with a convergence delta that stays large on decoders)."""
+        if modality != "choice" or self.method_named:
+            return self
+        return dataclasses.replace(self, method=LANGUAGE_MODEL_METHOD)
 
     @property
     def sample_rows(self) -> int:
