@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -152,3 +153,21 @@ def test_ticket_with_its_own_preprocess_is_refused_naming_the_input(tmp_path) ->
                          preprocess=Preprocessor.from_dict(other))
     with pytest.raises(InvalidInputError, match="input 'age' is numeric, mean 40.0"):
         load_ticket(ticket, dense=dense)
+
+
+def test_a_mask_ticket_shares_only_what_the_mask_keeps_whole(tmp_path: Path) -> None:
+    """--mask: tensors kept whole (and biases) are the dense model's own, pruned ones are fresh; the dense model's
+    weights are unchanged and the ticket's are the dense weights times the mask."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    keep = {"0.weight": torch.rand(8, 6) > 0.5, "2.weight": torch.ones(2, 8, dtype=torch.bool)}
+    save_file({n: m.to(torch.uint8) for n, m in keep.items()}, str(tmp_path / "mask.safetensors"))
+    dense = load_dense(model)
+    ticket = load_ticket(None, dense=dense, mask=tmp_path / "mask.safetensors")
+    mine, theirs = dict(dense.module.named_parameters()), dict(ticket.module.named_parameters())
+    assert theirs["2.weight"] is mine["2.weight"] and theirs["0.bias"] is mine["0.bias"]
+    assert theirs["0.weight"] is not mine["0.weight"]
+    assert torch.equal(theirs["0.weight"], before["0.weight"] * keep["0.weight"])
+    for name, value in before.items():
+        assert torch.equal(mine[name], value), name

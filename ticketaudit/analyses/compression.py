@@ -76,7 +76,7 @@ def analyse_compression(mask: Mask, model: torch.nn.Module) -> CompressionResult
     layers = []
     for name, tensor in mask.items():
         total = tensor.numel()
-        kept = int(tensor.sum())
+        kept = int(tensor.count_nonzero())  # no int64 copy of a large mask
         density = kept / total
         entropy = binary_entropy_bits(density)
         layers.append(

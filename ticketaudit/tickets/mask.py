@@ -85,7 +85,7 @@ class Mask(Mapping[str, torch.Tensor]):
 
     def density(self) -> dict[str, float]:
         """Kept share per tensor."""
-        return {name: float(t.float().mean()) for name, t in self._tensors.items()}
+        return {name: int(t.count_nonzero()) / max(t.numel(), 1) for name, t in self._tensors.items()}
 
     @property
     def total(self) -> int:
@@ -93,12 +93,21 @@ class Mask(Mapping[str, torch.Tensor]):
 
     @property
     def kept(self) -> int:
-        return sum(int(t.sum()) for t in self._tensors.values())
+        return sum(int(t.count_nonzero()) for t in self._tensors.values())
 
-    def apply(self, model: nn.Module) -> nn.Module:
-        """A copy of ``model`` with pruned weights set to zero; ``model`` is not touched."""
-        pruned = copy.deepcopy(model)
+    def apply(self, model: nn.Module, *, share_kept: bool = False) -> nn.Module:
+        """A copy of ``model`` with pruned weights set to zero; ``model`` is not touched. ``share_kept``: tensors the
+        mask keeps whole (and biases, norms, buffers) are the dense model's own, not copies — for a ticket that is
+        only read (an audit), never trained (a language model's embeddings: a tenth of its memory)."""
+        whole = {name for name, tensor in self._tensors.items() if bool(tensor.all())} if share_kept else set()
+        memo: dict[int, object] = {}
+        if share_kept:
+            prunable = prunable_parameters(model)
+            memo = {id(p): p for name, p in model.named_parameters() if name not in prunable or name in whole}
+            memo.update({id(b): b for b in model.buffers()})
+        pruned = copy.deepcopy(model, memo)
         with torch.no_grad():
             for name, param in prunable_parameters(pruned).items():
-                param.mul_(self._tensors[name].to(param.device, param.dtype))
+                if name not in whole:
+                    param.mul_(self._tensors[name].to(param.device, param.dtype))
         return pruned

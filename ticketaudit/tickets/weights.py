@@ -59,8 +59,8 @@ def ticket_from_weights(path: Path, *, dense: LoadedModel, factory: str | None, 
 def ticket_from_mask(path: Path, *, dense: LoadedModel) -> LoadedModel:
     """``--mask``: the ticket is the dense weights times the mask."""
     the_mask = read_mask_file(path, model=dense.module)
-    return ticket_model(dense, the_mask.apply(dense.module), the_mask, "mask-file", sha256_path(path), str(path),
-                        compare_shapes=False)
+    module = the_mask.apply(dense.module, share_kept=True)  # an audit only reads the ticket
+    return ticket_model(dense, module, the_mask, "mask-file", sha256_path(path), str(path), compare_shapes=False)
 
 
 def ticket_from_state(
