@@ -152,11 +152,13 @@ def explained_phrasings(module: torch.nn.Module, inputs: Any, targets: np.ndarra
     """Per item, the tokens of the choice that stands for its explained answer and that the dense model scores
     highest (the harness's argmax picks it; BBQ's "unknown" answer has many phrasings)."""
     from ..llm.scoring import choice_loglikelihoods
+    from .text_attributions import _explainable
 
+    model = _explainable(module, device)
     chosen: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * len(inputs)
     with torch.inference_mode():
         for positions, batch in inputs.batches(tokens=PHRASING_TOKENS):
-            scores = choice_loglikelihoods(module, batch, device=device)
+            scores = choice_loglikelihoods(model, batch, device=device)
             for item, values in zip(positions, scores):
                 values = values.to(torch.float64).numpy()
                 if inputs.divisors is not None:
