@@ -119,19 +119,29 @@ class ChoiceModality(Modality):
         check_columns("choice", list(task.choices) + list(task.answers or ()) +
                       ([task.prompt] if task.template is None and task.prompt is not None else []),
                       list(frame.columns))
-        choices = (choice_lists(frame[task.choices[0]], column=task.choices[0]) if task.list_column
-                   else frame[list(task.choices)].astype(str).to_numpy().tolist())
+        choices = self._choices(frame)
         empty = [i for i, row in enumerate(choices) if any(not c.strip() for c in row)]
         if empty:
             fail(f"{rows_words(len(empty), empty)} of the data have an empty choice; every item needs every choice "
                  f"({', '.join(task.choices)}).")
-        answers = (frame[list(task.answers)].to_numpy(dtype="int64").tolist() if task.answers else
-                   [list(range(len(row))) for row in choices])
+        answers = self._answers(frame, choices)
         try:
             return build_choice_inputs(self.prompts(frame), choices, answers, tokenizer=self.tokenizer,
                                        n_answers=task.answer_count, limit=self.limit, normalize=task.score == "acc_norm")
         except ValueError as error:
             fail(f"an item cannot be scored: {error}.")
+
+    def _choices(self, frame: pd.DataFrame) -> list[list[str]]:
+        """Each item's choice texts: its list column's list, or its choice columns in order."""
+        task = self.task
+        return (choice_lists(frame[task.choices[0]], column=task.choices[0]) if task.list_column
+                else frame[list(task.choices)].astype(str).to_numpy().tolist())
+
+    def _answers(self, frame: pd.DataFrame, choices: list[list[str]]) -> list[list[int]]:
+        """The answer each choice stands for: the answer columns, else choice j is answer j."""
+        task = self.task
+        return (frame[list(task.answers)].to_numpy(dtype="int64").tolist() if task.answers else
+                [list(range(len(row))) for row in choices])
 
     @property
     def attribution_width(self) -> int:
@@ -144,10 +154,8 @@ class ChoiceModality(Modality):
         from ..llm.bbq import bbq_identity_words
 
         task = self.task
-        choices = (choice_lists(frame[task.choices[0]], column=task.choices[0]) if task.list_column
-                   else frame[list(task.choices)].astype(str).to_numpy().tolist())
-        answers = (frame[list(task.answers)].to_numpy(dtype="int64").tolist() if task.answers else
-                   [list(range(len(row))) for row in choices])
+        choices = self._choices(frame)
+        answers = self._answers(frame, choices)
         identity = (bbq_identity_words(frame) if task.benchmark == "bbq" else [()] * len(frame))
         out = np.empty((len(frame), 1), dtype=object)
         for i, (prompt, row, answer, words) in enumerate(zip(self.prompts(frame), choices, answers, identity)):
