@@ -43,8 +43,15 @@ def _items(tokenizer: object, frame: pd.DataFrame, *, limit: int = 256) -> objec
 
 
 @pytest.mark.parametrize("kind", ["llama", "gpt2"])
-def test_shared_prompt_scores_equal_one_pass_per_choice(tokenizer: object, kind: str) -> None:
-    """The prompt cache copied to every choice gives each choice's log-likelihood of a whole pass, in float64."""
+@pytest.mark.parametrize("part_bytes", [None, 1], ids=["one-continuation-pass", "a-pass-per-item"])
+def test_shared_prompt_scores_equal_one_pass_per_choice(tokenizer: object, kind: str, part_bytes: int | None,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The prompt cache copied to every choice gives each choice's log-likelihood of a whole pass, in float64,
+    whether a batch's choices continue in one pass or item by item (the memory bound)."""
+    import ticketaudit.llm.scoring as scoring
+
+    if part_bytes is not None:
+        monkeypatch.setattr(scoring, "CONTINUATION_BYTES", part_bytes)
     model = tiny_llama(len(tokenizer), kind=kind).double()
     frame = read_bbq(BBQ).head(6)
     inputs = _items(tokenizer, frame)
@@ -54,6 +61,21 @@ def test_shared_prompt_scores_equal_one_pass_per_choice(tokenizer: object, kind:
     for a, b in zip(shared, whole):
         assert a.shape == (12,)
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-9)
+
+
+def test_continuation_parts_hold_whole_items_within_the_memory_bound() -> None:
+    from ticketaudit.llm.scoring import CONTINUATION_BYTES, _continuation_parts
+
+    choices = [np.arange(n) for n in (3, 5, 2, 4, 4, 6, 2, 3, 3)]  # the longest feeds 5 tokens
+    owner = np.array([0, 0, 0, 1, 1, 2, 3, 3, 3])
+    per_choice = 2 * (10 + 5) * 1000 + 5 * 2**22  # the cache twice (10 prompt + 5 fed positions), 5 rows of logits
+    assert 4 * per_choice <= CONTINUATION_BYTES < 5 * per_choice  # four choices fit a part
+    parts = _continuation_parts(choices, owner=owner, context=10, position_bytes=1000, logit_bytes=2**22)
+    # items of 3, 2, 1 and 3 choices: 3 (+2 would be 5), then 2 + 1 (+3 would be 6), then 3
+    assert [part.tolist() for part in parts] == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    one_item = _continuation_parts(choices[:3], owner=owner[:3], context=10, position_bytes=1000,
+                                   logit_bytes=2**40)  # over the bound alone: still one part
+    assert [part.tolist() for part in one_item] == [[0, 1, 2]]
 
 
 def test_batch_size_never_changes_an_items_scores(tokenizer: object) -> None:

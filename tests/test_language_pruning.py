@@ -16,6 +16,25 @@ from ticketaudit.pruning.language import calibration_batches, full_mask, row_mas
 from ticketaudit.pruning.sequential import block_linears, decoder_blocks, prune_layerwise, sparsegpt_prune
 
 
+@pytest.mark.parametrize("at_once", [None, 3], ids=["whole", "three-groups-at-a-time"])
+def test_nm_pattern_is_found_only_when_every_group_keeps_half(at_once: int | None,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import ticketaudit.analyses.compression as compression
+
+    if at_once is not None:  # the groups are counted in parts: a violation in the last part still counts
+        monkeypatch.setattr(compression, "NM_GROUPS_AT_ONCE", at_once)
+    two_of_four = torch.tensor([[1, 0, 1, 0, 0, 1, 1, 0], [0, 0, 0, 1, 1, 0, 0, 1]], dtype=torch.bool).repeat(4, 1)
+    assert compression.nm_pattern(two_of_four) == "2:4"
+    four_of_eight = two_of_four.clone()
+    four_of_eight[-1] = torch.tensor([1, 1, 1, 0, 0, 0, 0, 1], dtype=torch.bool)  # 3 of the first 4, 4 of 8
+    assert compression.nm_pattern(four_of_eight) == "4:8"
+    neither = four_of_eight.clone()
+    neither[-1, -1] = False
+    neither[-1, 4] = True
+    neither[-1, 5] = True  # the last row keeps 5 of 8
+    assert compression.nm_pattern(neither) is None
+
+
 def test_row_mask_keeps_each_rows_largest_scores_and_nm_groups() -> None:
     torch.manual_seed(0)
     score = torch.rand(6, 16, dtype=torch.float64)

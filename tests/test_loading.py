@@ -102,6 +102,18 @@ def test_mask_apply_returns_a_copy(fx: Fixture) -> None:
     assert all(float(p.detach().abs().sum()) == 0 for n, p in pruned.named_parameters() if p.dim() >= 2)
 
 
+def test_a_zeroed_tickets_mask_is_its_nonzero_weights(fx: Fixture) -> None:
+    """A ticket given as zeroed weights: its mask is each prunable weight's ``!= 0``, every time it is read."""
+    model = fx.mask.apply(build())
+    mask = Mask.from_zeros(model)
+    weights = {n: p for n, p in model.named_parameters() if p.dim() >= 2}
+    assert list(mask) == list(weights) and len(mask) == len(weights)
+    for name, weight in weights.items():
+        assert mask[name].dtype == torch.bool and torch.equal(mask[name], weight.detach() != 0)
+        assert torch.equal(mask[name], fx.mask[name])
+    assert mask.kept == fx.mask.kept and mask.total == fx.mask.total and mask.density() == fx.mask.density()
+
+
 @pytest.mark.parametrize(("change", "message"), [
     (lambda m: {**m, "nope.weight": m["layers.0.weight"]}, "not a prunable weight"),
     (lambda m: {k: v for k, v in m.items() if k != "layers.2.weight"}, "has no entry for 'layers.2.weight'"),

@@ -106,7 +106,12 @@ def nm_pattern(mask: torch.Tensor) -> str | None:
     for group in (4, 8):
         if mask.dim() < 2 or mask.shape[-1] % group:
             continue
-        kept = mask.reshape(-1, group).sum(dim=1)
-        if int(kept.max()) <= group // 2:
+        groups = mask.reshape(-1, group)
+        if all(int(part.sum(dim=1).max()) <= group // 2 for part in groups.split(NM_GROUPS_AT_ONCE)):
             return f"{group // 2}:{group}"
     return None
+
+
+NM_GROUPS_AT_ONCE = 2**18
+"""Groups counted at once when looking for an N:M pattern (a bool sum is int64: a whole embedding at once held
+eight bytes per weight, 0.29 GiB on a 49k-token vocabulary)."""

@@ -8,6 +8,7 @@ the harness's on the same model up to floating-point rounding.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -105,10 +106,43 @@ def choice_loglikelihoods(module: torch.nn.Module, batch: ChoiceInputs, *, devic
     rest = torch.zeros_like(first)
     if any(len(c) > 1 for c in choices):
         cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
-        rest = _continued(module, cache, choices, owner=owner, lengths=lengths,
-                          context_mask=context_mask, device=device)
+        logit_bytes = int(out.logits.shape[-1]) * out.logits.element_size()
+        del out
+        per_position = _cache_bytes(cache) / max(1, context_ids.numel())
+        parts = _continuation_parts(choices, owner=owner, context=context_ids.shape[1],
+                                    position_bytes=per_position, logit_bytes=logit_bytes)
+        rest = torch.cat([_continued(module, copy.deepcopy(cache) if len(parts) > 1 else cache,
+                                     [choices[i] for i in part], owner=owner[part], lengths=lengths,
+                                     context_mask=context_mask, device=device) for part in parts])
     totals = (first + rest).to("cpu")
     return list(torch.split(totals, [len(c) for c in batch.continuations]))
+
+
+CONTINUATION_BYTES = 96 * 2**20
+"""What one continuation pass holds at most (its copy of the prompts' cache, grown by the choices, and its logits):
+a batch's choices continue in parts of whole items, so memory stays bounded whatever the vocabulary and depth."""
+
+
+def _cache_bytes(cache: Any) -> int:
+    """Bytes of the key/value tensors a transformers cache holds (0 when its layout is unknown: logits alone bound
+    the parts)."""
+    return sum(value.numel() * value.element_size() for layer in getattr(cache, "layers", ())
+               for value in vars(layer).values() if isinstance(value, torch.Tensor))
+
+
+def _continuation_parts(choices: list[np.ndarray], *, owner: np.ndarray, context: int, position_bytes: float,
+                        logit_bytes: int) -> list[np.ndarray]:
+    """The choices of whole items, in order, in parts that fit ``CONTINUATION_BYTES`` (at least one item per
+    part); fixed by the batch, so the same batch is always split the same way."""
+    feed = max(len(c) for c in choices) - 1
+    per_choice = max(1.0, 2 * (context + feed) * position_bytes + feed * logit_bytes)  # the cache twice: grown by a copy
+    items = np.split(np.arange(len(choices)), np.flatnonzero(np.diff(owner)) + 1)
+    parts: list[list[np.ndarray]] = [[]]
+    for item in items:
+        if parts[-1] and (sum(map(len, parts[-1])) + len(item)) * per_choice > CONTINUATION_BYTES:
+            parts.append([])
+        parts[-1].append(item)
+    return [np.concatenate(part) for part in parts]
 
 
 def _continued(module: torch.nn.Module, cache: Any, choices: list[np.ndarray], *, owner: np.ndarray,
@@ -122,9 +156,15 @@ def _continued(module: torch.nn.Module, cache: Any, choices: list[np.ndarray], *
     mask = torch.cat([context_mask[torch.as_tensor(owner)], feed_mask], dim=1)
     logits = module(input_ids=feed.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
                     use_cache=True, **{_cache_argument(module): cache}).logits
+    del cache
     targets, target_mask = right_padded([c[1:] for c in choices])
-    picked = _log_softmax(logits).gather(2, targets.to(device)[:, :, None])[:, :, 0]
+    picked = torch.cat([_log_softmax(rows).gather(2, wanted[:, :, None])[:, :, 0]  # a few rows' softmax at a time
+                        for rows, wanted in zip(logits.split(SOFTMAX_ROWS), targets.to(device).split(SOFTMAX_ROWS))])
     return (picked * target_mask.to(device, picked.dtype)).sum(dim=1)
+
+
+SOFTMAX_ROWS = 8
+"""Choices whose vocabulary log-softmax is taken at once (the rows' logits are not copied whole)."""
 
 
 def _sliding_window(module: torch.nn.Module) -> int | None:

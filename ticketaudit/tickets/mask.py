@@ -32,6 +32,22 @@ def binary_entropy_bits(p: float) -> float:
     return -p * math.log2(p) - (1 - p) * math.log2(1 - p)
 
 
+class _NonzeroWeights(Mapping[str, torch.Tensor]):
+    """Each weight's ``!= 0`` on the CPU, computed when asked."""
+
+    def __init__(self, weights: dict[str, torch.Tensor]) -> None:
+        self._weights = weights
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self._weights[name].detach().to("cpu") != 0
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._weights)
+
+    def __len__(self) -> int:
+        return len(self._weights)
+
+
 class Mask(Mapping[str, torch.Tensor]):
     """Immutable mapping of prunable weight names to boolean keep-masks, validated against a model."""
 
@@ -62,8 +78,11 @@ class Mask(Mapping[str, torch.Tensor]):
 
     @classmethod
     def from_zeros(cls, model: nn.Module) -> Mask:
-        """Infer a mask from a ticket whose pruned weights are exact zeros."""
-        return cls({n: p.detach() != 0 for n, p in prunable_parameters(model).items()}, model=model, fresh=True)
+        """The mask of a ticket whose pruned weights are exact zeros, read from its weights each time it is asked
+        (not held: a 135M-weight language model's mask is 135 MB). The ticket is only read, so it stays the same."""
+        mask = cls.__new__(cls)
+        mask._tensors = _NonzeroWeights(prunable_parameters(model))
+        return mask
 
     @classmethod
     def ones(cls, model: nn.Module) -> Mask:
