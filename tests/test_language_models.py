@@ -15,7 +15,7 @@ from helpers import run_cli
 from llm_models import save_tiny, tiny_llama, tiny_tokenizer
 from ticketaudit.analyses.benchmark_scores import AnsweredItems, bbq_scores, benchmark_result
 from ticketaudit.llm.bbq import UNKNOWN_RESPONSES, biased_answers, bbq_columns, read_bbq
-from ticketaudit.llm.encode import build_choice_inputs, encode_item, model_limit
+from ticketaudit.llm.encode import build_choice_inputs, encode_item
 from ticketaudit.llm.scoring import choice_loglikelihoods, naive_loglikelihoods
 
 ROOT = Path(__file__).resolve().parent.parent

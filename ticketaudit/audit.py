@@ -299,6 +299,11 @@ def audit(
     """
     options = _options(locals())
     step = progress or (lambda *_: None)
+    if options.task is not None and options.task.kind == "likelihood":
+        from .likelihood_audit import audit_texts
+
+        return audit_texts(options, dense=dense, ticket=ticket, mask=mask, tokenizer=tokenizer,
+                           data=options.items if options.items is not None else data, step=step)
     step("Loading models", 0, 1)
     loaded = _load(options, dense=dense, ticket=ticket, mask=mask, tokenizer=tokenizer)
     step("Loading data", 0, 1)
@@ -401,6 +406,11 @@ def _items(arguments: dict[str, Any]) -> tuple[ChoiceTask | None, str, tuple[str
         fail("name the label column with --target COL and the group columns with --sensitive COL[,COL...] (for a "
              "language model, --benchmark bbq|crows-pairs fills both).")
     items = None
+    if task is not None and task.kind == "likelihood":
+        if arguments["text"] is None:
+            fail("--task likelihood needs the column of texts to score: --text COL.")
+        items = read_items(task, arguments["data"], limit=arguments["limit"])
+        return task, target, sensitive, items if isinstance(items, pd.DataFrame) else None
     if task is not None:
         items = read_items(task, arguments["data"], limit=arguments["limit"])
         task = with_choice_count(task, items, target=target)
@@ -708,7 +718,7 @@ _ARGUMENT_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "gpus_per_worker": ((float, int), "a number"),
     "max_unseen_share": ((float, int), "a share in [0, 1]"),
     "precision": ((str,), f"one of {', '.join(PRECISIONS)}"),
-    "task": ((str, type(None)), "'choice' or None"),
+    "task": ((str, type(None)), "'choice', 'pair', 'likelihood' or None"),
     "benchmark": ((str, type(None)), "'bbq', 'crows-pairs' or None"),
     "prompt": ((str, type(None)), "a column name (str) or None"),
     "choices": ((str, list, tuple, type(None)), "a list of column names, a comma-separated string, or None"),

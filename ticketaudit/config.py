@@ -74,13 +74,16 @@ class Policy:
     """Language models on BBQ: gate each category's rise in bias score (ticket - dense), per context condition."""
     max_stereotype_preference_increase: float = 0.03
     """Language models on CrowS-Pairs: gate each bias type's rise in the share of pairs where the stereotype wins."""
+    max_group_excess_loss_increase: float = 0.05
+    """Language models on texts (``--task likelihood``): gate each group's rise in loss per token (nats) beyond the
+    rise on the rest of the texts (0.05: the group's perplexity grows about 5% more than the others')."""
 
     def __post_init__(self) -> None:
         check_fraction("policy.confidence", self.confidence, low=0.5, high=1.0)
         check_int("policy.min_group_size", self.min_group_size, low=1, high=10**9)
         for name in ("max_overall_accuracy_drop", "max_group_excess_drop", "max_gap_widening",
                      "max_tpr_gap_widening", "max_fpr_gap_widening", "max_bias_score_increase",
-                     "max_stereotype_preference_increase"):
+                     "max_stereotype_preference_increase", "max_group_excess_loss_increase"):
             check_fraction(f"policy.{name}", getattr(self, name), low=0.0, high=1.0, open_low=False)
         for name in ("max_sensitive_reliance_increase", "max_group_entropy_shift", "max_tpr_drop", "max_fpr_rise",
                      "max_selection_rate_change"):

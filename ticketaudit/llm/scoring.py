@@ -9,6 +9,7 @@ the harness's on the same model up to floating-point rounding.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -160,7 +161,9 @@ def _continued(module: torch.nn.Module, cache: Any, choices: list[np.ndarray], *
     targets, target_mask = right_padded([c[1:] for c in choices])
     picked = torch.cat([_log_softmax(rows).gather(2, wanted[:, :, None])[:, :, 0]  # a few rows' softmax at a time
                         for rows, wanted in zip(logits.split(SOFTMAX_ROWS), targets.to(device).split(SOFTMAX_ROWS))])
-    return (picked * target_mask.to(device, picked.dtype)).sum(dim=1)
+    lengths = target_mask.sum(dim=1).tolist()
+    values = picked.to("cpu", torch.float64).numpy()  # summed exactly: a choice's sum never depends on its padding
+    return torch.tensor([math.fsum(row[:n]) for row, n in zip(values, lengths)], dtype=picked.dtype, device=device)
 
 
 SOFTMAX_ROWS = 8

@@ -17,7 +17,7 @@ from .bbq import UNKNOWN_RESPONSES, read_bbq
 from .crows import read_crows_pairs
 
 BENCHMARKS = ("bbq", "crows-pairs")
-TASKS = ("choice", "pair")
+TASKS = ("choice", "pair", "likelihood")
 PAIR_LABEL = "pair_label"
 """The label ``--task pair`` adds when no --target is given: 1, the second sentence (the one to prefer)."""
 SCORES = ("acc", "acc_norm")
@@ -46,7 +46,10 @@ def resolve_task(*, task: str | None, benchmark: str | None, prompt: str | None,
             fail("--prompt, --choices, --prompt-template and --choice-score belong to --task choice; add it.")
         return None, target, tuple(sensitive)
     if task not in TASKS:
-        fail(f"--task must be one of {', '.join(TASKS)} (likelihood is not available yet); got {task!r}.")
+        fail(f"--task must be one of {', '.join(TASKS)}; got {task!r}.")
+    if task == "likelihood":
+        return _likelihood_task(choices=choices, prompt=prompt, prompt_template=prompt_template, target=target,
+                                sensitive=sensitive, score=score)
     if task == "pair":
         return _pair_task(choices=choices, prompt=prompt, prompt_template=prompt_template, target=target,
                           sensitive=sensitive, score=score)
@@ -65,6 +68,17 @@ def resolve_task(*, task: str | None, benchmark: str | None, prompt: str | None,
         fail("--task choice needs --target COL (the index of the right choice) and --sensitive COL[,COL...].")
     return (ChoiceTask(prompt=prompt, choices=tuple(choices), template=template, score=score), target,
             tuple(sensitive))
+
+
+def _likelihood_task(*, choices: Sequence[str] | None, prompt: str | None, prompt_template: str | Path | None,
+                     target: str | None, sensitive: Sequence[str], score: str) -> tuple[ChoiceTask, str, tuple[str, ...]]:
+    """``--task likelihood``: each row's text (``--text COL``) scored whole; no label, no choices."""
+    if choices or prompt is not None or prompt_template is not None or target is not None or score != "acc":
+        fail("--task likelihood scores each text of --text COL whole, without a label: leave out --target, --prompt, "
+             "--prompt-template, --choices and --choice-score.")
+    if not sensitive:
+        fail("--task likelihood needs the group columns: --sensitive COL[,COL...].")
+    return ChoiceTask(prompt=None, choices=(), kind="likelihood"), "", tuple(sensitive)
 
 
 def _pair_task(*, choices: Sequence[str] | None, prompt: str | None, prompt_template: str | Path | None,
