@@ -68,9 +68,9 @@ def test_continuation_parts_hold_whole_items_within_the_memory_bound() -> None:
 
     choices = [np.arange(n) for n in (3, 5, 2, 4, 4, 6, 2, 3, 3)]  # the longest feeds 5 tokens
     owner = np.array([0, 0, 0, 1, 1, 2, 3, 3, 3])
-    per_choice = 2 * (10 + 5) * 1000 + 5 * 2**22  # the cache twice (10 prompt + 5 fed positions), 5 rows of logits
+    per_choice = 2 * (10 + 5) * 1000 + 5 * 2**21  # the cache twice (10 prompt + 5 fed positions), 5 rows of logits
     assert 4 * per_choice <= CONTINUATION_BYTES < 5 * per_choice  # four choices fit a part
-    parts = _continuation_parts(choices, owner=owner, context=10, position_bytes=1000, logit_bytes=2**22)
+    parts = _continuation_parts(choices, owner=owner, context=10, position_bytes=1000, logit_bytes=2**21)
     # items of 3, 2, 1 and 3 choices: 3 (+2 would be 5), then 2 + 1 (+3 would be 6), then 3
     assert [part.tolist() for part in parts] == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
     one_item = _continuation_parts(choices[:3], owner=owner[:3], context=10, position_bytes=1000,

@@ -302,8 +302,8 @@ def audit(
     if options.task is not None and options.task.kind == "likelihood":
         from .likelihood_audit import audit_texts
 
-        return audit_texts(options, dense=dense, ticket=ticket, mask=mask, tokenizer=tokenizer,
-                           data=options.items if options.items is not None else data, step=step)
+        return AuditResult(**audit_texts(options, dense=dense, ticket=ticket, mask=mask, tokenizer=tokenizer,
+                                         data=options.items if options.items is not None else data, step=step))
     step("Loading models", 0, 1)
     loaded = _load(options, dense=dense, ticket=ticket, mask=mask, tokenizer=tokenizer)
     step("Loading data", 0, 1)

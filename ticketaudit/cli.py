@@ -170,11 +170,11 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
 @_guarded
 def report(
     dense: Annotated[str, typer.Option(help="Dense model: bundle directory, Hugging Face directory (classifier or causal LM), .gguf file, state_dict file, or pickled module.")],
-    data: Annotated[str, typer.Option(help="Table: .csv, .tsv, .parquet, a directory or glob of Parquet/CSV files, or - for CSV on stdin; with --benchmark the benchmark's files; with --task choice also .jsonl.")],
+    data: Annotated[str, typer.Option(help="Table: .csv, .tsv, .parquet, a directory or glob of Parquet/CSV files, or - for CSV on stdin; with --benchmark the benchmark's files; with --task choice|pair|likelihood also .jsonl.")],
     target: Annotated[Optional[str], typer.Option(help="Label column (with --task choice: the index of the right choice; --benchmark fills it).")] = None,
     sensitive: Annotated[Optional[str], typer.Option(help="Sensitive column(s), comma-separated; several form intersections (--benchmark fills them).")] = None,
     benchmark: Annotated[Optional[str], typer.Option(help="Language models: bbq (the BBQ JSONL release: a file or its folder) or crows-pairs (its CSV), scored as lm-evaluation-harness does.")] = None,
-    task: Annotated[Optional[str], typer.Option(help="Language models on your own items: choice (multiple choice by summed log-likelihood) or pair (which of two sentences the model finds more likely).")] = None,
+    task: Annotated[Optional[str], typer.Option(help="Language models on your own items: choice (multiple choice by summed log-likelihood), pair (which of two sentences the model finds more likely) or likelihood (loss per token and perplexity per group on the texts of --text COL; no label).")] = None,
     prompt: Annotated[Optional[str], typer.Option(help="--task choice: the prompt column.")] = None,
     choices: Annotated[Optional[str], typer.Option(help="--task choice: the choice columns, comma-separated (the target is the right one's index), or one column holding each item's list; --task pair: the two sentence columns (stereotyping first).")] = None,
     prompt_template: Annotated[Optional[Path], typer.Option(help="--task choice: a Jinja template rendering each item's prompt from its columns (instead of --prompt).")] = None,
@@ -185,7 +185,7 @@ def report(
     mask: Annotated[Optional[str], typer.Option(help="Mask file; the ticket is then dense weights x mask.")] = None,
     factory: Annotated[Optional[str], typer.Option(help="MODULE:FUNC building the nn.Module for plain state_dicts.")] = None,
     features: Annotated[Optional[str], typer.Option(help="Feature columns in model-input order, comma-separated.")] = None,
-    text: Annotated[Optional[str], typer.Option(help="Text column, tokenised with the Hugging Face model's tokenizer.")] = None,
+    text: Annotated[Optional[str], typer.Option(help="Text column, tokenised with the Hugging Face model's tokenizer (with --task likelihood: the texts a language model scores).")] = None,
     image: Annotated[Optional[str], typer.Option(help="Image column: file paths (relative to the data file's folder) or encoded bytes (Parquet).")] = None,
     image_processor: Annotated[Optional[Path], typer.Option(help="preprocessor_config.json turning images into model inputs [default: the model directory's].")] = None,
     no_thumbnails: Annotated[bool, typer.Option("--no-thumbnails", help="Image models: keep copies of the audited images out of the report (privacy).")] = False,
@@ -311,6 +311,7 @@ STDOUT_CHECKS = 20
 
 
 def _print_summary(result: AuditResult, html_path: Path, json_path: Path | None) -> None:
+    from .report.formats import amount
     from .workflow.reports import gate_line, verdict_line
 
     document = {"verdict": result.verdict, "policy": result.policy.to_dict(),  # what the two lines read
@@ -320,14 +321,15 @@ def _print_summary(result: AuditResult, html_path: Path, json_path: Path | None)
     for check in result.inconclusive_checks[:shown]:  # named first: what the data could not show
         where = f" [{check.group}]" if check.group else ""
         settle = f"; about {check.rows_to_settle:,} more rows would settle it" if check.rows_to_settle else ""
-        _say(f"  INCONCLUSIVE {check.id}{where}: {check.value * 100:+.2f} pts, could be up to "
-              f"{check.pass_bound * 100:+.2f} pts (tolerance {check.tolerance * 100:.2f} pts){settle}")
+        _say(f"  INCONCLUSIVE {check.id}{where}: {amount(check.value, check.metric, 2)}, could be up to "
+              f"{amount(check.pass_bound, check.metric, 2)} (tolerance {amount(check.tolerance, check.metric, 2, sign=False)})"
+              f"{settle}")
     if len(result.inconclusive_checks) > shown:
         _say(f"  ... and {len(result.inconclusive_checks) - shown:,} more inconclusive checks (in the report)")
     for check in result.failed_checks[:shown]:
         where = f" [{check.group}]" if check.group else ""
-        _say(f"  FAIL {check.id}{where}: {check.value * 100:+.2f} pts (tolerance {check.tolerance * 100:.2f} pts, "
-              f"adjusted p {check.p_value:.3g})")
+        _say(f"  FAIL {check.id}{where}: {amount(check.value, check.metric, 2)} (tolerance "
+              f"{amount(check.tolerance, check.metric, 2, sign=False)}, adjusted p {check.p_value:.3g})")
     if len(result.failed_checks) > shown:
         _say(f"  ... and {len(result.failed_checks) - shown:,} more failed checks (in the report)")
     for check in result.not_evaluated_checks:

@@ -30,10 +30,8 @@ DEFAULT_TOKENS = 4096
 
 
 def audit_texts(options: Any, *, dense: Any, ticket: Any, mask: Any, tokenizer: Any, data: Any,
-                step: Any) -> Any:
-    """The ``AuditResult`` of ``--task likelihood`` (``options``: the checked ``AuditOptions``)."""
-    from .audit import AuditResult
-
+                step: Any) -> dict[str, Any]:
+    """The fields of the ``AuditResult`` of ``--task likelihood`` (``options``: the checked ``AuditOptions``)."""
     requested = options.requested or ANALYSES
     unknown = [name for name in requested if name not in ANALYSES]
     if unknown:
@@ -45,68 +43,85 @@ def audit_texts(options: Any, *, dense: Any, ticket: Any, mask: Any, tokenizer: 
     step("Loading data", 0, 1)
     table = load_table(data, split=options.split, max_rows=options.max_rows,
                        text_columns=(str(options.text), *options.sensitive))
-    frame = table.frame
-    if options.text not in frame.columns:
-        fail(f"--text column '{options.text}' is not in the data (columns: {', '.join(map(str, frame.columns[:10]))}).")
-    groups = build_groups(frame, list(options.sensitive))
+    groups = build_groups(table.frame, list(options.sensitive))
     limit = model_limit(dense_model.module.config)
-    missing = np.flatnonzero(frame[options.text].isna().to_numpy())
-    if len(missing):
-        shown = ", ".join(str(r + 1) for r in missing[:5]) + (", ..." if len(missing) > 5 else "")
-        fail(f"column '{options.text}': {len(missing)} text(s) are missing (rows {shown}) and have no tokens to score; "
-             "drop those rows or fill them.")
-    try:
-        inputs = encode_texts(frame[options.text].astype(str).tolist(), tokenizer=dense_model.tokenizer, limit=limit)
-    except ValueError as error:
-        fail(f"column '{options.text}': {error}; drop those rows or fill them.")
-    device = resolve_device(options.engine.device)
-    choice = choose_precision(options.precision, models=(dense_model.module, ticket_model.module),
-                              device=options.engine.device, rows=len(frame))
+    inputs = _encoded(table.frame, column=str(options.text), tokenizer=dense_model.tokenizer, limit=limit)
+    choice = choose_precision(options.precision, models=(dense_model.module, ticket_model.module),  # a token costs
+                              device=options.engine.device, rows=int(token_counts(inputs).sum()))  # its parameters
     tokens = options.engine.batch_size or DEFAULT_TOKENS
-    done = 0
-
-    def advance(count: int) -> None:
-        nonlocal done
-        done += count
-        step("Running both models", done, 2 * len(frame))
-
-    scores = [text_loglikelihoods(ModelRunner(model.module, device=device, precision=choice.name).module, inputs,
-                                  device=device, tokens=tokens, progress=advance)
-              for model in (dense_model, ticket_model)]
+    scores = _scores((dense_model, ticket_model), inputs, device=options.engine.device, precision=choice.name,
+                     tokens=tokens, step=step)
     step("Measuring groups and bootstrapping", 0, 1)
-    policy = options.policy
-    settings = AnalysisSettings(class_names=(), groups=groups, confidence=policy.confidence,
-                                min_group_size=policy.min_group_size, n_boot=options.n_boot, seed=options.seed,
-                                ece_bins=AuditConfig().ece_bins)
-    finish = FinishContext(audit=None, settings=settings, cells=None, results={},  # type: ignore[arg-type]
-                           say=lambda text: step(text, 0, 1))
-    analysis = registry.get("likelihood")
     state = TextScores(dense=scores[0], ticket=scores[1], tokens=token_counts(inputs), groups=groups,
                        truncated=int(inputs.truncated.sum()), limit=limit,
-                       prefix=str(dense_model.tokenizer.decode([int(inputs.contexts[0][0])])) if len(frame) else "")
-    results: dict[str, Any] = {"likelihood": analysis.finish(state, finish)}
-    notes = list(analysis.notes(results["likelihood"], finish))
-    if "compression" in requested and ticket_model.same_shape:
-        from .analyses.compression import analyse_compression
-
-        results["compression"] = analyse_compression(ticket_model.mask, ticket_model.module)
-        if not results["compression"].smaller:
-            notes.append(results["compression"].statement)
-    candidates = analysis.candidates(results["likelihood"], policy)
-    checks = (*(decide(candidates, confidence=policy.confidence) if candidates else [_no_group_to_gate(policy)]),
-              *_not_evaluated(policy))
+                       prefix=str(dense_model.tokenizer.decode([int(inputs.contexts[0][0])])))
+    results, notes, checks = _analysed(options, state, ticket_model, requested=requested, step=step)
     config = AuditConfig(seed=options.seed, n_boot=options.n_boot, batch_size=tokens, device=options.engine.device,
                          max_rows=options.max_rows, analyses=tuple(results), max_unseen_share=options.max_unseen_share,
                          precision=choice.name, precision_reason=choice.reason)
     step("Done", 1, 1)
-    return AuditResult(
-        verdict=verdict_of(checks, policy=policy), checks=checks, dense=dense_model, ticket=ticket_model,
-        data=_data_summary(options, table, groups, inputs), policy=policy, config=config, results=results,
+    return dict(
+        verdict=verdict_of(checks, policy=options.policy), checks=checks, dense=dense_model, ticket=ticket_model,
+        data=_data_summary(options, table, groups, inputs), policy=options.policy, config=config, results=results,
         alternatives=None, notes=tuple(notes), created=options.created,
         provenance={"dense_source": dense_model.source, "ticket_source": ticket_model.source,
                     "data_source": table.source, "batch_size": tokens, "device": options.engine.device,
                     "engine": "local", "workers": None, "precision": f"{choice.name} ({choice.reason})",
                     "task": "likelihood", "model_limit": limit})
+
+
+def _encoded(frame: Any, *, column: str, tokenizer: Any, limit: int) -> Any:
+    """The texts of ``column`` encoded for scoring; a missing column, a missing or an empty text is exit 2."""
+    if column not in frame.columns:
+        fail(f"--text column '{column}' is not in the data (columns: {', '.join(map(str, frame.columns[:10]))}).")
+    missing = np.flatnonzero(frame[column].isna().to_numpy())
+    if len(missing):
+        shown = ", ".join(str(r + 1) for r in missing[:5]) + (", ..." if len(missing) > 5 else "")
+        fail(f"column '{column}': {len(missing)} text(s) are missing (rows {shown}) and have no tokens to score; "
+             "drop those rows or fill them.")
+    try:
+        return encode_texts(frame[column].astype(str).tolist(), tokenizer=tokenizer, limit=limit)
+    except ValueError as error:
+        fail(f"column '{column}': {error}; drop those rows or fill them.")
+
+
+def _scores(models: tuple[LoadedModel, LoadedModel], inputs: Any, *, device: str, precision: str, tokens: int,
+            step: Any) -> list[np.ndarray]:
+    """Each model's summed log-likelihood of every text, in ``precision`` on ``device``, with progress."""
+    where = resolve_device(device)
+    done = 0
+
+    def advance(count: int) -> None:
+        nonlocal done
+        done += count
+        step("Running both models", done, 2 * len(inputs))
+
+    return [text_loglikelihoods(ModelRunner(model.module, device=where, precision=precision).module, inputs,
+                                device=where, tokens=tokens, progress=advance) for model in models]
+
+
+def _analysed(options: Any, state: TextScores, ticket: LoadedModel, *, requested: tuple[str, ...],
+              step: Any) -> tuple[dict[str, Any], list[str], tuple[Any, ...]]:
+    """The likelihood (and compression) results, their notes and the policy checks."""
+    policy = options.policy
+    settings = AnalysisSettings(class_names=(), groups=state.groups, confidence=policy.confidence,
+                                min_group_size=policy.min_group_size, n_boot=options.n_boot, seed=options.seed,
+                                ece_bins=AuditConfig().ece_bins)
+    finish = FinishContext(audit=None, settings=settings, cells=None, results={},  # type: ignore[arg-type]
+                           say=lambda text: step(text, 0, 1))
+    analysis = registry.get("likelihood")
+    results: dict[str, Any] = {"likelihood": analysis.finish(state, finish)}
+    notes = list(analysis.notes(results["likelihood"], finish))
+    if "compression" in requested and ticket.same_shape:
+        from .analyses.compression import analyse_compression
+
+        results["compression"] = analyse_compression(ticket.mask, ticket.module)
+        if not results["compression"].smaller:
+            notes.append(results["compression"].statement)
+    candidates = analysis.candidates(results["likelihood"], policy)
+    checks = (*(decide(candidates, confidence=policy.confidence) if candidates else [_no_group_to_gate(policy)]),
+              *_not_evaluated(policy))
+    return results, notes, checks
 
 
 def _models(options: Any, *, dense: Any, ticket: Any, mask: Any, tokenizer: Any) -> tuple[LoadedModel, LoadedModel]:

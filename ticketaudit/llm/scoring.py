@@ -119,7 +119,7 @@ def choice_loglikelihoods(module: torch.nn.Module, batch: ChoiceInputs, *, devic
     return list(torch.split(totals, [len(c) for c in batch.continuations]))
 
 
-CONTINUATION_BYTES = 96 * 2**20
+CONTINUATION_BYTES = 48 * 2**20
 """What one continuation pass holds at most (its copy of the prompts' cache, grown by the choices, and its logits):
 a batch's choices continue in parts of whole items, so memory stays bounded whatever the vocabulary and depth."""
 
@@ -159,15 +159,16 @@ def _continued(module: torch.nn.Module, cache: Any, choices: list[np.ndarray], *
                     use_cache=True, **{_cache_argument(module): cache}).logits
     del cache
     targets, target_mask = right_padded([c[1:] for c in choices])
-    picked = torch.cat([_log_softmax(rows).gather(2, wanted[:, :, None])[:, :, 0]  # a few rows' softmax at a time
-                        for rows, wanted in zip(logits.split(SOFTMAX_ROWS), targets.to(device).split(SOFTMAX_ROWS))])
+    at_once = max(1, SOFTMAX_VALUES // max(1, logits.shape[1] * logits.shape[2]))  # a few rows' softmax at a time
+    picked = torch.cat([_log_softmax(rows).gather(2, wanted[:, :, None])[:, :, 0]
+                        for rows, wanted in zip(logits.split(at_once), targets.to(device).split(at_once))])
     lengths = target_mask.sum(dim=1).tolist()
     values = picked.to("cpu", torch.float64).numpy()  # summed exactly: a choice's sum never depends on its padding
     return torch.tensor([math.fsum(row[:n]) for row, n in zip(values, lengths)], dtype=picked.dtype, device=device)
 
 
-SOFTMAX_ROWS = 8
-"""Choices whose vocabulary log-softmax is taken at once (the rows' logits are not copied whole)."""
+SOFTMAX_VALUES = 2**22
+"""Logits whose log-softmax is taken at once (whole choices; the pass's logits are not copied whole)."""
 
 
 def _sliding_window(module: torch.nn.Module) -> int | None:

@@ -44,6 +44,26 @@ def interval_points(values: Any, digits: int = 1, *, unit: bool = False) -> str:
     return f"[{low * 100:+.{digits}f}, {high * 100:+.{digits}f}]" + (" pts" if unit else "")
 
 
+NATS_METRICS = frozenset({"loss_per_token"})
+"""Check metrics measured in nats per token (a language model's loss), not in percentage points."""
+
+
+def amount(value: Any, metric: Any = None, digits: int = 1, *, sign: bool = True) -> str:
+    """A check's value in its unit: nats per token for a loss (``+0.0123 nats``), else percentage points."""
+    if metric in NATS_METRICS:
+        return MISSING if _missing(value) else f"{value:{'+' if sign else ''}.{digits + 3}f} nats"
+    return points(value, digits, sign=sign)
+
+
+def amount_interval(values: Any, metric: Any = None, digits: int = 1) -> str:
+    """A check's interval in its unit (see ``amount``), the unit named once."""
+    if metric in NATS_METRICS:
+        if not values or any(_missing(v) for v in values):
+            return MISSING
+        return f"[{values[0]:+.{digits + 3}f}, {values[1]:+.{digits + 3}f}] nats"
+    return interval_points(values, digits, unit=True)
+
+
 def p_value(value: Any, *, style: str = ".3f") -> str:
     """``< 0.001`` below a thousandth, else the value in ``style``."""
     if _missing(value):

@@ -41,7 +41,8 @@ def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True, keep_trailing_newline=True, finalize=_shown)
     env.filters.update(pct=formats.percent, pts=formats.points, interval_pts=formats.interval_points,
-                       pvalue=formats.p_value, num=formats.number)
+                       pvalue=formats.p_value, num=formats.number, amount=formats.amount,
+                       amount_interval=formats.amount_interval)
     env.globals["charts"] = charts
     return env
 

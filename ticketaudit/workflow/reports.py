@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..exceptions import InvalidInputError
 from ..gate import counts, document_policy, gate_fails, total_checks  # noqa: F401  (the adapters read them from here)
-from ..report.formats import interval_points, p_value, points
+from ..report.formats import amount, amount_interval, p_value
 
 if TYPE_CHECKING:
     from ..report.document import AuditResult
@@ -110,12 +110,13 @@ def check_sentence(check: Mapping[str, Any], *, quote: Callable[[str], str] = st
         return f"{title}: not evaluated, because {reason}."
     if is_count(check):
         return f"{title}: {check['value']:.0f} (tolerance {check['tolerance']:.0f}); status {check['status']}."
-    value, tolerance = points(check.get("value"), 2), points(check.get("tolerance"), 2, sign=False)
-    interval = interval_points(check.get("interval"), 2, unit=True)
+    metric = check.get("metric")
+    value, tolerance = amount(check.get("value"), metric, 2), amount(check.get("tolerance"), metric, 2, sign=False)
+    interval = amount_interval(check.get("interval"), metric, 2)
     if check["status"] == "fail":
         return (f"{title}: {value}, beyond the tolerance of {tolerance} and significant (simultaneous interval "
                 f"{interval}, adjusted p {p_value(check.get('p_value'), style='.3g')}).")
-    bound = points(check.get("pass_bound"), 2)
+    bound = amount(check.get("pass_bound"), metric, 2)
     if check["status"] == "inconclusive":
         settle = check.get("rows_to_settle")
         more = f"; about {settle:,} more rows would settle it" if settle else ""
