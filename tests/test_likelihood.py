@@ -223,3 +223,12 @@ def test_too_few_texts_per_group_is_never_a_pass(texts_case: tuple[Path, Path, P
     assert document["verdict"] == "inconclusive"
     assert [c["status"] for c in document["checks"]] == ["not_evaluated"]
     assert "no group has 30 texts" in document["checks"][0]["reason"]
+
+
+def test_a_benchmark_with_another_task_is_refused_not_ignored(texts_case: tuple[Path, Path, Path],
+                                                              tmp_path: Path) -> None:
+    dense, ticket, _ = texts_case
+    bbq = Path(__file__).resolve().parent.parent / "datasets" / "bbq" / "bbq_sample.jsonl.gz"
+    run = run_cli(["report", "--dense", str(dense), "--ticket", str(ticket), "--benchmark", "bbq", "--data", str(bbq),
+                   "--task", "likelihood", "--json", str(tmp_path / "a.json")])
+    assert run.code == 2 and "scored as --task choice; leave out --task likelihood" in run.stderr

@@ -35,6 +35,10 @@ def resolve_task(*, task: str | None, benchmark: str | None, prompt: str | None,
             fail(f"--benchmark must be one of {', '.join(BENCHMARKS)}; got {benchmark!r}.")
         if prompt is not None or choices or prompt_template is not None:
             fail("--benchmark fills --prompt, --choices and the template from the benchmark; leave them out.")
+        own = "pair" if benchmark == "crows-pairs" else "choice"
+        if task is not None and task != own:
+            fail(f"--benchmark {benchmark} is scored as --task {own}; leave out --task {task} (--task likelihood "
+                 "scores your own texts: --data FILE --text COL --sensitive COL).")
         count = 2 if benchmark == "crows-pairs" else (2 + len(UNKNOWN_RESPONSES) if bbq_choices == "harness" else 3)
         columns = tuple(f"choice_{j}" for j in range(count))
         answers = tuple(f"answer_{j}" for j in range(count)) if benchmark == "bbq" else None
