@@ -15,6 +15,7 @@ import torch
 from ticketaudit.analyses.attention import analyse_attention
 from ticketaudit.analyses.compression import analyse_compression
 from ticketaudit.analyses.disagreement import analyse_disagreement
+from ticketaudit.analyses.likelihood import analyse_likelihood
 from ticketaudit.analyses.performance import analyse_performance
 from ticketaudit.models import FTTransformer
 from ticketaudit.pruning.imp import global_magnitude_mask
@@ -40,7 +41,18 @@ def _inputs(seed: int = 0, identical: bool = False):
     return synthetic_inputs(labels, dense, ticket, sensitive, n_boot=150, seed=seed)
 
 
+def _likelihood(inputs, *, identical: bool = False):
+    """Per-text log-likelihoods drawn for the same rows and groups (a language model's texts have no labels)."""
+    rng = np.random.default_rng(2)
+    tokens = rng.integers(5, 40, size=len(inputs.labels))
+    dense = -(3 + rng.normal(0, 0.5, size=len(tokens))) * tokens
+    ticket = dense.copy() if identical else dense - (0.2 + rng.normal(0, 0.1, size=len(tokens))) * tokens
+    return analyse_likelihood(dense, ticket, tokens, inputs.groups, n_boot=inputs.n_boot, seed=inputs.seed,
+                              confidence=inputs.confidence, min_group_size=inputs.min_group_size)
+
+
 ANALYSES = {
+    "likelihood": lambda inputs, fx: _likelihood(inputs),
     "performance": lambda inputs, fx: analyse_performance(inputs),
     "disagreement": lambda inputs, fx: analyse_disagreement(inputs),
     "compression": lambda inputs, fx: analyse_compression(fx.mask, fx.ticket),
@@ -63,8 +75,14 @@ def test_result_is_deterministic(name: str, fx: Fixture) -> None:
     assert ANALYSES[name](_inputs(), fx).to_dict() == ANALYSES[name](_inputs(), fx).to_dict()
 
 
-@pytest.mark.parametrize("name", ["performance", "disagreement", "attention"])
+@pytest.mark.parametrize("name", ["performance", "disagreement", "attention", "likelihood"])
 def test_identical_models_show_no_change(name: str, fx: Fixture) -> None:
+    if name == "likelihood":
+        result = _likelihood(_inputs(identical=True), identical=True).to_dict()
+        for group in [result["overall"], *result["groups"]]:
+            assert all(m["delta"] == 0 and m["ci"] == [0, 0] for m in group["metrics"].values())
+        assert all(g["excess_loss_increase"]["value"] == 0 for g in result["groups"])
+        return
     if name == "attention":
         result = _attention(_inputs(identical=True), identical=True).to_dict()
         assert all(h["delta"] == 0 and h["js"] == 0 for h in result["heads"])

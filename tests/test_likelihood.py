@@ -95,7 +95,7 @@ def test_group_loss_is_the_ratio_of_sums_and_the_excess_is_against_the_rest() ->
     assert b.loss.dense == pytest.approx(15 / 7) and b.loss.ticket == pytest.approx(16 / 7)
     assert a.perplexity.ticket == pytest.approx(np.exp(19 / 6))
     assert result.overall.loss.delta == pytest.approx(35 / 13 - 31 / 13) and result.overall.tokens == 13
-    assert a.excess.delta == pytest.approx(3 / 6 - 1 / 7) and b.excess.delta == pytest.approx(1 / 7 - 3 / 6)
+    assert a.excess.value == pytest.approx(3 / 6 - 1 / 7) and b.excess.value == pytest.approx(1 / 7 - 3 / 6)
     assert (a.n, a.tokens, b.n, b.tokens) == (2, 6, 3, 7)
     document = a.to_dict()
     assert document["metrics"]["loss_per_token"]["delta"] == pytest.approx(0.5)

@@ -16,28 +16,11 @@ import numpy as np
 
 from ..data import Groups
 from . import stats
-from .base import interval, number
+from .base import Estimate
+from .performance import MetricComparison
 
 NATS = "nats per token"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Change:
-    """One quantity of one group: both models, the paired change (ticket - dense), its interval and p-value."""
-
-    dense: float
-    ticket: float
-    delta: float
-    ci: tuple[float, float]
-    dense_ci: tuple[float, float]
-    ticket_ci: tuple[float, float]
-    p_value: float
-
-    def to_dict(self, *, tokens: int, insufficient: bool) -> dict[str, Any]:
-        return {"dense": number(self.dense), "ticket": number(self.ticket), "delta": number(self.delta),
-                "ci": interval(*self.ci), "ci_method": "bootstrap percentile (texts resampled within strata)",
-                "p_value": number(self.p_value), "dense_ci": interval(*self.dense_ci),
-                "ticket_ci": interval(*self.ticket_ci), "domain": tokens, "insufficient": insufficient}
+CI_METHOD = "bootstrap percentile (texts resampled within strata)"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,19 +32,18 @@ class GroupLoss:
     n: int
     tokens: int
     insufficient: bool
-    loss: Change
-    perplexity: Change
-    excess: Change | None
+    loss: MetricComparison
+    perplexity: MetricComparison
+    excess: Estimate | None
     """The group's loss change minus its complement's (None for ``overall``)."""
 
     def to_dict(self) -> dict[str, Any]:
-        metrics = {"loss_per_token": self.loss.to_dict(tokens=self.tokens, insufficient=self.insufficient),
-                   "perplexity": self.perplexity.to_dict(tokens=self.tokens, insufficient=self.insufficient)}
         out: dict[str, Any] = {"group": self.group, "attribute": self.attribute, "n": self.n, "positives": 0,
-                               "tokens": self.tokens, "insufficient": self.insufficient, "metrics": metrics}
+                               "tokens": self.tokens, "insufficient": self.insufficient,
+                               "metrics": {"loss_per_token": self.loss.to_dict(),
+                                           "perplexity": self.perplexity.to_dict()}}
         if self.excess is not None:
-            out["excess_loss_increase"] = {"value": number(self.excess.delta), "ci": interval(*self.excess.ci),
-                                           "p_value": number(self.excess.p_value)}
+            out["excess_loss_increase"] = self.excess.to_dict()
         return out
 
 
@@ -103,18 +85,20 @@ def analyse_likelihood(loglik_dense: np.ndarray, loglik_ticket: np.ndarray, toke
         excess = None
         if group is not None:
             rest = _complement_change(reps, index, overall_index, token_sums)
-            value = _complement_change(point, index, overall_index, token_sums)[0]
-            excess = _change(0.0, 0.0, value, np.zeros_like(rest), np.zeros_like(rest), rest, confidence=confidence)
+            low, high = stats.percentile_interval(rest, confidence=confidence)
+            value = float(_complement_change(point, index, overall_index, token_sums)[0])
+            excess = Estimate(value, (float(low), float(high)), stats.se_p_value(value, rest))
             excess_replicates[group.name] = rest
-        loss = _change(point["dense"][0, index], point["ticket"][0, index], point["delta"][0, index],
-                       reps["dense"][:, index], reps["ticket"][:, index], reps["delta"][:, index], confidence=confidence)
-        dense_ppl, ticket_ppl = np.exp(reps["dense"][:, index]), np.exp(reps["ticket"][:, index])
-        perplexity = _change(np.exp(loss.dense), np.exp(loss.ticket), np.exp(loss.ticket) - np.exp(loss.dense),
-                             dense_ppl, ticket_ppl, ticket_ppl - dense_ppl, confidence=confidence)
+        size = dict(domain=int(token_sums[index]), insufficient=bool(sizes[index] < min_group_size))
+        dense, ticket = float(point["dense"][0, index]), float(point["ticket"][0, index])
+        loss = _comparison(dense, ticket, reps["dense"][:, index], reps["ticket"][:, index],
+                           confidence=confidence, **size)
+        perplexity = _comparison(float(np.exp(dense)), float(np.exp(ticket)), np.exp(reps["dense"][:, index]),
+                                 np.exp(reps["ticket"][:, index]), confidence=confidence, **size)
         out.append(GroupLoss(group="overall" if group is None else group.name,
                              attribute="" if group is None else group.attribute, n=int(sizes[index]),
-                             tokens=int(token_sums[index]), insufficient=bool(sizes[index] < min_group_size),
-                             loss=loss, perplexity=perplexity, excess=excess))
+                             tokens=size["domain"], insufficient=size["insufficient"], loss=loss,
+                             perplexity=perplexity, excess=excess))
     return LikelihoodResult(overall=out[-1], subgroups=tuple(out[:-1]), texts=len(tokens), truncated=truncated,
                             limit=limit, prefix=prefix, excess_replicates=excess_replicates)
 
@@ -152,11 +136,15 @@ def _resampled(strata: np.ndarray, *, n_boot: int, seed: int) -> Any:
     yield from stats.stratified_multinomial(ones, strata, n_strata=int(strata.max()) + 1, n_boot=n_boot, seed=seed)
 
 
-def _change(dense: float, ticket: float, delta: float, dense_reps: np.ndarray, ticket_reps: np.ndarray,
-            delta_reps: np.ndarray, *, confidence: float) -> Change:
-    low, high = stats.percentile_interval(delta_reps, confidence=confidence)
-    dense_low, dense_high = stats.percentile_interval(dense_reps, confidence=confidence)
-    ticket_low, ticket_high = stats.percentile_interval(ticket_reps, confidence=confidence)
-    return Change(dense=float(dense), ticket=float(ticket), delta=float(delta), ci=(float(low), float(high)),
-                  dense_ci=(float(dense_low), float(dense_high)), ticket_ci=(float(ticket_low), float(ticket_high)),
-                  p_value=float(stats.se_p_value(float(delta), delta_reps)))
+def _comparison(dense: float, ticket: float, dense_reps: np.ndarray, ticket_reps: np.ndarray, *, confidence: float,
+                domain: int, insufficient: bool) -> MetricComparison:
+    """Both models' value with their intervals and the paired change (ticket - dense) with its interval and p-value."""
+    delta_reps = ticket_reps - dense_reps
+
+    def bounds(replicates: np.ndarray) -> tuple[float, float]:
+        low, high = stats.percentile_interval(replicates, confidence=confidence)
+        return float(low), float(high)
+
+    return MetricComparison(dense=dense, ticket=ticket, delta=ticket - dense, ci=bounds(delta_reps), ci_method=CI_METHOD,
+                            p_value=float(stats.se_p_value(ticket - dense, delta_reps)), dense_ci=bounds(dense_reps),
+                            ticket_ci=bounds(ticket_reps), domain=domain, insufficient=insufficient)

@@ -50,7 +50,7 @@ class Likelihood(Analysis):
 
         return [replicate_candidate(f"excess_loss_increase:{g.group}",
                                     "Rise in loss per token beyond the rest of the texts' (ticket - dense, nats)",
-                                    g.group, "loss_per_token", g.excess.delta, policy.max_group_excess_loss_increase,
+                                    g.group, "loss_per_token", g.excess.value, policy.max_group_excess_loss_increase,
                                     result.excess_replicates[g.group])
                 for g in result.subgroups if not g.insufficient and g.excess is not None]
 
