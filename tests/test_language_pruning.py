@@ -321,6 +321,35 @@ def test_protection_holds_the_protected_items_and_pulls_the_mask_toward_them() -
     assert agreement(heavy, alone) > agreement(plain, alone)
 
 
+def test_balanced_and_protected_calibration_holds_each_groups_protected_items_in_equal_shares() -> None:
+    """--balance-groups with --protect: each group gives the same number of sequences; within a group its protected
+    items open its windows and weigh W, everything else weighs 1; each sequence belongs to its own group's text."""
+    from ticketaudit.pruning.language import encode_texts, grouped_protected_batches
+
+    tokenizer = tiny_tokenizer()
+    texts, groups = _grouped_texts()
+    marked = [i % 9 == 0 for i in range(len(texts))]  # items 0, 9 (ages) and 18, 27 (religions)
+    batches, owners, names, weights, covered, total = grouped_protected_batches(
+        tokenizer, texts, groups, marked, sequences=8, length=16, weight=5.0)
+    assert names == ("age", "religion") and owners.count(0) == owners.count(1) >= 1
+    assert len(batches) == len(owners) == len(weights) and all(len(w) == 16 for w in weights)
+    for index, name in enumerate(names):
+        rows = [i for i, g in enumerate(groups) if g == name]
+        first, _ = encode_texts(tokenizer, [texts[i] for i in rows if marked[i]])
+        held = [b[0] for b, o in zip(batches, owners) if o == index]
+        opening = torch.cat(held).tolist()[:min(len(first), 16)]
+        assert opening == first[:len(opening)]  # the group's protected tokens come first
+        group_weights = torch.cat([w for w, o in zip(weights, owners) if o == index])
+        assert float(group_weights[0]) == 5.0 and set(group_weights.tolist()) <= {1.0, 5.0}
+        rest, _ = encode_texts(tokenizer, [texts[i] for i in rows if not marked[i]])
+        own = first + tokenizer("\n\n", add_special_tokens=False)["input_ids"] + rest
+        for window in held:  # each window is a run of its group's own tokens
+            run = window.tolist()
+            assert any(own[i:i + len(run)] == run for i in range(len(own) - len(run) + 1))
+    assert 0 < covered <= total == sum(len(encode_texts(tokenizer, [t for t, g, m in zip(texts, groups, marked)
+                                                                    if g == name and m])[0]) for name in names)
+
+
 def test_prune_model_with_protected_items_records_them(tmp_path: Path) -> None:
     tokenizer = tiny_tokenizer()
     dense = save_tiny(tmp_path / "dense", tokenizer=tokenizer)
@@ -337,6 +366,15 @@ def test_prune_model_with_protected_items_records_them(tmp_path: Path) -> None:
     assert {k: protected[k] for k in ("column", "items", "of", "weight")} == {
         "column": "keep", "items": sum(w > 1 for w in weights), "of": len(texts), "weight": 8.0}
     assert 0 < protected["tokens_in_calibration"] <= protected["tokens"]
+    _, groups = _grouped_texts()
+    pd.DataFrame({"context": texts, "keep": ["yes" if w > 1 else "no" for w in weights], "topic": groups}).to_csv(
+        items, index=False)
+    run = run_cli([*base, "--protect", "keep", "--balance-groups", "topic", "--method", "wanda-worst-group",
+                   "--out", str(tmp_path / "both")])
+    assert run.code == 0, run.stderr
+    calibration = json.loads((tmp_path / "both" / "prune.json").read_text())["calibration"]
+    assert calibration["groups"] == ["age", "religion"] and calibration["balanced_by"] == "topic"
+    assert calibration["protected"]["items"] == sum(w > 1 for w in weights) and calibration["sequences_per_group"] >= 1
     pd.DataFrame({"context": texts, "keep": ["maybe"] * len(texts), "none": ["false"] * len(texts)}).to_csv(
         tmp_path / "bad.csv", index=False)
     for extra, words in ((["--protect", "keep", "--calibration", str(tmp_path / "bad.csv")], "'maybe'"),

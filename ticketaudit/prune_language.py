@@ -65,8 +65,17 @@ class CalibrationSource:
                   ) -> tuple[list[torch.Tensor], list[int] | None, list[torch.Tensor] | None, dict[str, Any]]:
         """The calibration sequences, each one's group index (or None), each one's token weights (or None) and the
         summary's entry."""
-        from .pruning.language import calibration_batches, grouped_calibration, protected_batches
+        from .pruning.language import (calibration_batches, grouped_calibration, grouped_protected_batches,
+                                       protected_batches)
 
+        if self.protected is not None and self.groups is not None:
+            batches, owners, names, token_weights, covered, total = grouped_protected_batches(
+                tokenizer, self.texts, self.groups, self.protected, sequences=sequences, length=length,
+                weight=self.protect_weight)
+            described = {**self.described, "groups": list(names), "sequences_per_group": len(batches) // len(names),
+                         "protected": {**self.described["protected"], "tokens": total,
+                                       "tokens_in_calibration": covered}}
+            return batches, owners, token_weights, described
         if self.protected is not None:
             batches, token_weights, covered, total = protected_batches(tokenizer, self.texts, self.protected,
                                                                 sequences=sequences, length=length,
@@ -106,16 +115,16 @@ def calibration_source(path: Path | None, *, text_column: str | None, balance_gr
     described: dict[str, Any] = {"source": f"{path.name} (sha256 {sha256_path(path)[:16]}), column '{text_column}'"}
     texts = frame[text_column].astype(str).tolist()
     if protect is not None:
-        if balance_groups is not None:
-            fail("--protect and --balance-groups cannot be combined yet: protect items on ungrouped calibration, or "
-                 "balance the groups without --protect.")
         marked = _protected(frame[protect], column=protect)
         if not 1.0 < protect_weight <= 1000.0:
             fail(f"--protect-weight must be above 1 (a weight of 1 protects nothing) and at most 1000; got "
                  f"{protect_weight}.")
         described["protected"] = {"column": protect, "items": int(sum(marked)), "of": len(marked),
                                   "weight": protect_weight}
-        return CalibrationSource(texts, None, described, marked, protect_weight)
+        if balance_groups is not None:
+            described["balanced_by"] = balance_groups
+        groups = frame[balance_groups].astype(str).tolist() if balance_groups is not None else None
+        return CalibrationSource(texts, groups, described, marked, protect_weight)
     if balance_groups is None:
         return CalibrationSource(texts, None, described)
     return CalibrationSource(texts, frame[balance_groups].astype(str).tolist(),

@@ -111,6 +111,44 @@ def grouped_calibration(tokenizer: Any, texts: list[str], groups: list[str], *, 
     return batches, owners, names
 
 
+def grouped_protected_batches(tokenizer: Any, texts: list[str], groups: list[str], protected: list[bool], *,
+                              sequences: int, length: int, weight: float
+                              ) -> tuple[list[torch.Tensor], list[int], tuple[str, ...], list[torch.Tensor], int, int]:
+    """Group-balanced calibration that holds the protected items: the same number of ``length``-token sequences
+    from each group (``sequences`` / groups, or fewer when the shortest group has fewer), each group's cut as
+    ``protected_batches`` cuts all items (its protected texts first, at most half its windows, weighing ``weight``;
+    then its other texts, evenly spaced). Returns the batches, each one's group index, the group names (sorted),
+    each batch's token weights, and the protected tokens held and in all."""
+    names = tuple(sorted(set(groups)))
+    if len(names) < 2:
+        fail(f"--balance-groups needs at least two groups in the calibration items; found {len(names)}.")
+    members = [[i for i, g in enumerate(groups) if g == name] for name in names]
+    sizes = []
+    for name, rows in zip(names, members):
+        tokens = len(encode_texts(tokenizer, [texts[i] for i in rows])[0])
+        if tokens < length:
+            fail(f"calibration group '{name}' has {tokens} tokens, fewer than one sequence of {length}; give more "
+                 "text for it, or leave it out of the calibration items.")
+        sizes.append(tokens)
+    share = max(1, min(sequences // len(names), *(size // length for size in sizes)))
+    batches, owners, weights, covered, total = [], [], [], 0, 0
+    for index, rows in enumerate(members):
+        group_texts, marked = [texts[i] for i in rows], [protected[i] for i in rows]
+        if any(marked):
+            cut, cut_weights, held, of = protected_batches(tokenizer, group_texts, marked, sequences=share,
+                                                           length=length, weight=weight)
+        else:
+            cut, _ = weighted_batches(tokenizer, group_texts, sequences=share, length=length)
+            cut_weights, held, of = [torch.ones(length, dtype=torch.float64) for _ in cut], 0, 0
+        batches += cut
+        weights += cut_weights
+        owners += [index] * len(cut)
+        covered, total = covered + held, total + of
+    least = min(owners.count(index) for index in range(len(names)))  # equal sequences (so tokens) per group
+    kept = [i for i, owner in enumerate(owners) if owners[:i + 1].count(owner) <= least]
+    return ([batches[i] for i in kept], [owners[i] for i in kept], names, [weights[i] for i in kept], covered, total)
+
+
 def row_mask(score: torch.Tensor, *, sparsity: float, pattern: tuple[int, int] | None) -> torch.Tensor:
     """Keep the highest-scoring weights of each output row (``score``: (out, in)): a share ``1 - sparsity`` of the
     row, or N of every M consecutive inputs for an N:M ``pattern``. Ties go to the earlier input."""
