@@ -6,8 +6,10 @@ Cases (issue: defaults that finish, item 3; 2 CPU cores):
 - text: a MiniLM-size BERT (6 layers, hidden 384) and its 50% ticket, 1,500 short texts: target <= 3 min;
 - --vit: a ViT-Base (86M parameters, 224 px), 600 images: target <= 10 min (its forward passes alone are long).
 Random weights from each config (no download): speed does not depend on training.
+``--alternatives-budget S``: instead, each case's pruning alternatives (``--alternatives``) against a budget of S
+seconds (issue: defaults that finish, item 2: kept within 1.5x).
 
-Run: python bench/defaults.py [--cases image,text] [--vit] [--threads 2]
+Run: python bench/defaults.py [--cases image,text] [--vit] [--threads 2] [--alternatives-budget 120]
 """
 
 from __future__ import annotations
@@ -62,7 +64,27 @@ def default_audit(folder: Path, data: str, extra: list[str], threads: int) -> tu
     return process_peak(command, threads=threads)
 
 
-def image_case(kind: str, rows: int, threads: int) -> str:
+def alternatives_line(name: str, folder: Path, data: str, extra: list[str], threads: int, budget: float) -> str:
+    """The alternatives' time against their budget: the audit with ``--analyses metrics`` alone and again with
+    ``--alternatives --alternatives-budget`` (the difference is the alternatives' own time), and what the JSON says
+    ran, was skipped and was estimated."""
+    import json
+
+    base, _ = default_audit(folder, data, [*extra, "--analyses", "metrics"], threads)
+    total, peak = default_audit(folder, data, [*extra, "--analyses", "metrics", "--alternatives",
+                                                "--alternatives-budget", str(budget)], threads)
+    priced = json.loads((folder / "report.json").read_text())["alternatives"].get("budget", {})
+    spent = total - base
+    return (f"| {name}: alternatives | {spent:.0f} s of a {budget:.0f} s budget (**{spent / budget:.2f}x**; "
+            f"estimated {priced.get('estimated_seconds', float('nan')):.0f} s) | ran {_jobs(priced.get('ran', []))}; "
+            f"skipped {_jobs(priced.get('skipped', [])) or 'none'} | {peak:.2f} GiB |")
+
+
+def _jobs(jobs: list) -> str:
+    return ", ".join(f"{j['job']} ({j['estimated_seconds']} s)" if isinstance(j, dict) else str(j) for j in jobs)
+
+
+def image_case(kind: str, rows: int, threads: int, budget: float | None = None) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         table = write_images(folder, rows)
@@ -70,12 +92,15 @@ def image_case(kind: str, rows: int, threads: int) -> str:
         dense, ticket, processor = image_models(kind)
         save(folder, dense, ticket, processor)
         torch.set_num_threads(threads)
+        if budget is not None:
+            return alternatives_line(f"{kind} 224 px, {rows} images", folder, "images.csv", ["--image", "path"],
+                                     threads, budget)
         forward = image_loop(dense, ticket, processor, folder, table["path"].tolist(), device="cpu")
         seconds, peak = default_audit(folder, "images.csv", ["--image", "path"], threads)
         return _line(f"{kind} 224 px, {rows} images", seconds, peak, forward, folder)
 
 
-def text_case(rows: int, threads: int) -> str:
+def text_case(rows: int, threads: int, budget: float | None = None) -> str:
     from text_attributions import VOCAB, models
 
     from text_audit import plain_loop as text_loop
@@ -92,6 +117,9 @@ def text_case(rows: int, threads: int) -> str:
             model.save_pretrained(str(folder / name))
             tokenizer.save_pretrained(str(folder / name))  # type: ignore[attr-defined]
         torch.set_num_threads(threads)
+        if budget is not None:
+            return alternatives_line(f"MiniLM-size BERT, {rows} short texts", folder, "texts.csv",
+                                     ["--text", "review"], threads, budget)
         forward = text_loop(dense, ticket, tokenizer, texts, max_length=512, device="cpu")
         seconds, peak = default_audit(folder, "texts.csv", ["--text", "review"], threads)
         return _line(f"MiniLM-size BERT, {rows} short texts", seconds, peak, forward, folder)
@@ -114,18 +142,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--images", type=int, default=600)
     parser.add_argument("--texts", type=int, default=1500)
+    parser.add_argument("--alternatives-budget", type=float, default=None,
+                        help="instead: each case's pruning alternatives against this budget (seconds)")
     args = parser.parse_args()
+    budget = args.alternatives_budget
     print("| case | default audit | both models' plain forward passes | peak RSS | precision | analyses | "
           "attribution sample |")
     print("|---|---|---|---|---|---|---|")
     started = time.perf_counter()
     for case in args.cases.split(","):
         if case == "image":
-            print(image_case("mobilenetv2", args.images, args.threads), flush=True)
+            print(image_case("mobilenetv2", args.images, args.threads, budget), flush=True)
         elif case == "text":
-            print(text_case(args.texts, args.threads), flush=True)
+            print(text_case(args.texts, args.threads, budget), flush=True)
     if args.vit:
-        print(image_case("vit", args.images, args.threads), flush=True)
+        print(image_case("vit", args.images, args.threads, budget), flush=True)
     print(f"(bench wall time {time.perf_counter() - started:.0f} s)")
 
 

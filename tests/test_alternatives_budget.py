@@ -58,6 +58,24 @@ def test_an_expensive_model_is_priced_by_its_multiply_adds() -> None:
     assert 60 < dear.recovery_seconds("finetune", 3) < 600
 
 
+def test_the_group_aware_swap_search_is_priced_on_models_without_per_row_gradients() -> None:
+    """On a CNN or transformer the group-aware methods' swap search re-runs the calibration rows once per swap budget
+    and layout (``SEARCH_PASSES``); an MLP's search is inside its fitted per-row-gradient price."""
+    import dataclasses
+
+    from ticketaudit.pruning.anchored import SWAP_BUDGETS
+    from ticketaudit.pruning.budget import SALIENCY_PASSES, SEARCH_PASSES
+
+    assert SEARCH_PASSES == 2 + 2 * (len(SWAP_BUDGETS) - 1)
+    mlp = _workload(MLP(in_features=64, hidden=[32, 32], out_features=2), 64)
+    other = dataclasses.replace(mlp, per_row_gradients=False)
+    assert other.mask_seconds("worst-group") == pytest.approx(
+        other.forward_seconds(12_000, SALIENCY_PASSES) + other.forward_seconds(30_000, SEARCH_PASSES))
+    assert other.mask_seconds("group-balanced", fraction=0.5) == pytest.approx(0.5 * other.mask_seconds("worst-group"))
+    assert mlp.mask_seconds("worst-group") == pytest.approx(
+        mlp.forward_seconds(12_000, SALIENCY_PASSES) + 1.4e-8 * mlp.weights * 12_000)
+
+
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("budget")

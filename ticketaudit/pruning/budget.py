@@ -13,6 +13,7 @@ from typing import Any
 
 from ..analyses.base import number
 from ..analyses.cost import BACKWARD, RowCost
+from .anchored import SWAP_BUDGETS
 
 SALIENCY_PASSES = 3 * (1.0 + BACKWARD)
 """Forward-pass equivalents per row of group saliency (per-row gradients of the logit margin: a forward and a
@@ -23,6 +24,10 @@ model's forward)."""
 STATISTICS_SECONDS_PER_ROW = 6e-5
 """Seconds per evaluation row to compare one candidate with the dense model (paired statistics, 1,000-replicate
 bootstrap), on 2 CPU cores: what dominates on small models (about 1 s at 16,000 rows)."""
+SEARCH_PASSES = 2 + 2 * (len(SWAP_BUDGETS) - 1)
+"""Forward passes over the calibration rows of the group-aware methods' swap search (``pruning.anchored``): the
+dense model's answers, magnitude's mask, and each swap budget tried across the whole model and within each layer.
+Cheap on an MLP; on a 224-px CNN they are most of the method's time (unpriced, a MobileNetV2's alternatives ran 2.7x their budget)."""
 OVERHEAD_SECONDS = 0.5
 """Fixed cost of one candidate (copies of the model, mask bookkeeping)."""
 PER_ROW_GRADIENT_SECONDS = 1.4e-8
@@ -111,7 +116,8 @@ class Workload:
         if method in ("group-balanced", "worst-group"):
             saliency = self.saliency_rows * fraction
             gradients = PER_ROW_GRADIENT_SECONDS * self.weights * saliency if self.per_row_gradients else 0.0
-            return self.forward_seconds(saliency, SALIENCY_PASSES) + gradients
+            search = 0.0 if self.per_row_gradients else self.forward_seconds(rows, SEARCH_PASSES)  # MLPs: in the fit
+            return self.forward_seconds(saliency, SALIENCY_PASSES) + gradients + search
         if method == "structured":
             return self.forward_seconds(rows, 1.0 + BACKWARD)
         return 0.0
