@@ -28,6 +28,9 @@ SEARCH_PASSES = 2 + 2 * (len(SWAP_BUDGETS) - 1)
 """Forward passes over the calibration rows of the group-aware methods' swap search (``pruning.anchored``): the
 dense model's answers, magnitude's mask, and each swap budget tried across the whole model and within each layer.
 Cheap on an MLP; on a 224-px CNN they are most of the method's time (unpriced, a MobileNetV2's alternatives ran 2.7x their budget)."""
+EVALUATION_PRECISION = "float64"
+"""What each candidate is compared in (``alternatives._Evaluator``: a float64 copy): priced as such — a 224-px CNN runs
+float64 convolutions several times slower than float32 (its magnitude jobs took 4x their float32 price)."""
 OVERHEAD_SECONDS = 0.5
 """Fixed cost of one candidate (copies of the model, mask bookkeeping)."""
 PER_ROW_GRADIENT_SECONDS = 1.4e-8
@@ -106,8 +109,8 @@ class Workload:
     per_row_gradients: bool
     """Whether the saliency takes exact per-row gradients (MLPs) rather than micro-batches."""
 
-    def forward_seconds(self, rows: float, passes: float) -> float:
-        return self.row.seconds(passes=passes, precision="float32") * rows
+    def forward_seconds(self, rows: float, passes: float, *, precision: str = "float32") -> float:
+        return self.row.seconds(passes=passes, precision=precision) * rows
 
     def mask_seconds(self, method: str, *, fraction: float = 1.0) -> float:
         """Choosing one mask: magnitude methods read the weights only; the group-aware ones measure saliency per
@@ -129,8 +132,8 @@ class Workload:
         return self.forward_seconds(self.calibration_rows * fraction, passes) * epochs
 
     def evaluation_seconds(self) -> float:
-        return (self.forward_seconds(self.evaluation_rows, 1.0) + self.evaluation_rows * STATISTICS_SECONDS_PER_ROW
-                + OVERHEAD_SECONDS)
+        return (self.forward_seconds(self.evaluation_rows, 1.0, precision=EVALUATION_PRECISION)
+                + self.evaluation_rows * STATISTICS_SECONDS_PER_ROW + OVERHEAD_SECONDS)
 
     def candidate_seconds(self, method: str, *, recover: str, epochs: int, rounds: int, fraction: float = 1.0) -> float:
         """One ticket: ``rounds`` of choosing a mask and recovering, then its comparison with the dense model."""
