@@ -58,7 +58,7 @@ def test_a_text_longer_than_the_model_keeps_its_first_tokens_and_an_empty_one_is
     assert inputs.truncated.tolist() == [True, False]
     assert token_counts(inputs).tolist()[0] == 15  # the prefix token and 15 of the text's
     assert inputs.continuations[0][0].tolist() == tokenizer.encode(long_text, add_special_tokens=False)[:15]
-    with pytest.raises(ValueError, match=r"1 text\(s\) have no tokens \(rows 2\)"):
+    with pytest.raises(ValueError, match=r"^no tokens in 1 row \(1\)$"):
         encode_texts(["the cat", ""], tokenizer=tokenizer, limit=16)
 
 
@@ -213,7 +213,7 @@ def test_likelihood_needs_a_text_column_and_a_language_model(texts_case: tuple[P
     pd.DataFrame({"text": ["the cat", ""], "sex": ["F", "M"]}).to_csv(empty, index=False)
     run = run_cli(["report", "--dense", str(dense), "--ticket", str(ticket), "--data", str(empty), "--task",
                    "likelihood", "--text", "text", "--sensitive", "sex", "--json", str(tmp_path / "a.json")])
-    assert run.code == 2 and "1 text(s) are missing (rows 2)" in run.stderr and not (tmp_path / "a.json").exists()
+    assert run.code == 2 and "is missing in 1 row (1): no text to score" in run.stderr and not (tmp_path / "a.json").exists()
 
 
 def test_too_few_texts_per_group_is_never_a_pass(texts_case: tuple[Path, Path, Path], tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import fail
+from ._validation import fail, rows_words
 from .analyses import registry
 from .analyses.base import AnalysisSettings, FinishContext
 from .analyses.builtin.likelihood import TextScores
@@ -46,13 +46,14 @@ def audit_texts(options: Any, *, dense: Any, ticket: Any, mask: Any, tokenizer: 
     groups = build_groups(table.frame, list(options.sensitive))
     limit = model_limit(dense_model.module.config)
     inputs = _encoded(table.frame, column=str(options.text), tokenizer=dense_model.tokenizer, limit=limit)
+    counts = token_counts(inputs)
     choice = choose_precision(options.precision, models=(dense_model.module, ticket_model.module),  # a token costs
-                              device=options.engine.device, rows=int(token_counts(inputs).sum()))  # its parameters
+                              device=options.engine.device, rows=int(counts.sum()))  # its parameters
     tokens = options.engine.batch_size or DEFAULT_TOKENS
     scores = _scores((dense_model, ticket_model), inputs, device=options.engine.device, precision=choice.name,
                      tokens=tokens, step=step)
     step("Measuring groups and bootstrapping", 0, 1)
-    state = TextScores(dense=scores[0], ticket=scores[1], tokens=token_counts(inputs), groups=groups,
+    state = TextScores(dense=scores[0], ticket=scores[1], tokens=counts, groups=groups,
                        truncated=int(inputs.truncated.sum()), limit=limit,
                        prefix=str(dense_model.tokenizer.decode([int(inputs.contexts[0][0])])))
     results, notes, checks = _analysed(options, state, ticket_model, requested=requested, step=step)
@@ -76,9 +77,8 @@ def _encoded(frame: Any, *, column: str, tokenizer: Any, limit: int) -> Any:
         fail(f"--text column '{column}' is not in the data (columns: {', '.join(map(str, frame.columns[:10]))}).")
     missing = np.flatnonzero(frame[column].isna().to_numpy())
     if len(missing):
-        shown = ", ".join(str(r + 1) for r in missing[:5]) + (", ..." if len(missing) > 5 else "")
-        fail(f"column '{column}': {len(missing)} text(s) are missing (rows {shown}) and have no tokens to score; "
-             "drop those rows or fill them.")
+        fail(f"column '{column}' is missing in {rows_words(len(missing), missing)}: no text to score; drop those rows "
+             "or fill them.")
     try:
         return encode_texts(frame[column].astype(str).tolist(), tokenizer=tokenizer, limit=limit)
     except ValueError as error:

@@ -13,13 +13,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._validation import rows_words
 from .encode import prefix_token
 from .scoring import ChoiceInputs, choice_loglikelihoods
 
 
 def encode_texts(texts: Sequence[str], *, tokenizer: Any, limit: int) -> ChoiceInputs:
     """Each text as the single continuation of the prefix token; one longer than ``limit`` - 1 tokens keeps its
-    first tokens (``truncated``). An empty text raises ``ValueError`` naming its rows."""
+    first tokens (``truncated``). An empty text raises ``ValueError`` naming its rows (0-based)."""
     prefix = np.array([prefix_token(tokenizer)], dtype=np.int64)
     continuations, truncated, empty = [], [], []
     for row, text in enumerate(texts):
@@ -29,8 +30,7 @@ def encode_texts(texts: Sequence[str], *, tokenizer: Any, limit: int) -> ChoiceI
         truncated.append(len(tokens) > limit - 1)
         continuations.append((tokens[:limit - 1],))
     if empty:
-        shown = ", ".join(str(r + 1) for r in empty[:5]) + (", ..." if len(empty) > 5 else "")
-        raise ValueError(f"{len(empty)} text(s) have no tokens (rows {shown})")
+        raise ValueError(f"no tokens in {rows_words(len(empty), empty)}")
     return ChoiceInputs(contexts=tuple(prefix for _ in texts), continuations=tuple(continuations),
                         answers=tuple(np.zeros(1, dtype=np.int64) for _ in texts), n_answers=1,
                         truncated=np.array(truncated, dtype=bool))

@@ -162,9 +162,9 @@ def _continued(module: torch.nn.Module, cache: Any, choices: list[np.ndarray], *
     at_once = max(1, SOFTMAX_VALUES // max(1, logits.shape[1] * logits.shape[2]))  # a few rows' softmax at a time
     picked = torch.cat([_log_softmax(rows).gather(2, wanted[:, :, None])[:, :, 0]
                         for rows, wanted in zip(logits.split(at_once), targets.to(device).split(at_once))])
-    lengths = target_mask.sum(dim=1).tolist()
+    scored = target_mask.sum(dim=1).tolist()
     values = picked.to("cpu", torch.float64).numpy()  # summed exactly: a choice's sum never depends on its padding
-    return torch.tensor([math.fsum(row[:n]) for row, n in zip(values, lengths)], dtype=picked.dtype, device=device)
+    return torch.tensor([math.fsum(row[:n]) for row, n in zip(values, scored)], dtype=picked.dtype, device=device)
 
 
 SOFTMAX_VALUES = 2**22
