@@ -12,7 +12,7 @@ from helpers import synthetic_inputs
 from sklearn.metrics import accuracy_score, precision_score, recall_score
 
 from ticketaudit.analyses.cells import build_cells, metrics_from_sums
-from ticketaudit.analyses.performance import analyse_performance
+from ticketaudit.analyses.performance import analyse_performance, metric_names, sklearn_metrics
 from ticketaudit.data import MISSING, build_groups
 
 
@@ -54,6 +54,11 @@ def test_counts_path_equals_fairlearn_path() -> None:
     for ga, gb in zip((a.overall, *a.subgroups), (b.overall, *b.subgroups)):
         for name in ga.metrics:
             assert ga.metrics[name].dense == pytest.approx(gb.metrics[name].dense, abs=1e-12, nan_ok=True)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3, 5])
+def test_metric_names_are_those_fairlearn_and_sklearn_define(n_classes: int) -> None:
+    assert metric_names(n_classes) == list(sklearn_metrics(n_classes))
 
 
 def test_ece_matches_a_direct_computation() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,8 +25,15 @@ MIN_RATE_DOMAIN = 10
 GAP_METRICS = {2: ("accuracy", "tpr", "fpr", "selection_rate"), "multi": ("accuracy", "macro_recall")}
 
 
+def metric_names(n_classes: int) -> list[str]:
+    """The names ``sklearn_metrics`` defines, without importing fairlearn (a second on a cold start)."""
+    if n_classes == 2:
+        return ["accuracy", "tpr", "fpr", "selection_rate", "precision"]
+    return ["accuracy", *(f"recall:{k}" for k in range(n_classes))]
+
+
 def sklearn_metrics(n_classes: int) -> dict[str, Callable[..., float]]:
-    """Metric definitions from fairlearn / scikit-learn, keyed by our metric names."""
+    """Metric definitions from fairlearn / scikit-learn, keyed by our metric names (``metric_names``)."""
     from fairlearn.metrics import false_positive_rate, selection_rate, true_positive_rate  # on use: import cost
     from sklearn.metrics import accuracy_score, precision_score
 
@@ -166,9 +174,14 @@ def _metricframe_values(settings: AnalysisSettings, cells: CellTable) -> dict[st
     their row counts as ``sample_weight``: the same values as on the rows (counts are exact), at a
     cost independent of the row count.
     """
+    groups = settings.groups
+    sizes = Counter(group.attribute for group in groups.groups)
+    small = {attribute for attribute, size in sizes.items() if size <= METRICFRAME_MAX_GROUPS}
+    out: dict[str, dict[str, dict[str, float]]] = {model: {} for model in MODELS}
+    if not small:  # every family is read from the counts: no cells to merge, no fairlearn to import
+        return out
     from fairlearn.metrics import MetricFrame
 
-    groups = settings.groups
     n_classes = len(settings.class_names)
     parts = cells.decode()
     key = parts["stratum"]
@@ -182,14 +195,12 @@ def _metricframe_values(settings: AnalysisSettings, cells: CellTable) -> dict[st
     preds = {"dense": dense_pred, "ticket": ticket_pred}
     families: dict[str, np.ndarray] = {}
     for group in groups.groups:  # each stratum's group in each family, from the groups' own strata
-        family = families.setdefault(group.attribute, np.empty(groups.n_strata, dtype=object))
-        family[list(group.strata)] = group.name
+        if group.attribute in small:
+            family = families.setdefault(group.attribute, np.empty(groups.n_strata, dtype=object))
+            family[list(group.strata)] = group.name
     families = {attribute: per_stratum[stratum] for attribute, per_stratum in families.items()}
     metrics = sklearn_metrics(n_classes)
     weights = {name: {"sample_weight": weight} for name in metrics}
-    out: dict[str, dict[str, dict[str, float]]] = {}
-    families = {attribute: cell_groups for attribute, cell_groups in families.items()
-                if len(set(cell_groups)) <= METRICFRAME_MAX_GROUPS}
     for model in MODELS:
         values: dict[str, dict[str, float]] = {}
         for attribute, cell_groups in families.items():
@@ -304,10 +315,10 @@ def performance_from_cells(inputs: AnalysisSettings, cells: CellTable, *,
     """``analyse_performance`` from the cells alone: what chunked and sharded audits merge."""
     n_classes = len(inputs.class_names)
     seen = _observe(inputs, cells, point_estimates=point_estimates)
-    metric_names = list(sklearn_metrics(n_classes)) + ["ece"]
+    names = metric_names(n_classes) + ["ece"]
     if n_classes > 2:
-        metric_names.insert(1, "macro_recall")
-    columns = {metric: _metric_columns(seen, metric) for metric in metric_names}
+        names.insert(1, "macro_recall")
+    columns = {metric: _metric_columns(seen, metric) for metric in names}
     results = _group_results(seen, columns)
     overall = results.pop()
     return PerformanceResult(task="binary" if n_classes == 2 else "multiclass", classes=inputs.class_names,
