@@ -321,7 +321,9 @@ def audit(
         analysed = _analyse(options, loaded, planned, state, progress=step)
         checks = _gate(options.policy, loaded, analysed.results)
         alternative_result = None
-        if options.prune is not None:
+        if options.prune is not None and options.task is not None:
+            alternative_result = _language_alternatives(options, loaded, planned, dense=dense, data=data, step=step)
+        elif options.prune is not None:
             step("Pruning alternatives at the same sparsity", 0, 1)
             alternative_result = _alternatives(options, loaded, planned)
         step("Done", 1, 1)
@@ -338,6 +340,38 @@ def _alternatives(options: AuditOptions, loaded: _Loaded, planned: _Planned) -> 
         n_boot=options.n_boot, train_frame=planned.train_frame, audited=loaded.ticket,
         batch_size=modality.matrix_batch_size(planned.context.batch_size), explicit_methods=False,
         inputs_of=modality.matrix)
+
+
+def _language_alternatives(options: AuditOptions, loaded: _Loaded, planned: _Planned, *, dense: Any, data: Any,
+                           step: Callable[[str, int, int], None]) -> AlternativesResult:
+    """``--alternatives`` on a language model: candidates of each method at the ticket's decoder sparsity, compared on
+    the evaluation half of the items (``pruning.language_alternatives``)."""
+    from .pruning.language_alternatives import LanguageSetup, find_language_alternatives, split_items
+
+    assert options.prune is not None and options.task is not None and planned.rows.frame is not None
+    context, frame = planned.context, planned.rows.frame
+    modality = context.modality
+    step("Alternatives: the dense model on the evaluation items", 0, 1)
+    calibration = split_items(frame, sensitive=options.sensitive[0], benchmark=modality.benchmark,
+                              prompts=modality.prompts(frame) if modality.has_prompts else [], seed=options.seed)
+    setup = LanguageSetup(dense=loaded.dense, audited=loaded.ticket, modality=modality, frame=frame,
+                          calibration=calibration, target=options.target, sensitive=list(options.sensitive),
+                          class_names=planned.class_names, n_outputs=planned.n_outputs, policy=options.policy,
+                          n_boot=options.n_boot, seed=options.seed, device=context.device,
+                          precision=context.precision, batch_size=context.batch_size)
+    task = options.task
+    source = {"dense": str(dense) if isinstance(dense, (str, Path)) else None,
+              "data": str(data) if isinstance(data, (str, Path)) else None,
+              "task_options": _task_options(task, target=options.target, sensitive=options.sensitive)}
+    return find_language_alternatives(setup, budget_seconds=options.prune.budget_seconds,
+                                      save_to=options.prune.save_to, source=source, progress=step)
+
+
+def _task_options(task: ChoiceTask, *, target: str, sensitive: tuple[str, ...]) -> str:
+    """The ``report`` options that name the user's items' columns (for the re-audit command of a saved candidate)."""
+    prompt = f"--prompt {task.prompt}" if task.template is None and task.prompt else "--prompt-template TEMPLATE"
+    return (f"--task {task.kind} {prompt} --choices {','.join(task.choices)} --target {target} "
+            f"--sensitive {','.join(sensitive)}")
 
 
 def _options(arguments: dict[str, Any]) -> AuditOptions:
@@ -437,10 +471,27 @@ def _load(options: AuditOptions, *, dense: Any, ticket: Any, mask: Any, tokenize
                                features=options.features, text=options.text, image=options.image, task=options.task)
     if options.image_processor is not None and modality.name != "image":
         fail("--image-processor belongs to image models (with --image COL); leave it out for this model.")
-    if options.prune is not None and not modality.prunable:
+    if options.prune is not None and not modality.prunable and options.task is None:
         fail(f"--alternatives does not work on models that read {modality.name}s.")
+    if options.prune is not None and options.task is not None and (options.train_data is not None
+                                                                   or options.prune.recover != "none"):
+        fail("--train-data and --recover belong to the alternatives of classifiers; a language model's alternatives "
+             "calibrate on half of its items and the shipped text: leave them out.")
+    if options.prune is not None and options.task is not None and options.prune.save_to is not None:
+        _check_new_directory(options.prune.save_to)
     analyses, skipped = _choose_analyses(options.requested, dense_model, ticket_model, modality)
     return _Loaded(dense=dense_model, ticket=ticket_model, modality=modality, analyses=analyses, notes=tuple(skipped))
+
+
+def _check_new_directory(path: Path) -> None:
+    """Where the alternatives are saved: a new (or empty) directory in a writable folder, checked before any work."""
+    from ._io import check_writable
+
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        fail(f"--alternatives-out '{path}' already exists and is not an empty directory; the candidates are saved in "
+             "a new one: name another, or remove it.")
+    if not path.exists():
+        check_writable(path, what="--alternatives-out")
 
 
 def _plan(options: AuditOptions, loaded: _Loaded, *, data: Any, scratch: Path) -> _Planned:
@@ -455,7 +506,7 @@ def _plan(options: AuditOptions, loaded: _Loaded, *, data: Any, scratch: Path) -
                          sensitive=list(options.sensitive), target=options.target,
                          in_memory=loaded.modality.in_memory or options.prune is not None)
     train_frame = None
-    if options.prune is not None:  # before any model runs: a bad training table fails fast
+    if options.prune is not None and options.task is None:  # before any model runs: a bad training table fails fast
         assert rows.frame is not None
         train_frame = (load_table(options.train_data, text_columns=(*options.sensitive, options.target)).frame
                        if options.train_data is not None else None)

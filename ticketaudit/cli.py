@@ -210,6 +210,7 @@ def report(
     train_data: Annotated[Optional[str], typer.Option(help="Training table for --alternatives (masks, fine-tuning); without it the audit data is split by group.")] = None,
     recover: Annotated[str, typer.Option(help=f"Recovery for --alternatives: {listed(RECOVERIES)} (all but none need --train-data).")] = "none",
     alternatives_budget: Annotated[float, typer.Option(help="Estimated seconds the pruning alternatives may take on 2 CPU cores (priced from counted multiply-adds, so the same jobs run on every machine); jobs past it are skipped and named in the report.")] = 600.0,
+    alternatives_out: Annotated[Optional[Path], typer.Option(help="Language models: the new directory --alternatives saves its candidates in (Hugging Face directories, the evaluation items, each one's re-audit command) [default: REPORT-alternatives beside the HTML report].")] = None,
     engine: Annotated[str, typer.Option(help=f"{listed(ENGINES)}: this process, or Ray workers with the same results (needs ticketaudit\\[ray]).")] = "local",
     ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster to join (host:port or ray://host:10001) [default: start Ray here].")] = None,
     num_workers: Annotated[int, typer.Option(help="Ray workers, each loading both models once (never changes results).")] = 2,
@@ -229,15 +230,12 @@ def report(
     """Audit a ticket against its dense model; exit 0 pass, 1 fail, 2 bad input, 3 internal error."""
     from .audit import audit
     from .config import Policy
-    from .pruning.alternatives import PruneSettings
     from .outputs import WorkflowOutputs, write_report
     from .report.render import command_line
 
-    if not alternatives and (train_data is not None or recover != "none"):
-        raise InvalidInputError("--train-data and --recover belong to --alternatives; add --alternatives or drop them.")
-    prune_settings = PruneSettings(recover=recover, budget_seconds=alternatives_budget) if alternatives else False
-
     html_path = out if out is not None else paths.default_report_path()
+    prune_settings = _prune_settings(alternatives, train_data=train_data, recover=recover, budget=alternatives_budget,
+                                     save_to=alternatives_out, html_path=html_path)
     workflow = WorkflowOutputs(junit=junit, markdown=markdown, model_card=model_card, mlflow=_mlflow_uri(mlflow),
                                model_name=Path(ticket).name if ticket else "ticket", groups_table=groups_table,
                                all_groups=all_groups)
@@ -284,7 +282,26 @@ def report(
     _print_summary(result, html_path, json_path)
     for option, path in workflow.paths().items():
         _say(f"{option.removeprefix('--')}: {path}")
+    if prune_settings and any(c.saved_to for c in result.alternatives.candidates):
+        _say(f"alternatives: {result.alternatives.recommendation}")
+        _say(f"candidates: {prune_settings.save_to} (each with candidate.json: the command that audits it again)")
     return EXIT_FAIL if result.gate_failed else EXIT_PASS
+
+
+def _prune_settings(alternatives: bool, *, train_data: str | None, recover: str, budget: float, save_to: Path | None,
+                    html_path: Path) -> Any:
+    """``report --alternatives``' settings (False without it); a language model's candidates are saved in
+    ``save_to``, by default REPORT-alternatives beside the HTML report."""
+    from .pruning.alternatives import PruneSettings
+
+    if not alternatives and (train_data is not None or recover != "none"):
+        raise InvalidInputError("--train-data and --recover belong to --alternatives; add --alternatives or drop them.")
+    if save_to is not None and not alternatives:
+        raise InvalidInputError("--alternatives-out belongs to --alternatives; add --alternatives or drop it.")
+    if not alternatives:
+        return False
+    return PruneSettings(recover=recover, budget_seconds=budget,
+                         save_to=save_to or html_path.parent / f"{html_path.stem}-alternatives")
 
 
 OUTPUT_WORDS = {"--out": "report", "--json": "JSON report", "--junit": "JUnit XML", "--markdown": "Markdown summary",

@@ -159,3 +159,15 @@ def bbq_identity_words(frame: pd.DataFrame) -> list[tuple[str, ...]]:
         apart = set.symmetric_difference(*named) if len(named) == 2 else set()
         out.append(tuple(sorted(w for w in apart if w not in ENGLISH_STOP_WORDS)))
     return out
+
+
+def write_bbq_items(path: Path, positions: Any, out: Path) -> None:
+    """The release's lines of the items at ``positions`` (the order ``read_bbq`` reads them in), as one JSONL file
+    that ``read_bbq`` reads back as exactly those items."""
+    wanted = set(int(p) for p in positions)
+    with out.open("w", encoding="utf-8") as handle:
+        for index, (_, _, record) in enumerate(_records(path)):
+            if index in wanted:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            if index >= max(wanted, default=-1):
+                break

@@ -11,6 +11,7 @@ import copy
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -59,6 +60,9 @@ class PruneSettings:
     epochs: int = 3
     budget_seconds: float | None = DEFAULT_BUDGET_SECONDS
     """Estimated seconds the alternatives may take (``pruning.budget``; None: no budget)."""
+    save_to: Path | None = None
+    """Language models: the directory the candidates are saved in (Hugging Face directories, the evaluation items
+    and each one's re-audit command); None: not saved."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "methods", check_methods(list(self.methods)))
@@ -107,6 +111,9 @@ class Candidate:
     passes: bool
     failed_checks: tuple[str, ...]
     saved_to: str | None = None
+    language: dict[str, Any] | None = None
+    """Language models: the policy verdict, loss per token, the benchmark's scores and the paired accuracy change
+    against the audited ticket (``pruning.language_alternatives``)."""
     mask: Mask | None = field(default=None, repr=False)
     module: nn.Module | None = field(default=None, repr=False)
 
@@ -118,6 +125,8 @@ class Candidate:
                "gap_widening": self.gap_widening.to_dict(),
                "group_accuracy": {g: number(v) for g, v in self.group_accuracy.items()},
                "passes_policy": self.passes, "failed_checks": list(self.failed_checks), "saved_to": self.saved_to}
+        if self.language is not None:
+            out["language"] = self.language
         if self.max_excess_drop is not None:
             out["max_excess_drop"] = {"group": self.max_excess_drop[0], **self.max_excess_drop[1].to_dict()}
         return out
