@@ -162,9 +162,15 @@ def test_an_alternative_is_preferred_only_when_the_paired_interval_shows_it() ->
     assert recommend_language([audited, noisy])[1] == AUDITED
     assert recommend_language([audited, noisy, shown])[1] == "sparsegpt"
     assert recommend_language([audited, worse_verdict])[1] == AUDITED
+    unsure = _candidate(AUDITED, verdict="inconclusive", gain=None)
+    text, best = recommend_language([unsure, noisy])
+    assert best is None and "cannot show it passes" in text  # never "keep" what the data cannot show passes
     failing = _candidate(AUDITED, verdict="fail", gain=None)
-    text, best = recommend_language([failing, _candidate("wanda", verdict="inconclusive", gain=(0.0, -0.1, 0.1))])
-    assert best == "wanda" and "cannot show that it passes" in text
+    unfailed = _candidate("wanda", verdict="inconclusive", gain=(0.0, -0.1, 0.1))
+    text, best = recommend_language([failing, unfailed])
+    assert best is None and "wanda" in text and "cannot show they pass" in text  # named, never recommended
+    passing = _candidate("sparsegpt", verdict="pass", gain=(-0.01, -0.1, 0.08), accuracy=0.5)
+    assert recommend_language([failing, unfailed, passing])[1] == "sparsegpt"  # shown within every tolerance
     assert recommend_language([failing, _candidate("wanda", verdict="fail", gain=(0.0, -0.1, 0.1))])[1] is None
 
 

@@ -351,7 +351,6 @@ def _language_alternatives(options: AuditOptions, loaded: _Loaded, planned: _Pla
     assert options.prune is not None and options.task is not None and planned.rows.frame is not None
     context, frame = planned.context, planned.rows.frame
     modality = context.modality
-    step("Alternatives: the dense model on the evaluation items", 0, 1)
     calibration = split_items(frame, sensitive=options.sensitive[0], benchmark=modality.benchmark,
                               prompts=modality.prompts(frame) if modality.has_prompts else [], seed=options.seed)
     setup = LanguageSetup(dense=loaded.dense, audited=loaded.ticket, modality=modality, frame=frame,

@@ -161,13 +161,11 @@ def bbq_identity_words(frame: pd.DataFrame) -> list[tuple[str, ...]]:
     return out
 
 
-def write_bbq_items(path: Path, positions: Any, out: Path) -> None:
-    """The release's lines of the items at ``positions`` (the order ``read_bbq`` reads them in), as one JSONL file
-    that ``read_bbq`` reads back as exactly those items."""
-    wanted = set(int(p) for p in positions)
+
+def write_bbq_items(path: Path, keys: set[tuple[str, int]], out: Path) -> None:
+    """The release's lines of the items whose (category, example_id) is in ``keys`` (unique in the release), in the
+    order ``read_bbq`` reads them, as one JSONL file that ``read_bbq`` reads back as exactly those items."""
     with out.open("w", encoding="utf-8") as handle:
-        for index, (_, _, record) in enumerate(_records(path)):
-            if index in wanted:
+        for _, _, record in _records(path):
+            if (str(record["category"]), int(record["example_id"])) in keys:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-            if index >= max(wanted, default=-1):
-                break

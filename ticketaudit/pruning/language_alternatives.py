@@ -138,7 +138,7 @@ class LanguageSetup:
         self.labels, _ = encode_target(self.evaluation, self.target, n_outputs=self.n_outputs,
                                        labels=self.dense.labels, require_every_class=False)
         self.groups = build_groups(self.evaluation, self.sensitive)
-        self.dense_proba = self.probabilities(self.dense.module)
+        self.dense_proba = np.empty((0, 0))  # the dense model's answers: computed first by the alternatives
 
     def probabilities(self, module: nn.Module) -> np.ndarray:
         return ModelRunner(module, device=self.device, precision=self.precision).probabilities(
@@ -259,7 +259,8 @@ def price_jobs(setup: LanguageSetup, *, loss_tokens: int) -> dict[str, float]:
     hessian = sum(n_in * n_in * (SEQUENCES * LENGTH + n_in + n_out) for n_out, n_in in _linear_sizes(setup.dense.module))
     prune = {"magnitude": 0.0, "wanda": calibration, "wanda-worst-group": calibration,
              "sparsegpt": calibration + hessian / rate}
-    return {name: prune[method] + evaluate for name, method, _ in LANGUAGE_CANDIDATES} | {AUDITED: evaluate}
+    return ({name: prune[method] + evaluate for name, method, _ in LANGUAGE_CANDIDATES}
+            | {AUDITED: 2 * evaluate})  # the dense model's answers and loss, then the audited ticket's
 
 
 def find_language_alternatives(setup: LanguageSetup, *, budget_seconds: float | None, save_to: Path | None,
@@ -279,18 +280,27 @@ def find_language_alternatives(setup: LanguageSetup, *, budget_seconds: float | 
                    *(Job(name, prices[name], required=index == 0)
                      for index, (name, _, _) in enumerate(LANGUAGE_CANDIDATES))], budget_seconds=budget_seconds)
     calibrations = _calibrations(setup)
+    step("Alternatives: the dense model and the audited ticket on the evaluation items", 0, len(LANGUAGE_CANDIDATES))
+    setup.dense_proba = setup.probabilities(setup.dense.module)
+    dense_loss = loss_per_token(setup.dense.module, windows, device=setup.device)
     audited, audited_proba = _candidate(setup, AUDITED, "audited", setup.audited.module, sparsity=shape.sparsity,
                                         audited_proba=None, windows=windows)
+    audited.language["dense_loss_per_token"] = number(dense_loss)
     candidates = [audited]
     staging = Path(tempfile.mkdtemp(prefix=".ticketaudit-", dir=save_to.parent)) if save_to is not None else None
     try:
         for index, (name, method, calibration) in enumerate(LANGUAGE_CANDIDATES):
             if not budget.runs(name) or calibrations.get(calibration) is None:
                 continue
-            step(f"Pruning alternatives: {name}", index, len(LANGUAGE_CANDIDATES))
+            step(f"Alternatives: {name}", index, len(LANGUAGE_CANDIDATES))
             batches, owners = calibrations[calibration]
             module = copy.deepcopy(setup.dense.module)
-            prune_layerwise(module, batches, method=method, sparsity=shape.sparsity, pattern=pattern, groups=owners)
+            try:
+                prune_layerwise(module, batches, method=method, sparsity=shape.sparsity, pattern=pattern,
+                                groups=owners)
+            except (InvalidInputError, torch.linalg.LinAlgError) as error:  # e.g. a Hessian that is not positive
+                setup.notes.append(f"{name} did not run: {str(error).splitlines()[0]}")
+                continue
             candidate, _ = _candidate(setup, name, method, module, sparsity=decoder_shape(module).sparsity,
                                       audited_proba=audited_proba, windows=windows)
             if staging is not None:
@@ -298,6 +308,7 @@ def find_language_alternatives(setup: LanguageSetup, *, budget_seconds: float | 
                                    pattern=shape.pattern)
             candidates.append(candidate)
             del module
+        step("Alternatives: saving", len(LANGUAGE_CANDIDATES), len(LANGUAGE_CANDIDATES))
         if staging is not None:
             _write_evaluation_items(setup, staging, source=source)
             staging.rename(save_to)
@@ -309,7 +320,7 @@ def find_language_alternatives(setup: LanguageSetup, *, budget_seconds: float | 
         setup.notes.append(budget.note())
     split = (f"Items split by family (items sharing a context stay together) within each {setup.sensitive[0]}: "
              f"{int(setup.calibration.sum())} calibrate the group-balanced candidates, {len(setup.evaluation)} compare "
-             f"every candidate; candidates match the ticket's decoder sparsity {shape.sparsity:.1%}"
+             f"every candidate; candidates match the ticket's decoder sparsity {shape.sparsity:.1%} (the same in every layer)"
              + (f" and its {shape.pattern} pattern" if shape.pattern else "") + "; embeddings and head stay dense")
     return AlternativesResult(
         split=split, calibration_rows=int(setup.calibration.sum()), evaluation_rows=len(setup.evaluation),
@@ -388,50 +399,66 @@ def reaudit_command(setup: LanguageSetup, candidate: Path, folder: Path, *, sour
 
 
 def _write_evaluation_items(setup: LanguageSetup, folder: Path, *, source: dict[str, Any]) -> None:
-    """The evaluation items in the format the audit read them: BBQ's release lines, CrowS-Pairs' CSV rows, the
-    user's items as JSONL."""
-    positions = np.flatnonzero(~setup.calibration)
+    """The evaluation items in the format the audit read them: BBQ's release lines, CrowS-Pairs' CSV rows (each
+    found by its own fields, so ``--limit`` and ``--split`` need not be repeated), the user's items as JSONL."""
+    evaluation = setup.evaluation
     benchmark = setup.modality.benchmark
     path = source.get("data")
     if benchmark == "bbq" and path is not None:
         from ..llm.bbq import write_bbq_items
 
-        write_bbq_items(Path(path), positions, folder / EVALUATION_FILES["bbq"])
+        keys = set(zip(evaluation["category"].astype(str), evaluation["example_id"].astype(int)))
+        write_bbq_items(Path(path), keys, folder / EVALUATION_FILES["bbq"])
         return
     if benchmark == "crows-pairs" and path is not None:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        frame.iloc[positions].to_csv(folder / EVALUATION_FILES["crows-pairs"], index=False)
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+        wanted = set(zip(evaluation["bias_type"], evaluation[["choice_0", "choice_1"]].apply(frozenset, axis=1)))
+        found = [(b, frozenset((m, s))) in wanted for b, m, s in zip(raw["bias_type"], raw["sent_more"], raw["sent_less"])]
+        raw[found].to_csv(folder / EVALUATION_FILES["crows-pairs"], index=False)
         return
-    setup.frame.iloc[positions].to_json(folder / "evaluation_items.jsonl", orient="records", lines=True,
-                                        force_ascii=False)
+    evaluation.to_json(folder / "evaluation_items.jsonl", orient="records", lines=True, force_ascii=False)
 
 
 def recommend_language(candidates: list[Candidate]) -> tuple[str, str | None]:
     """Keep the audited ticket unless an alternative is shown better on the same items: more accurate with a paired
-    interval above zero and a verdict no worse, or not failing the policy where the audited ticket fails."""
+    interval above zero and a verdict no worse, or passing the policy (every check within tolerance, shown) where
+    the audited ticket fails it. A candidate that merely does not fail is named, never recommended."""
     rank = {"pass": 2, "inconclusive": 1, "fail": 0}
-    audited = candidates[0]
-    audited_rank = rank[audited.language["verdict"]]
-    others = candidates[1:]
-    shown_better = [c for c in others if rank[c.language["verdict"]] >= audited_rank and rank[c.language["verdict"]]
-                    and c.language["accuracy_vs_audited"]["ci"][0] is not None
-                    and c.language["accuracy_vs_audited"]["ci"][0] > 0]
+    audited, others = candidates[0], candidates[1:]
+    audited_verdict = audited.language["verdict"]
+
+    def verdict(c: Candidate) -> str:
+        return c.language["verdict"]
+
+    def gain(c: Candidate) -> dict[str, Any]:
+        return c.language["accuracy_vs_audited"]
+
+    shown_better = [c for c in others if verdict(c) != "fail" and rank[verdict(c)] >= rank[audited_verdict]
+                    and gain(c)["ci"][0] is not None and gain(c)["ci"][0] > 0]
     if shown_better:
-        best = max(shown_better, key=lambda c: (c.language["accuracy_vs_audited"]["ci"][0], c.name))
-        gain = best.language["accuracy_vs_audited"]
+        best = max(shown_better, key=lambda c: (gain(c)["ci"][0], c.name))
+        low, high = gain(best)["ci"]
         return (f"Ship {best.name}: on the same items it is more accurate than the audited ticket by "
-                f"{gain['value'] * 100:+.1f} pts (interval {gain['ci'][0] * 100:+.1f} to {gain['ci'][1] * 100:+.1f}), "
-                f"and its policy verdict is {best.language['verdict']} "
-                f"(the audited ticket's: {audited.language['verdict']})."), best.name
-    if audited.language["verdict"] == "fail":
-        rescue = [c for c in others if c.language["verdict"] != "fail"]
-        if rescue:
-            best = max(rescue, key=lambda c: (rank[c.language["verdict"]], c.accuracy, c.name))
-            return (f"Consider {best.name}: the audited ticket fails the policy and {best.name} does not (verdict "
-                    f"{best.language['verdict']}"
-                    + ("; the data cannot show that it passes" if best.language["verdict"] == "inconclusive" else "")
-                    + f"), overall accuracy {best.accuracy * 100:.1f}%."), best.name
+                f"{gain(best)['value'] * 100:+.1f} pts (interval {low * 100:+.1f} to {high * 100:+.1f}), and its "
+                f"policy verdict is {verdict(best)} (the audited ticket's: {audited_verdict})."), best.name
+    if audited_verdict == "fail":
+        passing = [c for c in others if verdict(c) == "pass"]
+        if passing:
+            best = max(passing, key=lambda c: (c.accuracy, c.name))
+            return (f"Ship {best.name}: it passes every policy check on these items (each within tolerance, shown by "
+                    f"its interval) where the audited ticket fails {', '.join(audited.failed_checks[:3])}; overall "
+                    f"accuracy {best.accuracy * 100:.1f}%."), best.name
+        unfailed = [c.name for c in others if verdict(c) == "inconclusive"]
+        if unfailed:
+            return (f"No alternative is shown better. The audited ticket fails the policy; {', '.join(unfailed)} "
+                    "fail(s) no check on these items, but the data cannot show they pass: audit them on more items "
+                    "before choosing one."), None
         return ("No candidate passes the policy on the evaluation items: every one fails a check; consider a lower "
                 "sparsity."), None
-    return ("Keep the audited ticket: no alternative at the same sparsity is shown better on the same items (a "
-            "paired accuracy gain whose interval excludes zero, with a verdict no worse)."), AUDITED
+    if audited_verdict == "pass":
+        return ("Keep the audited ticket: it passes the policy on these items, and no alternative at the same "
+                "sparsity is shown better (a paired accuracy gain whose interval excludes zero, with a verdict no "
+                "worse)."), AUDITED
+    return ("No alternative at the same sparsity is shown better than the audited ticket on the same items (a paired "
+            "accuracy gain whose interval excludes zero, with a verdict no worse); the audited ticket's own verdict "
+            "on them is inconclusive: the data cannot show it passes."), None
