@@ -87,7 +87,10 @@ def main() -> None:
             sys.exit(done.stderr)
         again = json.loads(out.read_text())
         accuracy = again["performance"]["overall"]["metrics"]["accuracy"]
-        reported = json.loads(json.dumps(saved.to_dict()))  # as the JSON writes it (rounded to 12 digits)
+        from ticketaudit.report.render import document_bytes, report_dict
+
+        reported = next(c for c in json.loads(document_bytes(report_dict(result)))["alternatives"]["candidates"]
+                        if c["name"] == saved.name)  # the numbers as the report's JSON states them
         same = (accuracy["ticket"] == reported["accuracy"] and accuracy["delta"] == reported["accuracy_delta"]["value"]
                 and accuracy["ci"] == reported["accuracy_delta"]["ci"]
                 and {g["group"]: g["metrics"]["accuracy"]["ticket"] for g in again["subgroups"]}

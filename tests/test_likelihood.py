@@ -195,6 +195,7 @@ def test_report_end_to_end_matches_a_direct_computation(texts_case: tuple[Path, 
     (["--target", "sex"], "without a label"),
     (["--analyses", "metrics"], "leave metrics out of --analyses"),
     (["--engine", "ray"], "local engine"),
+    (["--alternatives"], "leave out --alternatives"),
 ])
 def test_bad_likelihood_options_exit_2_naming_the_fix(texts_case: tuple[Path, Path, Path], tmp_path: Path,
                                                       extra: list[str], message: str) -> None:

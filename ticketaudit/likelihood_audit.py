@@ -38,6 +38,9 @@ def audit_texts(options: Any, *, dense: Any, ticket: Any, mask: Any, tokenizer: 
         fail(f"--task likelihood runs {' and '.join(ANALYSES)}; leave {', '.join(unknown)} out of --analyses.")
     if options.engine.engine != "local":
         fail("--task likelihood runs on the local engine; leave out --engine ray.")
+    if options.prune is not None:
+        fail("--alternatives compares candidates on items with answers (--benchmark, --task choice|pair); "
+             "--task likelihood scores texts without them: leave out --alternatives.")
     step("Loading models", 0, 1)
     dense_model, ticket_model = _models(options, dense=dense, ticket=ticket, mask=mask, tokenizer=tokenizer)
     step("Loading data", 0, 1)

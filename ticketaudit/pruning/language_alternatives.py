@@ -383,16 +383,18 @@ EVALUATION_FILES = {"bbq": "evaluation_items.jsonl", "crows-pairs": "evaluation_
 
 def reaudit_command(setup: LanguageSetup, candidate: Path, folder: Path, *, source: dict[str, Any]) -> str:
     """The ``report`` command that audits a saved candidate on the evaluation items and reproduces its numbers."""
+    from shlex import quote
+
     benchmark = setup.modality.benchmark
     data = folder / EVALUATION_FILES.get(benchmark or "", "evaluation_items.jsonl")
-    parts = ["ticketaudit report", f"--dense {source.get('dense', 'DENSE')}", f"--ticket {candidate}"]
+    parts = ["ticketaudit report", f"--dense {quote(source.get('dense') or 'DENSE')}", f"--ticket {quote(str(candidate))}"]
     if benchmark is not None:
         parts.append(f"--benchmark {benchmark}")
         if benchmark == "bbq" and setup.modality.task.choice_mode:
             parts.append(f"--bbq-choices {setup.modality.task.choice_mode}")
     else:
         parts += [source.get("task_options", "")]
-    parts += [f"--data {data}", f"--seed {setup.seed}", f"--n-boot {setup.n_boot}",
+    parts += [f"--data {quote(str(data))}", f"--seed {setup.seed}", f"--n-boot {setup.n_boot}",
               f"--confidence {setup.policy.confidence:g}", f"--precision {setup.precision}",
               f"--batch-size {setup.batch_size}", "--analyses metrics,benchmark" if benchmark else "--analyses metrics"]
     return " ".join(p for p in parts if p)
