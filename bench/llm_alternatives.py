@@ -68,13 +68,16 @@ def main() -> None:
             print(f"| {name} | {plan[name]:.0f} | {seconds:.0f} | {seconds / plan[name]:.2f} |")
         dense_loss = alternatives.candidates[0].language["dense_loss_per_token"]
         print(f"\ndense: loss per token {dense_loss:.3f}, accuracy {alternatives.dense_accuracy:.3f}")
-        print("| candidate | loss / token | accuracy | change vs dense [CI] | worst group | vs audited [CI] | verdict |")
-        print("|---|---|---|---|---|---|---|")
+        print("| candidate | loss / token | accuracy | change vs dense [CI] | worst group | largest excess drop [CI] | "
+              "vs audited [CI] | verdict |")
+        print("|---|---|---|---|---|---|---|---|")
         for c in alternatives.candidates:
             d, language = c.accuracy_delta, c.language
             versus = language.get("accuracy_vs_audited")
             print(f"| {c.name} | {language['loss_per_token']:.3f} | {c.accuracy:.3f} | {d.value:+.3f} [{d.ci[0]:+.3f}, "
                   f"{d.ci[1]:+.3f}] | {c.worst_group} {c.worst_group_accuracy.value:.3f} | "
+                  + (f"{c.max_excess_drop[0]} {c.max_excess_drop[1].value:+.3f} [{c.max_excess_drop[1].ci[0]:+.3f}, "
+                     f"{c.max_excess_drop[1].ci[1]:+.3f}] | " if c.max_excess_drop else "— | ")
                   + (f"{versus['value']:+.3f} [{versus['ci'][0]:+.3f}, {versus['ci'][1]:+.3f}]" if versus else "—")
                   + f" | {language['verdict']} |")
         print(f"\nrecommendation: {alternatives.recommendation}")
