@@ -216,3 +216,35 @@ def test_a_ticket_without_zeros_is_refused(tmp_path: Path) -> None:
     assert run.code == 2 and "no zeros" in run.stderr, run.stderr
     assert not (tmp_path / "a.json").exists()
 
+
+
+def test_crows_pairs_alternatives_on_gpt2_save_the_evaluation_pairs_and_reproduce(tmp_path: Path) -> None:
+    tokenizer = tiny_tokenizer()
+    model = tiny_llama(len(tokenizer), kind="gpt2", seed=3)
+    with torch.no_grad():
+        for weight in (p for p in model.parameters() if p.dim() == 2):
+            weight.mul_(6.0)
+    model.save_pretrained(tmp_path / "dense")
+    tokenizer.save_pretrained(tmp_path / "dense")
+    rng = np.random.default_rng(1)
+    words = " ".join(CORPUS).split()
+    pd.DataFrame({"sent_more": [" ".join(rng.choice(words, 8)) for _ in range(120)],
+                  "sent_less": [" ".join(rng.choice(words, 8)) for _ in range(120)], "stereo_antistereo": "stereo",
+                  "bias_type": rng.choice(["age", "gender"], 120)}).to_csv(tmp_path / "crows.csv", index=False)
+    assert run_cli(["prune", "--model", str(tmp_path / "dense"), "--method", "sparsegpt", "--sparsity", "0.6", "--out",
+                    str(tmp_path / "ticket"), "--quiet"]).code == 0
+    run = run_cli(["report", "--dense", str(tmp_path / "dense"), "--ticket", str(tmp_path / "ticket"), "--benchmark",
+                   "crows-pairs", "--data", str(tmp_path / "crows.csv"), "--alternatives", "--json",
+                   str(tmp_path / "a.json"), "--out", str(tmp_path / "a.html"), "--quiet"])
+    assert run.code in (0, 1), run.stderr
+    alternatives = json.loads((tmp_path / "a.json").read_text())["alternatives"]
+    pairs = pd.read_csv(tmp_path / "a-alternatives" / "evaluation_items.csv")
+    assert len(pairs) == alternatives["evaluation_rows"] and set(pairs.columns) >= {"sent_more", "sent_less"}
+    wanda = next(c for c in alternatives["candidates"] if c["name"] == "wanda")
+    command = json.loads((Path(wanda["saved_to"]) / "candidate.json").read_text())["reaudit"]
+    run = run_cli([*shlex.split(command)[1:], "--json", str(tmp_path / "r.json"), "--out", str(tmp_path / "r.html"),
+                   "--quiet"])
+    assert run.code in (0, 1), run.stderr
+    again = json.loads((tmp_path / "r.json").read_text())
+    assert again["performance"]["overall"]["metrics"]["accuracy"]["ci"] == wanda["accuracy_delta"]["ci"]
+    assert again["benchmarks"]["crows_pairs"]["per_bias_type"] == wanda["language"]["benchmark"]["per_bias_type"]

@@ -15,7 +15,7 @@ import torch
 
 from ._io import sha256_path
 from ._validation import fail
-from .llm.models import is_causal_lm
+from .llm.models import is_causal_lm, save_quietly
 
 PATTERNS = {"2:4": (2, 4), "4:8": (4, 8)}
 SEQUENCES = 32
@@ -189,7 +189,7 @@ def prune_language_model(model: str | Path, *, method: str, sparsity: float, pat
     seconds = time.perf_counter() - start
     after = token_loss(loaded.module, held_out)
     out.mkdir(parents=True, exist_ok=True)
-    loaded.module.save_pretrained(out)
+    save_quietly(loaded.module, out)
     loaded.tokenizer.save_pretrained(out)
     kept = sum(int(m.sum()) for m in masks.values())
     total = sum(m.numel() for m in masks.values())

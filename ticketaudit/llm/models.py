@@ -97,3 +97,16 @@ def tokenizer_difference(dense: Any, ticket: Any) -> str | None:
     if getattr(dense, "chat_template", None) != getattr(ticket, "chat_template", None):
         return "the chat templates differ"
     return None
+
+
+def save_quietly(module: Any, folder: Any) -> None:
+    """``save_pretrained`` without transformers' progress bar (the audit's own progress lines say what happens)."""
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        module.save_pretrained(folder)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()

@@ -357,16 +357,10 @@ def _saved(candidate: Candidate, module: nn.Module, setup: LanguageSetup, stagin
     """Save a candidate as a Hugging Face directory (weights with exact zeros, config, tokenizer, candidate.json)."""
     import dataclasses
 
-    from transformers.utils import logging as hf_logging
+    from ..llm.models import save_quietly
 
     folder = staging / _folder_name(candidate.name)
-    shown = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # the audit's own progress lines say what is happening
-    try:
-        module.save_pretrained(folder)
-    finally:
-        if shown:
-            hf_logging.enable_progress_bar()
+    save_quietly(module, folder)
     setup.dense.tokenizer.save_pretrained(folder)
     summary = {"candidate": candidate.name, "method": candidate.method, "sparsity": candidate.sparsity,
                "pattern": pattern, "reaudit": reaudit_command(setup, final / folder.name, final, source=source)}
