@@ -42,8 +42,10 @@ def test_decoder_shape_reads_the_tickets_sparsity_and_pattern(sparsity: float, p
 def test_split_keeps_each_context_whole_and_halves_every_value() -> None:
     items = read_bbq(BBQ, choices="original")
     calibration = split_items(items, sensitive="category", benchmark="bbq", prompts=items.prompt.tolist(), seed=3)
-    family = items.category + "#" + (items.example_id // 4).astype(str)
-    assert (items.assign(c=calibration).groupby(family)["c"].nunique() == 1).all()  # no context on both sides
+    family = items.category + "#" + items.question_index
+    assert (items.assign(c=calibration).groupby(family)["c"].nunique() == 1).all()  # no template on both sides
+    first_sentence = items.prompt.str.split(".").str[0]
+    assert not set(first_sentence[calibration]) & set(first_sentence[~calibration])  # nor any shared context
     for _, members in items.assign(c=calibration, f=family).groupby("category"):
         families = members.drop_duplicates("f")
         assert abs(int(families.c.sum()) - len(families) // 2) <= 0  # half of each category's contexts calibrate

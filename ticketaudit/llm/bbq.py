@@ -124,7 +124,8 @@ def read_bbq(path: Path, *, choices: str = "harness", limit: int | None = None) 
         unknown = unknown_answer(record, where=where)
         texts, answers = _choices(record, unknown, choices)
         biased = biased_answers(record)
-        row = {"example_id": record["example_id"], "category": str(record["category"]),
+        row = {"example_id": record["example_id"], "question_index": str(record.get("question_index", "")),
+               "category": str(record["category"]),
                "context_condition": record["context_condition"], "question_polarity": record["question_polarity"],
                "stereotyped_groups": ", ".join(map(str, record["additional_metadata"].get("stereotyped_groups", []))),
                "prompt": f"{record['context']}\n\nQ: {record['question']}\nA:", "label": int(record["label"]),

@@ -4,7 +4,7 @@ audited ticket — accuracy per group with paired intervals, the benchmark's bia
 on the held-out prompts — decided by the same policy, saved as a Hugging Face directory, and a recommendation that
 prefers an alternative to the audited ticket only when the paired comparison on the same items shows it.
 
-The items are split in two by family (items that share a context: BBQ's four items of one context, identical
+The items are split in two by family (items that share a context: BBQ's items written from one template, identical
 prompts otherwise), within the first sensitive column's values: the calibration half's prompts calibrate the
 group-balanced methods, the evaluation half compares every candidate, so no compared item was seen in calibration.
 """
@@ -102,10 +102,10 @@ def split_items(frame: pd.DataFrame, *, sensitive: str, benchmark: str | None, p
 
 
 def _families(frame: pd.DataFrame, *, benchmark: str | None, prompts: list[str]) -> np.ndarray:
-    """Items that share a context: BBQ's ``example_id // 4`` within a category (the four questions of one context),
-    else identical prompts (CrowS-Pairs: each pair alone)."""
+    """Items that share a context: BBQ's template within a category (``question_index``: every context written from
+    it, whichever names fill it), else identical prompts (CrowS-Pairs: each pair alone)."""
     if benchmark == "bbq":
-        return (frame["category"].astype(str) + "#" + (frame["example_id"].astype(int) // 4).astype(str)).to_numpy()
+        return (frame["category"].astype(str) + "#" + frame["question_index"].astype(str)).to_numpy()
     if benchmark == "crows-pairs" or not any(prompts):
         return np.arange(len(frame)).astype(str)
     return np.asarray(prompts, dtype=object).astype(str)
