@@ -145,15 +145,17 @@ def _protected(values: Any, *, column: str) -> list[bool]:
     return marked
 
 
-def token_loss(module: torch.nn.Module, batches: list[torch.Tensor]) -> float:
-    """Mean next-token loss (nats per token) over ``batches``."""
+def token_loss(module: torch.nn.Module, batches: list[torch.Tensor], *, device: torch.device | None = None) -> float:
+    """Mean next-token loss (nats per token) over ``batches``, run on ``device`` (default: where they are); NaN for
+    no batches."""
     total, count = 0.0, 0
     with torch.inference_mode():
         for batch in batches:
+            batch = batch if device is None else batch.to(device)
             loss = module(input_ids=batch, labels=batch, use_cache=False).loss
             total += float(loss) * (batch.shape[1] - 1)
             count += batch.shape[1] - 1
-    return total / count
+    return total / count if count else float("nan")
 
 
 def prune_language_model(model: str | Path, *, method: str, sparsity: float, pattern: str | None, out: Path,

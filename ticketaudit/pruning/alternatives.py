@@ -25,7 +25,7 @@ from ..analyses.base import AnalysisInputs, Estimate, interval, number
 from ..analyses.cost import row_cost
 from ..analyses.performance import PerformanceResult, analyse_performance
 from ..analyses.predict import ModelRunner, Predictions
-from ..checks import evaluate_policy
+from ..checks import Check, evaluate_policy
 from ..config import AuditConfig, Policy
 from ..data import build_groups
 from ..inputs import build_features, encode_target
@@ -213,7 +213,9 @@ def _rows(frame: pd.DataFrame, *, dense: LoadedModel, target: str, inputs_of: In
 
 def _summarise(name: str, method: str, recover_name: str, seed: int | None, sparsity: float,
                performance: PerformanceResult, policy: Policy, *, mask: Mask | None,
-               module: nn.Module | None) -> Candidate:
+               module: nn.Module | None, checks: tuple[Check, ...] | None = None) -> Candidate:
+    """One candidate's summary; ``checks``: the policy's decisions when the caller made them with other analyses'
+    checks too (a language model's benchmark bias checks), else the performance checks alone."""
     overall = performance.overall.metrics["accuracy"]
     sufficient = [g for g in performance.subgroups if not g.insufficient]
     worst = min(sufficient or performance.subgroups, key=lambda g: (g.metrics["accuracy"].ticket, g.group))
@@ -221,7 +223,7 @@ def _summarise(name: str, method: str, recover_name: str, seed: int | None, spar
     widest = max(gaps, key=lambda g: g.widening if np.isfinite(g.widening) else -np.inf) if gaps else None
     drops = [(g.group, g.excess_drop) for g in sufficient if g.excess_drop is not None]
     largest = max(drops, key=lambda d: d[1].estimate) if drops else None
-    checks = evaluate_policy(policy, performance)
+    checks = checks if checks is not None else evaluate_policy(policy, performance)
     w = worst.metrics["accuracy"]
     return Candidate(
         name=name,

@@ -12,6 +12,7 @@ group-balanced methods, the evaluation half compares every candidate, so no comp
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -36,6 +37,7 @@ from ..config import AuditConfig, Policy
 from ..data import build_groups
 from ..exceptions import InvalidInputError
 from ..inputs import encode_target
+from ..prune_language import token_loss
 from ..tickets.load import LoadedModel
 from .alternatives import AUDITED, AlternativesResult, Candidate, _summarise
 from .budget import Job, plan
@@ -187,17 +189,6 @@ def _texts(modality: Any, frame: pd.DataFrame) -> list[str]:
     return [text for row in modality._choices(frame) for text in row]
 
 
-def loss_per_token(module: nn.Module, windows: list[torch.Tensor], *, device: torch.device) -> float:
-    """Mean next-token loss (nats per token) of ``module`` over ``windows``, in float64 sums."""
-    total, count = 0.0, 0
-    with torch.inference_mode():
-        for window in windows:
-            loss = module(input_ids=window.to(device), labels=window.to(device), use_cache=False).loss
-            total += float(loss) * (window.shape[1] - 1)
-            count += window.shape[1] - 1
-    return total / count if count else float("nan")
-
-
 def _verdict(checks: tuple[Any, ...]) -> str:
     statuses = {c.status for c in checks}
     return "fail" if "fail" in statuses else "inconclusive" if statuses - {"pass"} or not checks else "pass"
@@ -213,23 +204,17 @@ def _candidate(setup: LanguageSetup, name: str, method: str, module: nn.Module, 
     bench = setup.benchmark(proba)
     extra = registry.get("benchmark").candidates(bench, setup.policy) if bench is not None else []
     checks = evaluate_policy(setup.policy, performance, extra=extra)
-    summary = _summarise(name, method, "-", None, sparsity, performance, setup.policy, mask=None, module=None)
+    summary = _summarise(name, method, "-", None, sparsity, performance, setup.policy, mask=None, module=None,
+                         checks=checks)
     language: dict[str, Any] = {"verdict": _verdict(checks),
-                                "loss_per_token": number(loss_per_token(module, windows, device=setup.device))}
+                                "loss_per_token": number(token_loss(module, windows, device=setup.device))}
     if bench is not None:
         language["benchmark"] = bench.to_dict()
     if audited_proba is not None:
         versus = setup.performance(proba, reference=audited_proba).overall.metrics["accuracy"]
         language["accuracy_vs_audited"] = Estimate(float(versus.delta), tuple(map(float, versus.ci)),
                                                    float(versus.p_value)).to_dict()
-    return _with_language(summary, checks, language), proba
-
-
-def _with_language(candidate: Candidate, checks: tuple[Any, ...], language: dict[str, Any]) -> Candidate:
-    import dataclasses
-
-    return dataclasses.replace(candidate, passes=all(c.passed for c in checks),
-                               failed_checks=tuple(c.id for c in checks if not c.passed), language=language)
+    return dataclasses.replace(summary, language=language), proba
 
 
 def _macs_per_token(module: nn.Module) -> float:
@@ -282,7 +267,7 @@ def find_language_alternatives(setup: LanguageSetup, *, budget_seconds: float | 
     calibrations = _calibrations(setup)
     step("Alternatives: the dense model and the audited ticket on the evaluation items", 0, len(LANGUAGE_CANDIDATES))
     setup.dense_proba = setup.probabilities(setup.dense.module)
-    dense_loss = loss_per_token(setup.dense.module, windows, device=setup.device)
+    dense_loss = token_loss(setup.dense.module, windows, device=setup.device)
     audited, audited_proba = _candidate(setup, AUDITED, "audited", setup.audited.module, sparsity=shape.sparsity,
                                         audited_proba=None, windows=windows)
     audited.language["dense_loss_per_token"] = number(dense_loss)
