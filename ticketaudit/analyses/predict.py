@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._process import release_free_heap
 from .._validation import fail
 from ..images import ImageInputs
 from ..inputs import TokenInputs
@@ -279,6 +280,7 @@ def forward_both(dense: ModelRunner, ticket: ModelRunner, features: Features, *,
             logits_dense, logits_ticket = dense.logits(batch), ticket.logits(batch)
         dense_pieces.append((positions, probabilities_of(logits_dense, dense.dtype)))
         ticket_pieces.append((positions, probabilities_of(logits_ticket, ticket.dtype)))
+        release_free_heap()
         if progress is not None:
             progress(2 * len(dense_pieces[-1][1]))  # both models' rows
     rows = len(features)
