@@ -152,7 +152,7 @@ def _candidate(name: str, *, verdict: str, gain: tuple[float, float, float] | No
     nothing = Estimate(0.0, (0.0, 0.0))
     return Candidate(name=name, method=name, recover="-", seed=None, sparsity=0.5, accuracy=accuracy,
                      accuracy_delta=nothing, worst_group="g", worst_group_accuracy=nothing, gap_widening=nothing,
-                     max_excess_drop=None, group_accuracy={}, passes=verdict != "fail", failed_checks=(),
+                     max_excess_drop=None, group_accuracy={}, verdict=verdict, failed_checks=(),
                      language=language)
 
 

@@ -234,6 +234,20 @@ def test_report_alternatives_section(problem: Problem, tmp_path: Path) -> None:
     sparsities = {round(c["sparsity"], 3) for c in alternatives["candidates"] if c["method"] != "structured"}
     assert sparsities == {0.8}
     assert "Alternatives at the same sparsity" in (tmp_path / "r.html").read_text()
+    for candidate in alternatives["candidates"]:
+        assert candidate["passes_policy"] == (candidate["verdict"] == "pass")
+    recommended = [c for c in alternatives["candidates"] if c["name"] == alternatives["recommended"]]
+    assert all(c["verdict"] == "pass" for c in recommended)  # never what the rows cannot show passes
+
+
+def test_alternatives_out_with_a_classifier_is_exit_2(problem: Problem, tmp_path: Path) -> None:
+    """A classifier's alternatives are reported, not saved: a directory named for them would stay empty unnoticed."""
+    run = run_cli(["report", "--dense", str(problem.root / "dense"), "--ticket", str(problem.root / "dense"),
+                   "--data", str(problem.root / "test.csv"), "--target", "y", "--sensitive", "group",
+                   "--features", FEATURES, "--quiet", "--alternatives", "--alternatives-out", str(tmp_path / "c"),
+                   "--out", str(tmp_path / "r.html"), "--json", str(tmp_path / "r.json")])
+    assert run.code == 2 and "a classifier's alternatives are reported, not saved" in run.stderr, run.stderr
+    assert not any(tmp_path.iterdir())
 
 
 def _single_logit_bundle(root: Path) -> Path:
@@ -291,3 +305,28 @@ def test_prune_bad_input(case: str, problem: Problem, tmp_path: Path) -> None:
     assert message in " ".join(run.stderr.split()), run.stderr
     assert "Traceback" not in run.stderr
     assert not (out / "alternatives.json").exists() and not (out / "alternatives.html").exists()
+
+
+def _scored(name: str, verdict: str, accuracy: float) -> object:
+    from ticketaudit.pruning.alternatives import AUDITED, Candidate, Estimate
+
+    nothing = Estimate(0.0, (0.0, 0.0))
+    mask = None if name == AUDITED else object()  # a saved mask makes an alternative shippable
+    return Candidate(name=name, method=name, recover="none", seed=0, sparsity=0.8, accuracy=accuracy,
+                     accuracy_delta=nothing, worst_group="g", worst_group_accuracy=nothing, gap_widening=nothing,
+                     max_excess_drop=None, group_accuracy={}, verdict=verdict, failed_checks=(), mask=mask)
+
+
+def test_the_recommendation_never_takes_an_inconclusive_candidate_for_a_pass() -> None:
+    from ticketaudit.config import Policy
+    from ticketaudit.pruning.alternatives import AUDITED, recommend
+
+    policy = Policy()
+    unsure = _scored(AUDITED, "inconclusive", 0.85)
+    text, best = recommend([unsure, _scored("layerwise", "inconclusive", 0.86)], policy)
+    assert best is None and "cannot show they pass" in text and "layerwise" in text and "Keep" not in text
+    text, best = recommend([unsure, _scored("layerwise", "pass", 0.80)], policy)
+    assert best == "layerwise" and "the audited ticket is inconclusive" in text
+    assert recommend([_scored(AUDITED, "pass", 0.85), _scored("layerwise", "inconclusive", 0.90)], policy)[1] == AUDITED
+    text, best = recommend([_scored(AUDITED, "fail", 0.85), _scored("layerwise", "fail", 0.9)], policy)
+    assert best is None and "No candidate passes" in text

@@ -478,6 +478,9 @@ def _load(options: AuditOptions, *, dense: Any, ticket: Any, mask: Any, tokenize
              "calibrate on half of its items and the shipped text: leave them out.")
     if options.prune is not None and options.task is not None and options.prune.save_to is not None:
         _check_new_directory(options.prune.save_to)
+    if options.prune is not None and options.task is None and options.prune.save_to_named and options.prune.save_to:
+        fail("--alternatives-out saves a language model's candidates; a classifier's alternatives are reported, not "
+             "saved: leave it out.")
     analyses, skipped = _choose_analyses(options.requested, dense_model, ticket_model, modality)
     return _Loaded(dense=dense_model, ticket=ticket_model, modality=modality, analyses=analyses, notes=tuple(skipped))
 

@@ -300,7 +300,7 @@ def _prune_settings(alternatives: bool, *, train_data: str | None, recover: str,
         raise InvalidInputError("--alternatives-out belongs to --alternatives; add --alternatives or drop it.")
     if not alternatives:
         return False
-    return PruneSettings(recover=recover, budget_seconds=budget,
+    return PruneSettings(recover=recover, budget_seconds=budget, save_to_named=save_to is not None,
                          save_to=save_to or html_path.parent / f"{html_path.stem}-alternatives")
 
 
@@ -453,7 +453,7 @@ def prune(
     for candidate in alternatives.candidates:
         _say(f"{candidate.name}: accuracy {candidate.accuracy * 100:.1f}%, worst group {candidate.worst_group} "
               f"{candidate.worst_group_accuracy.value * 100:.1f}%, gap widening {candidate.gap_widening.value * 100:+.1f} pts, "
-              f"{'passes' if candidate.passes else 'fails'} the policy")
+              f"verdict {candidate.verdict}")
     _say(f"recommendation: {alternatives.recommendation}")
     _say(f"report: {out / 'alternatives.html'}")
     return EXIT_PASS

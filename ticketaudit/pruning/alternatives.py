@@ -25,7 +25,7 @@ from ..analyses.base import AnalysisInputs, Estimate, interval, number
 from ..analyses.cost import row_cost
 from ..analyses.performance import PerformanceResult, analyse_performance
 from ..analyses.predict import ModelRunner, Predictions
-from ..checks import Check, evaluate_policy
+from ..checks import Check, evaluate_policy, verdict_of
 from ..config import AuditConfig, Policy
 from ..data import build_groups
 from ..inputs import build_features, encode_target
@@ -63,6 +63,9 @@ class PruneSettings:
     save_to: Path | None = None
     """Language models: the directory the candidates are saved in (Hugging Face directories, the evaluation items
     and each one's re-audit command); None: not saved."""
+    save_to_named: bool = True
+    """Whether the user named ``save_to`` (a classifier's alternatives are not saved: naming a directory for them
+    is an error) or the command line filled its default."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "methods", check_methods(list(self.methods)))
@@ -108,7 +111,9 @@ class Candidate:
     gap_widening: Estimate
     max_excess_drop: tuple[str, Estimate] | None
     group_accuracy: dict[str, float]
-    passes: bool
+    verdict: str
+    """The policy's verdict on the evaluation rows: pass (every check shown within tolerance), fail, or inconclusive
+    (no check fails, but the rows cannot show that all pass)."""
     failed_checks: tuple[str, ...]
     saved_to: str | None = None
     language: dict[str, Any] | None = None
@@ -117,6 +122,11 @@ class Candidate:
     mask: Mask | None = field(default=None, repr=False)
     module: nn.Module | None = field(default=None, repr=False)
 
+    @property
+    def passes(self) -> bool:
+        """Shown to pass: an inconclusive candidate does not."""
+        return self.verdict == "pass"
+
     def to_dict(self) -> dict[str, Any]:
         out = {"name": self.name, "method": self.method, "recover": self.recover, "seed": self.seed,
                "sparsity": number(self.sparsity), "accuracy": number(self.accuracy),
@@ -124,7 +134,7 @@ class Candidate:
                "worst_group_accuracy": self.worst_group_accuracy.to_dict(),
                "gap_widening": self.gap_widening.to_dict(),
                "group_accuracy": {g: number(v) for g, v in self.group_accuracy.items()},
-               "passes_policy": self.passes, "failed_checks": list(self.failed_checks), "saved_to": self.saved_to}
+               "passes_policy": self.passes, "verdict": self.verdict, "failed_checks": list(self.failed_checks), "saved_to": self.saved_to}
         if self.language is not None:
             out["language"] = self.language
         if self.max_excess_drop is not None:
@@ -245,7 +255,7 @@ def _summarise(name: str, method: str, recover_name: str, seed: int | None, spar
         if largest is not None
         else None,
         group_accuracy={g.group: float(g.metrics["accuracy"].ticket) for g in performance.subgroups},
-        passes=all(c.passed for c in checks),
+        verdict=verdict_of(checks, policy=policy) if checks else "inconclusive",
         failed_checks=tuple(c.id for c in checks if not c.passed),
         saved_to=None,
         mask=mask,
@@ -804,18 +814,13 @@ def critical_sparsity(points: Sequence[SweepPoint], tolerance: float) -> dict[st
 
 
 def recommend(candidates: Sequence[Candidate], policy: Policy) -> tuple[str, str | None]:
-    """The most accurate candidate that passes the policy (the audited ticket included), and its cost."""
+    """The most accurate candidate shown to pass the policy (the audited ticket included), and its cost; none
+    when no candidate is shown to pass (an inconclusive one fails nothing, but the rows cannot show it passes)."""
     audited = next((c for c in candidates if c.name == AUDITED), None)
-    passing = [c for c in candidates if c.passes and (c.mask is not None or c.name == AUDITED)]  # shippable
+    shippable = [c for c in candidates if c.mask is not None or c.name == AUDITED]
+    passing = [c for c in shippable if c.passes]
     if not passing:
-        least = min(
-            [c for c in candidates if c.method != DENSE_ENSEMBLE], key=lambda c: (c.gap_widening.value if np.isfinite(c.gap_widening.value) else 9, c.name)
-        )
-        return (
-            f"No candidate passes the policy on the evaluation rows. The smallest accuracy-gap widening is "
-            f"{least.name}'s ({least.gap_widening.value * 100:+.1f} pts, overall accuracy "
-            f"{least.accuracy * 100:.1f}%); consider a lower sparsity, more --rounds, or another --recover."
-        ), None
+        return _nothing_passes(candidates, unfailed=[c for c in shippable if c.verdict == "inconclusive"]), None
     best = max(passing, key=lambda c: (c.accuracy, -c.gap_widening.value, c.name))
     if best.name == AUDITED:
         return (
@@ -827,7 +832,7 @@ def recommend(candidates: Sequence[Candidate], policy: Policy) -> tuple[str, str
         cost = (
             f" Against the audited ticket: accuracy {(best.accuracy - audited.accuracy) * 100:+.1f} pts, "
             f"gap widening {best.gap_widening.value * 100:+.1f} instead of {audited.gap_widening.value * 100:+.1f} pts"
-            f"{'' if audited.passes else ' (the audited ticket fails the policy)'}."
+            f"{'' if audited.passes else f' (the audited ticket {_verdict_words(audited.verdict)})'}."
         )
         if audited.passes and abs(best.accuracy - audited.accuracy) < 0.005:
             cost += " The difference is within half a point: keeping the audited ticket is equally defensible."
@@ -836,3 +841,36 @@ def recommend(candidates: Sequence[Candidate], policy: Policy) -> tuple[str, str
         f"{best.sparsity * 100:.1f}%, worst group {best.worst_group} at {best.worst_group_accuracy.value * 100:.1f}%."
         + cost
     ), best.name
+
+
+def _verdict_words(verdict: str) -> str:
+    return {"fail": "fails the policy", "inconclusive": "is inconclusive: the rows cannot show it passes"}.get(
+        verdict, "passes the policy")
+
+
+def _nothing_passes(candidates: Sequence[Candidate], *, unfailed: Sequence[Candidate]) -> str:
+    """What to say when no candidate is shown to pass: the inconclusive ones named (never recommended), else the
+    candidate whose gap widened least."""
+    if unfailed:
+        best = max(unfailed, key=lambda c: (c.accuracy, -c.gap_widening.value, c.name))
+        fail, pass_ = ("fails", "it passes") if len(unfailed) == 1 else ("fail", "they pass")
+        who = (f"Every candidate, the audited ticket included, {fail}" if len(unfailed) == len(candidates) > 1
+               else f"{_names(unfailed)} {fail}")
+        return (f"No candidate is shown to pass the policy on the evaluation rows. {who} no check, but the rows "
+                f"cannot show {pass_} (inconclusive); the most accurate of them is {_named(best)} "
+                f"({best.accuracy * 100:.1f}%, gap widening {best.gap_widening.value * 100:+.1f} pts). Audit on more "
+                "rows before choosing one.")
+    least = min([c for c in candidates if c.method != DENSE_ENSEMBLE],
+                key=lambda c: (c.gap_widening.value if np.isfinite(c.gap_widening.value) else 9, c.name))
+    return (f"No candidate passes the policy on the evaluation rows. The smallest accuracy-gap widening is "
+            f"{least.name}'s ({least.gap_widening.value * 100:+.1f} pts, overall accuracy "
+            f"{least.accuracy * 100:.1f}%); consider a lower sparsity, more --rounds, or another --recover.")
+
+
+def _named(candidate: Candidate) -> str:
+    return "the audited ticket" if candidate.name == AUDITED else candidate.name
+
+
+def _names(candidates: Sequence[Candidate]) -> str:
+    names = [_named(c) for c in candidates]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]

@@ -189,11 +189,6 @@ def _texts(modality: Any, frame: pd.DataFrame) -> list[str]:
     return [text for row in modality._choices(frame) for text in row]
 
 
-def _verdict(checks: tuple[Any, ...]) -> str:
-    statuses = {c.status for c in checks}
-    return "fail" if "fail" in statuses else "inconclusive" if statuses - {"pass"} or not checks else "pass"
-
-
 def _candidate(setup: LanguageSetup, name: str, method: str, module: nn.Module, *, sparsity: float,
                audited_proba: np.ndarray | None, windows: list[torch.Tensor]) -> tuple[Candidate, np.ndarray]:
     """One model measured against the dense model (and, with ``audited_proba``, against the audited ticket)."""
@@ -206,7 +201,7 @@ def _candidate(setup: LanguageSetup, name: str, method: str, module: nn.Module, 
     checks = evaluate_policy(setup.policy, performance, extra=extra)
     summary = _summarise(name, method, "-", None, sparsity, performance, setup.policy, mask=None, module=None,
                          checks=checks)
-    language: dict[str, Any] = {"verdict": _verdict(checks),
+    language: dict[str, Any] = {"verdict": summary.verdict,
                                 "loss_per_token": number(token_loss(module, windows, device=setup.device))}
     if bench is not None:
         language["benchmark"] = bench.to_dict()

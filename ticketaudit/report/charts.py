@@ -137,7 +137,7 @@ def pareto(candidates: list[dict[str, Any]], *, dense_accuracy: float | None) ->
         dominated = any(q["accuracy"] >= acc and q["gap_widening"]["value"] <= gap
                         and (q["accuracy"] > acc or q["gap_widening"]["value"] < gap) for q in points)
         drawn.append({"label": p["name"], "x": x(acc), "y": y(gap), "front": not dominated, "index": i + 1,
-                      "accuracy": acc, "gap": gap, "passes": p["passes_policy"]})
+                      "accuracy": acc, "gap": gap, "verdict": p.get("verdict", "pass" if p["passes_policy"] else "fail")})
     ticks_x = [x_low + (x_high - x_low) * k / 4 for k in range(5)]
     ticks_y = [y_low + (y_high - y_low) * k / 4 for k in range(5)]
     return {"width": width, "height": height, "left": left, "top": top, "right": left + plot_w,

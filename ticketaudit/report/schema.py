@@ -42,7 +42,8 @@ CANDIDATE = {
                  "passes_policy"],
     "properties": {"name": {"type": "string"}, "sparsity": NUMBER_OR_NULL, "accuracy": NUMBER_OR_NULL,
                    "accuracy_delta": ESTIMATE, "gap_widening": ESTIMATE, "worst_group_accuracy": ESTIMATE,
-                   "passes_policy": {"type": "boolean"}},
+                   "passes_policy": {"type": "boolean"},
+                   "verdict": {"enum": ["pass", "fail", "inconclusive"]}},
 }
 ALTERNATIVES = {
     "type": "object",
