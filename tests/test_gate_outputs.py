@@ -60,6 +60,9 @@ def test_every_output_tells_the_exit_codes_story(name: str, report_args: list[st
     assert words.lower() in (tmp_path / "pr.md").read_text().lower()
     assert words.lower() in (tmp_path / "card.md").read_text().lower()
     assert words in stdout
+    warns = not fails and document["verdict"] == "inconclusive"  # exit 0 is never a bare "passes" when unsure
+    assert ("release gate: passes (exit 0), with a warning: the verdict is inconclusive" in stdout) == warns
+    assert ("with a warning: the verdict is inconclusive" in (tmp_path / "pr.md").read_text().lower()) == warns
     html = (tmp_path / "r.html").read_text()
     assert ("Release gate: fails (exit code 1)" if fails else "Release gate: passes (exit code 0)") in html
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")

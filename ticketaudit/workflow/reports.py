@@ -141,7 +141,9 @@ def verdict_line(document: Mapping[str, Any]) -> str:
 def gate_line(document: Mapping[str, Any]) -> str:
     """What the exit code says, in words: ``release gate: FAILS (exit 1): ...``."""
     if not gate_fails(document):
-        return "release gate: passes (exit 0)"
+        return "release gate: passes (exit 0)" + (
+            ', with a warning: the verdict is inconclusive and the policy says on_inconclusive = "warn"'
+            if document["verdict"] == "inconclusive" else "")
     why = "a check failed" if document["verdict"] == "fail" else (
         'the verdict is inconclusive and the policy says on_inconclusive = "fail"')
     return f"release gate: FAILS (exit 1): {why}"
