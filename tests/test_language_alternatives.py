@@ -250,3 +250,40 @@ def test_crows_pairs_alternatives_on_gpt2_save_the_evaluation_pairs_and_reproduc
     again = json.loads((tmp_path / "r.json").read_text())
     assert again["performance"]["overall"]["metrics"]["accuracy"]["ci"] == wanda["accuracy_delta"]["ci"]
     assert again["benchmarks"]["crows_pairs"]["per_bias_type"] == wanda["language"]["benchmark"]["per_bias_type"]
+
+
+def _uneven_ticket(root: Path) -> tuple[Path, dict[str, float]]:
+    """A tiny Llama and a magnitude ticket that prunes its first block to 30% and its second to 70% (an OWL-style
+    allocation), both saved as Hugging Face directories; the ticket's per-layer shares."""
+    tokenizer = tiny_tokenizer()
+    model = tiny_llama(len(tokenizer))
+    with torch.no_grad():
+        for weight in (p for p in model.parameters() if p.dim() == 2):
+            weight.mul_(8.0)
+    model.save_pretrained(root / "dense")
+    tokenizer.save_pretrained(root / "dense")
+    names = decoder_shape(model).layers
+    prune_layerwise(model, [], method="magnitude", sparsity={n: 0.3 if ".0." in n else 0.7 for n in names})
+    model.save_pretrained(root / "ticket")
+    tokenizer.save_pretrained(root / "ticket")
+    return root, decoder_shape(model).layers
+
+
+def test_an_uneven_ticket_is_matched_layer_by_layer(tmp_path: Path) -> None:
+    root, layers = _uneven_ticket(tmp_path)
+    assert {round(v, 2) for v in layers.values()} == {0.3, 0.7}
+    run = run_cli(["report", "--dense", str(root / "dense"), "--ticket", str(root / "ticket"), "--benchmark", "bbq",
+                   "--bbq-choices", "original", "--data", str(BBQ), "--limit", "80", "--analyses", "metrics",
+                   "--alternatives", "--alternatives-out", str(root / "candidates"), "--json", str(root / "a.json"),
+                   "--out", str(root / "a.html"), "--quiet"])
+    assert run.code in (0, 1), run.stderr
+    alternatives = json.loads((root / "a.json").read_text())["alternatives"]
+    assert "each layer at the ticket's own share there, 30." in alternatives["split"]
+    from ticketaudit.tickets.load import load_dense
+
+    saved = [c for c in alternatives["candidates"] if c["saved_to"]]
+    assert len(saved) >= 4
+    for candidate in saved:
+        shape = decoder_shape(load_dense(Path(candidate["saved_to"])).module)
+        assert shape.layers.keys() == layers.keys()
+        assert max(abs(shape.layers[n] - layers[n]) for n in layers) < 0.02, candidate["name"]  # whole rows

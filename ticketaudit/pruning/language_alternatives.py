@@ -68,23 +68,45 @@ class DecoderShape:
 
     sparsity: float
     pattern: str | None
+    layers: dict[str, float] = field(default_factory=dict)
+    """Each decoder linear weight's share of zeros, by parameter name (``prune_layerwise``'s names)."""
+
+    @property
+    def uneven(self) -> bool:
+        """Whether the layers' sparsities differ by more than whole-row rounding (OWL-style allocations)."""
+        return bool(self.layers) and max(self.layers.values()) - min(self.layers.values()) > UNEVEN_SPREAD
+
+    def target(self) -> float | dict[str, float]:
+        """What candidates are pruned to: each layer's own share where the ticket's differ, else one share."""
+        return dict(self.layers) if self.uneven else self.sparsity
+
+
+UNEVEN_SPREAD = 0.02
+"""Layers whose sparsities differ by more than this are matched layer by layer (per-row rounding of a uniform
+ticket moves a narrow layer by under 1%)."""
 
 
 def decoder_shape(module: nn.Module) -> DecoderShape:
-    """The share of exact zeros among the decoder blocks' linear weights, and their common N:M pattern if any."""
+    """The share of exact zeros among the decoder blocks' linear weights (overall and per layer), and their common
+    N:M pattern if any."""
     zeros = total = 0
     patterns: set[str | None] = set()
+    layers: dict[str, float] = {}
+    blocks = decoder_blocks(module)
+    prefix = next(name for name, m in module.named_modules() if m is blocks)
     with torch.no_grad():
-        for block in decoder_blocks(module):
-            for layer, transposed in block_linears(block).values():
+        for index, block in enumerate(blocks):
+            for name, (layer, transposed) in block_linears(block).items():
                 weight = layer.weight.T if transposed else layer.weight
                 kept = weight != 0
-                zeros += int(weight.numel() - kept.sum())
+                removed = int(weight.numel() - kept.sum())
+                layers[f"{prefix}.{index}.{name}.weight"] = removed / weight.numel()
+                zeros += removed
                 total += weight.numel()
                 patterns.add(nm_pattern(kept))
     sparsity = zeros / total if total else 0.0
     pattern = patterns.pop() if len(patterns) == 1 else None
-    return DecoderShape(sparsity, pattern if pattern is not None and abs(sparsity - 0.5) < 0.01 else None)
+    return DecoderShape(sparsity, pattern if pattern is not None and abs(sparsity - 0.5) < 0.01 else None, layers)
 
 
 def split_items(frame: pd.DataFrame, *, sensitive: str, benchmark: str | None, prompts: list[str], seed: int
@@ -276,7 +298,7 @@ def find_language_alternatives(setup: LanguageSetup, *, budget_seconds: float | 
             batches, owners = calibrations[calibration]
             module = copy.deepcopy(setup.dense.module)
             try:
-                prune_layerwise(module, batches, method=method, sparsity=shape.sparsity, pattern=pattern,
+                prune_layerwise(module, batches, method=method, sparsity=shape.target(), pattern=pattern,
                                 groups=owners)
             except (InvalidInputError, torch.linalg.LinAlgError) as error:  # e.g. a Hessian that is not positive
                 setup.notes.append(f"{name} did not run: {str(error).splitlines()[0]}")
@@ -300,13 +322,20 @@ def find_language_alternatives(setup: LanguageSetup, *, budget_seconds: float | 
         setup.notes.append(budget.note())
     split = (f"Items split by family (items sharing a context stay together) within each {setup.sensitive[0]}: "
              f"{int(setup.calibration.sum())} calibrate the group-balanced candidates, {len(setup.evaluation)} compare "
-             f"every candidate; candidates match the ticket's decoder sparsity {shape.sparsity:.1%} (the same in every layer)"
+             f"every candidate; candidates match the ticket's decoder sparsity {shape.sparsity:.1%} ({_layer_words(shape)})"
              + (f" and its {shape.pattern} pattern" if shape.pattern else "") + "; embeddings and head stay dense")
     return AlternativesResult(
         split=split, calibration_rows=int(setup.calibration.sum()), evaluation_rows=len(setup.evaluation),
         dense_accuracy=float(np.mean(setup.dense_proba.argmax(1) == setup.labels)), candidates=tuple(candidates),
         sweep=(), critical={}, critical_by_fraction={}, recommendation=text, recommended=best,
         tolerance=setup.policy.max_overall_accuracy_drop, notes=tuple(setup.notes), budget=budget)
+
+
+def _layer_words(shape: DecoderShape) -> str:
+    if not shape.uneven:
+        return "the same in every layer"
+    shares = shape.layers.values()
+    return f"each layer at the ticket's own share there, {min(shares):.1%} to {max(shares):.1%}"
 
 
 def _calibrations(setup: LanguageSetup) -> dict[str, tuple[list[torch.Tensor], list[int] | None] | None]:

@@ -13,7 +13,7 @@ Wanda (Sun et al. 2023) and SparseGPT (Frantar & Alistarh 2023).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -159,13 +159,15 @@ def sparsegpt_prune(weight: torch.Tensor, hessian: torch.Tensor, *, sparsity: fl
     return W.to(weight.dtype), ~pruned
 
 
-def prune_layerwise(module: nn.Module, batches: list[torch.Tensor], *, method: str, sparsity: float,
+def prune_layerwise(module: nn.Module, batches: list[torch.Tensor], *, method: str,
+                    sparsity: float | Mapping[str, float],
                     pattern: tuple[int, int] | None = None, groups: list[int] | None = None,
                     token_weights: list[torch.Tensor] | None = None,
                     progress: Callable[[int, int], None] | None = None) -> dict[str, torch.Tensor]:
     """Prune ``module``'s decoder blocks in place, one at a time; returns each pruned weight's keep mask by
     parameter name. The embeddings and the output head stay dense. ``groups``: each batch's calibration group
-    (``wanda-worst-group`` needs them); ``token_weights``: each batch's per-token weights (protected items)."""
+    (``wanda-worst-group`` needs them); ``token_weights``: each batch's per-token weights (protected items);
+    ``sparsity``: one share for every layer, or each layer's by its weight's parameter name (another ticket's)."""
     if method not in METHODS:
         fail(f"--method for language models must be one of {', '.join(METHODS)}; got {method!r}.")
     if method == "wanda-worst-group" and groups is None:
@@ -183,8 +185,10 @@ def prune_layerwise(module: nn.Module, batches: list[torch.Tensor], *, method: s
         with torch.no_grad():
             for name, (layer, transposed) in linears.items():
                 weight = layer.weight.T if transposed else layer.weight
-                kept = _prune_one(weight, stats.get(name), method=method, sparsity=sparsity, pattern=pattern)
-                masks[f"{prefix}.{index}.{name}.weight"] = kept.T.contiguous() if transposed else kept
+                key = f"{prefix}.{index}.{name}.weight"
+                share = sparsity if isinstance(sparsity, (int, float)) else sparsity[key]
+                kept = _prune_one(weight, stats.get(name), method=method, sparsity=share, pattern=pattern)
+                masks[key] = kept.T.contiguous() if transposed else kept
         with torch.inference_mode():  # the next block reads this pruned block's outputs
             calls = [_with_hidden(call, _output(block(*call[0], **call[1]))) for call in calls]
         if progress is not None:
@@ -218,7 +222,10 @@ def _output(output: Any) -> torch.Tensor:
 
 def _prune_one(weight: torch.Tensor, stats: _Statistics | None, *, method: str, sparsity: float,
                pattern: tuple[int, int] | None) -> torch.Tensor:
-    """Prune one (out, in) weight view in place; its keep mask."""
+    """Prune one (out, in) weight view in place; its keep mask (all kept at sparsity 0: a layer another ticket left
+    dense)."""
+    if sparsity <= 0 and pattern is None:
+        return torch.ones_like(weight, dtype=torch.bool)
     if method == "sparsegpt":
         assert stats is not None
         updated, kept = sparsegpt_prune(weight.detach(), stats.value, sparsity=sparsity, pattern=pattern)
