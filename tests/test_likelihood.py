@@ -52,12 +52,49 @@ def test_each_texts_loglikelihood_equals_a_direct_pass_whatever_the_batch(tokeni
     assert token_counts(inputs).tolist() == [len(tokenizer.encode(t, add_special_tokens=False)) for t in texts]
 
 
-def test_a_text_longer_than_the_model_keeps_its_first_tokens_and_an_empty_one_is_refused(tokenizer: object) -> None:
-    long_text = " ".join(["the cat sat on the mat"] * 20)
+def _direct_windows(model: torch.nn.Module, windows: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    """The windows' predicted tokens' log-probabilities, one unpadded pass per window, added."""
+    total = 0.0
+    with torch.inference_mode():
+        for context, predicted in windows:
+            ids = np.concatenate([context, predicted])
+            logits = model(input_ids=torch.tensor([ids[:-1].tolist()])).logits[0].double()
+            logprobs = torch.log_softmax(logits[len(context) - 1:], dim=-1)
+            total += float(logprobs.gather(1, torch.tensor(predicted.tolist())[:, None]).sum())
+    return total
+
+
+def test_rolling_windows_cover_every_token_once_within_the_limit() -> None:
+    from ticketaudit.llm.likelihood import rolling_windows
+
+    for length in (1, 5, 16, 17, 40, 64):
+        tokens = np.arange(100, 100 + length)
+        windows = rolling_windows(tokens, prefix=7, limit=16)
+        assert np.concatenate([predicted for _, predicted in windows]).tolist() == tokens.tolist()
+        assert windows[0][0].tolist() == [7]
+        for context, predicted in windows:
+            assert len(context) + len(predicted) - 1 <= 16  # the model's input
+        for context, predicted in windows[1:]:  # later windows: the tokens just before them, as many as fit
+            start = int(predicted[0]) - 100
+            assert context.tolist() == tokens[start - len(context):start].tolist()
+            assert len(context) + len(predicted) - 1 == 16
+
+
+def test_a_long_text_is_scored_whole_in_rolling_windows_and_an_empty_one_is_refused(tokenizer: object) -> None:
+    model = tiny_llama(len(tokenizer), seed=2).double()
+    long_text = " ".join(["the cat sat on the mat"] * 8)
     inputs = encode_texts([long_text, "the cat"], tokenizer=tokenizer, limit=16)
-    assert inputs.truncated.tolist() == [True, False]
-    assert token_counts(inputs).tolist()[0] == 15  # the prefix token and 15 of the text's
-    assert inputs.continuations[0][0].tolist() == tokenizer.encode(long_text, add_special_tokens=False)[:15]
+    n_tokens = len(tokenizer.encode(long_text, add_special_tokens=False))
+    assert n_tokens > 32 and inputs.windowed.tolist() == [True, False]
+    assert token_counts(inputs).tolist() == [n_tokens, len(tokenizer.encode("the cat", add_special_tokens=False))]
+    assert len(inputs.windows) == int(np.ceil(n_tokens / 16)) + 1
+    alone = text_loglikelihoods(model, inputs, device=CPU, tokens=1)
+    np.testing.assert_array_equal(alone, text_loglikelihoods(model, inputs, device=CPU, tokens=10**6))
+    from ticketaudit.llm.likelihood import rolling_windows
+
+    tokens = np.array(tokenizer.encode(long_text, add_special_tokens=False))
+    direct = _direct_windows(model, rolling_windows(tokens, prefix=tokenizer.bos_token_id, limit=16))
+    assert alone[0] == pytest.approx(direct, abs=1e-9)  # the windows' sum, every token once
     with pytest.raises(ValueError, match=r"^no tokens in 1 row \(1\)$"):
         encode_texts(["the cat", ""], tokenizer=tokenizer, limit=16)
 
@@ -75,6 +112,25 @@ def test_loglikelihoods_equal_lm_evaluation_harness_rolling(tokenizer: object) -
     theirs = np.array(lm.loglikelihood_rolling(requests, disable_tqdm=True))
     ours = text_loglikelihoods(model, encode_texts(texts, tokenizer=tokenizer, limit=256), device=CPU, tokens=4096)
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=2e-4)
+
+
+def test_long_texts_equal_lm_evaluation_harness_rolling_windows(tokenizer: object) -> None:
+    """Texts several times the model's length: the same windows, the same sums as ``loglikelihood_rolling``."""
+    huggingface = pytest.importorskip("lm_eval.models.huggingface")
+    from lm_eval.api.instance import Instance
+
+    model = tiny_llama(len(tokenizer), seed=5)
+    rng = np.random.default_rng(2)
+    words = " ".join(CORPUS).split()
+    texts = [" ".join(rng.choice(words, size=int(rng.integers(20, 60)))) for _ in range(5)]
+    lm = huggingface.HFLM(pretrained=model, tokenizer=tokenizer, batch_size=4, device="cpu", max_length=16)
+    requests = [Instance(request_type="loglikelihood_rolling", doc={}, arguments=(t,), idx=i)
+                for i, t in enumerate(texts)]
+    theirs = np.array(lm.loglikelihood_rolling(requests, disable_tqdm=True))
+    inputs = encode_texts(texts, tokenizer=tokenizer, limit=16)
+    assert inputs.windowed.all()
+    ours = text_loglikelihoods(model, inputs, device=CPU, tokens=4096)
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=5e-4)
 
 
 def _frame(groups: list[str]) -> pd.DataFrame:

@@ -57,8 +57,8 @@ def audit_texts(options: Any, *, dense: Any, ticket: Any, mask: Any, tokenizer: 
                      tokens=tokens, step=step)
     step("Measuring groups and bootstrapping", 0, 1)
     state = TextScores(dense=scores[0], ticket=scores[1], tokens=counts, groups=groups,
-                       truncated=int(inputs.truncated.sum()), limit=limit,
-                       prefix=str(dense_model.tokenizer.decode([int(inputs.contexts[0][0])])))
+                       windowed=int(inputs.windowed.sum()), limit=limit,
+                       prefix=str(dense_model.tokenizer.decode([inputs.prefix])))
     results, notes, checks = _analysed(options, state, ticket_model, requested=requested, step=step)
     config = AuditConfig(seed=options.seed, n_boot=options.n_boot, batch_size=tokens, device=options.engine.device,
                          max_rows=options.max_rows, analyses=tuple(results), max_unseen_share=options.max_unseen_share,
@@ -97,7 +97,7 @@ def _scores(models: tuple[LoadedModel, LoadedModel], inputs: Any, *, device: str
     def advance(count: int) -> None:
         nonlocal done
         done += count
-        step("Running both models", done, 2 * len(inputs))
+        step("Running both models", done, 2 * len(inputs.windows))
 
     return [text_loglikelihoods(ModelRunner(model.module, device=where, precision=precision).module, inputs,
                                 device=where, tokens=tokens, progress=advance) for model in models]
@@ -163,9 +163,8 @@ def _not_evaluated(policy: Any) -> list[Any]:
 
 
 def _data_summary(options: Any, table: Any, groups: Any, inputs: Any) -> dict[str, Any]:
-    truncated = np.asarray(inputs.truncated)
     return {"rows": int(len(table.frame)), "sha256": table.sha256, "target": "", "sensitive": list(options.sensitive),
             "features": [str(options.text)], "modality": "likelihood",
             "task": {"kind": "likelihood", "text": str(options.text)}, "classes": [], "class_counts": {},
             "split": options.split, "groups": [g.name for g in groups.groups], "unseen_categories": [],
-            "truncated_texts": int(truncated.sum())}
+            "windowed_texts": int(np.sum(inputs.windowed))}

@@ -54,21 +54,21 @@ class LikelihoodResult:
     overall: GroupLoss
     subgroups: tuple[GroupLoss, ...]
     texts: int
-    truncated: int
-    """Texts longer than the model's length, scored on their first tokens."""
+    windowed: int
+    """Texts longer than the model's length, scored in rolling windows."""
     limit: int
     prefix: str
     excess_replicates: dict[str, np.ndarray] = field(repr=False)
     """Per group: the bootstrap replicates of its excess loss increase (for the policy checks)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"unit": NATS, "texts": self.texts, "tokens": self.overall.tokens, "truncated": self.truncated,
+        return {"unit": NATS, "texts": self.texts, "tokens": self.overall.tokens, "windowed": self.windowed,
                 "limit": self.limit, "prefix_token": self.prefix, "overall": self.overall.to_dict(),
                 "groups": [g.to_dict() for g in self.subgroups]}
 
 
 def analyse_likelihood(loglik_dense: np.ndarray, loglik_ticket: np.ndarray, tokens: np.ndarray, groups: Groups, *,
-                       n_boot: int, seed: int, confidence: float, min_group_size: int, truncated: int = 0,
+                       n_boot: int, seed: int, confidence: float, min_group_size: int, windowed: int = 0,
                        limit: int = 0, prefix: str = "") -> LikelihoodResult:
     """Every group's loss per token under both models, with paired bootstrap intervals (see the module)."""
     members = _membership(groups)  # (texts, groups + overall)
@@ -99,7 +99,7 @@ def analyse_likelihood(loglik_dense: np.ndarray, loglik_ticket: np.ndarray, toke
                              attribute="" if group is None else group.attribute, n=int(sizes[index]),
                              tokens=size["domain"], insufficient=size["insufficient"], loss=loss,
                              perplexity=perplexity, excess=excess))
-    return LikelihoodResult(overall=out[-1], subgroups=tuple(out[:-1]), texts=len(tokens), truncated=truncated,
+    return LikelihoodResult(overall=out[-1], subgroups=tuple(out[:-1]), texts=len(tokens), windowed=windowed,
                             limit=limit, prefix=prefix, excess_replicates=excess_replicates)
 
 

@@ -17,7 +17,7 @@ class TextScores:
     ticket: Any
     tokens: Any
     groups: Any
-    truncated: int
+    windowed: int
     limit: int
     prefix: str
 
@@ -41,7 +41,7 @@ class Likelihood(Analysis):
         settings = context.settings
         return analyse_likelihood(state.dense, state.ticket, state.tokens, state.groups, n_boot=settings.n_boot,
                                   seed=settings.seed, confidence=settings.confidence,
-                                  min_group_size=settings.min_group_size, truncated=state.truncated,
+                                  min_group_size=settings.min_group_size, windowed=state.windowed,
                                   limit=state.limit, prefix=state.prefix)
 
     def candidates(self, result: Any, policy: Any) -> list[Any]:
@@ -60,9 +60,10 @@ class Likelihood(Analysis):
         if small:
             out.append(f"{len(small):,} group(s) have fewer than {context.settings.min_group_size} texts and are "
                        f"reported but not gated: {', '.join(small[:10])}{', ...' if len(small) > 10 else ''}.")
-        if result.truncated:
-            out.append(f"{result.truncated:,} text(s) are longer than the model's {result.limit} tokens and were "
-                       "scored on their first tokens only.")
+        if result.windowed:
+            out.append(f"{result.windowed:,} text(s) are longer than the model's {result.limit} tokens and were "
+                       "scored in rolling windows (every token once, after as many of the tokens before it as fit), "
+                       "as lm-evaluation-harness's loglikelihood_rolling does.")
         return out
 
     def schema_properties(self) -> dict[str, Any]:
