@@ -120,6 +120,8 @@ def text_case(rows: int, threads: int, budget: float | None = None) -> str:
         if budget is not None:
             return alternatives_line(f"MiniLM-size BERT, {rows} short texts", folder, "texts.csv",
                                      ["--text", "review"], threads, budget)
+        for model in (dense, ticket):  # the plain loop reads attention maps: eager attention (SDPA has none)
+            model.set_attn_implementation("eager")
         forward = text_loop(dense, ticket, tokenizer, texts, max_length=512, device="cpu")
         seconds, peak = default_audit(folder, "texts.csv", ["--text", "review"], threads)
         return _line(f"MiniLM-size BERT, {rows} short texts", seconds, peak, forward, folder)

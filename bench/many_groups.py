@@ -53,6 +53,8 @@ def main() -> None:
         written = time.perf_counter()
     for (name, start), (_, end) in zip(stages, [*stages[1:], ("end", audited)]):
         print(f"{end - start:7.1f} s  {name}")
+    statistics = next((audited - start for name, start in stages if name.startswith("Measuring groups")), float("nan"))
+    print(f"statistics (groups, bootstrap, intervals, checks): {statistics:.1f} s (target < 10)")
     print(f"groups: {len(result.performance.subgroups):,}; audit {audited - started:.1f} s; JSON + HTML "
           f"{written - audited:.1f} s; JSON {len(payload) / 1e6:.2f} MB (target < 1), HTML {len(html) / 1e6:.2f} MB "
           f"(target < 2)")
