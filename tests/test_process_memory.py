@@ -53,3 +53,6 @@ def test_a_trim_waits_for_the_slack_above_the_last_trims_level(monkeypatch: pyte
     assert release_free_heap(above=0, slack=0) is True
     assert _process._resident_after_trim > 0
     assert release_free_heap(above=0, slack=2**40) is False
+    monkeypatch.setattr(_process, "_resident_after_trim", 2**50)  # a larger audit earlier in this process
+    release_free_heap(above=2**62)
+    assert _process._resident_after_trim == pytest.approx(resident_bytes(), rel=0.05)  # the level follows it down

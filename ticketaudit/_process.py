@@ -58,7 +58,10 @@ def release_free_heap(*, above: int = TRIM_ABOVE_BYTES, slack: int = TRIM_SLACK_
     if not sys.platform.startswith("linux"):
         return False
     resident = resident_bytes()
-    if resident is None or resident <= max(above, _resident_after_trim + slack):
+    if resident is None:
+        return False
+    _resident_after_trim = min(_resident_after_trim, resident)  # follows the process down (a later, smaller audit)
+    if resident <= max(above, _resident_after_trim + slack):
         return False
     try:
         trim = ctypes.CDLL(None).malloc_trim
