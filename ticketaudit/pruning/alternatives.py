@@ -134,7 +134,8 @@ class Candidate:
                "worst_group_accuracy": self.worst_group_accuracy.to_dict(),
                "gap_widening": self.gap_widening.to_dict(),
                "group_accuracy": {g: number(v) for g, v in self.group_accuracy.items()},
-               "passes_policy": self.passes, "verdict": self.verdict, "failed_checks": list(self.failed_checks), "saved_to": self.saved_to}
+               "passes_policy": self.passes, "verdict": self.verdict, "failed_checks": list(self.failed_checks),
+               "saved_to": self.saved_to}
         if self.language is not None:
             out["language"] = self.language
         if self.max_excess_drop is not None:
@@ -854,7 +855,7 @@ def _nothing_passes(candidates: Sequence[Candidate], *, unfailed: Sequence[Candi
     if unfailed:
         best = max(unfailed, key=lambda c: (c.accuracy, -c.gap_widening.value, c.name))
         fail, pass_ = ("fails", "it passes") if len(unfailed) == 1 else ("fail", "they pass")
-        who = (f"Every candidate, the audited ticket included, {fail}" if len(unfailed) == len(candidates) > 1
+        who = ("Every candidate, the audited ticket included, fails" if len(unfailed) == len(candidates) > 1
                else f"{_names(unfailed)} {fail}")
         return (f"No candidate is shown to pass the policy on the evaluation rows. {who} no check, but the rows "
                 f"cannot show {pass_} (inconclusive); the most accurate of them is {_named(best)} "
