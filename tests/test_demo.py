@@ -90,22 +90,20 @@ def _claims(command: str) -> str:
 
 
 def _check_readme(command: str, document: dict) -> None:
-    """Every verdict, accuracy and group-size range the README quotes for a demo equals a fresh run's."""
+    """Every verdict, accuracy and group-size range the README quotes for a demo equals a fresh run's; where the
+    text quotes runs on several CPUs (float32 training rounds differently with AVX-512 or without), one of them."""
     text = _claims(command)
-    verdict = re.search(r"\*\*(PASS|FAIL|INCONCLUSIVE)\*\*", text)
-    assert verdict and verdict.group(1).lower() == document["verdict"], (text, document["verdict"])
-    pct = lambda v: f"{v * 100:.1f}%"  # noqa: E731
-    overall = document["performance"]["overall"]["metrics"]["accuracy"]
-    assert f"overall accuracy {pct(overall['dense'])} → {pct(overall['ticket'])}" in text, text
-    for group in document["subgroups"]:
-        accuracy = group["metrics"]["accuracy"]
-        quoted = re.search(rf"`{re.escape(group['group'])}` ([\d.]+%) → ([\d.]+%)", text)
-        if quoted:
-            assert quoted.groups() == (pct(accuracy["dense"]), pct(accuracy["ticket"])), (group["group"], text)
-    sizes = re.search(r"\(([\d,]+) to ([\d,]+) rows", text)
-    if sizes:
-        rows = [c["rows"] for c in document["checks"] if c["status"] == "inconclusive" and c["rows"]]
-        assert (int(sizes.group(1).replace(",", "")), int(sizes.group(2).replace(",", ""))) == (min(rows), max(rows))
+    runs = re.split(r"(?=\*\*(?:PASS|FAIL|INCONCLUSIVE)\*\*)", text)[1:]
+    assert runs, text
+    errors = []
+    for run in runs:
+        try:
+            _check_run(run, document)
+            break
+        except AssertionError as error:
+            errors.append(error)
+    else:
+        raise AssertionError(errors)
     density = re.search(r"(\d+)% density", text)
     if density:
         assert int(density.group(1)) == round((1 - document["models"]["ticket"]["sparsity"]) * 100)
@@ -116,12 +114,31 @@ def _check_readme(command: str, document: dict) -> None:
         "a percentage the README quotes for this demo is not one this test checks"
 
 
+def _check_run(text: str, document: dict) -> None:
+    """One quoted run (its verdict and the figures after it) against a fresh run."""
+    verdict = re.search(r"\*\*(PASS|FAIL|INCONCLUSIVE)\*\*", text)
+    assert verdict and verdict.group(1).lower() == document["verdict"], (text, document["verdict"])
+    pct = lambda v: f"{v * 100:.1f}%"  # noqa: E731
+    overall = document["performance"]["overall"]["metrics"]["accuracy"]
+    assert f"overall accuracy {pct(overall['dense'])} → {pct(overall['ticket'])}" in text, text
+    for group in document["subgroups"]:
+        accuracy = group["metrics"]["accuracy"]
+        quoted = re.search(rf"`{re.escape(group['group'])}` ([\d.]+%) → ([\d.]+%)", text)
+        if quoted:
+            assert quoted.groups() == (pct(accuracy["dense"]), pct(accuracy["ticket"])), (group["group"], text)
+    smallest = re.search(r"\(from ([\d,]+) rows", text)  # the largest such group is a borderline check's: it
+    if smallest:  # differs between CPUs whose float32 training rounds differently (AVX-512 or not), so not quoted
+        rows = [c["rows"] for c in document["checks"] if c["status"] == "inconclusive" and c["rows"]]
+        assert int(smallest.group(1).replace(",", "")) == min(rows)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("command", ["demo", "demo --model cnn"])
 def test_the_readmes_demo_figures_are_a_fresh_runs(command: str, tmp_path: Path) -> None:
     run = run_cli([*command.split(), "--out", str(tmp_path), "--quiet"])
-    assert run.code == 0, run.stderr
-    _check_readme(command, json.loads((tmp_path / "report.json").read_text()))
+    document = json.loads((tmp_path / "report.json").read_text())
+    assert run.code == 0, run.stderr  # a demo shows the gate; it does not gate
+    _check_readme(command, document)
 
 
 def test_the_readme_figure_checker_can_fail() -> None:
